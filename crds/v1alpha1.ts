@@ -1,0 +1,262 @@
+// The Slipway API (group slipway.dev, version v1alpha1): App, Config and Release.
+// These types mirror the CustomResourceDefinitions in this directory; the CRDs are the source of truth for
+// validation, these interfaces are what the operator, the render function and the CLI read and write.
+
+export const GROUP = "slipway.dev";
+export const VERSION = "v1alpha1";
+export const API_VERSION = `${GROUP}/${VERSION}`;
+
+/** Labels and annotations Slipway sets or reads. */
+export const LABELS = {
+  app: "slipway.dev/app",
+  release: "slipway.dev/release",
+  process: "slipway.dev/process",
+  preview: "slipway.dev/preview",
+  name: "app.kubernetes.io/name",
+  version: "app.kubernetes.io/version",
+  component: "app.kubernetes.io/component",
+  managedBy: "app.kubernetes.io/managed-by",
+} as const;
+
+export const ANNOTATIONS = {
+  /** Set on an App to roll back: the value is a release version such as "v5". */
+  rollback: "slipway.dev/rollback-to",
+  /** Who asked for a change; set by clients (the CLI sets it), read into release causes and commits. */
+  changedBy: "slipway.dev/changed-by",
+} as const;
+
+export const MANAGED_BY = "slipway";
+
+export interface ObjectMeta {
+  name: string;
+  namespace?: string;
+  uid?: string;
+  generation?: number;
+  resourceVersion?: string;
+  creationTimestamp?: string;
+  deletionTimestamp?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  finalizers?: string[];
+  ownerReferences?: OwnerReference[];
+  managedFields?: unknown[];
+}
+
+export interface OwnerReference {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  uid: string;
+  controller?: boolean;
+  blockOwnerDeletion?: boolean;
+}
+
+/** A kstatus condition (metav1.Condition). */
+export interface Condition {
+  type: "Ready" | "Reconciling" | "Stalled" | "Built" | string;
+  status: "True" | "False" | "Unknown";
+  reason: string;
+  message: string;
+  observedGeneration?: number;
+  lastTransitionTime: string;
+}
+
+// ---------------------------------------------------------------------------------------------- App
+
+/** Where an App's code comes from when it is built from source. */
+export interface GitSource {
+  /** Git URL of the source repository (https://, http:// or a local path in the embedded default). */
+  git: string;
+  /** Branch to build; default "main". */
+  branch?: string;
+  /** Subdirectory of the repository that holds the app; default the repository root. */
+  path?: string;
+  /** Name of a Secret (same namespace) with `username`/`password` for the source repository. */
+  credentialsSecret?: string;
+  /** How to build: Cloud Native Buildpacks (default) or the Dockerfile at `path`. */
+  strategy?: "buildpacks" | "dockerfile";
+  /** Buildpacks builder image; default is the platform's. */
+  builder?: string;
+}
+
+export interface HttpProbe {
+  /** HTTP path to GET; default "/". */
+  path?: string;
+  /** Port; default the routing port. */
+  port?: number;
+  initialDelaySeconds?: number;
+  periodSeconds?: number;
+  timeoutSeconds?: number;
+  failureThreshold?: number;
+}
+
+export interface Autoscale {
+  min: number;
+  max: number;
+  /** Target average CPU utilization in percent; default 80. */
+  cpuPercent?: number;
+}
+
+/** One process type (web, worker, …). */
+export interface ProcessSpec {
+  /** Command to run, overriding the Procfile entry of the release. */
+  command?: string[];
+  /** Replicas when not autoscaled; default 1 for web, 0 for others without a declared count. */
+  replicas?: number;
+  autoscale?: Autoscale;
+  readiness?: HttpProbe;
+  liveness?: HttpProbe;
+}
+
+export interface Routing {
+  /** Hosts that route to the web process, in addition to the platform's default host. */
+  domains?: string[];
+  /** TLS for the hosts: the Secret holding the certificate (kubernetes.io/tls). */
+  tls?: { secretName: string };
+  /** Container port the web process listens on; default 8080 (also given as $PORT). */
+  port?: number;
+  /** Path prefix routed to the app; default "/". */
+  path?: string;
+  /** Set false to run web without a Service/route; default true. */
+  enabled?: boolean;
+}
+
+export interface Previews {
+  enabled: boolean;
+  /** How long an idle preview lives, as a Go-style duration ("72h"); default "168h". */
+  ttl?: string;
+  /** Host template; `{app}`, `{pr}` and `{namespace}` are replaced. Default "{app}-pr-{pr}.<platform domain>". */
+  domainTemplate?: string;
+}
+
+export interface AppSpec {
+  /** A prebuilt image to deploy (tag or digest). Exactly one of image and source. */
+  image?: string;
+  source?: GitSource;
+  /** Process types by name; `web` gets a Service and a route. */
+  processes?: Record<string, ProcessSpec>;
+  routing?: Routing;
+  previews?: Previews;
+  /** Stop reconciling this App (status still reports). */
+  suspend?: boolean;
+}
+
+export interface LatestBuild {
+  pipelineRun: string;
+  commit: string;
+  phase: "Running" | "Succeeded" | "Failed";
+  message?: string;
+  image?: string;
+}
+
+export interface AppStatus {
+  observedGeneration?: number;
+  conditions?: Condition[];
+  /** The live release, e.g. "v3". */
+  currentRelease?: string;
+  /** Highest release number ever cut for this App (release numbers only grow). */
+  latestReleaseNumber?: number;
+  url?: string;
+  latestBuild?: LatestBuild;
+  /** Rollout progress of the live release: available / desired replicas per process type. */
+  processes?: Record<string, { desired: number; available: number; updated: number }>;
+  /** Commit in the config repository that records the App as it is now. */
+  commit?: string;
+}
+
+export interface App {
+  apiVersion: typeof API_VERSION;
+  kind: "App";
+  metadata: ObjectMeta;
+  spec: AppSpec;
+  status?: AppStatus;
+}
+
+// ------------------------------------------------------------------------------------------- Config
+
+/** A reference to a key of a Secret in the App's namespace. The value never enters Git. */
+export interface SecretKeyRef {
+  secretName: string;
+  key: string;
+}
+
+export interface ResourceAmounts {
+  cpu?: string;
+  memory?: string;
+}
+
+export interface ProcessResources {
+  requests?: ResourceAmounts;
+  limits?: ResourceAmounts;
+}
+
+export interface ConfigSpec {
+  /** Plain environment values; committed to Git as they are. */
+  env?: Record<string, string>;
+  /** Environment values read from Secrets; only the references are stored. */
+  secretEnv?: Record<string, SecretKeyRef>;
+  /** Resources per process type. */
+  resources?: Record<string, ProcessResources>;
+  nodeSelector?: Record<string, string>;
+}
+
+export interface ConfigStatus {
+  observedGeneration?: number;
+  conditions?: Condition[];
+  commit?: string;
+}
+
+export interface Config {
+  apiVersion: typeof API_VERSION;
+  kind: "Config";
+  metadata: ObjectMeta;
+  spec: ConfigSpec;
+  status?: ConfigStatus;
+}
+
+// ------------------------------------------------------------------------------------------ Release
+
+export interface Build {
+  /** Image by digest: `registry/repo@sha256:<64 hex>`. */
+  image: string;
+  /** Source commit the image was built from, when built from source. */
+  sourceCommit?: string;
+  /** Process types and their commands, from the Procfile at the built commit. */
+  procfile?: Record<string, string>;
+  /** The PipelineRun that built it. */
+  pipelineRun?: string;
+}
+
+export interface ReleaseSpec {
+  /** Name of the App this release belongs to. */
+  app: string;
+  /** Release number; the object is named `<app>-v<version>`. */
+  version: number;
+  /** What caused it: "deploy 1a2b3c4", "set FOO, unset BAR", "rollback to v5". */
+  cause: string;
+  /** Who asked for it. */
+  requestedBy?: string;
+  build: Build;
+  /** Snapshot of the App's Config at the time of the release. */
+  config: ConfigSpec;
+  /** For a rollback: the version whose build and config this release reuses. */
+  rollbackOf?: number;
+}
+
+export interface ReleaseStatus {
+  conditions?: Condition[];
+  /** Commit in the config repository that records this release. */
+  commit?: string;
+}
+
+export interface Release {
+  apiVersion: typeof API_VERSION;
+  kind: "Release";
+  metadata: ObjectMeta;
+  spec: ReleaseSpec;
+  status?: ReleaseStatus;
+}
+
+export function releaseName(app: string, version: number): string {
+  return `${app}-v${version}`;
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Regenerates the pinned go.mod/go.sum for each control-plane component from versions.env.
+# The staging replace block for k8s.io/kubernetes is read from its published go.mod, not hard-coded.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.env
+source "$here/versions.env"
+export GOFLAGS=-mod=mod
+
+pin() { # dir module version replace-lines package...
+  local dir=$1 module=$2 version=$3 replaces=$4; shift 4
+  mkdir -p "$here/$dir"
+  cat > "$here/$dir/go.mod" <<MOD
+module slipway.dev/controlplane/$dir
+
+go 1.24.0
+$replaces
+MOD
+  (cd "$here/$dir" && go get "$module@$version" && for pkg in "$@"; do go get "$pkg@$version"; done) 2>/dev/null
+}
+
+kmod=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+staging_version="v0${KUBERNETES_VERSION#v1}"
+replaces=$(printf 'replace (\n'; sed -n 's#^\t\(k8s.io/[a-z0-9.-]*\) => ./staging/src/.*#\t\1 => \1 '"$staging_version"'#p' "$kmod"; printf ')\n')
+pin kubernetes k8s.io/kubernetes "$KUBERNETES_VERSION" "$replaces" \
+  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler
+pin etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" "" go.etcd.io/etcd/server/v3
+pin kwok sigs.k8s.io/kwok "$KWOK_VERSION" "" sigs.k8s.io/kwok/cmd/kwok
+echo "pinned kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION"
