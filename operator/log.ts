@@ -1,0 +1,28 @@
+// The operator's one structured logger: JSON lines on stdout, level from LOG_LEVEL (default "info").
+import { pino, stdSerializers, type DestinationStream, type Logger } from "pino";
+
+export const LOG_COMPONENT = "slipway-operator";
+
+/** Serializes an Error with its stack, extra fields and its whole `cause` chain. */
+function serializeError(err: unknown): unknown {
+  return err instanceof Error ? stdSerializers.errWithCause(err) : err;
+}
+
+/**
+ * Builds a logger with Slipway's settings. `log` below is the one the operator uses; this is exported so a
+ * test (or a tool embedding the operator) can send the same JSON to another stream.
+ */
+export function createLogger(
+  options: { level?: string; destination?: DestinationStream } = {},
+): Logger {
+  const opts = {
+    level: options.level ?? process.env.LOG_LEVEL ?? "info",
+    base: { component: LOG_COMPONENT },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: (label: string) => ({ level: label }) },
+    serializers: { err: serializeError, error: serializeError, cause: serializeError },
+  };
+  return options.destination ? pino(opts, options.destination) : pino(opts);
+}
+
+export const log: Logger = createLogger();

@@ -1,0 +1,40 @@
+// Prometheus metrics of the operator, served on /metrics by http.ts.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+export const registry: Registry = new Registry();
+collectDefaultMetrics({ register: registry });
+
+/** Every finished reconcile, by kind (App, Config, Release) and result (success, error, requeue…). */
+export const reconcileTotal: Counter<"kind" | "result"> = new Counter({
+  name: "slipway_reconcile_total",
+  help: "Reconciles finished, by kind and result.",
+  labelNames: ["kind", "result"] as const,
+  registers: [registry],
+});
+
+export const reconcileErrors: Counter<"kind"> = new Counter({
+  name: "slipway_reconcile_errors_total",
+  help: "Reconciles that failed with an error, by kind.",
+  labelNames: ["kind"] as const,
+  registers: [registry],
+});
+
+export const reconcileDuration: Histogram<"kind"> = new Histogram({
+  name: "slipway_reconcile_duration_seconds",
+  help: "Time spent in one reconcile, by kind.",
+  labelNames: ["kind"] as const,
+  buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+  registers: [registry],
+});
+
+export const queueDepth: Gauge = new Gauge({
+  name: "slipway_queue_depth",
+  help: "Objects waiting in the work queue.",
+  registers: [registry],
+});
+
+export const releasesCut: Counter = new Counter({
+  name: "slipway_releases_total",
+  help: "Releases cut by the operator.",
+  registers: [registry],
+});
