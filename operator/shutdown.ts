@@ -1,0 +1,89 @@
+// Graceful shutdown: on SIGTERM or SIGINT run the operator's cleanups once, in order, within a deadline.
+import { log } from "./log.js";
+
+export type Cleanup = () => void | Promise<void>;
+
+export interface ShutdownOptions {
+  /** How long all cleanups together may take before the process exits anyway; default 10 s. */
+  readonly timeoutMs?: number;
+  /** Signals that start the shutdown; default SIGTERM and SIGINT. */
+  readonly signals?: readonly NodeJS.Signals[];
+  /** Ends the process with the exit code (0 when every cleanup finished in time); default process.exit. */
+  readonly exit?: (code: number) => void;
+}
+
+export interface Shutdown {
+  /** Adds a cleanup; cleanups run in the order they were added. */
+  add(name: string, cleanup: Cleanup): void;
+  /** Runs the cleanups (only the first call does; later calls get the same result), then exits. */
+  shutdown(reason: string): Promise<number>;
+  /** Removes the signal handlers (for tests and embedding). */
+  dispose(): void;
+}
+
+/** Installs signal handlers that run the cleanups exactly once, then exit. */
+export function handleShutdown(options: ShutdownOptions = {}): Shutdown {
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const signals = options.signals ?? ["SIGTERM", "SIGINT"];
+  const exit = options.exit ?? ((code: number) => process.exit(code));
+  const cleanups: { name: string; cleanup: Cleanup }[] = [];
+  let running: Promise<number> | undefined;
+
+  async function runCleanups(): Promise<boolean> {
+    let clean = true;
+    for (const { name, cleanup } of cleanups) {
+      try {
+        await cleanup();
+        log.debug({ cleanup: name }, "cleanup finished");
+      } catch (err) {
+        clean = false;
+        log.error({ err, cleanup: name }, "cleanup failed; continuing with the next one");
+      }
+    }
+    return clean;
+  }
+
+  async function run(reason: string): Promise<number> {
+    log.info({ reason, timeoutMs }, "shutting down");
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), timeoutMs);
+    });
+    const outcome = await Promise.race([runCleanups(), deadline]);
+    clearTimeout(timer);
+    let code: number;
+    if (outcome === "timeout") {
+      log.error({ reason, timeoutMs }, "shutdown did not finish in time; exiting anyway");
+      code = 1;
+    } else {
+      code = outcome ? 0 : 1;
+      log.info({ reason, code }, "shutdown complete");
+    }
+    exit(code);
+    return code;
+  }
+
+  function shutdown(reason: string): Promise<number> {
+    if (running) {
+      log.warn({ reason }, "already shutting down");
+      return running;
+    }
+    running = run(reason);
+    return running;
+  }
+
+  const onSignal = (signal: NodeJS.Signals): void => {
+    void shutdown(signal);
+  };
+  for (const signal of signals) process.on(signal, onSignal);
+
+  return {
+    add(name, cleanup) {
+      cleanups.push({ name, cleanup });
+    },
+    shutdown,
+    dispose() {
+      for (const signal of signals) process.off(signal, onSignal);
+    },
+  };
+}
