@@ -1,0 +1,381 @@
+// A real Kubernetes control plane on loopback: etcd, kube-apiserver, kube-controller-manager, kube-scheduler
+// and kwok (simulated nodes and pods), built from the Go module proxy by e2e/controlplane/build.sh.
+// Used by the e2e suite and by `npm start`; there is no fake API server anywhere in this project.
+import { spawn, execFile, type ChildProcess } from "node:child_process";
+import { createServer } from "node:net";
+import { mkdtemp, mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { createWriteStream, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname, resolve } from "node:path";
+import { request } from "node:https";
+import { request as httpRequest } from "node:http";
+import { promisify } from "node:util";
+import { fileURLToPath } from "node:url";
+import { KubeConfig } from "@kubernetes/client-node";
+
+const execFileAsync = promisify(execFile);
+
+/** The repository root, found from this file in either e2e/harness (source) or dist/e2e/harness (compiled). */
+export const repoRoot = (() => {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, "package.json"))) dir = dirname(dir);
+  return dir;
+})();
+
+const controlPlaneDir = join(repoRoot, "e2e", "controlplane");
+
+/** How harness/run.ts hands the run's control plane to every e2e test file. */
+export const ENV_KUBECONFIG = "SLIPWAY_E2E_KUBECONFIG";
+export const ENV_DIR = "SLIPWAY_E2E_DIR";
+
+export interface KubectlResult {
+  stdout: string;
+  stderr: string;
+  code: number;
+}
+
+export interface ControlPlane {
+  /** Admin kubeconfig (client certificate in group system:masters). */
+  readonly kubeconfigPath: string;
+  /** https://127.0.0.1:<port> */
+  readonly server: string;
+  /** Temporary directory holding certificates, data and component logs; removed on stop(). */
+  readonly dir: string;
+  /** Names of the kwok-managed fake nodes. */
+  readonly nodes: readonly string[];
+  kubeConfig(): KubeConfig;
+  kubectl(args: string[], opts?: { input?: string }): Promise<KubectlResult>;
+  /** Last lines of a component's log (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok). */
+  logTail(component: string, lines?: number): Promise<string>;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** Number of kwok fake nodes; default 1. */
+  nodes?: number;
+  /** Extra kwok configuration files (Stages, ClusterLogs, …) besides e2e/controlplane/kwok/*.yaml. */
+  kwokConfigs?: string[];
+  /** Called with progress lines, e.g. for `npm start`. */
+  progress?: (line: string) => void;
+}
+
+/** Builds the binaries if this machine has not built them yet, and returns their directory. */
+export async function ensureBinaries(progress?: (line: string) => void): Promise<string> {
+  progress?.("control plane: checking binaries (the first run on a machine builds them from the Go module proxy)");
+  return new Promise((resolveDir, reject) => {
+    const child = spawn(join(controlPlaneDir, "build.sh"), [], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => {
+      err += d.toString();
+      for (const line of d.toString().split("\n").filter(Boolean)) progress?.(line);
+    });
+    child.on("error", (cause) => reject(new Error("control plane: cannot run build.sh", { cause })));
+    child.on("close", (code) => {
+      if (code === 0) resolveDir(out.trim().split("\n").pop() ?? "");
+      else reject(new Error(`control plane: build.sh failed with exit code ${code}:\n${err.split("\n").slice(-30).join("\n")}`));
+    });
+  });
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on("error", rej);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      srv.close(() => (addr && typeof addr === "object" ? res(addr.port) : rej(new Error("no port"))));
+    });
+  });
+}
+
+async function openssl(dir: string, args: string[]): Promise<void> {
+  try {
+    await execFileAsync("openssl", args, { cwd: dir });
+  } catch (cause) {
+    throw new Error(`control plane: openssl ${args.slice(0, 2).join(" ")} failed`, { cause });
+  }
+}
+
+/** A CA, the API server's serving certificate, the admin client certificate and service-account keys. */
+async function makeCertificates(dir: string): Promise<void> {
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  await openssl(dir, ["req", "-x509", ...ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "30", "-subj", "/CN=slipway-local-ca"]);
+  const sign = async (name: string, subj: string, ext: string) => {
+    await writeFile(join(dir, `${name}.ext`), ext);
+    await openssl(dir, ["req", ...ec, "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", subj]);
+    await openssl(dir, ["x509", "-req", "-in", `${name}.csr`, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+      "-out", `${name}.crt`, "-days", "30", "-extfile", `${name}.ext`]);
+  };
+  await sign("apiserver", "/CN=kube-apiserver",
+    "subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\n" +
+    "extendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n");
+  await sign("admin", "/O=system:masters/CN=slipway-admin", "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n");
+  await openssl(dir, ["genrsa", "-out", "sa.key", "2048"]);
+  await openssl(dir, ["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"]);
+}
+
+async function writeKubeconfig(dir: string, server: string): Promise<string> {
+  const b64 = async (f: string) => (await readFile(join(dir, f))).toString("base64");
+  const path = join(dir, "kubeconfig");
+  const text = `apiVersion: v1
+kind: Config
+clusters:
+- name: slipway-local
+  cluster:
+    server: ${server}
+    certificate-authority-data: ${await b64("ca.crt")}
+users:
+- name: slipway-admin
+  user:
+    client-certificate-data: ${await b64("admin.crt")}
+    client-key-data: ${await b64("admin.key")}
+contexts:
+- name: slipway-local
+  context:
+    cluster: slipway-local
+    user: slipway-admin
+    namespace: default
+current-context: slipway-local
+`;
+  await writeFile(path, text, { mode: 0o600 });
+  return path;
+}
+
+interface Component {
+  name: string;
+  child: ChildProcess;
+  logPath: string;
+  exited: Promise<number | null>;
+}
+
+async function tail(path: string, lines = 25): Promise<string> {
+  try {
+    return (await readFile(path, "utf8")).trimEnd().split("\n").slice(-lines).join("\n");
+  } catch {
+    return "(no log)";
+  }
+}
+
+/** GET a URL until it answers 200 or the component exits; throws with the component's last log lines. */
+async function waitHealthy(c: Component, url: string, ca: Buffer | undefined, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let exitCode: number | null | undefined;
+  void c.exited.then((code) => (exitCode = code));
+  let last = "";
+  while (Date.now() < deadline) {
+    if (exitCode !== undefined) {
+      throw new Error(`control plane: ${c.name} exited with code ${exitCode} before it was healthy; last log lines:\n${await tail(c.logPath)}`);
+    }
+    try {
+      const status = await httpGetStatus(url, ca);
+      if (status === 200) return;
+      last = `HTTP ${status}`;
+    } catch (e) {
+      last = (e as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`control plane: ${c.name} was not healthy at ${url} within ${timeoutMs / 1000}s (${last}); last log lines:\n${await tail(c.logPath)}`);
+}
+
+function httpGetStatus(url: string, ca: Buffer | undefined): Promise<number> {
+  return new Promise((res, rej) => {
+    const u = new URL(url);
+    const req = u.protocol === "https:"
+      ? request(u, { ca, rejectUnauthorized: ca !== undefined, timeout: 2000 })
+      : httpRequest(u, { timeout: 2000 });
+    req.on("response", (r) => {
+      r.resume();
+      res(r.statusCode ?? 0);
+    });
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.on("error", rej);
+    req.end();
+  });
+}
+
+/** Starts a control plane on random loopback ports. Stops everything it started if any part fails. */
+export async function startControlPlane(opts: StartOptions = {}): Promise<ControlPlane> {
+  const progress = opts.progress ?? (() => undefined);
+  const bin = await ensureBinaries(progress);
+  const dir = await mkdtemp(join(tmpdir(), "slipway-cp-"));
+  const logs = join(dir, "logs");
+  await mkdir(logs);
+  const components: Component[] = [];
+  let stopped = false;
+
+  const startComponent = (name: string, args: string[]): Component => {
+    const logPath = join(logs, `${name}.log`);
+    const out = createWriteStream(logPath);
+    const child = spawn(join(bin, name), args, { stdio: ["ignore", "pipe", "pipe"] });
+    child.stdout?.pipe(out);
+    child.stderr?.pipe(out);
+    const exited = new Promise<number | null>((r) => {
+      child.on("exit", (code) => r(code));
+      child.on("error", () => r(-1));
+    });
+    const c = { name, child, logPath, exited };
+    components.push(c);
+    return c;
+  };
+
+  const stopAll = async () => {
+    if (stopped) return;
+    stopped = true;
+    for (const c of [...components].reverse()) {
+      if (c.child.exitCode !== null || c.child.signalCode !== null) continue;
+      c.child.kill("SIGTERM");
+      const killed = await Promise.race([c.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000))]);
+      if (!killed) {
+        c.child.kill("SIGKILL");
+        await c.exited;
+      }
+    }
+    await rm(dir, { recursive: true, force: true });
+  };
+
+  try {
+    progress("control plane: generating certificates");
+    await makeCertificates(dir);
+    const ca = await readFile(join(dir, "ca.crt"));
+    const [etcdClient, etcdPeer, apiPort, kcmPort, schedPort, kwokPort] = await Promise.all(
+      Array.from({ length: 6 }, () => freePort()),
+    );
+
+    progress("control plane: starting etcd");
+    const etcd = startComponent("etcd", [
+      "--name=default", `--data-dir=${join(dir, "etcd")}`,
+      `--listen-client-urls=http://127.0.0.1:${etcdClient}`, `--advertise-client-urls=http://127.0.0.1:${etcdClient}`,
+      `--listen-peer-urls=http://127.0.0.1:${etcdPeer}`, `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeer}`,
+      `--initial-cluster=default=http://127.0.0.1:${etcdPeer}`,
+      // Test data only: skipping fsync makes the local plane several times faster on slow disks.
+      "--unsafe-no-fsync", "--log-level=warn",
+    ]);
+    await waitHealthy(etcd, `http://127.0.0.1:${etcdClient}/health`, undefined, 30_000);
+
+    progress("control plane: starting kube-apiserver");
+    const server = `https://127.0.0.1:${apiPort}`;
+    const apiserver = startComponent("kube-apiserver", [
+      `--etcd-servers=http://127.0.0.1:${etcdClient}`,
+      "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", `--secure-port=${apiPort}`,
+      `--cert-dir=${join(dir, "apiserver-certs")}`,
+      `--tls-cert-file=${join(dir, "apiserver.crt")}`, `--tls-private-key-file=${join(dir, "apiserver.key")}`,
+      `--client-ca-file=${join(dir, "ca.crt")}`,
+      "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+      `--service-account-key-file=${join(dir, "sa.pub")}`, `--service-account-signing-key-file=${join(dir, "sa.key")}`,
+      "--service-cluster-ip-range=10.0.0.0/24", "--authorization-mode=RBAC", "--allow-privileged=true",
+      "--profiling=false", "--v=0",
+    ]);
+    await waitHealthy(apiserver, `${server}/readyz`, ca, 90_000);
+    const kubeconfigPath = await writeKubeconfig(dir, server);
+
+    progress("control plane: starting kube-controller-manager, kube-scheduler and kwok");
+    const kcm = startComponent("kube-controller-manager", [
+      `--kubeconfig=${kubeconfigPath}`, `--authentication-kubeconfig=${kubeconfigPath}`, `--authorization-kubeconfig=${kubeconfigPath}`,
+      "--bind-address=127.0.0.1", `--secure-port=${kcmPort}`, `--cert-dir=${join(dir, "kcm-certs")}`,
+      `--service-account-private-key-file=${join(dir, "sa.key")}`, `--root-ca-file=${join(dir, "ca.crt")}`,
+      "--service-cluster-ip-range=10.0.0.0/24", "--leader-elect=false", "--use-service-account-credentials=false",
+      "--profiling=false", "--v=0",
+    ]);
+    const scheduler = startComponent("kube-scheduler", [
+      `--kubeconfig=${kubeconfigPath}`, `--authentication-kubeconfig=${kubeconfigPath}`, `--authorization-kubeconfig=${kubeconfigPath}`,
+      "--bind-address=127.0.0.1", `--secure-port=${schedPort}`, "--leader-elect=false", "--profiling=false", "--v=0",
+    ]);
+    const kwokConfigDir = join(controlPlaneDir, "kwok");
+    const kwokConfigs = [
+      ...(await readdir(kwokConfigDir)).filter((f) => f.endsWith(".yaml")).sort().map((f) => join(kwokConfigDir, f)),
+      ...(opts.kwokConfigs ?? []),
+    ];
+    const kwok = startComponent("kwok", [
+      `--kubeconfig=${kubeconfigPath}`, ...kwokConfigs.map((c) => `--config=${c}`),
+      "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+      "--node-lease-duration-seconds=40", "--cidr=10.244.0.0/16", "--node-ip=127.0.0.1",
+      `--server-address=127.0.0.1:${kwokPort}`,
+    ]);
+    await Promise.all([
+      waitHealthy(kcm, `https://127.0.0.1:${kcmPort}/healthz`, undefined, 60_000),
+      waitHealthy(scheduler, `https://127.0.0.1:${schedPort}/healthz`, undefined, 60_000),
+      waitHealthy(kwok, `http://127.0.0.1:${kwokPort}/healthz`, undefined, 60_000),
+    ]);
+
+    const kubectl = (args: string[], o?: { input?: string }) => runKubectl(kubeconfigPath, args, o?.input);
+    const nodes = Array.from({ length: opts.nodes ?? 1 }, (_, i) => `kwok-node-${i}`);
+    progress(`control plane: registering ${nodes.length} kwok node(s)`);
+    const nodeYaml = nodes.map((n) => fakeNode(n)).join("---\n");
+    const applied = await kubectl(["apply", "-f", "-"], { input: nodeYaml });
+    if (applied.code !== 0) throw new Error(`control plane: cannot create kwok nodes: ${applied.stderr}`);
+    await waitFor(async () => {
+      const r = await kubectl(["wait", "--for=condition=Ready", "node", "--all", "--timeout=5s"]);
+      return r.code === 0;
+    }, 60_000, async () => `kwok nodes not Ready; kwok log:\n${await tail(kwok.logPath)}`);
+    // The service-account controller creating "default" proves the controller manager is reconciling.
+    await waitFor(async () => (await kubectl(["get", "serviceaccount", "default", "-n", "default"])).code === 0, 60_000,
+      async () => `no default ServiceAccount; controller-manager log:\n${await tail(kcm.logPath)}`);
+
+    progress(`control plane: ready at ${server} (kubeconfig ${kubeconfigPath})`);
+    return {
+      kubeconfigPath,
+      server,
+      dir,
+      nodes,
+      kubeConfig() {
+        const kc = new KubeConfig();
+        kc.loadFromFile(kubeconfigPath);
+        return kc;
+      },
+      kubectl,
+      logTail: (component, lines) => tail(join(logs, `${component}.log`), lines),
+      stop: stopAll,
+    };
+  } catch (e) {
+    await stopAll();
+    throw e;
+  }
+}
+
+function fakeNode(name: string): string {
+  return `apiVersion: v1
+kind: Node
+metadata:
+  name: ${name}
+  annotations:
+    kwok.x-k8s.io/node: fake
+    node.alpha.kubernetes.io/ttl: "0"
+  labels:
+    kubernetes.io/hostname: ${name}
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    type: kwok
+status:
+  allocatable: { cpu: "32", memory: 256Gi, pods: "110" }
+  capacity: { cpu: "32", memory: 256Gi, pods: "110" }
+`;
+}
+
+export function runKubectl(kubeconfig: string, args: string[], input?: string): Promise<KubectlResult> {
+  return new Promise((res, rej) => {
+    const child = spawn("kubectl", [`--kubeconfig=${kubeconfig}`, ...args], { stdio: ["pipe", "pipe", "pipe"], cwd: repoRoot });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.on("error", (cause) => rej(new Error(`kubectl ${args.join(" ")}: cannot run kubectl`, { cause })));
+    child.on("close", (code) => res({ stdout, stderr, code: code ?? -1 }));
+    child.stdin.end(input ?? "");
+  });
+}
+
+/** Polls `check` until it is true; on timeout throws with `explain()`'s text. */
+export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, explain: () => Promise<string> | string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`timed out after ${timeoutMs / 1000}s: ${await explain()}`);
+}
+
+export const crdsDir = resolve(repoRoot, "crds");

@@ -1,0 +1,81 @@
+// Shared e2e fixtures: the run's control plane and a fresh namespace per test.
+// `npm run test:e2e` (harness/run.ts) starts one control plane for the whole run and passes it to every test
+// file through the environment; a file run on its own (`npx ava dist/e2e/x.e2e.js`) starts its own.
+import test, { type ExecutionContext } from "ava";
+import { randomBytes } from "node:crypto";
+import { KubeConfig } from "@kubernetes/client-node";
+import { ENV_DIR, ENV_KUBECONFIG, runKubectl, startControlPlane, waitFor, type ControlPlane } from "./controlplane.js";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+
+
+let shared: Promise<ControlPlane> | undefined;
+let ownsControlPlane = false;
+
+test.after.always("stop the control plane this file started", async () => {
+  if (shared && ownsControlPlane) await (await shared).stop();
+});
+
+/** The real control plane for this run. */
+export function controlPlane(): Promise<ControlPlane> {
+  shared ??= connectOrStart();
+  return shared;
+}
+
+async function connectOrStart(): Promise<ControlPlane> {
+  const kubeconfigPath = process.env[ENV_KUBECONFIG];
+  const dir = process.env[ENV_DIR];
+  if (!kubeconfigPath || !dir) {
+    ownsControlPlane = true;
+    return startControlPlane();
+  }
+  const kc = new KubeConfig();
+  kc.loadFromFile(kubeconfigPath);
+  const server = kc.getCurrentCluster()?.server ?? "";
+  return {
+    kubeconfigPath,
+    server,
+    dir,
+    nodes: ["kwok-node-0"],
+    kubeConfig() {
+      const k = new KubeConfig();
+      k.loadFromFile(kubeconfigPath);
+      return k;
+    },
+    kubectl: (args, o) => runKubectl(kubeconfigPath, args, o?.input),
+    async logTail(component, lines = 25) {
+      const text = await readFile(join(dir, "logs", `${component}.log`), "utf8").catch(() => "(no log)");
+      return text.trimEnd().split("\n").slice(-lines).join("\n");
+    },
+    // The run's owner (harness/run.ts) stops it.
+    stop: async () => undefined,
+  };
+}
+
+/** Creates a namespace for one test and deletes it when the test ends. */
+export async function freshNamespace(t: ExecutionContext): Promise<string> {
+  const cp = await controlPlane();
+  const name = `e2e-${t.title.toLowerCase().replace(/[^a-z0-9]+/g, "-").slice(0, 40).replace(/-+$/, "")}-${randomBytes(3).toString("hex")}`;
+  const r = await cp.kubectl(["create", "namespace", name]);
+  if (r.code !== 0) throw new Error(`cannot create namespace ${name}: ${r.stderr}`);
+  // Namespace admission needs the default ServiceAccount before pods can be created in it.
+  await waitFor(async () => (await cp.kubectl(["get", "serviceaccount", "default", "-n", name])).code === 0, 30_000,
+    () => `no default ServiceAccount in ${name}`);
+  t.teardown(async () => {
+    await cp.kubectl(["delete", "namespace", name, "--wait=false"]);
+  });
+  return name;
+}
+
+/** Installs the Slipway CRDs (idempotent; never removed, other files share them) and waits until they serve. */
+export async function installCrds(): Promise<ControlPlane> {
+  const cp = await controlPlane();
+  const r = await cp.kubectl(["apply", "--server-side", "--force-conflicts", "-f", "crds/"]);
+  if (r.code !== 0) throw new Error(`cannot install CRDs: ${r.stderr}`);
+  const w = await cp.kubectl(["wait", "--for=condition=Established", "--timeout=60s",
+    "crd/apps.slipway.dev", "crd/configs.slipway.dev", "crd/releases.slipway.dev"]);
+  if (w.code !== 0) throw new Error(`CRDs not established: ${w.stderr}`);
+  return cp;
+}
+
+export { waitFor };
