@@ -1,0 +1,45 @@
+import { Writable } from "node:stream";
+import test from "ava";
+import { createLogger } from "./log.js";
+
+function capture(): { stream: Writable; lines: () => Record<string, unknown>[] } {
+  const chunks: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      chunks.push(chunk.toString());
+      done();
+    },
+  });
+  const lines = (): Record<string, unknown>[] =>
+    chunks.join("").trim().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>);
+  return { stream, lines };
+}
+
+test("writes one JSON line with the component, level, message and the given fields", (t) => {
+  const { stream, lines } = capture();
+  const log = createLogger({ level: "info", destination: stream });
+  log.info({ app: "web-shop", release: "v3" }, "release rolled out");
+  const [line, ...rest] = lines();
+  t.is(rest.length, 0);
+  t.like(line, { component: "slipway-operator", level: "info", msg: "release rolled out", app: "web-shop", release: "v3" });
+  t.regex(String(line?.time), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+});
+
+test("serializes an error with its message, stack and cause chain", (t) => {
+  const { stream, lines } = capture();
+  const log = createLogger({ level: "info", destination: stream });
+  const err = new Error("cannot apply Deployment web-shop-web", { cause: new Error("connection refused") });
+  log.error({ err, app: "web-shop" }, "reconcile failed");
+  const line = lines()[0] as { err: { message: string; stack: string; cause: { message: string } } };
+  t.is(line.err.message, "cannot apply Deployment web-shop-web");
+  t.regex(line.err.stack, /cannot apply Deployment/);
+  t.is(line.err.cause.message, "connection refused");
+});
+
+test("drops messages below the configured level", (t) => {
+  const { stream, lines } = capture();
+  const log = createLogger({ level: "warn", destination: stream });
+  log.info("not shown");
+  log.warn("shown");
+  t.deepEqual(lines().map((l) => l.msg), ["shown"]);
+});

@@ -1,0 +1,47 @@
+import test from "ava";
+import { handleShutdown } from "./shutdown.js";
+
+test("runs every cleanup once, in order, on SIGTERM and exits 0", async (t) => {
+  const ran: string[] = [];
+  const exits: number[] = [];
+  const shutdown = handleShutdown({ signals: ["SIGTERM"], exit: (code) => exits.push(code) });
+  t.teardown(() => shutdown.dispose());
+  shutdown.add("leader election", async () => {
+    await new Promise((r) => setTimeout(r, 20));
+    ran.push("leader election");
+  });
+  shutdown.add("health server", () => {
+    ran.push("health server");
+  });
+
+  process.emit("SIGTERM", "SIGTERM");
+  process.emit("SIGTERM", "SIGTERM");
+  t.is(await shutdown.shutdown("again"), 0);
+  t.deepEqual(ran, ["leader election", "health server"]);
+  t.deepEqual(exits, [0]);
+});
+
+test("a failing cleanup does not stop the others and exits 1", async (t) => {
+  const ran: string[] = [];
+  const exits: number[] = [];
+  const shutdown = handleShutdown({ signals: [], exit: (code) => exits.push(code) });
+  shutdown.add("queue", () => {
+    throw new Error("queue already closed");
+  });
+  shutdown.add("health server", () => {
+    ran.push("health server");
+  });
+  t.is(await shutdown.shutdown("test"), 1);
+  t.deepEqual(ran, ["health server"]);
+  t.deepEqual(exits, [1]);
+});
+
+test("exits 1 when the cleanups outlast the timeout", async (t) => {
+  const exits: number[] = [];
+  const shutdown = handleShutdown({ signals: [], timeoutMs: 50, exit: (code) => exits.push(code) });
+  shutdown.add("stuck", () => new Promise<void>(() => undefined));
+  const started = Date.now();
+  t.is(await shutdown.shutdown("test"), 1);
+  t.true(Date.now() - started < 1000);
+  t.deepEqual(exits, [1]);
+});
