@@ -1,0 +1,171 @@
+#!/usr/bin/env node
+// slipway-render: the render function as a KRM function. Reads a ResourceList, renders every App found
+// (with its Config and live Release) and appends the rendered objects. Runs under `kpt fn eval --exec`,
+// as a kustomize exec function and as an Argo CD Config Management Plugin.
+import { realpathSync } from "node:fs";
+import { generalResult, kubernetesObjectResult, run } from "kpt-functions";
+import type { Configs, KptFunc, KubernetesObject as KptObject, Result } from "kpt-functions";
+import { collectInputs } from "./inputs.js";
+import { isSlipwayObject, render } from "./render.js";
+import type { PlatformSettings, RenderError } from "./render.js";
+
+export const usage = `Renders Slipway Apps (App + Config + live Release) into Deployments, Services, Ingresses or
+HTTPRoutes and HPAs, appended to the input. Configure it with a ConfigMap (all keys optional):
+
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: slipway-render
+data:
+  domain: apps.example.com          # default host <app>.<namespace>.<domain>; default slipway.local
+  routing: ingress                  # ingress | gateway
+  ingressClassName: nginx
+  gatewayName: public               # parentRef of HTTPRoutes when routing is gateway
+  gatewayNamespace: gateways
+  progressDeadlineSeconds: "600"
+  namespace: shop                   # for App/Config/Release without metadata.namespace
+
+or with a PlatformSettings object:
+
+apiVersion: fn.slipway.dev/v1alpha1
+kind: PlatformSettings
+metadata:
+  name: slipway-render
+domain: apps.example.com
+routing: gateway
+gateway: { name: public, namespace: gateways }
+namespace: shop
+
+Without a namespace setting, the environment variable ARGOCD_APP_NAMESPACE (set by Argo CD for plugins)
+is used for objects without a namespace.`;
+
+const CONFIG_MAP_KEYS = ["domain", "routing", "ingressClassName", "gatewayName", "gatewayNamespace", "progressDeadlineSeconds", "namespace"];
+const SETTINGS_KEYS = ["apiVersion", "kind", "metadata", "domain", "routing", "ingressClassName", "gateway", "progressDeadlineSeconds", "namespace"];
+
+interface FunctionSettings {
+  platform: Partial<PlatformSettings>;
+  namespace?: string;
+}
+
+/** Reads the functionConfig; problems are returned as messages naming the offending key. */
+export function readSettings(fc: Record<string, unknown> | undefined): { settings: FunctionSettings; problems: string[] } {
+  const problems: string[] = [];
+  const platform: Partial<PlatformSettings> = {};
+  const settings: FunctionSettings = { platform };
+  if (fc === undefined) return { settings, problems };
+
+  const str = (key: string, value: unknown): string | undefined => {
+    if (value === undefined || value === null) return undefined;
+    if (typeof value !== "string") problems.push(`functionConfig ${key} must be a string`);
+    return typeof value === "string" ? value : undefined;
+  };
+  const num = (key: string, value: unknown): number | undefined => {
+    if (value === undefined || value === null) return undefined;
+    const n = typeof value === "number" ? value : typeof value === "string" && /^[0-9]+$/.test(value) ? Number(value) : NaN;
+    if (!Number.isInteger(n) || n <= 0) problems.push(`functionConfig ${key} must be a positive whole number, not ${JSON.stringify(value)}`);
+    return Number.isInteger(n) && n > 0 ? n : undefined;
+  };
+  const routing = (value: string | undefined): PlatformSettings["routing"] | undefined => {
+    if (value === undefined) return undefined;
+    if (value === "ingress" || value === "gateway") return value;
+    problems.push(`functionConfig routing must be "ingress" or "gateway", not "${value}"`);
+    return undefined;
+  };
+
+  let gatewayName: string | undefined;
+  let gatewayNamespace: string | undefined;
+  let raw: Record<string, unknown>;
+  if (fc.kind === "ConfigMap" && fc.apiVersion === "v1") {
+    raw = (fc.data ?? {}) as Record<string, unknown>;
+    for (const key of Object.keys(raw)) {
+      if (!CONFIG_MAP_KEYS.includes(key)) problems.push(`functionConfig has an unknown key "${key}"; known keys: ${CONFIG_MAP_KEYS.join(", ")}`);
+    }
+    gatewayName = str("gatewayName", raw.gatewayName);
+    gatewayNamespace = str("gatewayNamespace", raw.gatewayNamespace);
+  } else {
+    raw = fc;
+    for (const key of Object.keys(raw)) {
+      if (!SETTINGS_KEYS.includes(key)) problems.push(`functionConfig has an unknown field "${key}"; known fields: ${SETTINGS_KEYS.slice(3).join(", ")}`);
+    }
+    const gateway = raw.gateway;
+    if (gateway !== undefined && (typeof gateway !== "object" || gateway === null)) problems.push("functionConfig gateway must be an object with name and namespace");
+    else if (gateway) {
+      gatewayName = str("gateway.name", (gateway as Record<string, unknown>).name);
+      gatewayNamespace = str("gateway.namespace", (gateway as Record<string, unknown>).namespace);
+    }
+  }
+
+  const domain = str("domain", raw.domain);
+  const route = routing(str("routing", raw.routing));
+  const ingressClassName = str("ingressClassName", raw.ingressClassName);
+  const deadline = num("progressDeadlineSeconds", raw.progressDeadlineSeconds);
+  const namespace = str("namespace", raw.namespace);
+  if (domain !== undefined) platform.domain = domain;
+  if (route !== undefined) platform.routing = route;
+  if (ingressClassName !== undefined) platform.ingressClassName = ingressClassName;
+  if (gatewayName !== undefined) platform.gateway = gatewayNamespace !== undefined ? { name: gatewayName, namespace: gatewayNamespace } : { name: gatewayName };
+  if (deadline !== undefined) platform.progressDeadlineSeconds = deadline;
+  if (namespace !== undefined) settings.namespace = namespace;
+  return { settings, problems };
+}
+
+function errorResult(e: RenderError): Result {
+  const message = e.field && e.object ? `${e.message} (${e.field})` : e.message;
+  if (e.object === undefined) return generalResult(message, "error");
+  const obj: KptObject = { apiVersion: "slipway.dev/v1alpha1", kind: e.object.kind, metadata: { name: e.object.name, namespace: e.object.namespace } };
+  return kubernetesObjectResult(message, obj, e.field ? { path: e.field } : undefined, "error");
+}
+
+// The kpt runner keys objects by apiVersion/kind/namespace/name; a re-render replaces the earlier output and
+// keeps its file annotations, so `kpt fn eval` on a directory is idempotent.
+const FILE_ANNOTATION = /^(internal\.)?config\.kubernetes\.io\/|^config\.k8s\.io\/id$/;
+
+export const slipwayRender: KptFunc = async (configs: Configs) => {
+  try {
+    const { settings, problems } = readSettings(configs.getFunctionConfig() as Record<string, unknown> | undefined);
+    if (problems.length > 0) {
+      configs.addResults(...problems.map((p) => generalResult(p, "error")));
+      return;
+    }
+    const namespace = settings.namespace ?? (process.env.ARGOCD_APP_NAMESPACE || undefined);
+    const sources = configs.getAll().filter(isSlipwayObject).map((o) => {
+      const copy = structuredClone(o);
+      if (!copy.metadata.namespace && namespace) copy.metadata.namespace = namespace;
+      return copy;
+    });
+    const existing = new Map(configs.getAll().map((o) => [key(o), o]));
+    for (const input of collectInputs(sources)) {
+      const outcome = render(input, settings.platform);
+      configs.addResults(...outcome.errors.map(errorResult));
+      for (const object of outcome.objects) {
+        const previous = existing.get(key(object));
+        const kept = Object.entries(previous?.metadata.annotations ?? {}).filter(([k]) => FILE_ANNOTATION.test(k));
+        if (kept.length > 0) object.metadata.annotations = { ...object.metadata.annotations, ...Object.fromEntries(kept) };
+        configs.insert(object as unknown as KptObject);
+      }
+    }
+  } catch (err) {
+    // A bug must still come out as a result, never as a stack trace in someone's CI log.
+    configs.addResults(generalResult(`slipway-render failed: ${err instanceof Error ? err.message : String(err)}`, "error"));
+  }
+};
+slipwayRender.usage = usage;
+
+function key(o: { apiVersion: string; kind: string; metadata: { name?: string; namespace?: string } }): string {
+  return `${o.apiVersion}|${o.kind}|${o.metadata.namespace ?? ""}|${o.metadata.name ?? ""}`;
+}
+
+// Run only as the executable, not when imported by tests.
+if (process.argv[1] !== undefined && import.meta.url === new URL(`file://${realpath(process.argv[1])}`).href) {
+  // The runner prints err.stack for unreadable input (bad YAML): keep that to the message alone.
+  Error.stackTraceLimit = 0;
+  await run(slipwayRender);
+}
+
+function realpath(p: string): string {
+  try {
+    return realpathSync(p);
+  } catch {
+    return p;
+  }
+}
