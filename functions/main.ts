@@ -3,7 +3,7 @@
 // (with its Config and live Release) and appends the rendered objects. Runs under `kpt fn eval --exec`,
 // as a kustomize exec function and as an Argo CD Config Management Plugin.
 import { realpathSync } from "node:fs";
-import { generalResult, kubernetesObjectResult, run } from "kpt-functions";
+import { LEGACY_SOURCE_PATH_ANNOTATION, SOURCE_PATH_ANNOTATION, generalResult, getAnnotation, run } from "kpt-functions";
 import type { Configs, KptFunc, KubernetesObject as KptObject, Result } from "kpt-functions";
 import { collectInputs } from "./inputs.js";
 import { isSlipwayObject, render } from "./render.js";
@@ -109,11 +109,21 @@ export function readSettings(fc: Record<string, unknown> | undefined): { setting
   return { settings, problems };
 }
 
-function errorResult(e: RenderError): Result {
+/** A KRM result for a render error; it points at the file of the offending object when the input says. */
+function errorResult(e: RenderError, sources: readonly KptObject[]): Result {
   const message = e.field && e.object ? `${e.message} (${e.field})` : e.message;
   if (e.object === undefined) return generalResult(message, "error");
-  const obj: KptObject = { apiVersion: "slipway.dev/v1alpha1", kind: e.object.kind, metadata: { name: e.object.name, namespace: e.object.namespace } };
-  return kubernetesObjectResult(message, obj, e.field ? { path: e.field } : undefined, "error");
+  const { kind, name, namespace } = e.object;
+  const source = sources.find((o) => o.kind === kind && o.metadata.name === name && (o.metadata.namespace ?? undefined) === namespace);
+  const result: Result = {
+    severity: "error",
+    message,
+    resourceRef: { apiVersion: "slipway.dev/v1alpha1", kind, namespace: namespace ?? "", name },
+  };
+  const path = source ? (getAnnotation(source, SOURCE_PATH_ANNOTATION) ?? getAnnotation(source, LEGACY_SOURCE_PATH_ANNOTATION)) : undefined;
+  if (path) result.file = { path };
+  if (e.field) result.field = { path: e.field };
+  return result;
 }
 
 // The kpt runner keys objects by apiVersion/kind/namespace/name; a re-render replaces the earlier output and
@@ -136,7 +146,7 @@ export const slipwayRender: KptFunc = async (configs: Configs) => {
     const existing = new Map(configs.getAll().map((o) => [key(o), o]));
     for (const input of collectInputs(sources)) {
       const outcome = render(input, settings.platform);
-      configs.addResults(...outcome.errors.map(errorResult));
+      configs.addResults(...outcome.errors.map((e) => errorResult(e, sources)));
       for (const object of outcome.objects) {
         const previous = existing.get(key(object));
         const kept = Object.entries(previous?.metadata.annotations ?? {}).filter(([k]) => FILE_ANNOTATION.test(k));
