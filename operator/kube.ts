@@ -1,0 +1,290 @@
+// The operator's one Kubernetes client: server-side apply, status writes, Events, deletes and lists, as plain
+// JSON over the API server's REST paths. Authentication and TLS come from @kubernetes/client-node's KubeConfig.
+import http from "node:http";
+import https from "node:https";
+import os from "node:os";
+import type { KubeConfig } from "@kubernetes/client-node";
+
+export const FIELD_MANAGER = "slipway";
+export const REPORTING_CONTROLLER = "slipway.dev/operator";
+
+/** The smallest shape of a Kubernetes object this client reads and writes. */
+export interface KubeObject {
+  apiVersion: string;
+  kind: string;
+  metadata: {
+    name: string;
+    namespace?: string;
+    uid?: string;
+    generation?: number;
+    resourceVersion?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    ownerReferences?: { apiVersion: string; kind: string; name: string; uid: string; controller?: boolean }[];
+    [field: string]: unknown;
+  };
+  [field: string]: unknown;
+}
+
+export interface KubeList<T> {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: { resourceVersion?: string; continue?: string };
+  items: T[];
+}
+
+/** A failed API call: `code` is the HTTP status, `reason` the Status reason (NotFound, Conflict, …). */
+export class KubeError extends Error {
+  readonly code: number;
+  readonly reason: string;
+  constructor(code: number, reason: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "KubeError";
+    this.code = code;
+    this.reason = reason;
+  }
+}
+
+export function isNotFound(err: unknown): boolean {
+  return err instanceof KubeError && err.code === 404;
+}
+
+export function isConflict(err: unknown): boolean {
+  return err instanceof KubeError && err.code === 409;
+}
+
+/** Who an Event is about. */
+export interface EventSubject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; uid?: string };
+}
+
+export interface EventInput {
+  type: "Normal" | "Warning";
+  reason: string;
+  /** What the operator did or failed to do, e.g. "Reconcile", "Rollout", "CutRelease". */
+  action: string;
+  note: string;
+}
+
+interface RequestOptions {
+  body?: unknown;
+  contentType?: string;
+  query?: Record<string, string | number | boolean | undefined>;
+}
+
+/** Kinds Slipway reads and writes, so their REST paths need no discovery. */
+const KNOWN_PLURALS: Record<string, string> = {
+  "v1/Service": "services",
+  "v1/Event": "events",
+  "v1/Namespace": "namespaces",
+  "apps/v1/Deployment": "deployments",
+  "apps/v1/ReplicaSet": "replicasets",
+  "networking.k8s.io/v1/Ingress": "ingresses",
+  "autoscaling/v2/HorizontalPodAutoscaler": "horizontalpodautoscalers",
+  "gateway.networking.k8s.io/v1/HTTPRoute": "httproutes",
+  "events.k8s.io/v1/Event": "events",
+  "slipway.dev/v1alpha1/App": "apps",
+  "slipway.dev/v1alpha1/Config": "configs",
+  "slipway.dev/v1alpha1/Release": "releases",
+};
+
+export class Kube {
+  readonly kubeConfig: KubeConfig;
+  #server: URL;
+  #agent: http.Agent | undefined;
+  #plurals = new Map<string, string>(Object.entries(KNOWN_PLURALS));
+
+  constructor(kubeConfig: KubeConfig) {
+    const cluster = kubeConfig.getCurrentCluster();
+    if (!cluster) throw new Error("the kubeconfig has no current cluster");
+    this.kubeConfig = kubeConfig;
+    this.#server = new URL(cluster.server);
+  }
+
+  /** The REST path of a collection (name undefined) or of one object. */
+  async path(apiVersion: string, kind: string, namespace: string | undefined, name?: string): Promise<string> {
+    const base = apiVersion.includes("/") ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
+    const plural = await this.#plural(apiVersion, kind);
+    const ns = namespace ? `/namespaces/${encodeURIComponent(namespace)}` : "";
+    return `${base}${ns}/${plural}${name === undefined ? "" : `/${encodeURIComponent(name)}`}`;
+  }
+
+  async get<T extends KubeObject>(apiVersion: string, kind: string, namespace: string | undefined, name: string): Promise<T> {
+    return this.request<T>("GET", await this.path(apiVersion, kind, namespace, name));
+  }
+
+  /** Like get, but undefined when the object does not exist. */
+  async getIfExists<T extends KubeObject>(apiVersion: string, kind: string, namespace: string | undefined, name: string): Promise<T | undefined> {
+    try {
+      return await this.get<T>(apiVersion, kind, namespace, name);
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  /** Every object of a kind in a namespace (all namespaces when undefined), optionally by label selector. */
+  async list<T extends KubeObject>(apiVersion: string, kind: string, namespace: string | undefined, labelSelector?: string): Promise<KubeList<T>> {
+    const path = await this.path(apiVersion, kind, namespace);
+    const items: T[] = [];
+    let cont: string | undefined;
+    let last: KubeList<T>;
+    do {
+      last = await this.request<KubeList<T>>("GET", path, { query: { labelSelector, limit: 500, continue: cont } });
+      // List items carry no apiVersion/kind; give them back so callers can address them.
+      for (const item of last.items ?? []) items.push({ ...item, apiVersion, kind });
+      cont = last.metadata?.continue || undefined;
+    } while (cont);
+    return { apiVersion: last.apiVersion, kind: last.kind, metadata: last.metadata, items };
+  }
+
+  async create<T extends KubeObject>(obj: T): Promise<T> {
+    const path = await this.path(obj.apiVersion, obj.kind, obj.metadata.namespace);
+    return this.request<T>("POST", path, { body: obj, query: { fieldManager: FIELD_MANAGER } });
+  }
+
+  /** Replaces an object; with metadata.resourceVersion set this fails with 409 when it changed meanwhile. */
+  async replace<T extends KubeObject>(obj: T): Promise<T> {
+    const path = await this.path(obj.apiVersion, obj.kind, obj.metadata.namespace, obj.metadata.name);
+    return this.request<T>("PUT", path, { body: obj, query: { fieldManager: FIELD_MANAGER } });
+  }
+
+  /** Server-side apply as field manager "slipway", taking ownership of the fields in `obj` (force). */
+  async apply<T extends KubeObject>(obj: KubeObject): Promise<T> {
+    const path = await this.path(obj.apiVersion, obj.kind, obj.metadata.namespace, obj.metadata.name);
+    return this.request<T>("PATCH", path, {
+      body: obj,
+      contentType: "application/apply-patch+yaml",
+      query: { fieldManager: FIELD_MANAGER, force: true, fieldValidation: "Strict" },
+    });
+  }
+
+  /** JSON merge patch of an object (not its status); include metadata.resourceVersion for optimistic locking. */
+  async mergePatch<T extends KubeObject>(target: EventSubject, patch: unknown): Promise<T> {
+    const path = await this.path(target.apiVersion, target.kind, target.metadata.namespace, target.metadata.name);
+    return this.request<T>("PATCH", path, {
+      body: patch,
+      contentType: "application/merge-patch+json",
+      query: { fieldManager: FIELD_MANAGER },
+    });
+  }
+
+  /**
+   * Writes status through the status subresource: a JSON merge patch holding only `{status}` (and, when
+   * given, the resourceVersion it was computed from, so a concurrent change makes it fail with 409).
+   */
+  async patchStatus<T extends KubeObject>(target: EventSubject, status: unknown, resourceVersion?: string): Promise<T> {
+    const path = await this.path(target.apiVersion, target.kind, target.metadata.namespace, target.metadata.name);
+    const body = resourceVersion ? { metadata: { resourceVersion }, status } : { status };
+    return this.request<T>("PATCH", `${path}/status`, {
+      body,
+      contentType: "application/merge-patch+json",
+      query: { fieldManager: FIELD_MANAGER },
+    });
+  }
+
+  /** Deletes an object; one that is already gone counts as deleted. Returns whether it existed. */
+  async deleteIfExists(target: EventSubject, propagationPolicy: "Background" | "Foreground" = "Background"): Promise<boolean> {
+    const path = await this.path(target.apiVersion, target.kind, target.metadata.namespace, target.metadata.name);
+    try {
+      await this.request("DELETE", path, { body: { kind: "DeleteOptions", apiVersion: "v1", propagationPolicy } });
+      return true;
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw err;
+    }
+  }
+
+  /** Records an Event (events.k8s.io/v1) about `subject`. Failing to record one is logged by the caller, not fatal. */
+  async event(subject: EventSubject, input: EventInput): Promise<void> {
+    const namespace = subject.metadata.namespace ?? "default";
+    const event = {
+      apiVersion: "events.k8s.io/v1",
+      kind: "Event",
+      metadata: { generateName: `${subject.metadata.name}.`, namespace },
+      eventTime: microTime(new Date()),
+      reportingController: REPORTING_CONTROLLER,
+      reportingInstance: `${REPORTING_CONTROLLER}-${os.hostname()}`.slice(0, 128),
+      action: input.action,
+      reason: input.reason,
+      note: input.note.slice(0, 1024),
+      type: input.type,
+      regarding: {
+        apiVersion: subject.apiVersion,
+        kind: subject.kind,
+        name: subject.metadata.name,
+        namespace,
+        uid: subject.metadata.uid,
+      },
+    };
+    await this.request("POST", `/apis/events.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/events`, { body: event });
+  }
+
+  /** One API call; non-2xx answers become a KubeError carrying the Status reason and message. */
+  async request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+    const url = new URL(path, this.#server);
+    // Keep a server URL's own path prefix (e.g. behind a proxy).
+    url.pathname = this.#server.pathname.replace(/\/$/, "") + path;
+    for (const [key, value] of Object.entries(options.query ?? {})) {
+      if (value !== undefined) url.searchParams.set(key, String(value));
+    }
+    const opts: https.RequestOptions = { method, headers: {} };
+    await this.kubeConfig.applyToHTTPSOptions(opts);
+    // applyToHTTPSOptions builds a fresh agent per call; keep the first so connections are reused.
+    this.#agent ??= opts.agent instanceof http.Agent ? opts.agent : undefined;
+    if (this.#agent) opts.agent = this.#agent;
+    const headers: http.OutgoingHttpHeaders = { ...(opts.headers as http.OutgoingHttpHeaders), accept: "application/json" };
+    let payload: string | undefined;
+    if (options.body !== undefined) {
+      payload = JSON.stringify(options.body);
+      headers["content-type"] = options.contentType ?? "application/json";
+      headers["content-length"] = Buffer.byteLength(payload);
+    }
+    opts.headers = headers;
+    const transport = url.protocol === "https:" ? https : http;
+    const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const req = transport.request(url, opts, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (chunk: Buffer) => chunks.push(chunk));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }));
+        res.on("error", reject);
+      });
+      req.setTimeout(30_000, () => req.destroy(new Error(`${method} ${path}: no answer within 30s`)));
+      req.on("error", (err) => reject(new KubeError(0, "ConnectionFailed", `${method} ${path}: ${err.message}`, { cause: err })));
+      if (payload !== undefined) req.write(payload);
+      req.end();
+    });
+    if (status < 200 || status >= 300) {
+      let reason = "Unknown";
+      let message = text;
+      try {
+        const body = JSON.parse(text) as { reason?: string; message?: string };
+        reason = body.reason ?? reason;
+        message = body.message ?? message;
+      } catch {
+        // not a Status object; keep the raw text
+      }
+      throw new KubeError(status, reason, `${method} ${path}: ${status} ${reason}: ${message}`);
+    }
+    return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  async #plural(apiVersion: string, kind: string): Promise<string> {
+    const key = `${apiVersion}/${kind}`;
+    const known = this.#plurals.get(key);
+    if (known) return known;
+    const base = apiVersion.includes("/") ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
+    const list = await this.request<{ resources: { name: string; kind: string }[] }>("GET", base);
+    const resource = list.resources.find((r) => r.kind === kind && !r.name.includes("/"));
+    if (!resource) throw new KubeError(404, "NotFound", `the API server does not serve kind ${kind} in ${apiVersion}`);
+    this.#plurals.set(key, resource.name);
+    return resource.name;
+  }
+}
+
+/** metav1.MicroTime: RFC 3339 with exactly six fractional digits. */
+function microTime(date: Date): string {
+  return date.toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
+}
