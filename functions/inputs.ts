@@ -14,6 +14,20 @@ function is(o: Meta, kind: string): boolean {
   return o.apiVersion === API_VERSION && o.kind === kind && typeof o.metadata?.name === "string";
 }
 
+/**
+ * Copies of the Apps, Configs and Releases in `objects`, with `namespace` for those without one (a GitOps
+ * directory often leaves the namespace to kustomize or to Argo CD). Other objects are left out.
+ */
+export function slipwayObjects<T extends { apiVersion: string; kind: string; metadata: { namespace?: string } }>(objects: readonly T[], namespace?: string): T[] {
+  return objects
+    .filter((o) => o.apiVersion === API_VERSION && (o.kind === "App" || o.kind === "Config" || o.kind === "Release"))
+    .map((o) => {
+      const copy = structuredClone(o);
+      if (!copy.metadata.namespace && namespace) copy.metadata.namespace = namespace;
+      return copy;
+    });
+}
+
 /** The inputs for every App found, ordered by namespace and name. */
 export function collectInputs(objects: readonly unknown[]): RenderInput[] {
   const all = objects.filter((o): o is Meta => typeof o === "object" && o !== null);

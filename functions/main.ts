@@ -5,8 +5,8 @@
 import { realpathSync } from "node:fs";
 import { LEGACY_SOURCE_PATH_ANNOTATION, SOURCE_PATH_ANNOTATION, generalResult, getAnnotation, run } from "kpt-functions";
 import type { Configs, KptFunc, KubernetesObject as KptObject, Result } from "kpt-functions";
-import { collectInputs } from "./inputs.js";
-import { isSlipwayObject, render } from "./render.js";
+import { collectInputs, slipwayObjects } from "./inputs.js";
+import { render } from "./render.js";
 import type { PlatformSettings, RenderError } from "./render.js";
 
 export const usage = `Renders Slipway Apps (App + Config + live Release) into Deployments, Services, Ingresses or
@@ -138,11 +138,7 @@ export const slipwayRender: KptFunc = async (configs: Configs) => {
       return;
     }
     const namespace = settings.namespace ?? (process.env.ARGOCD_APP_NAMESPACE || undefined);
-    const sources = configs.getAll().filter(isSlipwayObject).map((o) => {
-      const copy = structuredClone(o);
-      if (!copy.metadata.namespace && namespace) copy.metadata.namespace = namespace;
-      return copy;
-    });
+    const sources = slipwayObjects(configs.getAll(), namespace);
     const existing = new Map(configs.getAll().map((o) => [key(o), o]));
     for (const input of collectInputs(sources)) {
       const outcome = render(input, settings.platform);

@@ -4,7 +4,7 @@ import test from "ava";
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { App, Config, Release } from "../crds/v1alpha1.js";
-import { collectInputs } from "./inputs.js";
+import { collectInputs, slipwayObjects } from "./inputs.js";
 import { readManifests, toYaml } from "./manifests.js";
 import { type KubernetesObject, type PlatformSettings, type RenderInput, render } from "./render.js";
 
@@ -21,8 +21,9 @@ function appDirs(base: string): string[] {
     .sort();
 }
 
+// Samples leave the namespace to `kubectl apply -n`; their goldens are rendered in "default".
 function inputFrom(dir: string): RenderInput {
-  const [input] = collectInputs(readManifests(join(root, dir)));
+  const [input] = collectInputs(slipwayObjects(readManifests(join(root, dir)) as App[], "default"));
   if (input === undefined) throw new Error(`no App in ${dir}`);
   return input;
 }

@@ -4,7 +4,7 @@
 // The operator, the kpt function (main.ts), the kustomize exec function and the Argo CD plugin all call this.
 import { createHash } from "node:crypto";
 import type { App, Config, ConfigSpec, HttpProbe, ProcessSpec, Release } from "../crds/v1alpha1.js";
-import { API_VERSION, LABELS, MANAGED_BY } from "../crds/v1alpha1.js";
+import { LABELS, MANAGED_BY } from "../crds/v1alpha1.js";
 
 export interface KubernetesObject {
   apiVersion: string;
@@ -429,9 +429,4 @@ function dropUndefined<T extends object>(record: T): Partial<T> {
     if (value !== undefined) (out as Record<string, unknown>)[key] = value;
   }
   return out;
-}
-
-/** True if `o` is a Slipway App, Config or Release. */
-export function isSlipwayObject(o: { apiVersion?: unknown; kind?: unknown }): boolean {
-  return o.apiVersion === API_VERSION && (o.kind === "App" || o.kind === "Config" || o.kind === "Release");
 }
