@@ -144,7 +144,9 @@ export async function startLeaderElection(options: LeaderElectionOptions): Promi
   async function stepDown(why: string): Promise<void> {
     if (!leading) return;
     leading = false;
-    log.warn({ why }, "stopped leading");
+    // A graceful stop is routine; losing the lease otherwise is worth a warning.
+    if (stopped) log.info({ why }, "stopped leading");
+    else log.warn({ why }, "stopped leading");
     try {
       await options.onStoppedLeading();
     } catch (err) {
