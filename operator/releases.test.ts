@@ -1,0 +1,168 @@
+import test from "ava";
+import type { App, Config, ConfigSpec, Release } from "../crds/v1alpha1.js";
+import {
+  configChanges,
+  isPinned,
+  lastManagerOf,
+  nextReleaseNumber,
+  parseVersion,
+  planRelease,
+  planRollback,
+  releaseCause,
+  releaseObject,
+} from "./releases.js";
+
+const IMAGE_A = `registry.example/shop@sha256:${"a".repeat(64)}`;
+const IMAGE_B = `registry.example/shop@sha256:${"b".repeat(64)}`;
+
+function app(spec: App["spec"], extra: Partial<App["metadata"]> = {}, status?: App["status"]): App {
+  return { apiVersion: "slipway.dev/v1alpha1", kind: "App", metadata: { name: "shop", namespace: "team", generation: 1, ...extra }, spec, status };
+}
+
+function config(spec: ConfigSpec, extra: Partial<Config["metadata"]> = {}): Config {
+  return { apiVersion: "slipway.dev/v1alpha1", kind: "Config", metadata: { name: "shop", namespace: "team", generation: 1, ...extra }, spec };
+}
+
+function release(version: number, image: string, cfg: ConfigSpec = {}, rollbackOf?: number): Release {
+  return {
+    apiVersion: "slipway.dev/v1alpha1",
+    kind: "Release",
+    metadata: { name: `shop-v${version}`, namespace: "team" },
+    spec: { app: "shop", version, cause: "", build: { image }, config: cfg, ...(rollbackOf ? { rollbackOf } : {}) },
+  };
+}
+
+test("only images pinned by a sha256 digest count as pinned", (t) => {
+  t.true(isPinned(IMAGE_A));
+  t.false(isPinned("registry.example/shop:1.2"));
+  t.false(isPinned("registry.example/shop@sha256:abc"));
+});
+
+test("release versions read as v5 or 5, nothing else", (t) => {
+  t.is(parseVersion("v5"), 5);
+  t.is(parseVersion("12"), 12);
+  t.is(parseVersion("v0"), undefined);
+  t.is(parseVersion("latest"), undefined);
+});
+
+test("config changes list set and unset keys, secrets marked", (t) => {
+  t.is(configChanges({ env: { BAR: "1" } }, { env: { FOO: "1" } }), "set FOO, unset BAR");
+  t.is(
+    configChanges({}, { env: { FOO: "1" }, secretEnv: { BAR: { secretName: "s", key: "bar" } } }),
+    "set FOO, BAR (secret)",
+  );
+  t.is(configChanges({ env: { FOO: "1" } }, { env: { FOO: "2" } }), "set FOO");
+  t.is(configChanges({ resources: { web: { limits: { memory: "1Gi" } } } }, {}), "change resources of web");
+  t.is(configChanges({ env: {} }, {}), "", "an empty map is the same as none");
+});
+
+test("the first release deploys the image", (t) => {
+  t.is(releaseCause(undefined, { image: IMAGE_A }, { env: { FOO: "1" } }), `deploy ${IMAGE_A}`);
+});
+
+test("a build from source is named by its short commit", (t) => {
+  t.is(releaseCause(undefined, { image: IMAGE_A, sourceCommit: "1a2b3c4d5e6f" }, {}), "deploy 1a2b3c4");
+});
+
+test("a release that changes image and config says both", (t) => {
+  t.is(releaseCause(release(1, IMAGE_A).spec, { image: IMAGE_B }, { env: { FOO: "1" } }), `deploy ${IMAGE_B}, set FOO`);
+});
+
+test("release numbers grow past both existing releases and the remembered number", (t) => {
+  t.is(nextReleaseNumber([]), 1);
+  t.is(nextReleaseNumber([release(1, IMAGE_A), release(3, IMAGE_A)], 2), 4);
+  t.is(nextReleaseNumber([release(1, IMAGE_A)], 7), 8, "deleted releases are not reused");
+});
+
+test("an App with a digest and no releases cuts v1", (t) => {
+  const plan = planRelease({ app: app({ image: IMAGE_A }), config: config({ env: { FOO: "1" } }), releases: [] });
+  t.deepEqual(plan, {
+    kind: "cut",
+    spec: { app: "shop", version: 1, cause: `deploy ${IMAGE_A}`, build: { image: IMAGE_A }, config: { env: { FOO: "1" } } },
+  });
+});
+
+test("a tagged image is not deployed and asks for a digest", (t) => {
+  const plan = planRelease({ app: app({ image: "registry.example/shop:1.2" }), releases: [] });
+  t.is(plan.kind, "stalled");
+  t.like(plan, { reason: "ImageNotPinned" });
+  t.regex((plan as { message: string }).message, /not pinned by digest.*@sha256/);
+});
+
+test("scaling does not cut a release", (t) => {
+  const plan = planRelease({
+    app: app({ image: IMAGE_A, processes: { web: { replicas: 5 } } }, { generation: 2 }),
+    config: config({ env: { FOO: "1" } }),
+    releases: [release(1, IMAGE_A, { env: { FOO: "1" } })],
+  });
+  t.deepEqual(plan, { kind: "none" });
+});
+
+test("a config change cuts the next release with the change as cause and the changer as requester", (t) => {
+  const plan = planRelease({
+    app: app({ image: IMAGE_A }, {}, { latestReleaseNumber: 1 }),
+    config: config({ env: { FOO: "1" } }, { annotations: { "slipway.dev/changed-by": "alice" } }),
+    releases: [release(1, IMAGE_A)],
+  });
+  t.like(plan, { kind: "cut", spec: { version: 2, cause: "set FOO", requestedBy: "alice", config: { env: { FOO: "1" } } } });
+});
+
+test("the requester falls back to the last field manager of the spec", (t) => {
+  const managedFields = [
+    { manager: "kubectl-client-side-apply", operation: "Update", time: "2025-01-01T00:00:00Z", fieldsV1: { "f:spec": { "f:image": {} } } },
+    { manager: "slipway", operation: "Update", time: "2025-01-03T00:00:00Z", fieldsV1: { "f:spec": { "f:image": {} } } },
+    { manager: "bob-cli", operation: "Apply", time: "2025-01-02T00:00:00Z", fieldsV1: { "f:spec": { "f:image": {} } } },
+    { manager: "status-writer", operation: "Update", time: "2025-01-04T00:00:00Z", subresource: "status", fieldsV1: { "f:status": {} } },
+  ];
+  t.is(lastManagerOf({ name: "shop", managedFields }, ["f:spec"]), "bob-cli");
+  const plan = planRelease({ app: app({ image: IMAGE_B }, { managedFields }), releases: [release(1, IMAGE_A)] });
+  t.like(plan, { kind: "cut", spec: { requestedBy: "bob-cli", cause: `deploy ${IMAGE_B}` } });
+});
+
+test("the same change seen again after a restart cuts nothing, even with a stale release number in status", (t) => {
+  const plan = planRelease({
+    app: app({ image: IMAGE_A }, {}, { latestReleaseNumber: 1 }),
+    config: config({ env: { FOO: "1" } }),
+    releases: [release(1, IMAGE_A), release(2, IMAGE_A, { env: { FOO: "1" } })],
+  });
+  t.deepEqual(plan, { kind: "none" });
+});
+
+test("an App built from source waits for its first build", (t) => {
+  const plan = planRelease({ app: app({ source: { git: "https://git.example/shop" } }), releases: [] });
+  t.like(plan, { kind: "awaitingBuild" });
+});
+
+test("a config change of an App built from source reuses the live build", (t) => {
+  const built = release(1, IMAGE_A);
+  built.spec.build.sourceCommit = "abcdef0123";
+  const plan = planRelease({ app: app({ source: { git: "https://git.example/shop" } }), config: config({ env: { X: "1" } }), releases: [built] });
+  t.like(plan, { kind: "cut", spec: { version: 2, cause: "set X", build: { image: IMAGE_A, sourceCommit: "abcdef0123" } } });
+});
+
+test("a rollback reuses the old release's build and config", (t) => {
+  const releases = [release(1, IMAGE_A, { env: { FOO: "1" } }), release(2, IMAGE_B, { env: { FOO: "2" } })];
+  const plan = planRollback(app({ image: IMAGE_B }, { annotations: { "slipway.dev/changed-by": "carol" } }), releases, "v1");
+  t.like(plan, {
+    kind: "cut",
+    spec: { version: 3, cause: "rollback to v1", rollbackOf: 1, requestedBy: "carol", build: { image: IMAGE_A }, config: { env: { FOO: "1" } } },
+  });
+});
+
+test("a rollback already cut before a restart is not cut again", (t) => {
+  const releases = [release(1, IMAGE_A), release(2, IMAGE_B), release(3, IMAGE_A, {}, 1)];
+  t.like(planRollback(app({ image: IMAGE_B }), releases, "v1"), { kind: "none" });
+});
+
+test("a rollback to an unknown release names the known ones", (t) => {
+  const plan = planRollback(app({ image: IMAGE_A }), [release(1, IMAGE_A)], "v9");
+  t.like(plan, { kind: "stalled", reason: "RollbackTargetNotFound" });
+  t.regex((plan as { message: string }).message, /has no release v9 \(known releases: v1\)/);
+});
+
+test("a release object is named after the app and version and records the generations it covers", (t) => {
+  const obj = releaseObject(app({ image: IMAGE_A }, { generation: 4 }), release(2, IMAGE_A).spec, config({}, { generation: 3 }));
+  t.is(obj.metadata.name, "shop-v2");
+  t.deepEqual(obj.metadata.annotations, { "slipway.dev/app-generation": "4", "slipway.dev/config-generation": "3" });
+  t.is(obj.metadata.labels?.["slipway.dev/app"], "shop");
+});

@@ -1,0 +1,254 @@
+// Release semantics, as in Deis: a new image or a Config change cuts a new immutable Release v(N+1) whose cause
+// says what changed; scaling does not; a rollback reuses an old release's build and config. Pure functions:
+// app-reconciler.ts reads the cluster, asks these what to do, and writes the answer.
+import type { App, Build, Config, ConfigSpec, ObjectMeta, Release, ReleaseSpec } from "../crds/v1alpha1.js";
+import { ANNOTATIONS, API_VERSION, LABELS, MANAGED_BY, releaseName } from "../crds/v1alpha1.js";
+
+/** Annotations on a Release recording which App and Config generations it was cut from. */
+export const RELEASE_ANNOTATIONS = {
+  appGeneration: "slipway.dev/app-generation",
+  configGeneration: "slipway.dev/config-generation",
+} as const;
+
+const DIGEST = /@sha256:[0-9a-f]{64}$/;
+
+/** True when an image is pinned by digest (`repo@sha256:<64 hex>`), the only form a Release may hold. */
+export function isPinned(image: string): boolean {
+  return DIGEST.test(image);
+}
+
+/** The release number in "v5" (or "5"); undefined when it is not one. */
+export function parseVersion(text: string): number | undefined {
+  const match = /^v?([1-9][0-9]*)$/.exec(text.trim());
+  return match ? Number(match[1]) : undefined;
+}
+
+/** The releases of one App, oldest first. */
+export function releasesOf(app: string, releases: readonly Release[]): Release[] {
+  return releases.filter((r) => r.spec?.app === app).sort((a, b) => a.spec.version - b.spec.version);
+}
+
+/**
+ * The number of the next release: one more than both the highest existing Release and the highest number
+ * the App's status remembers, so numbers only grow even when Release objects were deleted.
+ */
+export function nextReleaseNumber(releases: readonly Release[], latestReleaseNumber = 0): number {
+  return Math.max(latestReleaseNumber, 0, ...releases.map((r) => r.spec.version)) + 1;
+}
+
+/** A Config spec in canonical form: keys sorted, empty maps and undefined values dropped. */
+export function normalizeConfig(spec: ConfigSpec | undefined): ConfigSpec {
+  return (canonical(spec ?? {}) ?? {}) as ConfigSpec;
+}
+
+export function sameConfig(a: ConfigSpec | undefined, b: ConfigSpec | undefined): boolean {
+  return JSON.stringify(normalizeConfig(a)) === JSON.stringify(normalizeConfig(b));
+}
+
+/** What changed between two Config specs, as Deis says it: "set FOO, BAR (secret), unset BAZ". Empty if nothing. */
+export function configChanges(previous: ConfigSpec | undefined, next: ConfigSpec | undefined): string {
+  const prev = normalizeConfig(previous);
+  const cur = normalizeConfig(next);
+  const set: string[] = [];
+  const unset: string[] = [];
+  const diff = (a: Record<string, unknown> | undefined, b: Record<string, unknown> | undefined, suffix: string) => {
+    for (const key of Object.keys(b ?? {}).sort()) {
+      if (JSON.stringify(a?.[key]) !== JSON.stringify(b?.[key])) set.push(key + suffix);
+    }
+    for (const key of Object.keys(a ?? {}).sort()) {
+      if (!(key in (b ?? {}))) unset.push(key + suffix);
+    }
+  };
+  diff(prev.env, cur.env, "");
+  diff(prev.secretEnv, cur.secretEnv, " (secret)");
+  const parts: string[] = [];
+  if (set.length) parts.push(`set ${set.join(", ")}`);
+  if (unset.length) parts.push(`unset ${unset.join(", ")}`);
+  const processes = [...new Set([...Object.keys(prev.resources ?? {}), ...Object.keys(cur.resources ?? {})])].sort();
+  const changedResources = processes.filter((p) => JSON.stringify(prev.resources?.[p]) !== JSON.stringify(cur.resources?.[p]));
+  if (changedResources.length) parts.push(`change resources of ${changedResources.join(", ")}`);
+  if (JSON.stringify(prev.nodeSelector) !== JSON.stringify(cur.nodeSelector)) parts.push("change node selector");
+  return parts.join(", ");
+}
+
+/** The cause of a release that follows `previous`: "deploy <image>", "set FOO, unset BAR", or both. */
+export function releaseCause(previous: ReleaseSpec | undefined, build: Build, config: ConfigSpec): string {
+  const what = build.sourceCommit ? build.sourceCommit.slice(0, 7) : build.image;
+  if (!previous) return `deploy ${what}`;
+  const parts: string[] = [];
+  if (previous.build.image !== build.image) parts.push(`deploy ${what}`);
+  const changes = configChanges(previous.config, config);
+  if (changes) parts.push(changes);
+  return parts.length ? parts.join(", ") : `deploy ${what}`;
+}
+
+interface ManagedFieldsEntry {
+  manager?: string;
+  operation?: string;
+  time?: string;
+  subresource?: string;
+  fieldsV1?: Record<string, unknown>;
+}
+
+/**
+ * Who last changed the fields under `path` (e.g. ["f:spec"]) of an object, from its managedFields: the
+ * manager with the newest timestamp among those owning a field there. Slipway's own writes are skipped:
+ * Slipway never asks for a change on its own.
+ */
+export function lastManagerOf(meta: ObjectMeta, path: readonly string[]): string | undefined {
+  const entries = (meta.managedFields ?? []) as ManagedFieldsEntry[];
+  let best: ManagedFieldsEntry | undefined;
+  for (const entry of entries) {
+    if (entry.subresource || !entry.manager || entry.manager === MANAGED_BY) continue;
+    let node: unknown = entry.fieldsV1;
+    for (const step of path) node = node && typeof node === "object" ? (node as Record<string, unknown>)[step] : undefined;
+    if (node === undefined) continue;
+    if (!best || (entry.time ?? "") >= (best.time ?? "")) best = entry;
+  }
+  return best?.manager;
+}
+
+/** Who asked for a change to an object: the `slipway.dev/changed-by` annotation, else the last manager of `path`. */
+export function requestedBy(meta: ObjectMeta, path: readonly string[] = ["f:spec"]): string | undefined {
+  return meta.annotations?.[ANNOTATIONS.changedBy] || lastManagerOf(meta, path);
+}
+
+/** What the reconciler should do about releases. */
+export type ReleasePlan =
+  /** The newest release already holds the App's build and Config. */
+  | { kind: "none" }
+  /** Cut a new release with this spec. */
+  | { kind: "cut"; spec: ReleaseSpec }
+  /** Built from source and no build has succeeded yet. */
+  | { kind: "awaitingBuild"; message: string }
+  /** Needs a human. */
+  | { kind: "stalled"; reason: "ImageNotPinned" | "InvalidSpec" | "RollbackTargetNotFound"; message: string };
+
+export interface PlanInput {
+  app: App;
+  config?: Config;
+  /** The App's releases, any order. */
+  releases: readonly Release[];
+}
+
+/**
+ * Whether the App's image or Config differ from the newest release, and if so the release to cut.
+ * Comparing content (not generations) makes this idempotent: after a crash or restart the same change
+ * never cuts a second release.
+ */
+export function planRelease({ app, config, releases }: PlanInput): ReleasePlan {
+  const own = releasesOf(app.metadata.name, releases);
+  const latest = own.at(-1);
+  const image = app.spec.image;
+  let build: Build;
+  if (image) {
+    if (latest?.spec.build.image === image) {
+      build = latest.spec.build;
+    } else if (!isPinned(image)) {
+      return {
+        kind: "stalled",
+        reason: "ImageNotPinned",
+        message:
+          `image "${image}" is not pinned by digest: a release must always run the same code, so set spec.image to ` +
+          `"<repository>@sha256:<digest>" (find the digest with \`crane digest ${image}\` or \`docker buildx imagetools inspect ${image}\`)`,
+      };
+    } else {
+      build = { image };
+    }
+  } else if (app.spec.source) {
+    if (!latest) return { kind: "awaitingBuild", message: `waiting for the first build of ${app.spec.source.git}` };
+    build = latest.spec.build;
+  } else {
+    return { kind: "stalled", reason: "InvalidSpec", message: "the App needs spec.image or spec.source" };
+  }
+  const configSpec = normalizeConfig(config?.spec);
+  if (latest && latest.spec.build.image === build.image && sameConfig(latest.spec.config, configSpec)) return { kind: "none" };
+  const imageChanged = !latest || latest.spec.build.image !== build.image;
+  const who = imageChanged || !config ? requestedBy(app.metadata) : requestedBy(config.metadata);
+  return {
+    kind: "cut",
+    spec: {
+      app: app.metadata.name,
+      version: nextReleaseNumber(own, app.status?.latestReleaseNumber),
+      cause: releaseCause(latest?.spec, build, configSpec),
+      ...(who ? { requestedBy: who } : {}),
+      build,
+      config: configSpec,
+    },
+  };
+}
+
+/**
+ * A rollback to `target` ("v5"): a new release reusing v5's build and config. "none" when the newest release
+ * already holds exactly that (the rollback was cut before a restart, or it would change nothing).
+ */
+export function planRollback(app: App, releases: readonly Release[], target: string): ReleasePlan & { target?: Release } {
+  const own = releasesOf(app.metadata.name, releases);
+  const version = parseVersion(target);
+  const found = version === undefined ? undefined : own.find((r) => r.spec.version === version);
+  if (!found) {
+    const known = own.length ? `known releases: ${own.map((r) => `v${r.spec.version}`).join(", ")}` : "the App has no releases yet";
+    return {
+      kind: "stalled",
+      reason: "RollbackTargetNotFound",
+      message: `cannot roll back to "${target}": ${version === undefined ? "not a release version such as v3" : `App ${app.metadata.name} has no release v${version}`} (${known}); fix or remove the ${ANNOTATIONS.rollback} annotation`,
+    };
+  }
+  const latest = own.at(-1);
+  if (latest && latest.spec.build.image === found.spec.build.image && sameConfig(latest.spec.config, found.spec.config)) {
+    return { kind: "none", target: found };
+  }
+  const who = app.metadata.annotations?.[ANNOTATIONS.changedBy] || lastManagerOf(app.metadata, ["f:metadata", "f:annotations", `f:${ANNOTATIONS.rollback}`]);
+  return {
+    kind: "cut",
+    target: found,
+    spec: {
+      app: app.metadata.name,
+      version: nextReleaseNumber(own, app.status?.latestReleaseNumber),
+      cause: `rollback to v${found.spec.version}`,
+      ...(who ? { requestedBy: who } : {}),
+      build: found.spec.build,
+      config: normalizeConfig(found.spec.config),
+      rollbackOf: found.spec.version,
+    },
+  };
+}
+
+/** The Release object for a spec, named `<app>-v<version>` so that cutting it twice can only collide. */
+export function releaseObject(app: App, spec: ReleaseSpec, config?: Config): Release {
+  const annotations: Record<string, string> = { [RELEASE_ANNOTATIONS.appGeneration]: String(app.metadata.generation ?? 0) };
+  if (config?.metadata.generation !== undefined) annotations[RELEASE_ANNOTATIONS.configGeneration] = String(config.metadata.generation);
+  return {
+    apiVersion: API_VERSION,
+    kind: "Release",
+    metadata: {
+      name: releaseName(app.metadata.name, spec.version),
+      namespace: app.metadata.namespace,
+      labels: {
+        [LABELS.app]: app.metadata.name,
+        [LABELS.release]: `v${spec.version}`,
+        [LABELS.managedBy]: MANAGED_BY,
+      },
+      annotations,
+    },
+    spec,
+  };
+}
+
+/** True when two release specs hold the same build and config (what makes a release what it is). */
+export function sameContent(a: ReleaseSpec, b: ReleaseSpec): boolean {
+  return a.app === b.app && a.version === b.version && JSON.stringify(canonical(a.build)) === JSON.stringify(canonical(b.build)) && sameConfig(a.config, b.config);
+}
+
+function canonical(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(canonical);
+  if (value && typeof value === "object") {
+    const out: Record<string, unknown> = {};
+    for (const key of Object.keys(value).sort()) {
+      const v = canonical((value as Record<string, unknown>)[key]);
+      if (v !== undefined) out[key] = v;
+    }
+    return Object.keys(out).length ? out : undefined;
+  }
+  return value;
+}
