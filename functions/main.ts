@@ -2,10 +2,11 @@
 // slipway-render: the render function as a KRM function. Reads a ResourceList, renders every App found
 // (with its Config and live Release) and appends the rendered objects. Runs under `kpt fn eval --exec`,
 // as a kustomize exec function and as an Argo CD Config Management Plugin.
-import { realpathSync } from "node:fs";
-import { LEGACY_SOURCE_PATH_ANNOTATION, SOURCE_PATH_ANNOTATION, generalResult, getAnnotation, run } from "kpt-functions";
-import type { Configs, KptFunc, KubernetesObject as KptObject, Result } from "kpt-functions";
+import { readFileSync, realpathSync } from "node:fs";
+import { Configs, LEGACY_SOURCE_PATH_ANNOTATION, SOURCE_PATH_ANNOTATION, generalResult, getAnnotation, run, runFnWithConfigs } from "kpt-functions";
+import type { KptFunc, KubernetesObject as KptObject, Result } from "kpt-functions";
 import { collectInputs, slipwayObjects } from "./inputs.js";
+import { parseManifests, toYaml } from "./manifests.js";
 import { render } from "./render.js";
 import type { PlatformSettings, RenderError } from "./render.js";
 
@@ -161,11 +162,41 @@ function key(o: { apiVersion: string; kind: string; metadata: { name?: string; n
   return `${o.apiVersion}|${o.kind}|${o.metadata.namespace ?? ""}|${o.metadata.name ?? ""}`;
 }
 
+/**
+ * `slipway-render --manifests [--function-config FILE]`: a plain YAML stream in and out, for pipelines such as
+ * `kustomize build . | slipway-render --manifests` (the Argo CD plugin). The same function runs inside;
+ * error results go to stderr, one line each, with exit code 1.
+ */
+export async function renderManifests(input: string, functionConfig: string | undefined): Promise<{ stdout: string; stderr: string; code: number }> {
+  let configs: Configs;
+  try {
+    const fc = functionConfig === undefined ? undefined : (parseManifests(functionConfig)[0] as KptObject | undefined);
+    configs = new Configs(parseManifests(input) as KptObject[], fc);
+  } catch (err) {
+    return { stdout: "", stderr: `error: ${err instanceof Error ? err.message : String(err)}\n`, code: 1 };
+  }
+  await runFnWithConfigs(slipwayRender, configs);
+  const errors = configs.getResults().filter((r) => r.severity === "error");
+  const stderr = errors.map((r) => `error: ${r.message}${r.resourceRef ? ` (${r.resourceRef.kind} ${r.resourceRef.namespace}/${r.resourceRef.name})` : ""}\n`).join("");
+  if (errors.length > 0) return { stdout: "", stderr, code: 1 };
+  return { stdout: toYaml(configs.getAll()), stderr, code: 0 };
+}
+
 // Run only as the executable, not when imported by tests.
 if (process.argv[1] !== undefined && import.meta.url === new URL(`file://${realpath(process.argv[1])}`).href) {
   // The runner prints err.stack for unreadable input (bad YAML): keep that to the message alone.
   Error.stackTraceLimit = 0;
-  await run(slipwayRender);
+  const args = process.argv.slice(2);
+  if (args[0] === "--manifests") {
+    const fcIndex = args.findIndex((a) => a === "--function-config" || a === "-f");
+    const fcPath = fcIndex >= 0 ? args[fcIndex + 1] : undefined;
+    const out = await renderManifests(readFileSync(0, "utf8"), fcPath === undefined ? undefined : readFileSync(fcPath, "utf8"));
+    process.stdout.write(out.stdout);
+    process.stderr.write(out.stderr);
+    process.exitCode = out.code;
+  } else {
+    await run(slipwayRender);
+  }
 }
 
 function realpath(p: string): string {

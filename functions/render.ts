@@ -120,7 +120,9 @@ function validate({ app, config, release }: RenderInput, platform: PlatformSetti
     errors.push({ message: `App name "${name}" must be a DNS-1123 label (lowercase letters, digits and "-", at most 63 characters): it is part of the app's host name`, field: "metadata.name", object: appRef });
   }
   if (!namespace) {
-    errors.push({ message: `App "${name}" has no namespace: set metadata.namespace`, field: "metadata.namespace", object: appRef });
+    // Everything else is looked up in the App's namespace: without one, further errors would only mislead.
+    errors.push({ message: `App "${name}" has no namespace: set metadata.namespace, or the render function's namespace setting`, field: "metadata.namespace", object: appRef });
+    return errors;
   }
 
   if (config === undefined) {
