@@ -1,0 +1,197 @@
+// The install manifests (operator/deploy) against a real API server: they apply, the operator's pods pass the
+// namespace's restricted Pod Security admission and run (on kwok), and RBAC grants exactly what each role needs.
+import test from "ava";
+import { controlPlane, freshNamespace, waitFor } from "./harness/suite.js";
+
+const OPERATOR = "system:serviceaccount:slipway-system:slipway";
+
+/** Installs Slipway once per file; the install is idempotent and shared (CRDs are never removed). */
+let installed: Promise<{ first: string; second: string }> | undefined;
+function install(): Promise<{ first: string; second: string }> {
+  installed ??= (async () => {
+    const cp = await controlPlane();
+    const first = await cp.kubectl(["apply", "--server-side", "-k", "operator/deploy"]);
+    if (first.code !== 0) throw new Error(`install failed: ${first.stderr}`);
+    const established = await cp.kubectl(["wait", "--for=condition=Established", "--timeout=60s",
+      "crd/apps.slipway.dev", "crd/configs.slipway.dev", "crd/releases.slipway.dev"]);
+    if (established.code !== 0) throw new Error(`CRDs not established: ${established.stderr}`);
+    const second = await cp.kubectl(["apply", "--server-side", "-k", "operator/deploy"]);
+    if (second.code !== 0) throw new Error(`second install failed: ${second.stderr}`);
+    return { first: first.stdout, second: second.stdout };
+  })();
+  return installed;
+}
+
+async function canI(as: string, args: string[]): Promise<string> {
+  const cp = await controlPlane();
+  const r = await cp.kubectl(["auth", "can-i", ...args, `--as=${as}`]);
+  return r.stdout.trim();
+}
+
+/**
+ * Asks the authorizer with a SubjectAccessReview, for API groups whose CRDs are not installed here
+ * (kubectl auth can-i cannot name a resource the server does not serve).
+ */
+async function operatorMay(verb: string, group: string, resource: string, namespace: string): Promise<boolean> {
+  const cp = await controlPlane();
+  const review = {
+    apiVersion: "authorization.k8s.io/v1",
+    kind: "SubjectAccessReview",
+    spec: {
+      user: OPERATOR,
+      groups: ["system:serviceaccounts", "system:serviceaccounts:slipway-system", "system:authenticated"],
+      resourceAttributes: { verb, group, resource, namespace },
+    },
+  };
+  const r = await cp.kubectl(["create", "-f", "-", "-o", "jsonpath={.status.allowed}"], { input: JSON.stringify(review) });
+  if (r.code !== 0) throw new Error(`SubjectAccessReview failed: ${r.stderr}`);
+  return r.stdout.trim() === "true";
+}
+
+/** Asks for every case and returns the ones whose answer differs, so one failure lists all wrong rules. */
+async function wrongAnswers(as: string, cases: [expected: "yes" | "no", ...args: string[]][]): Promise<string[]> {
+  const answers = await Promise.all(cases.map(([, ...args]) => canI(as, args)));
+  return cases.flatMap(([expected, ...args], i) =>
+    answers[i] === expected ? [] : [`${args.join(" ")}: expected ${expected}, got ${answers[i]}`]);
+}
+
+test("kubectl apply --server-side -k operator/deploy installs Slipway, and applying it again changes nothing", async (t) => {
+  const { first, second } = await install();
+  for (const object of [
+    "customresourcedefinition.apiextensions.k8s.io/apps.slipway.dev",
+    "namespace/slipway-system",
+    "serviceaccount/slipway",
+    "clusterrole.rbac.authorization.k8s.io/slipway-operator",
+    "clusterrole.rbac.authorization.k8s.io/slipway-developer",
+    "clusterrole.rbac.authorization.k8s.io/slipway-viewer",
+    "role.rbac.authorization.k8s.io/slipway-operator-leader-election",
+    "deployment.apps/slipway-operator",
+  ]) {
+    t.true(first.includes(object), `${object} missing from:\n${first}`);
+  }
+  t.regex(second, /deployment\.apps\/slipway-operator serverside-applied/);
+  const cp = await controlPlane();
+  const generation = await cp.kubectl(["get", "deployment", "slipway-operator", "-n", "slipway-system",
+    "-o", "jsonpath={.metadata.generation}"]);
+  t.is(generation.stdout, "1", "the second apply did not change the Deployment");
+});
+
+test("the operator's two replicas pass restricted Pod Security and run with their pod name as identity", async (t) => {
+  await install();
+  const cp = await controlPlane();
+  const rollout = await cp.kubectl(["rollout", "status", "deployment/slipway-operator", "-n", "slipway-system", "--timeout=90s"]);
+  t.is(rollout.code, 0, rollout.stderr);
+  const pods = await cp.kubectl(["get", "pods", "-n", "slipway-system", "-l", "app.kubernetes.io/component=operator",
+    "-o", "jsonpath={range .items[*]}{.status.phase} {.spec.serviceAccountName} {.spec.containers[0].env[?(@.name=='POD_NAME')].valueFrom.fieldRef.fieldPath}{\"\\n\"}{end}"]);
+  t.deepEqual(pods.stdout.trim().split("\n"), ["Running slipway metadata.name", "Running slipway metadata.name"]);
+
+  // The same pod without its security settings is refused by the namespace's restricted policy.
+  const rootPod = `apiVersion: v1
+kind: Pod
+metadata: { name: not-restricted, namespace: slipway-system }
+spec:
+  containers: [{ name: c, image: registry.example/x:1 }]
+`;
+  const refused = await cp.kubectl(["apply", "--dry-run=server", "-f", "-"], { input: rootPod });
+  t.not(refused.code, 0);
+  t.regex(refused.stderr, /violates PodSecurity "restricted/);
+});
+
+test("the operator's ServiceAccount can do what reconciling, building and leading need", async (t) => {
+  await install();
+  const ns = await freshNamespace(t);
+  t.deepEqual(await wrongAnswers(OPERATOR, [
+    ["yes", "watch", "apps.slipway.dev", "--all-namespaces"],
+    ["yes", "create", "releases.slipway.dev", "-n", ns],
+    ["yes", "delete", "configs.slipway.dev", "-n", ns],
+    ["yes", "patch", "apps.slipway.dev", "--subresource=status", "-n", ns],
+    ["yes", "update", "apps.slipway.dev", "--subresource=finalizers", "-n", ns],
+    ["yes", "patch", "deployments.apps", "-n", ns],
+    ["yes", "delete", "services", "-n", ns],
+    ["yes", "get", "secrets", "-n", ns],
+    ["yes", "create", "events", "-n", ns],
+    ["yes", "patch", "ingresses.networking.k8s.io", "-n", ns],
+    ["yes", "patch", "horizontalpodautoscalers.autoscaling", "-n", ns],
+    ["yes", "watch", "pods", "-n", ns],
+    ["yes", "create", "leases.coordination.k8s.io", "-n", "slipway-system"],
+    ["yes", "update", "leases.coordination.k8s.io/slipway-operator", "-n", "slipway-system"],
+  ]), []);
+  // Tekton and the Gateway API are not installed here, so ask the authorizer directly.
+  t.true(await operatorMay("create", "tekton.dev", "pipelineruns", ns));
+  t.true(await operatorMay("delete", "tekton.dev", "pipelineruns", ns));
+  t.true(await operatorMay("watch", "tekton.dev", "pipelineruns", ns));
+  t.true(await operatorMay("patch", "gateway.networking.k8s.io", "httproutes", ns));
+});
+
+test("the operator's ServiceAccount cannot read all Secrets, write Secrets, or touch other leases", async (t) => {
+  await install();
+  const ns = await freshNamespace(t);
+  t.deepEqual(await wrongAnswers(OPERATOR, [
+    ["no", "list", "secrets", "-n", ns],
+    ["no", "watch", "secrets", "--all-namespaces"],
+    ["no", "create", "secrets", "-n", ns],
+    ["no", "delete", "secrets", "-n", ns],
+    ["no", "update", "leases.coordination.k8s.io/kube-controller-manager", "-n", "kube-system"],
+    ["no", "create", "leases.coordination.k8s.io", "-n", ns],
+    ["no", "update", "leases.coordination.k8s.io/another-lease", "-n", "slipway-system"],
+    ["no", "create", "pods", "-n", ns],
+    ["no", "delete", "namespaces"],
+    ["no", "create", "clusterrolebindings.rbac.authorization.k8s.io"],
+  ]), []);
+  t.false(await operatorMay("update", "tekton.dev", "pipelineruns", ns), "a started build is never edited");
+  t.false(await operatorMay("create", "gateway.networking.k8s.io", "gateways", ns), "Gateways belong to the platform");
+});
+
+test("a developer bound to slipway-developer runs apps in the team namespace but cannot cut releases or read secrets", async (t) => {
+  await install();
+  const cp = await controlPlane();
+  const ns = await freshNamespace(t);
+  const bound = await cp.kubectl(["create", "rolebinding", "developers", "-n", ns, "--clusterrole=slipway-developer", "--user=dana"]);
+  t.is(bound.code, 0, bound.stderr);
+  const other = await freshNamespace(t);
+  t.deepEqual(await wrongAnswers("dana", [
+    ["yes", "create", "apps.slipway.dev", "-n", ns],
+    ["yes", "update", "configs.slipway.dev", "-n", ns],
+    ["yes", "list", "releases.slipway.dev", "-n", ns],
+    ["yes", "get", "pods", "--subresource=log", "-n", ns],
+    ["yes", "create", "pods", "-n", ns],
+    ["yes", "create", "secrets", "-n", ns],
+    ["no", "create", "releases.slipway.dev", "-n", ns],
+    ["no", "get", "secrets", "-n", ns],
+    ["no", "delete", "deployments.apps", "-n", ns],
+    ["no", "create", "apps.slipway.dev", "-n", other],
+  ]), []);
+});
+
+test("a viewer bound to slipway-viewer reads apps, releases and logs but cannot create apps", async (t) => {
+  await install();
+  const cp = await controlPlane();
+  const ns = await freshNamespace(t);
+  const bound = await cp.kubectl(["create", "rolebinding", "viewers", "-n", ns, "--clusterrole=slipway-viewer", "--user=vic"]);
+  t.is(bound.code, 0, bound.stderr);
+  t.deepEqual(await wrongAnswers("vic", [
+    ["yes", "get", "apps.slipway.dev", "-n", ns],
+    ["yes", "list", "releases.slipway.dev", "-n", ns],
+    ["yes", "get", "pods", "--subresource=log", "-n", ns],
+    ["no", "create", "apps.slipway.dev", "-n", ns],
+    ["no", "patch", "configs.slipway.dev", "-n", ns],
+    ["no", "get", "secrets", "-n", ns],
+    ["no", "create", "pods", "-n", ns],
+  ]), []);
+});
+
+test("Kubernetes' built-in view and edit roles include Slipway's resources through aggregation", async (t) => {
+  await install();
+  const cp = await controlPlane();
+  const ns = await freshNamespace(t);
+  for (const [role, user] of [["view", "vera"], ["edit", "eddie"]] as const) {
+    const bound = await cp.kubectl(["create", "rolebinding", role, "-n", ns, `--clusterrole=${role}`, `--user=${user}`]);
+    t.is(bound.code, 0, bound.stderr);
+  }
+  await waitFor(async () => (await canI("eddie", ["create", "apps.slipway.dev", "-n", ns])) === "yes", 30_000,
+    () => "the edit role never aggregated slipway-developer");
+  await waitFor(async () => (await canI("vera", ["list", "releases.slipway.dev", "-n", ns])) === "yes", 30_000,
+    () => "the view role never aggregated slipway-viewer");
+  t.is(await canI("vera", ["create", "apps.slipway.dev", "-n", ns]), "no");
+  t.is(await canI("eddie", ["create", "releases.slipway.dev", "-n", ns]), "no");
+});
