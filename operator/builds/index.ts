@@ -1,0 +1,491 @@
+// Builds and pull-request previews. A new commit on an App's source branch (push webhook, or polling the
+// repository's refs) becomes a Tekton v1 PipelineRun; a succeeded run cuts a Release with the image digest, a
+// failed one is reported on the App while the live release keeps serving. Pull-request webhooks create, update
+// and delete preview Apps. Every App is handled through one keyed queue, so one App never has two builds
+// started at once, and every write compares before writing, so redelivered webhooks change nothing.
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { Watch, type KubeConfig } from "@kubernetes/client-node";
+import { API_VERSION, LABELS, type App, type Build, type Condition, type Config, type LatestBuild, type Release } from "../../crds/v1alpha1.js";
+import { setCondition, sameConditions } from "../conditions.js";
+import { isConflict, Kube, type KubeObject } from "../kube.js";
+import { log as rootLog } from "../log.js";
+import { WorkQueue } from "../queue.js";
+import { nextReleaseNumber, normalizeConfig, releaseCause, releaseObject, releasesOf } from "../releases.js";
+import { verifyWebhook } from "../webhooks.js";
+import { parseGitEvent, sameRepo, type PullRequestEvent, type PushEvent } from "./events.js";
+import {
+  buildOutcome, buildPipelineRun, cacheClaimName, DEFAULT_SETTINGS, ownerReference, pipelineRunName, RECORDED_ANNOTATION,
+  shortSha, TEKTON_API_VERSION, PIPELINE_RUN_KIND, type PipelineRun, type PipelineSettings,
+} from "./pipelinerun.js";
+import { previewApp, previewConfig, previewExpired, previewHost, previewName, PREVIEW_ANNOTATIONS } from "./previews.js";
+import { branchHead, ProcfileError, readProcfile, type GitAuth } from "./procfile.js";
+
+export const BUILT = "Built";
+
+export interface BuildsOptions {
+  kubeConfig: KubeConfig;
+  /** Only Apps in this namespace; default all namespaces. */
+  namespace?: string;
+  /** How often source branches are polled (the fallback when no webhook arrives) and previews' TTLs checked. */
+  pollIntervalMs: number;
+  /** Secret shared with the Git host; without one every webhook is refused (polling still works). */
+  webhookSecret?: string;
+  pipeline?: PipelineSettings;
+  /** Platform domain for the default preview host `{app}-pr-{pr}.<domain>`; default "slipway.local". */
+  previewDomain?: string;
+}
+
+export interface Builds {
+  stop(): Promise<void>;
+  /** Handles a Git host's webhook (push, pull request); answers 401 when the signature is wrong. */
+  webhookHandler(req: IncomingMessage, res: ServerResponse): void;
+  /** Polls every source branch now, records finished builds and removes expired previews. */
+  pollNow(): Promise<void>;
+}
+
+const MAX_BODY = 10 * 1024 * 1024;
+const log = rootLog.child({ module: "builds" });
+
+type AppKey = `${string}/${string}`;
+
+function keyOf(namespace: string | undefined, name: string): AppKey {
+  return `${namespace ?? "default"}/${name}`;
+}
+
+function splitKey(key: string): [string, string] {
+  const i = key.indexOf("/");
+  return [key.slice(0, i), key.slice(i + 1)];
+}
+
+function now(): string {
+  return new Date().toISOString().replace(/\.\d{3}Z$/, "Z");
+}
+
+/** Starts watching PipelineRuns and polling sources; the operator calls this once. */
+export async function startBuilds(options: BuildsOptions): Promise<Builds> {
+  const b = new BuildController(options);
+  await b.start();
+  return {
+    stop: () => b.stop(),
+    webhookHandler: (req, res) => void b.handleWebhook(req, res),
+    pollNow: () => b.pollNow(),
+  };
+}
+
+class BuildController {
+  readonly #kube: Kube;
+  readonly #opts: BuildsOptions;
+  readonly #settings: PipelineSettings;
+  readonly #queue: WorkQueue;
+  /** Commits asked for by webhooks or polling, not yet started: the newest request per App wins. */
+  readonly #wanted = new Map<AppKey, string>();
+  #timer: NodeJS.Timeout | undefined;
+  #watch: AbortController | undefined;
+  #stopped = false;
+  #polling: Promise<void> | undefined;
+
+  constructor(opts: BuildsOptions) {
+    this.#opts = opts;
+    this.#kube = new Kube(opts.kubeConfig);
+    this.#settings = opts.pipeline ?? {};
+    this.#queue = new WorkQueue((key) => this.#reconcile(key), {
+      onError: (key, err, retryInMs) => log.warn({ app: key, err, retryInMs }, "build reconcile failed; retrying"),
+    });
+  }
+
+  async start(): Promise<void> {
+    this.#startWatch();
+    const tick = () => {
+      if (this.#stopped) return;
+      this.pollNow()
+        .catch((err: unknown) => log.warn({ err }, "polling sources failed"))
+        .finally(() => {
+          if (!this.#stopped) this.#timer = setTimeout(tick, this.#opts.pollIntervalMs);
+        });
+    };
+    this.#timer = setTimeout(tick, 0);
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#watch?.abort();
+    await this.#polling?.catch(() => undefined);
+    await this.#queue.stop();
+  }
+
+  // ------------------------------------------------------------------------------------------- triggers
+
+  /** PipelineRun changes (completion, cancellation) reach the App's queue key at once. */
+  #startWatch(): void {
+    if (this.#stopped) return;
+    const ns = this.#opts.namespace;
+    const path = `/apis/${TEKTON_API_VERSION}${ns ? `/namespaces/${ns}` : ""}/pipelineruns`;
+    const restart = () => {
+      if (!this.#stopped) setTimeout(() => this.#startWatch(), 1000).unref();
+    };
+    new Watch(this.#opts.kubeConfig)
+      .watch(path, { labelSelector: LABELS.app }, (_phase: string, obj: PipelineRun) => {
+        const app = obj.metadata?.labels?.[LABELS.app];
+        if (app) void this.#queue.enqueue(keyOf(obj.metadata.namespace, app));
+      }, (err: unknown) => {
+        if (err && !this.#stopped) log.debug({ err }, "PipelineRun watch ended; restarting");
+        restart();
+      })
+      .then((controller) => {
+        this.#watch = controller;
+        if (this.#stopped) controller.abort();
+      })
+      .catch((err: unknown) => {
+        log.warn({ err }, "cannot watch Tekton PipelineRuns (is Tekton installed?); retrying");
+        restart();
+      });
+  }
+
+  pollNow(): Promise<void> {
+    this.#polling ??= this.#poll().finally(() => (this.#polling = undefined));
+    return this.#polling;
+  }
+
+  async #poll(): Promise<void> {
+    const apps = (await this.#kube.list<App & KubeObject>(API_VERSION, "App", this.#opts.namespace)).items;
+    const byName = new Map(apps.map((a) => [keyOf(a.metadata.namespace, a.metadata.name), a]));
+    await Promise.all(apps.map(async (app) => {
+      const key = keyOf(app.metadata.namespace, app.metadata.name);
+      try {
+        const parent = app.metadata.labels?.[LABELS.preview];
+        if (parent !== undefined) {
+          const owner = byName.get(keyOf(app.metadata.namespace, parent));
+          if (!owner?.spec.previews?.enabled || previewExpired(app, owner, new Date())) {
+            log.info({ app: key, parent }, "removing preview: its TTL passed or its parent no longer has previews");
+            await this.#kube.deleteIfExists(app);
+            return;
+          }
+        }
+        const source = app.spec.source;
+        if (source && !app.spec.suspend) {
+          const head = await branchHead({ url: source.git, branch: source.branch ?? "main", auth: await this.#auth(app) });
+          if (head && !this.#wanted.has(key)) this.#wanted.set(key, head);
+        }
+        await this.#queue.enqueue(key);
+      } catch (err) {
+        log.warn({ app: key, err }, "cannot poll the App's source");
+      }
+    }));
+  }
+
+  async handleWebhook(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const answer = (code: number, body: Record<string, unknown>) => {
+      if (res.headersSent) return;
+      res.writeHead(code, { "content-type": "application/json" });
+      res.end(JSON.stringify(body));
+    };
+    try {
+      if (req.method !== "POST") return answer(405, { error: "webhooks are POSTed" });
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of req as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > MAX_BODY) return answer(413, { error: "webhook body too large" });
+        chunks.push(chunk);
+      }
+      const body = Buffer.concat(chunks);
+      const verdict = verifyWebhook(req.headers, body, this.#opts.webhookSecret ?? "");
+      if (!verdict.ok) {
+        log.warn({ reason: verdict.reason }, "refused a webhook");
+        return answer(401, { error: verdict.reason });
+      }
+      let payload: unknown;
+      try {
+        payload = JSON.parse(body.toString("utf8"));
+      } catch {
+        return answer(400, { error: "webhook body is not JSON" });
+      }
+      const event = parseGitEvent(req.headers, payload);
+      if (event.kind === "ignored") return answer(202, { ignored: event.reason });
+      if (event.kind === "push") return answer(202, { builds: await this.#onPush(event) });
+      return answer(202, { previews: await this.#onPullRequest(event) });
+    } catch (err) {
+      log.error({ err }, "webhook handling failed");
+      answer(500, { error: (err as Error).message });
+    }
+  }
+
+  async #appsWithSource(): Promise<(App & KubeObject)[]> {
+    const apps = (await this.#kube.list<App & KubeObject>(API_VERSION, "App", this.#opts.namespace)).items;
+    return apps.filter((a) => a.spec.source && !a.spec.suspend);
+  }
+
+  async #onPush(event: PushEvent): Promise<string[]> {
+    const apps = (await this.#appsWithSource()).filter((a) =>
+      (a.spec.source?.branch ?? "main") === event.branch && event.repoUrls.some((u) => sameRepo(u, a.spec.source?.git ?? "")));
+    await Promise.all(apps.map((a) => {
+      const key = keyOf(a.metadata.namespace, a.metadata.name);
+      this.#wanted.set(key, event.commit);
+      return this.#queue.enqueue(key);
+    }));
+    return apps.map((a) => `${a.metadata.namespace}/${pipelineRunName(a.metadata.name, event.commit)}`);
+  }
+
+  async #onPullRequest(event: PullRequestEvent): Promise<string[]> {
+    const parents = (await this.#appsWithSource()).filter((a) =>
+      a.spec.previews?.enabled && a.metadata.labels?.[LABELS.preview] === undefined &&
+      (a.spec.source?.branch ?? "main") === event.base.branch && event.base.repoUrls.some((u) => sameRepo(u, a.spec.source?.git ?? "")));
+    const done: string[] = [];
+    for (const parent of parents) {
+      const name = previewName(parent.metadata.name, event.number);
+      if (event.action === "close") {
+        const existed = await this.#kube.deleteIfExists({ apiVersion: API_VERSION, kind: "App", metadata: { name, namespace: parent.metadata.namespace } });
+        if (existed) log.info({ app: name, pr: event.number }, "pull request closed; preview deleted");
+      } else {
+        await this.#ensurePreview(parent, event);
+      }
+      done.push(`${parent.metadata.namespace}/${name}`);
+    }
+    return done;
+  }
+
+  /** Creates or updates the preview App and its Config, writing only what differs, then builds the head commit. */
+  async #ensurePreview(parent: App, event: PullRequestEvent): Promise<void> {
+    const ns = parent.metadata.namespace;
+    const name = previewName(parent.metadata.name, event.number);
+    const existing = await this.#kube.getIfExists<App & KubeObject>(API_VERSION, "App", ns, name);
+    const sameCommit = existing?.metadata.annotations?.[PREVIEW_ANNOTATIONS.commit] === event.head.commit;
+    const updatedAt = sameCommit ? existing?.metadata.annotations?.[PREVIEW_ANNOTATIONS.updatedAt] ?? now() : now();
+    const desired = previewApp(parent, event, previewHost(parent, event.number, this.#opts.previewDomain ?? "slipway.local"), updatedAt);
+    let app: App = existing ?? desired;
+    if (!existing || !contains(existing, desired)) {
+      app = await this.#kube.apply<App & KubeObject>(desired as App & KubeObject);
+      log.info({ app: name, pr: event.number, commit: event.head.commit, fork: event.fromFork }, existing ? "preview updated" : "preview created");
+    }
+    const parentConfig = await this.#kube.getIfExists<Config & KubeObject>(API_VERSION, "Config", ns, parent.metadata.name);
+    const config = previewConfig(parentConfig, app, event.fromFork);
+    const current = await this.#kube.getIfExists<Config & KubeObject>(API_VERSION, "Config", ns, name);
+    // A stale secretEnv must go too, so compare the spec exactly rather than "contains".
+    if (!current || JSON.stringify(normalizeConfig(current.spec)) !== JSON.stringify(normalizeConfig(config.spec)) || !contains(current, { metadata: config.metadata })) {
+      if (current) await this.#kube.replace({ ...config, metadata: { ...config.metadata, resourceVersion: current.metadata.resourceVersion } } as Config & KubeObject);
+      else await this.#kube.create(config as Config & KubeObject);
+    }
+    const key = keyOf(ns, name);
+    this.#wanted.set(key, event.head.commit);
+    await this.#queue.enqueue(key);
+  }
+
+  // ------------------------------------------------------------------------------------------ reconcile
+
+  /** One App's builds: start the wanted commit, record finished runs, prune old ones. */
+  async #reconcile(key: string): Promise<void> {
+    const [ns, name] = splitKey(key);
+    const app = await this.#kube.getIfExists<App & KubeObject>(API_VERSION, "App", ns, name);
+    if (!app || !app.spec.source || app.metadata.deletionTimestamp) {
+      this.#wanted.delete(key as AppKey);
+      return;
+    }
+    let runs = await this.#runsOf(app);
+    const wanted = this.#wanted.get(key as AppKey);
+    if (wanted) {
+      this.#wanted.delete(key as AppKey);
+      const runName = pipelineRunName(name, wanted);
+      const known = runs.some((r) => r.metadata.name === runName);
+      if (!known && app.status?.latestBuild?.commit !== wanted) {
+        await this.#startBuild(app, wanted, runs);
+        runs = await this.#runsOf(app);
+      }
+    }
+    const fresh = (await this.#kube.getIfExists<App & KubeObject>(API_VERSION, "App", ns, name)) ?? app;
+    for (const run of runs) {
+      if (run.metadata.annotations?.[RECORDED_ANNOTATION]) continue;
+      const outcome = buildOutcome(run);
+      if (outcome.phase === "Running") continue;
+      await this.#record(fresh, run);
+    }
+    await this.#prune(await this.#runsOf(app));
+  }
+
+  async #runsOf(app: App): Promise<PipelineRun[]> {
+    const list = await this.#kube.list<PipelineRun & KubeObject>(TEKTON_API_VERSION, PIPELINE_RUN_KIND, app.metadata.namespace, `${LABELS.app}=${app.metadata.name}`);
+    return list.items.sort((a, b) => (a.metadata.creationTimestamp ?? "").localeCompare(b.metadata.creationTimestamp ?? "") || a.metadata.name.localeCompare(b.metadata.name));
+  }
+
+  async #startBuild(app: App & KubeObject, commit: string, runs: PipelineRun[]): Promise<void> {
+    const run = buildPipelineRun(app, commit, this.#settings);
+    // A newer commit supersedes builds of older ones: Tekton v1 stops a run whose spec.status is Cancelled.
+    for (const old of runs) {
+      if (buildOutcome(old).phase === "Running" && old.spec.status !== "Cancelled") {
+        await this.#kube.mergePatch(old as PipelineRun & KubeObject, { spec: { status: "Cancelled" } });
+        log.info({ app: app.metadata.name, pipelineRun: old.metadata.name, supersededBy: run.metadata.name }, "cancelled a superseded build");
+      }
+    }
+    await this.#ensureCacheClaim(app);
+    try {
+      await this.#kube.create(run as PipelineRun & KubeObject);
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+    }
+    log.info({ app: app.metadata.name, commit, pipelineRun: run.metadata.name }, "build started");
+    await this.#writeStatus(app, { pipelineRun: run.metadata.name, commit, phase: "Running", message: `building ${shortSha(commit)}` }, {
+      type: BUILT, status: "Unknown", reason: "Building",
+      message: `Building commit ${shortSha(commit)} in PipelineRun ${run.metadata.name}`,
+    });
+    await this.#event(app, "Normal", "BuildStarted", `Building commit ${shortSha(commit)} of ${app.spec.source?.git} in PipelineRun ${run.metadata.name}`);
+  }
+
+  /** The per-App build cache, kept across builds and removed with the App. */
+  async #ensureCacheClaim(app: App): Promise<void> {
+    const name = cacheClaimName(app.metadata.name);
+    if (await this.#kube.getIfExists("v1", "PersistentVolumeClaim", app.metadata.namespace, name)) return;
+    try {
+      await this.#kube.create({
+        apiVersion: "v1",
+        kind: "PersistentVolumeClaim",
+        metadata: {
+          name,
+          namespace: app.metadata.namespace,
+          labels: { [LABELS.app]: app.metadata.name, [LABELS.managedBy]: "slipway" },
+          ownerReferences: [ownerReference(app)],
+        },
+        spec: {
+          accessModes: ["ReadWriteOnce"],
+          resources: { requests: { storage: this.#settings.cacheSize ?? DEFAULT_SETTINGS.cacheSize } },
+        },
+      });
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+    }
+  }
+
+  /** Records a finished run once: the App's current build cuts a Release or reports its failure; others were superseded. */
+  async #record(app: App & KubeObject, run: PipelineRun): Promise<void> {
+    const outcome = buildOutcome(run);
+    const commit = run.metadata.labels?.["slipway.dev/commit"] ?? "";
+    const current = app.status?.latestBuild?.pipelineRun === run.metadata.name;
+    let recorded: string;
+    if (!current) {
+      recorded = "Superseded";
+      log.info({ app: app.metadata.name, pipelineRun: run.metadata.name, phase: outcome.phase }, "build of a superseded commit finished; not deployed");
+    } else if (outcome.phase === "Succeeded") {
+      recorded = await this.#deploy(app, run, commit, outcome.image);
+    } else if (outcome.phase === "Failed") {
+      await this.#fail(app, run, commit, outcome.reason, outcome.message);
+      recorded = "Failed";
+    } else {
+      return;
+    }
+    await this.#kube.mergePatch(run as PipelineRun & KubeObject, { metadata: { annotations: { [RECORDED_ANNOTATION]: recorded } } });
+  }
+
+  async #deploy(app: App & KubeObject, run: PipelineRun, commit: string, image: string): Promise<string> {
+    const source = app.spec.source;
+    let procfile: Record<string, string> | undefined;
+    try {
+      procfile = source ? await readProcfile({ url: source.git, branch: source.branch ?? "main", commit, path: source.path, auth: await this.#auth(app) }) : undefined;
+    } catch (err) {
+      if (!(err instanceof ProcfileError)) throw err;
+      await this.#fail(app, run, commit, "InvalidProcfile", err.message);
+      return "Failed";
+    }
+    const build: Build = { image, sourceCommit: commit, pipelineRun: run.metadata.name, ...(procfile ? { procfile } : {}) };
+    const release = await this.#cutRelease(app, build);
+    await this.#writeStatus(app, { pipelineRun: run.metadata.name, commit, phase: "Succeeded", image, message: `released as v${release.spec.version}` }, {
+      type: BUILT, status: "True", reason: "Succeeded",
+      message: `Built commit ${shortSha(commit)} in PipelineRun ${run.metadata.name}: ${image}, released as v${release.spec.version}`,
+    }, release.spec.version);
+    await this.#event(app, "Normal", "BuildSucceeded", `Built commit ${shortSha(commit)} in PipelineRun ${run.metadata.name}; cut release v${release.spec.version} (${image})`);
+    return "Succeeded";
+  }
+
+  /** Cuts `<app>-v<n>` for a build, as the operator cuts releases; a Release of this PipelineRun already cut is reused. */
+  async #cutRelease(app: App & KubeObject, build: Build): Promise<Release> {
+    for (let attempt = 0; ; attempt++) {
+      const all = (await this.#kube.list<Release & KubeObject>(API_VERSION, "Release", app.metadata.namespace, `${LABELS.app}=${app.metadata.name}`)).items;
+      const own = releasesOf(app.metadata.name, all);
+      const already = own.find((r) => r.spec.build.pipelineRun === build.pipelineRun);
+      if (already) return already;
+      const configObj = await this.#kube.getIfExists<Config & KubeObject>(API_VERSION, "Config", app.metadata.namespace, app.metadata.name);
+      const config = normalizeConfig(configObj?.spec);
+      const release = releaseObject(app, {
+        app: app.metadata.name,
+        version: nextReleaseNumber(own, app.status?.latestReleaseNumber),
+        cause: releaseCause(own.at(-1)?.spec, build, config),
+        build,
+        config,
+      }, configObj);
+      // A preview's releases go with the preview; a regular App's releases are its history and outlive nothing else.
+      if (app.metadata.labels?.[LABELS.preview] !== undefined) release.metadata.ownerReferences = [ownerReference(app)];
+      try {
+        const created = await this.#kube.create(release as Release & KubeObject);
+        log.info({ app: app.metadata.name, release: created.metadata.name, image: build.image }, "release cut from build");
+        return created;
+      } catch (err) {
+        // Someone (a config change) took the number meanwhile; count again.
+        if (!isConflict(err) || attempt >= 5) throw err;
+      }
+    }
+  }
+
+  async #fail(app: App & KubeObject, run: PipelineRun, commit: string, reason: string, message: string): Promise<void> {
+    const text = `PipelineRun ${run.metadata.name} for commit ${shortSha(commit)} failed (${reason}): ${message}`;
+    await this.#writeStatus(app, { pipelineRun: run.metadata.name, commit, phase: "Failed", message: `${reason}: ${message}` }, {
+      type: BUILT, status: "False", reason: "BuildFailed", message: `${text}; the live release keeps serving`,
+    });
+    await this.#event(app, "Warning", "BuildFailed", text);
+    log.warn({ app: app.metadata.name, pipelineRun: run.metadata.name, reason }, "build failed");
+  }
+
+  /** Finished runs beyond the newest `keep` are deleted; running ones never are. */
+  async #prune(runs: PipelineRun[]): Promise<void> {
+    const keep = this.#settings.keep ?? DEFAULT_SETTINGS.keep;
+    const finished = runs.filter((r) => buildOutcome(r).phase !== "Running" && r.metadata.annotations?.[RECORDED_ANNOTATION]);
+    for (const old of finished.slice(0, Math.max(0, finished.length - keep))) {
+      await this.#kube.deleteIfExists(old as PipelineRun & KubeObject);
+      log.info({ pipelineRun: old.metadata.name }, "pruned an old PipelineRun");
+    }
+  }
+
+  /** Writes status.latestBuild and the Built condition through the status subresource, only when they change. */
+  async #writeStatus(app: App, latestBuild: LatestBuild, condition: Omit<Condition, "lastTransitionTime">, releaseNumber?: number): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      const fresh = await this.#kube.get<App & KubeObject>(API_VERSION, "App", app.metadata.namespace, app.metadata.name);
+      const conditions = setCondition(fresh.status?.conditions, { ...condition, observedGeneration: fresh.metadata.generation }, new Date());
+      const latestReleaseNumber = Math.max(fresh.status?.latestReleaseNumber ?? 0, releaseNumber ?? 0) || undefined;
+      if (JSON.stringify(fresh.status?.latestBuild) === JSON.stringify(latestBuild) && sameConditions(fresh.status?.conditions, conditions) &&
+        fresh.status?.latestReleaseNumber === latestReleaseNumber) return;
+      try {
+        await this.#kube.patchStatus(fresh, { latestBuild, conditions, ...(latestReleaseNumber ? { latestReleaseNumber } : {}) }, fresh.metadata.resourceVersion);
+        app.status = { ...fresh.status, latestBuild, conditions };
+        return;
+      } catch (err) {
+        if (!isConflict(err) || attempt >= 5) throw err;
+      }
+    }
+  }
+
+  async #event(app: App, type: "Normal" | "Warning", reason: string, note: string): Promise<void> {
+    try {
+      await this.#kube.event({ apiVersion: API_VERSION, kind: "App", metadata: app.metadata }, { type, reason, action: "Build", note });
+    } catch (err) {
+      log.warn({ app: app.metadata.name, err }, "cannot record an Event");
+    }
+  }
+
+  /** Credentials for the source repository from `source.credentialsSecret` (keys username, password). */
+  async #auth(app: App): Promise<GitAuth | undefined> {
+    const secretName = app.spec.source?.credentialsSecret;
+    if (!secretName) return undefined;
+    const secret = await this.#kube.get<KubeObject & { data?: Record<string, string> }>("v1", "Secret", app.metadata.namespace, secretName);
+    const field = (k: string) => Buffer.from(secret.data?.[k] ?? "", "base64").toString("utf8");
+    return { username: field("username"), password: field("password") };
+  }
+}
+
+/** Whether `actual` already holds every field of `desired` (labels, annotations, owners, spec). */
+function contains(actual: unknown, desired: unknown): boolean {
+  if (Array.isArray(desired)) {
+    return Array.isArray(actual) && actual.length === desired.length && desired.every((d, i) => contains(actual[i], d));
+  }
+  if (desired && typeof desired === "object") {
+    if (!actual || typeof actual !== "object") return false;
+    return Object.entries(desired).every(([k, v]) => v === undefined || contains((actual as Record<string, unknown>)[k], v));
+  }
+  return actual === desired;
+}
