@@ -113,6 +113,7 @@ test("the operator's ServiceAccount can do what reconciling, building and leadin
     ["yes", "patch", "ingresses.networking.k8s.io", "-n", ns],
     ["yes", "patch", "horizontalpodautoscalers.autoscaling", "-n", ns],
     ["yes", "watch", "pods", "-n", ns],
+    ["yes", "create", "persistentvolumeclaims", "-n", ns],
     ["yes", "create", "leases.coordination.k8s.io", "-n", "slipway-system"],
     ["yes", "update", "leases.coordination.k8s.io/slipway-operator", "-n", "slipway-system"],
   ]), []);
@@ -135,6 +136,7 @@ test("the operator's ServiceAccount cannot read all Secrets, write Secrets, or t
     ["no", "create", "leases.coordination.k8s.io", "-n", ns],
     ["no", "update", "leases.coordination.k8s.io/another-lease", "-n", "slipway-system"],
     ["no", "create", "pods", "-n", ns],
+    ["no", "delete", "persistentvolumeclaims", "-n", ns],
     ["no", "delete", "namespaces"],
     ["no", "create", "clusterrolebindings.rbac.authorization.k8s.io"],
   ]), []);
