@@ -1,0 +1,625 @@
+// What each command does against the cluster. Parsing and formatting are elsewhere (pure); this is the I/O.
+import { readFile, writeFile, access } from "node:fs/promises";
+import { resolve } from "node:path";
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import type { V1Pod, V1Secret, V1EnvVar } from "@kubernetes/client-node";
+import {
+  ANNOTATIONS, API_VERSION, LABELS, releaseName,
+  type App, type AppSpec, type Config, type ConfigSpec, type ProcessSpec, type Release,
+} from "../crds/v1alpha1.js";
+import { CliError, UsageError } from "./errors.js";
+import { Kube, lineStream } from "./kube.js";
+import {
+  checkProcessType, listFlag, parseAssignments, parseInteger, parseScale, parseVersion, stringFlag, type ParsedCommand,
+} from "./parse.js";
+import {
+  appInfo, appsTable, buildsTable, configData, configTable, keyValueTable, limitsTable, podRows, previewsTable, psTable,
+  releaseInfo, releasesOf, releasesTable, render,
+} from "./format.js";
+import { formatDotenv, parseDotenv } from "./dotenv.js";
+import { pendingRemovals, probeFromFlags, setEnv, setLimits, setSecretEnv, setTags, unsetEnv, unsetTags } from "./specs.js";
+import { completionScript } from "./completion.js";
+
+/** The outside world of one command: output streams, the clock, a prompt. */
+export interface Io {
+  out(text: string): void;
+  err(text: string): void;
+  now(): Date;
+  /** Asks on the terminal; resolves with the answer, or undefined without a terminal. */
+  ask(question: string): Promise<string | undefined>;
+  cwd: string;
+  /** Registers cleanup for Ctrl-C; returns a function that unregisters it. */
+  onInterrupt(cleanup: () => Promise<void>): () => void;
+}
+
+export type Handler = (cmd: ParsedCommand, io: Io, kube: () => Kube) => Promise<number | void>;
+
+/** The run label value marks one-off pods; `ps:restart` leaves them alone. */
+const RUN_LABEL = "slipway.dev/run";
+
+export function secretName(app: string): string {
+  return `${app}-env`;
+}
+
+function name(cmd: ParsedCommand): string {
+  return cmd.args[0] as string;
+}
+
+function show(cmd: ParsedCommand, io: Io, data: unknown, table: () => string): void {
+  io.out(render(data, cmd.global.output, table));
+}
+
+// ------------------------------------------------------------------------------------------ writes
+
+/** Applies the whole desired spec (so this manager keeps owning what it set), then removes what stayed behind. */
+async function writeSpec<T extends App | Config>(
+  kube: Kube, kind: "App" | "Config", objName: string, current: T | undefined, desired: T["spec"],
+  extra: { annotations?: Record<string, string> } = {},
+): Promise<T> {
+  const applied = await kube.apply<T>({
+    apiVersion: API_VERSION, kind, metadata: { name: objName, annotations: extra.annotations }, spec: desired,
+  });
+  const leftover = pendingRemovals(desired, current?.spec, applied.spec);
+  if (leftover) await kube.mergePatch(kind, objName, { spec: leftover });
+  return applied;
+}
+
+async function editApp(kube: Kube, appName: string, edit: (spec: AppSpec) => AppSpec, annotations?: Record<string, string>): Promise<App> {
+  const app = await kube.app(appName);
+  return writeSpec<App>(kube, "App", appName, app, edit(structuredClone(app.spec)), { annotations });
+}
+
+async function editConfig(kube: Kube, appName: string, edit: (spec: ConfigSpec) => ConfigSpec): Promise<Config> {
+  await kube.app(appName);
+  const config = await kube.get("Config", appName);
+  return writeSpec<Config>(kube, "Config", appName, config, edit(structuredClone(config?.spec ?? {})));
+}
+
+function editProcess(spec: AppSpec, type: string, edit: (p: ProcessSpec) => ProcessSpec): AppSpec {
+  checkProcessType(type);
+  const processes = { ...spec.processes };
+  processes[type] = edit({ ...processes[type] });
+  return { ...spec, processes };
+}
+
+// ------------------------------------------------------------------------------------------ apps
+
+const appsCreate: Handler = async (cmd, io, k) => {
+  const kube = k();
+  const appName = name(cmd);
+  const image = stringFlag(cmd.flags, "image");
+  const git = stringFlag(cmd.flags, "git");
+  if (!image === !git) throw new UsageError("apps:create needs exactly one of --image IMAGE and --git URL");
+  if (image && (cmd.flags.branch !== undefined || cmd.flags.path !== undefined)) throw new UsageError("--branch and --path go with --git, not --image");
+  if (await kube.get("App", appName)) throw new CliError(`app "${appName}" already exists in namespace "${kube.namespace}"`);
+  const spec: AppSpec = image ? { image } : {
+    source: {
+      git: git as string,
+      ...(stringFlag(cmd.flags, "branch") ? { branch: stringFlag(cmd.flags, "branch") } : {}),
+      ...(stringFlag(cmd.flags, "path") ? { path: stringFlag(cmd.flags, "path") } : {}),
+    },
+  };
+  await kube.apply({ apiVersion: API_VERSION, kind: "App", metadata: { name: appName }, spec });
+  await kube.apply({ apiVersion: API_VERSION, kind: "Config", metadata: { name: appName }, spec: {} });
+  io.out(`Created app ${appName} in namespace ${kube.namespace} from ${image ?? git}.\n`);
+};
+
+const apps: Handler = async (cmd, io, k) => {
+  const list = await k().list("App");
+  show(cmd, io, list, () => appsTable(list, io.now()));
+};
+
+const info: Handler = async (cmd, io, k) => {
+  const kube = k();
+  const app = await kube.app(name(cmd));
+  const config = await kube.get("Config", name(cmd));
+  show(cmd, io, { app, config: config ?? null }, () => appInfo(app, config, io.now()));
+};
+
+const appsDestroy: Handler = async (cmd, io, k) => {
+  const kube = k();
+  const appName = name(cmd);
+  await kube.app(appName);
+  let confirm = stringFlag(cmd.flags, "confirm");
+  if (confirm === undefined) {
+    io.err(` !    WARNING: Potentially Destructive Action\n !    This command will destroy the app ${appName} in namespace ${kube.namespace}: its Config, Releases, env Secret and pods.\n`);
+    confirm = await io.ask(` !    To proceed, type "${appName}" or re-run this command with --confirm ${appName}\n> `);
+    if (confirm === undefined) throw new CliError(`refusing to destroy ${appName} without confirmation: re-run with --confirm ${appName}`);
+  }
+  if (confirm !== appName) throw new CliError(`"${confirm}" does not match the app name "${appName}": nothing was destroyed`);
+  const releases = releasesOf(await kube.list("Release"), appName);
+  const runs = await kube.list("Pod", `${LABELS.app}=${appName},${RUN_LABEL}`);
+  await kube.delete("App", appName);
+  await kube.delete("Config", appName);
+  for (const r of releases) await kube.delete("Release", r.metadata.name);
+  const secret = await kube.get("Secret", secretName(appName)).catch(() => undefined);
+  if (secret?.metadata?.labels?.[LABELS.app] === appName) await kube.delete("Secret", secretName(appName));
+  for (const p of runs) await kube.delete("Pod", p.metadata?.name ?? "", { gracePeriodSeconds: 0 });
+  io.out(`Destroyed app ${appName} (${releases.length} release(s)).\n`);
+};
+
+async function appUrl(kube: Kube, appName: string): Promise<string> {
+  const app = await kube.app(appName);
+  if (!app.status?.url) throw new CliError(`app "${appName}" has no URL yet (no web process, routing disabled, or not reconciled yet)`);
+  return app.status.url;
+}
+
+const url: Handler = async (cmd, io, k) => {
+  io.out(`${await appUrl(k(), name(cmd))}\n`);
+};
+
+const open: Handler = async (cmd, io, k) => {
+  const target = await appUrl(k(), name(cmd));
+  const opener = process.platform === "darwin" ? "open" : process.platform === "win32" ? "explorer" : "xdg-open";
+  await new Promise<void>((res, rej) => {
+    const child = spawn(opener, [target], { stdio: "ignore", detached: true });
+    child.on("error", () => rej(new CliError(`cannot start ${opener} to open ${target}; open it yourself`)));
+    child.on("spawn", () => {
+      child.unref();
+      res();
+    });
+  });
+  io.out(`Opening ${target}\n`);
+};
+
+// ------------------------------------------------------------------------------------------ config
+
+async function printConfig(cmd: ParsedCommand, io: Io, config: Config): Promise<void> {
+  show(cmd, io, configData(config), () => configTable(config));
+}
+
+const config: Handler = async (cmd, io, k) => {
+  const kube = k();
+  await kube.app(name(cmd));
+  const c = (await kube.get("Config", name(cmd))) ?? emptyConfig(name(cmd));
+  await printConfig(cmd, io, c);
+};
+
+function emptyConfig(appName: string): Config {
+  return { apiVersion: API_VERSION, kind: "Config", metadata: { name: appName }, spec: {} };
+}
+
+const configSet: Handler = async (cmd, io, k) => {
+  const plain = parseAssignments(cmd.args.slice(1), { env: true });
+  const secret = parseAssignments(listFlag(cmd.flags, "secret"), { env: true });
+  if (Object.keys(plain).length + Object.keys(secret).length === 0) throw new UsageError(`config:set needs KEY=VALUE or --secret KEY=VALUE: ${cmd.spec.usage}`);
+  const both = Object.keys(plain).filter((key) => key in secret);
+  if (both.length) throw new UsageError(`${both.join(", ")} given both as plain and as --secret`);
+  const kube = k();
+  const appName = name(cmd);
+  if (Object.keys(secret).length) await writeSecretValues(kube, appName, secret);
+  const c = await editConfig(kube, appName, (spec) => setSecretEnv(setEnv(spec, plain), secretName(appName), Object.keys(secret)));
+  io.err(`Set ${[...Object.keys(plain), ...Object.keys(secret).map((s) => `${s} (secret)`)].join(", ")} on ${appName}.\n`);
+  await printConfig(cmd, io, c);
+};
+
+/** Writes secret values into the Secret `<app>-env`; they never enter the Config (nor Git). */
+async function writeSecretValues(kube: Kube, appName: string, values: Record<string, string>): Promise<void> {
+  const app = await kube.app(appName);
+  const existing = await kube.get("Secret", secretName(appName));
+  if (existing && existing.metadata?.labels?.[LABELS.app] !== appName) {
+    throw new CliError(`Secret "${secretName(appName)}" exists and does not belong to app ${appName} (no ${LABELS.app}=${appName} label)`);
+  }
+  const data: Record<string, string> = { ...existing?.data };
+  for (const [key, v] of Object.entries(values)) data[key] = Buffer.from(v, "utf8").toString("base64");
+  await kube.apply<V1Secret>({
+    apiVersion: "v1", kind: "Secret",
+    metadata: {
+      name: secretName(appName), labels: { [LABELS.app]: appName },
+      ownerReferences: [{ apiVersion: API_VERSION, kind: "App", name: appName, uid: app.metadata.uid ?? "" }],
+    },
+    type: "Opaque", data,
+  });
+}
+
+const configUnset: Handler = async (cmd, io, k) => {
+  const keys = cmd.args.slice(1);
+  const kube = k();
+  const appName = name(cmd);
+  const before = await kube.get("Config", appName);
+  const c = await editConfig(kube, appName, (spec) => unsetEnv(spec, keys));
+  const secretKeys = keys.filter((key) => before?.spec.secretEnv?.[key]?.secretName === secretName(appName));
+  if (secretKeys.length) {
+    await kube.mergePatch("Secret", secretName(appName), { data: Object.fromEntries(secretKeys.map((key) => [key, null])) });
+  }
+  io.err(`Unset ${keys.join(", ")} on ${appName}.\n`);
+  await printConfig(cmd, io, c);
+};
+
+const configPush: Handler = async (cmd, io, k) => {
+  const file = resolve(io.cwd, stringFlag(cmd.flags, "path") ?? ".env");
+  const text = await readFile(file, "utf8").catch((e: NodeJS.ErrnoException) => {
+    throw new CliError(`cannot read ${file}: ${e.code === "ENOENT" ? "no such file" : e.message}`);
+  });
+  const values = parseDotenv(text, file);
+  if (Object.keys(values).length === 0) throw new CliError(`${file} sets nothing`);
+  const c = await editConfig(k(), name(cmd), (spec) => setEnv(spec, values));
+  io.err(`Set ${Object.keys(values).join(", ")} on ${name(cmd)} from ${file}.\n`);
+  await printConfig(cmd, io, c);
+};
+
+const configPull: Handler = async (cmd, io, k) => {
+  const kube = k();
+  await kube.app(name(cmd));
+  const c = (await kube.get("Config", name(cmd))) ?? emptyConfig(name(cmd));
+  const file = resolve(io.cwd, stringFlag(cmd.flags, "path") ?? ".env");
+  const exists = await access(file).then(() => true, () => false);
+  if (exists && cmd.flags.overwrite !== true) throw new CliError(`${file} exists: pass --overwrite to replace it`);
+  await writeFile(file, formatDotenv(c.spec.env ?? {}), { mode: 0o600 });
+  const secrets = Object.keys(c.spec.secretEnv ?? {});
+  io.err(`Wrote ${Object.keys(c.spec.env ?? {}).length} value(s) to ${file}${secrets.length ? `; secret values stay in the cluster: ${secrets.join(", ")}` : ""}.\n`);
+};
+
+// ------------------------------------------------------------------------------------------ releases
+
+async function releasesOfApp(kube: Kube, appName: string): Promise<{ app: App; releases: Release[] }> {
+  const app = await kube.app(appName);
+  return { app, releases: releasesOf(await kube.list("Release"), appName) };
+}
+
+/** The live release: what the App's status says, else the newest. */
+function liveVersion(app: App, releases: Release[]): number | undefined {
+  const current = app.status?.currentRelease?.match(/^v(\d+)$/);
+  if (current) return Number(current[1]);
+  return releases[0]?.spec.version;
+}
+
+const releases: Handler = async (cmd, io, k) => {
+  const { app, releases: list } = await releasesOfApp(k(), name(cmd));
+  const live = liveVersion(app, list);
+  show(cmd, io, list, () => releasesTable(list, live === undefined ? undefined : `v${live}`, io.now()));
+};
+
+const releasesInfo: Handler = async (cmd, io, k) => {
+  const kube = k();
+  const version = parseVersion(cmd.args[1] as string);
+  await kube.app(name(cmd));
+  const r = await kube.get("Release", releaseName(name(cmd), version));
+  if (!r) throw new CliError(`release v${version} of app "${name(cmd)}" not found in namespace "${kube.namespace}"`);
+  show(cmd, io, r, () => releaseInfo(r, io.now()));
+};
+
+const rollback: Handler = async (cmd, io, k) => {
+  const kube = k();
+  const appName = name(cmd);
+  const { app, releases: list } = await releasesOfApp(kube, appName);
+  const live = liveVersion(app, list);
+  if (live === undefined) throw new CliError(`app "${appName}" has no releases to roll back`);
+  let target: number;
+  if (cmd.args[1] !== undefined) {
+    target = parseVersion(cmd.args[1]);
+    if (!list.some((r) => r.spec.version === target)) throw new CliError(`release v${target} of app "${appName}" not found in namespace "${kube.namespace}"`);
+    if (target === live) throw new CliError(`v${target} is already the live release of ${appName}`);
+  } else {
+    const before = list.find((r) => r.spec.version < live);
+    if (!before) throw new CliError(`app "${appName}" has no release before v${live} to roll back to`);
+    target = before.spec.version;
+  }
+  await writeSpec<App>(kube, "App", appName, app, app.spec, { annotations: { [ANNOTATIONS.rollback]: `v${target}` } });
+  io.out(`Rolling back ${appName} to v${target}: the operator cuts a new release with v${target}'s build and config (see kubectl slipway releases ${appName}).\n`);
+};
+
+// ------------------------------------------------------------------------------------------ processes
+
+const scale: Handler = async (cmd, io, k) => {
+  const counts = parseScale(cmd.args.slice(1));
+  const appName = name(cmd);
+  await editApp(k(), appName, (spec) => {
+    let s = spec;
+    for (const [type, replicas] of Object.entries(counts)) s = editProcess(s, type, (p) => ({ ...p, replicas }));
+    return s;
+  });
+  io.out(`Scaled ${appName}: ${Object.entries(counts).map(([t, n]) => `${t}=${n}`).join(" ")}\n`);
+};
+
+const ps: Handler = async (cmd, io, k) => {
+  const kube = k();
+  await kube.app(name(cmd));
+  const pods = await kube.list("Pod", `${LABELS.app}=${name(cmd)}`);
+  const rows = podRows(pods, io.now());
+  show(cmd, io, rows, () => psTable(rows));
+};
+
+const psRestart: Handler = async (cmd, io, k) => {
+  const kube = k();
+  const appName = name(cmd);
+  await kube.app(appName);
+  const type = cmd.args[1] === undefined ? undefined : checkProcessType(cmd.args[1]);
+  const pods = await kube.list("Pod", `${LABELS.app}=${appName},!${RUN_LABEL}${type ? `,${LABELS.process}=${type}` : ""}`);
+  for (const p of pods) await kube.delete("Pod", p.metadata?.name ?? "");
+  io.out(`Restarted ${pods.length} pod(s) of ${appName}${type ? ` (${type})` : ""}.\n`);
+};
+
+const limitsSet: Handler = async (cmd, io, k) => {
+  const c = await editConfig(k(), name(cmd), (spec) => setLimits(spec, cmd.args.slice(1), listFlag(cmd.flags, "cpu")));
+  io.out(`${limitsTable(c)}\n`);
+};
+
+const limits: Handler = async (cmd, io, k) => {
+  const kube = k();
+  await kube.app(name(cmd));
+  const c = (await kube.get("Config", name(cmd))) ?? emptyConfig(name(cmd));
+  show(cmd, io, c.spec.resources ?? {}, () => limitsTable(c));
+};
+
+const autoscaleSet: Handler = async (cmd, io, k) => {
+  const min = parseInteger("min", cmd.flags.min, 1);
+  const max = parseInteger("max", cmd.flags.max, 1);
+  const cpuPercent = parseInteger("cpu-percent", cmd.flags["cpu-percent"], 1);
+  if (min === undefined || max === undefined) throw new UsageError(`autoscale:set needs --min and --max: ${cmd.spec.usage}`);
+  if (max < min) throw new UsageError(`--max (${max}) must be at least --min (${min})`);
+  const type = cmd.args[1] as string;
+  await editApp(k(), name(cmd), (spec) => editProcess(spec, type, (p) => ({ ...p, autoscale: { min, max, ...(cpuPercent ? { cpuPercent } : {}) } })));
+  io.out(`Autoscaling ${name(cmd)} ${type} between ${min} and ${max} replicas at ${cpuPercent ?? 80}% CPU.\n`);
+};
+
+const autoscaleUnset: Handler = async (cmd, io, k) => {
+  const type = cmd.args[1] as string;
+  await editApp(k(), name(cmd), (spec) => editProcess(spec, type, (p) => {
+    const rest = { ...p };
+    delete rest.autoscale;
+    return rest;
+  }));
+  io.out(`Stopped autoscaling ${name(cmd)} ${type}.\n`);
+};
+
+const healthchecksSet: Handler = async (cmd, io, k) => {
+  const kind = cmd.args[1] as string;
+  if (kind !== "readiness" && kind !== "liveness") throw new UsageError(`health check kind must be readiness or liveness, not "${kind}"`);
+  const type = cmd.args[2] as string;
+  const probe = probeFromFlags(cmd.flags);
+  await editApp(k(), name(cmd), (spec) => editProcess(spec, type, (p) => ({ ...p, [kind]: probe })));
+  io.out(`Set ${kind} check of ${name(cmd)} ${type}: GET ${probe.path ?? "/"}${probe.port ? ` on port ${probe.port}` : ""}.\n`);
+};
+
+// ------------------------------------------------------------------------------------------ routing
+
+const domains: Handler = async (cmd, io, k) => {
+  const app = await k().app(name(cmd));
+  const list = app.spec.routing?.domains ?? [];
+  show(cmd, io, list, () => (list.length ? `=== ${name(cmd)} Domains\n${list.join("\n")}` : "No domains."));
+};
+
+const domainsAdd: Handler = async (cmd, io, k) => {
+  const host = (cmd.args[1] as string).toLowerCase();
+  await editApp(k(), name(cmd), (spec) => {
+    const list = spec.routing?.domains ?? [];
+    if (list.includes(host)) throw new CliError(`${host} is already a domain of ${name(cmd)}`);
+    return { ...spec, routing: { ...spec.routing, domains: [...list, host] } };
+  });
+  io.out(`Added ${host} to ${name(cmd)}.\n`);
+};
+
+const domainsRemove: Handler = async (cmd, io, k) => {
+  const host = (cmd.args[1] as string).toLowerCase();
+  await editApp(k(), name(cmd), (spec) => {
+    const list = spec.routing?.domains ?? [];
+    if (!list.includes(host)) throw new CliError(`${host} is not a domain of ${name(cmd)}`);
+    return { ...spec, routing: { ...spec.routing, domains: list.filter((d) => d !== host) } };
+  });
+  io.out(`Removed ${host} from ${name(cmd)}.\n`);
+};
+
+const tlsSet: Handler = async (cmd, io, k) => {
+  const secret = stringFlag(cmd.flags, "secret");
+  if (!secret) throw new UsageError(`tls:set needs --secret SECRET: ${cmd.spec.usage}`);
+  await editApp(k(), name(cmd), (spec) => ({ ...spec, routing: { ...spec.routing, tls: { secretName: secret } } }));
+  io.out(`${name(cmd)} serves TLS with the certificate in Secret ${secret}.\n`);
+};
+
+const tlsUnset: Handler = async (cmd, io, k) => {
+  await editApp(k(), name(cmd), (spec) => {
+    const routing = { ...spec.routing };
+    delete routing.tls;
+    return { ...spec, routing };
+  });
+  io.out(`${name(cmd)} no longer serves TLS.\n`);
+};
+
+const tags: Handler = async (cmd, io, k) => {
+  const kube = k();
+  await kube.app(name(cmd));
+  const c = (await kube.get("Config", name(cmd))) ?? emptyConfig(name(cmd));
+  const sel = c.spec.nodeSelector ?? {};
+  show(cmd, io, sel, () => keyValueTable(["KEY", "VALUE"], sel, "No tags."));
+};
+
+const tagsSet: Handler = async (cmd, io, k) => {
+  const c = await editConfig(k(), name(cmd), (spec) => setTags(spec, cmd.args.slice(1)));
+  io.out(`${keyValueTable(["KEY", "VALUE"], c.spec.nodeSelector ?? {}, "No tags.")}\n`);
+};
+
+const tagsUnset: Handler = async (cmd, io, k) => {
+  const c = await editConfig(k(), name(cmd), (spec) => unsetTags(spec, cmd.args.slice(1)));
+  io.out(`${keyValueTable(["KEY", "VALUE"], c.spec.nodeSelector ?? {}, "No tags.")}\n`);
+};
+
+// ------------------------------------------------------------------------------------------ builds, previews
+
+const builds: Handler = async (cmd, io, k) => {
+  const app = await k().app(name(cmd));
+  show(cmd, io, app.status?.latestBuild ?? null, () => buildsTable(app));
+};
+
+const previews: Handler = async (cmd, io, k) => {
+  const kube = k();
+  await kube.app(name(cmd));
+  const list = await kube.list("App", `${LABELS.preview}=${name(cmd)}`);
+  show(cmd, io, list, () => previewsTable(list, io.now()));
+};
+
+// ------------------------------------------------------------------------------------------ logs
+
+function podType(pod: V1Pod): string {
+  const labels = pod.metadata?.labels ?? {};
+  return labels[LABELS.process] ?? (labels[RUN_LABEL] ? "run" : "pod");
+}
+
+const logs: Handler = async (cmd, io, k) => {
+  const kube = k();
+  const appName = name(cmd);
+  await kube.app(appName);
+  const type = stringFlag(cmd.flags, "type");
+  if (type) checkProcessType(type);
+  const tailLines = parseInteger("tail", cmd.flags.tail, 0);
+  const follow = cmd.flags.follow === true;
+  const pods = (await kube.list("Pod", `${LABELS.app}=${appName}${type ? `,${LABELS.process}=${type}` : ""}`))
+    .filter((p) => p.status?.phase !== "Pending" && !p.metadata?.deletionTimestamp)
+    .sort((a, b) => (a.metadata?.name ?? "").localeCompare(b.metadata?.name ?? ""));
+  if (pods.length === 0) {
+    io.err(`No running pods of ${appName}${type ? ` (${type})` : ""}.\n`);
+    return;
+  }
+  const controllers: AbortController[] = [];
+  const stop = io.onInterrupt(async () => controllers.forEach((c) => c.abort()));
+  try {
+    await Promise.all(pods.map(async (pod) => {
+      const podName = pod.metadata?.name ?? "";
+      const prefix = `${podType(pod)}/${podName}`;
+      const container = pod.spec?.containers[0]?.name ?? "";
+      const lines = lineStream((line) => io.out(`${prefix}: ${line}\n`));
+      const ended = new Promise<void>((res) => {
+        lines.on("end", res);
+        lines.on("close", res);
+        lines.on("error", res);
+      });
+      controllers.push(await kube.log(podName, container, lines, { follow, ...(tailLines !== undefined ? { tailLines } : {}) }));
+      await ended;
+    }));
+  } finally {
+    stop();
+  }
+};
+
+// ------------------------------------------------------------------------------------------ run
+
+/** The Pod `run` starts: the live release's image and env, the command exactly as given, never restarted. */
+export function oneOffPod(appName: string, release: Release, command: string[], id: string): {
+  apiVersion: "v1"; kind: "Pod"; metadata: { name: string; labels: Record<string, string> }; spec: Record<string, unknown>;
+} {
+  const env: V1EnvVar[] = [
+    ...Object.entries(release.spec.config.env ?? {}).map(([n, value]) => ({ name: n, value })),
+    ...Object.entries(release.spec.config.secretEnv ?? {}).map(([n, ref]) => ({
+      name: n, valueFrom: { secretKeyRef: { name: ref.secretName, key: ref.key } },
+    })),
+  ].sort((a, b) => a.name.localeCompare(b.name));
+  const nodeSelector = release.spec.config.nodeSelector;
+  return {
+    apiVersion: "v1", kind: "Pod",
+    metadata: {
+      name: `${appName}-run-${id}`,
+      labels: { [LABELS.app]: appName, [RUN_LABEL]: id, [LABELS.release]: `v${release.spec.version}` },
+    },
+    spec: {
+      restartPolicy: "Never",
+      ...(nodeSelector && Object.keys(nodeSelector).length ? { nodeSelector } : {}),
+      containers: [{ name: "run", image: release.spec.build.image, command, env }],
+    },
+  };
+}
+
+function terminated(pod: V1Pod | undefined): { exitCode: number } | undefined {
+  const t = pod?.status?.containerStatuses?.[0]?.state?.terminated;
+  if (t) return { exitCode: t.exitCode };
+  if (pod?.status?.phase === "Succeeded") return { exitCode: 0 };
+  if (pod?.status?.phase === "Failed") return { exitCode: 1 };
+  return undefined;
+}
+
+const FATAL_WAITING = ["ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError", "RunContainerError"];
+
+const run: Handler = async (cmd, io, k) => {
+  const kube = k();
+  const appName = name(cmd);
+  const timeoutSeconds = parseInteger("timeout", cmd.flags.timeout, 1) ?? 300;
+  const { app, releases: list } = await releasesOfApp(kube, appName);
+  const live = liveVersion(app, list);
+  const release = list.find((r) => r.spec.version === live);
+  if (!release) throw new CliError(`app "${appName}" has no release yet: nothing to run`);
+  const id = randomBytes(3).toString("hex");
+  const pod = oneOffPod(appName, release, cmd.rest, id);
+  const podName = pod.metadata.name;
+  let logStream: AbortController | undefined;
+  let interrupted = false;
+  const cleanup = async () => {
+    logStream?.abort();
+    await kube.delete("Pod", podName, { gracePeriodSeconds: 0 });
+  };
+  const unregister = io.onInterrupt(async () => {
+    interrupted = true;
+    await cleanup();
+  });
+  try {
+    await kube.apply<V1Pod>(pod);
+    // Wait until the container runs (or already ended), or fails to start.
+    const deadline = Date.now() + timeoutSeconds * 1000;
+    let current: V1Pod | undefined;
+    for (;;) {
+      if (interrupted) return 130;
+      current = await kube.get("Pod", podName);
+      if (!current) throw new CliError(`one-off pod ${podName} disappeared before it started`);
+      const waiting = current.status?.containerStatuses?.[0]?.state?.waiting;
+      if (waiting?.reason && FATAL_WAITING.includes(waiting.reason)) {
+        throw new CliError(`one-off pod ${podName} cannot start: ${waiting.reason}${waiting.message ? `: ${waiting.message}` : ""}`);
+      }
+      if (current.status?.phase === "Running" || terminated(current)) break;
+      if (Date.now() > deadline) {
+        const why = current.status?.conditions?.find((c) => c.status === "False" && c.message)?.message ?? current.status?.phase ?? "Pending";
+        throw new CliError(`one-off pod ${podName} did not start within ${timeoutSeconds}s: ${why}`);
+      }
+      await sleep(250);
+    }
+    // Stream the command's output while it runs; the exit code is the pod's.
+    let logEnded = false;
+    const out = lineStream((line) => io.out(`${line}\n`));
+    const ended = new Promise<void>((res) => {
+      out.on("end", res);
+      out.on("close", res);
+    }).then(() => {
+      logEnded = true;
+    });
+    logStream = await kube.log(podName, "run", out, { follow: true });
+    let result: { exitCode: number } | undefined;
+    for (;;) {
+      if (interrupted) return 130;
+      result = terminated(await kube.get("Pod", podName));
+      if (result) break;
+      if (logEnded) {
+        await sleep(250);
+        continue;
+      }
+      await Promise.race([ended, sleep(250)]);
+    }
+    // A kubelet closes the stream when the container exits; give the last lines a moment either way.
+    await Promise.race([ended, sleep(1000)]);
+    logStream.abort();
+    return result.exitCode;
+  } finally {
+    unregister();
+    if (!interrupted) await cleanup();
+  }
+};
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+// ------------------------------------------------------------------------------------------ completion
+
+const completion: Handler = async (cmd, io) => {
+  const shell = cmd.args[0] as string;
+  if (shell !== "bash" && shell !== "zsh") throw new UsageError(`completion supports bash and zsh, not "${shell}"`);
+  io.out(completionScript(shell));
+};
+
+export const HANDLERS: Record<string, Handler> = {
+  "apps:create": appsCreate, apps, info, "apps:destroy": appsDestroy, url, open,
+  config, "config:set": configSet, "config:unset": configUnset, "config:push": configPush, "config:pull": configPull,
+  releases, "releases:info": releasesInfo, rollback,
+  scale, ps, "ps:restart": psRestart,
+  "limits:set": limitsSet, limits, "autoscale:set": autoscaleSet, "autoscale:unset": autoscaleUnset, "healthchecks:set": healthchecksSet,
+  domains, "domains:add": domainsAdd, "domains:remove": domainsRemove, "tls:set": tlsSet, "tls:unset": tlsUnset,
+  tags, "tags:set": tagsSet, "tags:unset": tagsUnset,
+  builds, previews, logs, run, completion,
+};

@@ -1,0 +1,200 @@
+// The CLI's one Kubernetes client wrapper: the user's kubeconfig and namespace, server-side apply as
+// "kubectl-slipway" with the `slipway.dev/changed-by` annotation on every write, and errors mapped to one line.
+import { PassThrough, type Writable } from "node:stream";
+import {
+  KubeConfig, KubernetesObjectApi, Log, PatchStrategy, Watch,
+  type KubernetesObject, type V1Pod, type V1Secret,
+} from "@kubernetes/client-node";
+import { ANNOTATIONS, API_VERSION, type App, type Config, type OwnerReference, type Release } from "../crds/v1alpha1.js";
+import { CliError, toCliError, type RequestContext } from "./errors.js";
+
+export const FIELD_MANAGER = "kubectl-slipway";
+
+export interface ConnectOptions {
+  kubeconfig?: string;
+  context?: string;
+  namespace?: string;
+  /** Impersonate this user, like `kubectl --as`. */
+  as?: string;
+}
+
+/** An object as this CLI applies it: apiVersion, kind and metadata.name are enough. */
+export interface Applied {
+  apiVersion: string;
+  kind: string;
+  metadata: {
+    name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string>; ownerReferences?: OwnerReference[];
+  };
+  [field: string]: unknown;
+}
+
+type Kinds = { App: App; Config: Config; Release: Release; Secret: V1Secret; Pod: V1Pod };
+
+const apiVersionOf: Record<keyof Kinds, string> = { App: API_VERSION, Config: API_VERSION, Release: API_VERSION, Secret: "v1", Pod: "v1" };
+const resourceOf: Record<keyof Kinds, string> = {
+  App: "apps.slipway.dev", Config: "configs.slipway.dev", Release: "releases.slipway.dev", Secret: "secrets", Pod: "pods",
+};
+
+export class Kube {
+  readonly #kc: KubeConfig;
+  readonly #api: KubernetesObjectApi;
+  /** The namespace every command works in. */
+  readonly namespace: string;
+  /** Who is asking: the impersonated user, or the kubeconfig context's user name. */
+  readonly user: string;
+  readonly server: string;
+
+  private constructor(kc: KubeConfig, namespace: string, user: string) {
+    this.#kc = kc;
+    this.#api = KubernetesObjectApi.makeApiClient(kc);
+    this.namespace = namespace;
+    this.user = user;
+    this.server = kc.getCurrentCluster()?.server ?? "";
+  }
+
+  static connect(opts: ConnectOptions): Kube {
+    const kc = new KubeConfig();
+    try {
+      if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
+      else kc.loadFromDefault();
+    } catch (cause) {
+      throw new CliError(`cannot read kubeconfig ${opts.kubeconfig ?? process.env.KUBECONFIG ?? "~/.kube/config"}: ${(cause as Error).message}`);
+    }
+    if (opts.context) {
+      if (!kc.getContextObject(opts.context)) throw new CliError(`context "${opts.context}" not found in kubeconfig`);
+      kc.setCurrentContext(opts.context);
+    }
+    if (!kc.getCurrentCluster()) throw new CliError("no cluster in kubeconfig: set KUBECONFIG or pass --kubeconfig");
+    const ctx = kc.getContextObject(kc.getCurrentContext());
+    const userName = kc.getCurrentUser()?.name ?? ctx?.user ?? "unknown";
+    if (opts.as) {
+      const current = kc.getCurrentUser();
+      kc.users = kc.users.map((u) => (u === current ? { ...u, impersonateUser: opts.as } : u));
+    }
+    return new Kube(kc, opts.namespace ?? ctx?.namespace ?? "default", opts.as ?? userName);
+  }
+
+  async get<K extends keyof Kinds>(kind: K, name: string): Promise<Kinds[K] | undefined> {
+    const header = { apiVersion: apiVersionOf[kind], kind, metadata: { name, namespace: this.namespace } };
+    try {
+      return (await this.#api.read(header)) as unknown as Kinds[K];
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw this.#error(e, { verb: "get", resource: resourceOf[kind], name });
+    }
+  }
+
+  /** The App, or the one-line "not found" error every command gives for an unknown app. */
+  async app(name: string): Promise<App> {
+    const app = await this.get("App", name);
+    if (!app) throw new CliError(`app "${name}" not found in namespace "${this.namespace}"`);
+    return app;
+  }
+
+  async list<K extends keyof Kinds>(kind: K, labelSelector?: string): Promise<Kinds[K][]> {
+    try {
+      const list = await this.#api.list(apiVersionOf[kind], kind, this.namespace, undefined, undefined, undefined, undefined, labelSelector);
+      return list.items as unknown as Kinds[K][];
+    } catch (e) {
+      throw this.#error(e, { verb: "list", resource: resourceOf[kind] });
+    }
+  }
+
+  /** Server-side apply as "kubectl-slipway", recording the user in `slipway.dev/changed-by`. */
+  async apply<T>(obj: Applied): Promise<T> {
+    const body = {
+      ...obj,
+      metadata: {
+        ...obj.metadata,
+        namespace: this.namespace,
+        annotations: { ...obj.metadata.annotations, [ANNOTATIONS.changedBy]: this.user },
+      },
+    };
+    try {
+      return (await this.#api.patch(body as KubernetesObject, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply)) as unknown as T;
+    } catch (e) {
+      throw this.#error(e, { verb: "patch", resource: resourceOf[obj.kind as keyof Kinds] ?? obj.kind, name: obj.metadata.name });
+    }
+  }
+
+  /**
+   * A JSON merge patch as "kubectl-slipway". Only for removing keys: an apply cannot remove a field that
+   * another manager (kubectl, Git sync) also owns, an update can.
+   */
+  async mergePatch(kind: keyof Kinds, name: string, patch: Record<string, unknown>): Promise<void> {
+    const body = {
+      apiVersion: apiVersionOf[kind], kind,
+      ...patch,
+      metadata: { ...(patch.metadata as object | undefined), name, namespace: this.namespace, annotations: { [ANNOTATIONS.changedBy]: this.user } },
+    };
+    try {
+      await this.#api.patch(body as KubernetesObject, undefined, undefined, FIELD_MANAGER, undefined, PatchStrategy.MergePatch);
+    } catch (e) {
+      throw this.#error(e, { verb: "patch", resource: resourceOf[kind], name });
+    }
+  }
+
+  async create<T>(obj: Applied): Promise<T> {
+    try {
+      return (await this.#api.create({ ...obj, metadata: { ...obj.metadata, namespace: this.namespace } } as KubernetesObject, undefined, undefined, FIELD_MANAGER)) as unknown as T;
+    } catch (e) {
+      throw this.#error(e, { verb: "create", resource: resourceOf[obj.kind as keyof Kinds] ?? obj.kind, name: obj.metadata.name });
+    }
+  }
+
+  /** Deletes an object; one that is already gone is success. Returns whether it existed. */
+  async delete(kind: keyof Kinds, name: string, opts: { gracePeriodSeconds?: number } = {}): Promise<boolean> {
+    try {
+      await this.#api.delete({ apiVersion: apiVersionOf[kind], kind, metadata: { name, namespace: this.namespace } },
+        undefined, undefined, opts.gracePeriodSeconds, undefined, "Background");
+      return true;
+    } catch (e) {
+      if (isNotFound(e)) return false;
+      throw this.#error(e, { verb: "delete", resource: resourceOf[kind], name });
+    }
+  }
+
+  /** Streams a container's log into `into`; resolves with an AbortController once the stream has started. */
+  async log(pod: string, container: string, into: Writable, opts: { follow?: boolean; tailLines?: number }): Promise<AbortController> {
+    try {
+      return await new Log(this.#kc).log(this.namespace, pod, container, into, opts);
+    } catch (e) {
+      throw this.#error(e, { verb: "get", resource: "pods/log", name: pod });
+    }
+  }
+
+  /** Calls `onEvent` for every change of one Pod until the returned controller is aborted. */
+  async watchPod(name: string, onEvent: (type: string, pod: V1Pod) => void, onDone: (err: unknown) => void): Promise<AbortController> {
+    try {
+      return await new Watch(this.#kc).watch(`/api/v1/namespaces/${this.namespace}/pods`, { fieldSelector: `metadata.name=${name}` },
+        (type: string, obj: V1Pod) => onEvent(type, obj), onDone);
+    } catch (e) {
+      throw this.#error(e, { verb: "watch", resource: "pods", name });
+    }
+  }
+
+  #error(e: unknown, ctx: Omit<RequestContext, "namespace" | "server">): CliError {
+    return toCliError(e, { ...ctx, namespace: this.namespace, server: this.server });
+  }
+}
+
+function isNotFound(e: unknown): boolean {
+  return typeof e === "object" && e !== null && (e as { code?: unknown }).code === 404;
+}
+
+/** A writable that calls `onLine` for each complete line written to it (and the last partial one at the end). */
+export function lineStream(onLine: (line: string) => void): PassThrough {
+  const stream = new PassThrough();
+  let buffered = "";
+  stream.on("data", (chunk: Buffer) => {
+    buffered += chunk.toString("utf8");
+    const lines = buffered.split("\n");
+    buffered = lines.pop() ?? "";
+    for (const l of lines) onLine(l);
+  });
+  stream.on("end", () => {
+    if (buffered) onLine(buffered);
+    buffered = "";
+  });
+  return stream;
+}

@@ -1,0 +1,76 @@
+#!/usr/bin/env node
+// kubectl-slipway: Deis-style self-service for Slipway apps, as a kubectl plugin (`kubectl slipway …`).
+import { createInterface } from "node:readline/promises";
+import { realpathSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { CliError } from "./errors.js";
+import { helpText } from "./commands.js";
+import { parseArgv } from "./parse.js";
+import { HANDLERS, type Io } from "./handlers.js";
+import { Kube } from "./kube.js";
+
+export const VERSION = "0.1.0";
+
+/** Runs one command line; returns the exit code. Errors are one line on stderr. */
+export async function main(argv: string[], io: Io): Promise<number> {
+  try {
+    const inv = parseArgv(argv);
+    if (inv.kind === "version") {
+      io.out(`kubectl-slipway ${VERSION}\n`);
+      return 0;
+    }
+    if (inv.kind === "help") {
+      io.out(helpText(inv.spec));
+      return 0;
+    }
+    const cmd = inv.command;
+    const handler = HANDLERS[cmd.spec.name];
+    if (!handler) throw new CliError(`"${cmd.spec.name}" is not implemented`);
+    let kube: Kube | undefined;
+    const connect = () => (kube ??= Kube.connect(cmd.global));
+    return (await handler(cmd, io, connect)) ?? 0;
+  } catch (e) {
+    if (e instanceof CliError) {
+      io.err(`error: ${e.message}\n`);
+      return e.exitCode;
+    }
+    io.err(`error: ${e instanceof Error ? e.message : String(e)}\n`);
+    return 1;
+  }
+}
+
+function processIo(): Io {
+  const cleanups = new Set<() => Promise<void>>();
+  let interrupted = false;
+  process.on("SIGINT", () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    void Promise.allSettled([...cleanups].map((c) => c())).then(() => process.exit(130));
+  });
+  return {
+    out: (text) => void process.stdout.write(text),
+    err: (text) => void process.stderr.write(text),
+    now: () => new Date(),
+    cwd: process.cwd(),
+    async ask(question) {
+      if (!process.stdin.isTTY) return undefined;
+      const rl = createInterface({ input: process.stdin, output: process.stderr });
+      try {
+        return (await rl.question(question)).trim();
+      } finally {
+        rl.close();
+      }
+    },
+    onInterrupt(cleanup) {
+      cleanups.add(cleanup);
+      return () => void cleanups.delete(cleanup);
+    },
+  };
+}
+
+// Run only as a program, not when imported by tests.
+if (process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const code = await main(process.argv.slice(2), processIo());
+  // Let stdout drain before exiting: piped output is written asynchronously.
+  process.stdout.write("", () => process.exit(code));
+}
