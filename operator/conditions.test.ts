@@ -34,6 +34,11 @@ test("a progressing summary sets Reconciling=True and Ready=Unknown at the gener
   );
 });
 
+test("a waiting summary keeps reconciling with Ready=False, as when an App awaits its first build", (t) => {
+  const conditions = summarize(undefined, { state: "waiting", reason: "AwaitingBuild", message: "waiting for the first build" }, 1, t0);
+  t.deepEqual(conditions.map((c) => `${c.type}=${c.status}/${c.reason}`), ["Ready=False/AwaitingBuild", "Reconciling=True/AwaitingBuild"]);
+});
+
 test("a retrying summary says ProgressingWithRetry and keeps the failure on Ready", (t) => {
   const conditions = summarize(undefined, { state: "retrying", reason: "ApplyFailed", message: "timeout" }, 2, t0);
   t.is(findCondition(conditions, "Reconciling")?.reason, "ProgressingWithRetry");

@@ -12,6 +12,8 @@ export type Summary =
   | { state: "ready"; reason: string; message: string }
   /** Work under way (a rollout, a build), nothing wrong. */
   | { state: "progressing"; reason: string; message: string }
+  /** Waiting for something outside the operator (a build): Ready=False, still reconciling. */
+  | { state: "waiting"; reason: string; message: string }
   /** A transient failure that is being retried. */
   | { state: "retrying"; reason: string; message: string }
   /** A problem only a human can fix (invalid spec, unknown rollback target); not retried until the spec changes. */
@@ -55,6 +57,7 @@ export function removeCondition(conditions: readonly Condition[] | undefined, ty
  * The kstatus conditions for a summary at `generation`, keeping conditions of other types (e.g. Built):
  * - ready: Ready=True; Reconciling and Stalled are removed.
  * - progressing: Reconciling=True and Ready=Unknown with the same reason; Stalled is removed.
+ * - waiting: Reconciling=True and Ready=False with the same reason; Stalled is removed.
  * - retrying: Reconciling=True reason ProgressingWithRetry, Ready=False with the failure; Stalled is removed.
  * - stalled: Stalled=True and Ready=False with the same reason; Reconciling is removed.
  */
@@ -75,6 +78,9 @@ export function summarize(
     case "progressing":
       list = setCondition(removeCondition(list, STALLED), at(RECONCILING, "True"), now);
       return order(setCondition(list, at(READY, "Unknown"), now));
+    case "waiting":
+      list = setCondition(removeCondition(list, STALLED), at(RECONCILING, "True"), now);
+      return order(setCondition(list, at(READY, "False"), now));
     case "retrying":
       list = setCondition(removeCondition(list, STALLED), at(RECONCILING, "True", PROGRESSING_WITH_RETRY), now);
       return order(setCondition(list, at(READY, "False"), now));

@@ -1,0 +1,387 @@
+// The App reconciler: from App + Config + Releases to rolled-out workloads, in Flux's fixed order —
+// get → deletion/finalizer → suspend → observe the new generation → rollback → cut a release → render →
+// apply → prune → read the rollout — and status summarized in one place at the end.
+import type { Logger } from "pino";
+import type { App, AppStatus, Config, Release } from "../crds/v1alpha1.js";
+import { ANNOTATIONS, API_VERSION, LABELS } from "../crds/v1alpha1.js";
+import { defaultPlatform, render, type KubernetesObject, type PlatformSettings, type RenderError } from "../functions/render.js";
+import { sameConditions, summarize, type Summary } from "./conditions.js";
+import { isConflict, isNotFound, type EventInput, type Kube, type KubeObject } from "./kube.js";
+import type { HandlerResult } from "./queue.js";
+import { normalizeConfig, planRelease, planRollback, releaseObject, releasesOf, sameConfig, sameContent } from "./releases.js";
+
+export const FINALIZER = "slipway.dev/finalizer";
+
+/** Kinds the render function produces; children of these kinds that a new render lacks are pruned. */
+const CHILD_KINDS: readonly { apiVersion: string; kind: string; optional?: boolean }[] = [
+  { apiVersion: "apps/v1", kind: "Deployment" },
+  { apiVersion: "v1", kind: "Service" },
+  { apiVersion: "networking.k8s.io/v1", kind: "Ingress" },
+  { apiVersion: "autoscaling/v2", kind: "HorizontalPodAutoscaler" },
+  // Served only where Gateway API is installed.
+  { apiVersion: "gateway.networking.k8s.io/v1", kind: "HTTPRoute", optional: true },
+];
+
+/** How often a rollout in progress is looked at again even without a Deployment event. */
+const ROLLOUT_POLL_MS = 30_000;
+
+export interface AppReconcilerOptions {
+  kube: Kube;
+  log: Logger;
+  platform?: Partial<PlatformSettings>;
+  /** Calls when a release was cut (metrics). */
+  onReleaseCut?: (release: Release) => void;
+}
+
+/** The result of one pass: the summary, the status fields it implies and what to tell the user. */
+interface Outcome {
+  summary: Summary;
+  status?: Partial<AppStatus>;
+  /** Recorded only when the summary is new, so a stuck App does not flood Events. */
+  event?: EventInput;
+  requeueAfterMs?: number;
+}
+
+interface DeploymentObject extends KubeObject {
+  spec?: { replicas?: number };
+  status?: {
+    observedGeneration?: number;
+    replicas?: number;
+    updatedReplicas?: number;
+    availableReplicas?: number;
+    conditions?: { type: string; status: string; reason?: string; message?: string }[];
+  };
+}
+
+export class AppReconciler {
+  readonly #kube: Kube;
+  readonly #log: Logger;
+  readonly #platform: PlatformSettings;
+  readonly #onReleaseCut: (release: Release) => void;
+
+  constructor(options: AppReconcilerOptions) {
+    this.#kube = options.kube;
+    this.#log = options.log;
+    this.#platform = { ...defaultPlatform, ...options.platform };
+    this.#onReleaseCut = options.onReleaseCut ?? (() => undefined);
+  }
+
+  /** Brings one App (key "namespace/name") to its desired state; throws on transient failures (retried). */
+  async reconcile(namespace: string, name: string): Promise<HandlerResult | void> {
+    let app = await this.#kube.getIfExists<App & KubeObject>(API_VERSION, "App", namespace, name);
+    if (!app) return; // deleted: owner references let the garbage collector remove the children
+    const log = this.#log.child({ app: name, namespace });
+
+    if (app.metadata.deletionTimestamp) return this.#finalize(app, log);
+    if (!app.metadata.finalizers?.includes(FINALIZER)) {
+      app = await this.#kube.mergePatch<App & KubeObject>(app, {
+        metadata: { resourceVersion: app.metadata.resourceVersion, finalizers: [...(app.metadata.finalizers ?? []), FINALIZER] },
+      });
+    }
+    if (app.spec.suspend) {
+      log.debug("suspended; not reconciling");
+      return;
+    }
+
+    const generation = app.metadata.generation;
+    if (app.status?.observedGeneration !== generation) {
+      // Say at once that this generation is being worked on, before anything slow can fail.
+      const summary: Summary = { state: "progressing", reason: "Progressing", message: `reconciling generation ${generation}` };
+      app = await this.#writeStatus(app, {
+        observedGeneration: generation,
+        conditions: summarize(app.status?.conditions, summary, generation, new Date()),
+      });
+    }
+
+    let outcome: Outcome;
+    try {
+      const result = await this.#sync(app, log);
+      app = result.app;
+      outcome = result.outcome;
+    } catch (err) {
+      if (!isConflict(err)) {
+        const message = err instanceof Error ? err.message : String(err);
+        const summary: Summary = { state: "retrying", reason: "ReconcileFailed", message };
+        await this.#finish(app, { summary }, log).catch((statusErr: unknown) => log.warn({ err: statusErr }, "cannot record the failure in status"));
+      }
+      throw err;
+    }
+    await this.#finish(app, outcome, log);
+    return outcome.requeueAfterMs === undefined ? undefined : { requeueAfterMs: outcome.requeueAfterMs };
+  }
+
+  /** The ordered steps; each returns early with an outcome when the App cannot go further. */
+  async #sync(app: App & KubeObject, log: Logger): Promise<{ app: App & KubeObject; outcome: Outcome }> {
+    const { namespace = "", name } = app.metadata;
+    let config = await this.#kube.getIfExists<Config & KubeObject>(API_VERSION, "Config", namespace, name);
+    const all = await this.#kube.list<Release & KubeObject>(API_VERSION, "Release", namespace);
+    const releases = releasesOf(name, all.items);
+
+    const rollbackTo = app.metadata.annotations?.[ANNOTATIONS.rollback];
+    if (rollbackTo !== undefined) {
+      const plan = planRollback(app, releases, rollbackTo);
+      if (plan.kind === "stalled") return { app, outcome: stalled(plan.reason, plan.message, "Rollback") };
+      if (plan.kind === "cut") {
+        const candidate = releaseObject(app, plan.spec, config);
+        const errors = render({ app, config, release: candidate }, this.#platform).errors;
+        if (errors.length) return { app, outcome: stalled("InvalidSpec", renderMessage(errors), "Render") };
+        releases.push(await this.#cut(app, candidate, log));
+      }
+      if (plan.target) ({ app, config } = await this.#matchRelease(app, config, plan.target, log));
+    }
+
+    const plan = planRelease({ app, config, releases });
+    if (plan.kind === "stalled") return { app, outcome: stalled(plan.reason, plan.message, "CutRelease") };
+    if (plan.kind === "awaitingBuild") return { app, outcome: { summary: { state: "waiting", reason: "AwaitingBuild", message: plan.message } } };
+    if (plan.kind === "cut") {
+      const candidate = releaseObject(app, plan.spec, config);
+      // Render first: an invalid spec must not leave a release behind that can never run.
+      const errors = render({ app, config, release: candidate }, this.#platform).errors;
+      if (errors.length) return { app, outcome: stalled("InvalidSpec", renderMessage(errors), "Render") };
+      releases.push(await this.#cut(app, candidate, log));
+    }
+
+    const live = releases.at(-1);
+    if (!live) throw new Error("no release to roll out");
+    const version = `v${live.spec.version}`;
+    const latestReleaseNumber = Math.max(app.status?.latestReleaseNumber ?? 0, live.spec.version);
+    const rendered = render({ app, config, release: live }, this.#platform);
+    if (rendered.errors.length) {
+      return { app, outcome: { ...stalled("InvalidSpec", renderMessage(rendered.errors), "Render"), status: { latestReleaseNumber } } };
+    }
+
+    const applied = await this.#apply(app, rendered.objects);
+    await this.#prune(app, rendered.objects, log);
+    const rollout = readRollout(applied.filter((o): o is DeploymentObject => o.kind === "Deployment"), version);
+    const status: Partial<AppStatus> = {
+      currentRelease: version,
+      latestReleaseNumber,
+      url: this.#url(app),
+      processes: rollout.processes,
+    };
+    if (rollout.stalled) return { app, outcome: { ...stalled("RolloutStalled", rollout.stalled, "Rollout"), status } };
+    if (!rollout.done) {
+      return {
+        app,
+        outcome: { summary: { state: "progressing", reason: "RollingOut", message: rollout.message }, status, requeueAfterMs: ROLLOUT_POLL_MS },
+      };
+    }
+    return {
+      app,
+      outcome: {
+        summary: { state: "ready", reason: "RolloutComplete", message: rollout.message },
+        status,
+        event: { type: "Normal", reason: "RolloutComplete", action: "Rollout", note: rollout.message },
+      },
+    };
+  }
+
+  /**
+   * Creates a Release under its deterministic name. A 409 for the same content means it was created before a
+   * crash or restart: done already. A 409 for other content means someone else took the number: retry.
+   */
+  async #cut(app: App & KubeObject, release: Release, log: Logger): Promise<Release> {
+    let created: Release;
+    try {
+      created = await this.#kube.create<Release & KubeObject>(release as Release & KubeObject);
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+      const existing = await this.#kube.get<Release & KubeObject>(API_VERSION, "Release", release.metadata.namespace, release.metadata.name);
+      if (sameContent(existing.spec, release.spec)) return existing;
+      throw new Error(`release ${release.metadata.name} already exists with other content; cutting the next number instead`, { cause: err });
+    }
+    const { version, cause, requestedBy } = release.spec;
+    log.info({ release: `v${version}`, cause, requestedBy }, "release cut");
+    this.#onReleaseCut(created);
+    await this.#event(app, {
+      type: "Normal",
+      reason: "ReleaseCreated",
+      action: "CutRelease",
+      note: `Release v${version}: ${cause}${requestedBy ? ` (requested by ${requestedBy})` : ""}`,
+    }, log);
+    return created;
+  }
+
+  /**
+   * After a rollback, points the App's image and the Config back at the release rolled back to, so the desired
+   * state matches what runs, then removes the rollback annotation (last: a crash before it repeats this step).
+   */
+  async #matchRelease(app: App & KubeObject, config: (Config & KubeObject) | undefined, target: Release, log: Logger) {
+    const want = normalizeConfig(target.spec.config);
+    if (!sameConfig(config?.spec, want)) {
+      if (config) {
+        // Without managedFields in the body the server keeps tracking field owners itself.
+        const metadata = { ...config.metadata };
+        delete metadata.managedFields;
+        config = await this.#kube.replace<Config & KubeObject>({ ...config, metadata, spec: want });
+      } else {
+        config = await this.#kube.create<Config & KubeObject>({
+          apiVersion: API_VERSION,
+          kind: "Config",
+          metadata: { name: app.metadata.name, namespace: app.metadata.namespace },
+          spec: want,
+        } as Config & KubeObject);
+      }
+    }
+    const spec = app.spec.image && app.spec.image !== target.spec.build.image ? { image: target.spec.build.image } : undefined;
+    app = await this.#kube.mergePatch<App & KubeObject>(app, {
+      metadata: { resourceVersion: app.metadata.resourceVersion, annotations: { [ANNOTATIONS.rollback]: null } },
+      ...(spec ? { spec } : {}),
+    });
+    log.info({ release: `v${target.spec.version}` }, "App and Config now match the release rolled back to");
+    return { app, config };
+  }
+
+  /** Applies every rendered object with a controller ownerReference to the App; returns what the server holds. */
+  async #apply(app: App & KubeObject, objects: KubernetesObject[]): Promise<KubeObject[]> {
+    const owner = {
+      apiVersion: API_VERSION,
+      kind: "App",
+      name: app.metadata.name,
+      uid: app.metadata.uid ?? "",
+      controller: true,
+      blockOwnerDeletion: true,
+    };
+    const applied: KubeObject[] = [];
+    for (const object of objects) {
+      const body = { ...object, metadata: { ...object.metadata, ownerReferences: [owner] } } as KubeObject;
+      try {
+        applied.push(await this.#kube.apply(body));
+      } catch (err) {
+        throw new Error(`cannot apply ${object.kind} ${object.metadata.name}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      }
+    }
+    return applied;
+  }
+
+  /** Deletes the App's children that the render no longer produces (a removed process type, routing turned off). */
+  async #prune(app: App & KubeObject, objects: KubernetesObject[], log: Logger): Promise<void> {
+    const keep = new Set(objects.map((o) => `${o.kind}/${o.metadata.name}`));
+    for (const { apiVersion, kind, optional } of CHILD_KINDS) {
+      let items: KubeObject[];
+      try {
+        items = (await this.#kube.list<KubeObject>(apiVersion, kind, app.metadata.namespace, `${LABELS.app}=${app.metadata.name}`)).items;
+      } catch (err) {
+        if (optional && isNotFound(err)) continue;
+        throw err;
+      }
+      for (const item of items) {
+        const ownedByApp = item.metadata.ownerReferences?.some((r) => r.controller && r.uid === app.metadata.uid);
+        if (!ownedByApp || keep.has(`${kind}/${item.metadata.name}`)) continue;
+        await this.#kube.deleteIfExists(item);
+        log.info({ kind, name: item.metadata.name }, "pruned a child the App no longer needs");
+      }
+    }
+  }
+
+  /** The App is being deleted: delete its Releases (owner references cover the rest), then let it go. */
+  async #finalize(app: App & KubeObject, log: Logger): Promise<void> {
+    if (!app.metadata.finalizers?.includes(FINALIZER)) return;
+    const all = await this.#kube.list<Release & KubeObject>(API_VERSION, "Release", app.metadata.namespace);
+    for (const release of releasesOf(app.metadata.name, all.items)) await this.#kube.deleteIfExists(release);
+    await this.#kube.mergePatch(app, {
+      metadata: { resourceVersion: app.metadata.resourceVersion, finalizers: app.metadata.finalizers.filter((f) => f !== FINALIZER) },
+    });
+    log.info("App deleted; its releases are deleted and the finalizer removed");
+  }
+
+  /** Writes the final status for an outcome and records its Event when the summary is new. */
+  async #finish(app: App & KubeObject, outcome: Outcome, log: Logger): Promise<App & KubeObject> {
+    const previous = app.status?.conditions;
+    const conditions = summarize(previous, outcome.summary, app.metadata.generation, new Date());
+    const changed = !sameConditions(previous, conditions);
+    const updated = await this.#writeStatus(app, { ...outcome.status, observedGeneration: app.metadata.generation, conditions });
+    if (changed && outcome.event) await this.#event(updated, outcome.event, log);
+    if (changed && outcome.summary.state !== "ready") {
+      log.info({ state: outcome.summary.state, reason: outcome.summary.reason, message: outcome.summary.message }, "App status changed");
+    }
+    return updated;
+  }
+
+  /** Patches the status subresource with only the fields that changed; removed process types become null. */
+  async #writeStatus(app: App & KubeObject, next: Partial<AppStatus>): Promise<App & KubeObject> {
+    const current: Partial<AppStatus> = app.status ?? {};
+    const patch: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(next) as [keyof AppStatus, unknown][]) {
+      if (value === undefined) continue;
+      if (key === "conditions") {
+        if (!sameConditions(current.conditions, value as AppStatus["conditions"])) patch[key] = value;
+      } else if (key === "processes") {
+        const want = value as NonNullable<AppStatus["processes"]>;
+        if (JSON.stringify(current.processes ?? {}) !== JSON.stringify(want)) {
+          const merged: Record<string, unknown> = { ...want };
+          for (const old of Object.keys(current.processes ?? {})) if (!(old in want)) merged[old] = null;
+          patch[key] = merged;
+        }
+      } else if (JSON.stringify(current[key]) !== JSON.stringify(value)) {
+        patch[key] = value;
+      }
+    }
+    if (Object.keys(patch).length === 0) return app;
+    return this.#kube.patchStatus<App & KubeObject>(app, patch, app.metadata.resourceVersion);
+  }
+
+  async #event(app: App & KubeObject, event: EventInput, log: Logger): Promise<void> {
+    try {
+      await this.#kube.event(app, event);
+    } catch (err) {
+      log.warn({ err, reason: event.reason }, "cannot record an Event");
+    }
+  }
+
+  /** http(s)://<app>.<namespace>.<domain>, the default host the render function routes (when routing is on). */
+  #url(app: App): string | undefined {
+    if (app.spec.routing?.enabled === false) return undefined;
+    const scheme = app.spec.routing?.tls ? "https" : "http";
+    return `${scheme}://${app.metadata.name}.${app.metadata.namespace}.${this.#platform.domain}`;
+  }
+}
+
+function stalled(reason: string, message: string, action: string): Outcome {
+  return { summary: { state: "stalled", reason, message }, event: { type: "Warning", reason, action, note: message } };
+}
+
+function renderMessage(errors: readonly RenderError[]): string {
+  return errors.map((e) => (e.field ? `${e.message} (${e.object ? `${e.object.kind} ` : ""}${e.field})` : e.message)).join("; ");
+}
+
+interface Rollout {
+  done: boolean;
+  /** Set when a Deployment passed its progress deadline: what to tell the user. */
+  stalled?: string;
+  message: string;
+  processes: NonNullable<AppStatus["processes"]>;
+}
+
+/** Reads the rollout of the live release from its Deployments as the API server returned them. */
+export function readRollout(deployments: readonly DeploymentObject[], version: string): Rollout {
+  const processes: Rollout["processes"] = {};
+  const pending: string[] = [];
+  let stalledMessage: string | undefined;
+  for (const d of deployments) {
+    const type = d.metadata.labels?.[LABELS.process] ?? d.metadata.name;
+    const desired = d.spec?.replicas ?? 1;
+    const st = d.status ?? {};
+    const updated = st.updatedReplicas ?? 0;
+    const available = st.availableReplicas ?? 0;
+    processes[type] = { desired, available, updated };
+    const observed = (st.observedGeneration ?? 0) >= (d.metadata.generation ?? 0);
+    const progressing = st.conditions?.find((c) => c.type === "Progressing");
+    if (observed && progressing?.reason === "ProgressDeadlineExceeded") {
+      stalledMessage ??=
+        `Deployment ${d.metadata.name} of release ${version} made no progress within its deadline (${updated}/${desired} updated, ` +
+        `${available}/${desired} available): ${progressing.message ?? ""}; the previous release keeps serving`;
+    }
+    const done = observed && updated >= desired && available >= desired && (st.replicas ?? 0) === updated;
+    if (!done) pending.push(`${type} ${updated}/${desired} updated, ${available}/${desired} available`);
+  }
+  const summary = Object.entries(processes).map(([type, p]) => `${type} ${p.available}/${p.desired}`).join(", ");
+  return {
+    done: pending.length === 0 && !stalledMessage,
+    stalled: stalledMessage,
+    message: pending.length
+      ? `rolling out release ${version}: ${pending.join("; ")}`
+      : `release ${version} is rolled out${summary ? `: ${summary}` : ""}`,
+    processes,
+  };
+}

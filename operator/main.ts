@@ -1,0 +1,275 @@
+// The operator's entry point: watches Apps, Configs, Releases and the Deployments it owns, maps every event to
+// its App's key ("namespace/name") and reconciles Apps through one keyed work queue. startOperator() embeds it
+// (tests, the local default); run as a program it adds health/metrics endpoints and Lease leader election.
+import os from "node:os";
+import { pathToFileURL } from "node:url";
+import { KubeConfig, ListWatch, Watch, type KubernetesListObject, type KubernetesObject as ClientObject } from "@kubernetes/client-node";
+import type { Logger } from "pino";
+import { API_VERSION, LABELS } from "../crds/v1alpha1.js";
+import type { PlatformSettings } from "../functions/render.js";
+import { AppReconciler } from "./app-reconciler.js";
+import { Kube, type KubeObject } from "./kube.js";
+import { log as rootLog } from "./log.js";
+import { queueDepth, reconcileDuration, reconcileErrors, reconcileTotal, releasesCut } from "./metrics.js";
+import { WorkQueue } from "./queue.js";
+
+export interface OperatorOptions {
+  kubeConfig: KubeConfig;
+  /** Domain, routing mode and rollout deadline handed to the render function. */
+  platform?: Partial<PlatformSettings>;
+  /** How many Apps are reconciled at once; default 4. */
+  concurrency?: number;
+  /** Watch only this namespace; default all namespaces. */
+  namespace?: string;
+  logger?: Logger;
+  /** How often every App is reconciled even without events; default 10 minutes. */
+  resyncMs?: number;
+}
+
+export interface OperatorHandle {
+  /** Stops the watches, then waits for the reconciles in flight to finish. */
+  stop(): Promise<void>;
+  /** True once every watch has listed its objects at least once. */
+  synced(): boolean;
+}
+
+interface Watched {
+  name: string;
+  path: string;
+  apiVersion: string;
+  kind: string;
+  labelSelector?: string;
+  /** The App key ("namespace/name") an object's event concerns, or undefined to ignore it. */
+  keyOf: (obj: KubeObject) => string | undefined;
+  /** Whether a changed object is worth a reconcile (filters out the App's own status writes). */
+  changed?: (obj: KubeObject) => boolean;
+}
+
+const WATCH_RETRY_MIN_MS = 500;
+const WATCH_RETRY_MAX_MS = 30_000;
+
+/** Starts watching and reconciling; resolves once the watches have listed (or after 30 s of trying). */
+export async function startOperator(options: OperatorOptions): Promise<OperatorHandle> {
+  const log = options.logger ?? rootLog;
+  const kube = new Kube(options.kubeConfig);
+  const reconciler = new AppReconciler({ kube, log, platform: options.platform, onReleaseCut: () => releasesCut.inc() });
+
+  const queue = new WorkQueue(
+    async (key) => {
+      const [namespace = "", name = ""] = key.split("/");
+      const end = reconcileDuration.startTimer({ kind: "App" });
+      try {
+        const result = await reconciler.reconcile(namespace, name);
+        reconcileTotal.inc({ kind: "App", result: result?.requeueAfterMs !== undefined ? "requeue" : "success" });
+        return result;
+      } catch (err) {
+        reconcileTotal.inc({ kind: "App", result: "error" });
+        reconcileErrors.inc({ kind: "App" });
+        throw err;
+      } finally {
+        end();
+      }
+    },
+    {
+      concurrency: options.concurrency ?? 4,
+      onDepth: (depth) => queueDepth.set(depth),
+      onError: (key, err, retryInMs) => log.warn({ err, app: key, retryInMs }, "reconcile failed; retrying"),
+    },
+  );
+
+  const ns = options.namespace;
+  const inNs = ns ? `/namespaces/${encodeURIComponent(ns)}` : "";
+  const byName = (obj: KubeObject) => `${obj.metadata.namespace}/${obj.metadata.name}`;
+  const lastSeen = new Map<string, string>();
+  const watched: Watched[] = [
+    {
+      name: "apps",
+      path: `/apis/${API_VERSION}${inNs}/apps`,
+      apiVersion: API_VERSION,
+      kind: "App",
+      keyOf: byName,
+      // The operator's own status writes change resourceVersion only; spec, annotations and deletion matter.
+      changed: (obj) => {
+        const m = obj.metadata;
+        const fingerprint = JSON.stringify([m.uid, m.generation, m.annotations ?? {}, m.deletionTimestamp ?? null, m.finalizers ?? []]);
+        const key = byName(obj);
+        if (lastSeen.get(key) === fingerprint) return false;
+        lastSeen.set(key, fingerprint);
+        return true;
+      },
+    },
+    { name: "configs", path: `/apis/${API_VERSION}${inNs}/configs`, apiVersion: API_VERSION, kind: "Config", keyOf: byName },
+    {
+      name: "releases",
+      path: `/apis/${API_VERSION}${inNs}/releases`,
+      apiVersion: API_VERSION,
+      kind: "Release",
+      keyOf: (obj) => {
+        const app = (obj as { spec?: { app?: string } }).spec?.app;
+        return app ? `${obj.metadata.namespace}/${app}` : undefined;
+      },
+    },
+    {
+      name: "deployments",
+      path: `/apis/apps/v1${inNs}/deployments`,
+      apiVersion: "apps/v1",
+      kind: "Deployment",
+      labelSelector: LABELS.app,
+      keyOf: (obj) => {
+        const owner = obj.metadata.ownerReferences?.find((r) => r.controller && r.kind === "App" && r.apiVersion === API_VERSION);
+        const app = owner?.name ?? obj.metadata.labels?.[LABELS.app];
+        return app ? `${obj.metadata.namespace}/${app}` : undefined;
+      },
+    },
+  ];
+
+  let stopped = false;
+  const informers: ListWatch<ClientObject>[] = [];
+  const synced = new Set<string>();
+  const timers = new Set<NodeJS.Timeout>();
+  const later = (fn: () => void, ms: number) => {
+    const timer = setTimeout(() => {
+      timers.delete(timer);
+      fn();
+    }, ms);
+    timers.add(timer);
+  };
+
+  const firstSyncs = watched.map((w) => {
+    const list = async (): Promise<KubernetesListObject<ClientObject>> => {
+      const result = await kube.list<KubeObject>(w.apiVersion, w.kind, ns, w.labelSelector);
+      synced.add(w.name);
+      return result as unknown as KubernetesListObject<ClientObject>;
+    };
+    const informer = new ListWatch<ClientObject>(w.path, new Watch(options.kubeConfig), list, false, w.labelSelector);
+    informers.push(informer);
+    const onEvent = (deleted: boolean) => (obj: ClientObject) => {
+      const object = obj as unknown as KubeObject;
+      const key = w.keyOf(object);
+      if (!key) return;
+      if (deleted) lastSeen.delete(byName(object));
+      else if (w.changed && !w.changed(object)) return;
+      void queue.enqueue(key);
+    };
+    informer.on("add", onEvent(false));
+    informer.on("update", onEvent(false));
+    informer.on("delete", onEvent(true));
+
+    // A watch that fails (API server restarting, connection dropped) is restarted with backoff. The informer
+    // resumes from the last resourceVersion it saw, or relists when that is too old (410 Gone), and reports
+    // objects deleted meanwhile, so no event is lost.
+    let failures = 0;
+    const start = async (): Promise<void> => {
+      if (stopped) return;
+      try {
+        await informer.start();
+        failures = 0;
+      } catch (err) {
+        restart(err);
+      }
+    };
+    const restart = (err: unknown) => {
+      if (stopped) return;
+      failures++;
+      const delay = Math.min(WATCH_RETRY_MAX_MS, WATCH_RETRY_MIN_MS * 2 ** Math.min(failures - 1, 10));
+      log.warn({ err, watch: w.name, retryInMs: delay }, "watch failed; resuming");
+      later(() => void start(), delay);
+    };
+    informer.on("error", restart);
+    return start();
+  });
+
+  const deadline = Date.now() + 30_000;
+  await Promise.all(firstSyncs);
+  while (synced.size < watched.length && Date.now() < deadline && !stopped) await new Promise((r) => setTimeout(r, 100));
+  if (synced.size < watched.length) log.warn({ synced: [...synced] }, "not every watch has listed yet; continuing");
+
+  // A periodic full pass catches anything a watch could not tell (and external drift of children).
+  const resync = setInterval(() => {
+    const apps = informers[0]?.list() ?? [];
+    for (const app of apps) void queue.enqueue(byName(app as unknown as KubeObject));
+  }, options.resyncMs ?? 10 * 60_000);
+  resync.unref();
+
+  log.info({ namespace: ns ?? "(all)", concurrency: options.concurrency ?? 4 }, "operator started");
+  return {
+    synced: () => synced.size === watched.length,
+    async stop() {
+      stopped = true;
+      clearInterval(resync);
+      for (const timer of timers) clearTimeout(timer);
+      await Promise.all(informers.map((i) => i.stop()));
+      await queue.stop();
+      log.info("operator stopped");
+    },
+  };
+}
+
+/** Platform settings from the environment (the slipway-operator Secret). */
+export function platformFromEnv(env: NodeJS.ProcessEnv = process.env): Partial<PlatformSettings> {
+  const platform: Partial<PlatformSettings> = {};
+  if (env.SLIPWAY_DOMAIN) platform.domain = env.SLIPWAY_DOMAIN;
+  if (env.SLIPWAY_ROUTING === "ingress" || env.SLIPWAY_ROUTING === "gateway") platform.routing = env.SLIPWAY_ROUTING;
+  if (env.SLIPWAY_INGRESS_CLASS) platform.ingressClassName = env.SLIPWAY_INGRESS_CLASS;
+  if (env.SLIPWAY_GATEWAY_NAME) platform.gateway = { name: env.SLIPWAY_GATEWAY_NAME, namespace: env.SLIPWAY_GATEWAY_NAMESPACE || undefined };
+  if (env.SLIPWAY_PROGRESS_DEADLINE_SECONDS) platform.progressDeadlineSeconds = Number(env.SLIPWAY_PROGRESS_DEADLINE_SECONDS);
+  return platform;
+}
+
+/** Runs the operator as a program: health/metrics server, leader election (when enabled), graceful shutdown. */
+async function main(): Promise<void> {
+  const { startHealthServer } = await import("./http.js");
+  const { startLeaderElection } = await import("./leader.js");
+  const { handleShutdown } = await import("./shutdown.js");
+  const env = process.env;
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromDefault();
+  const options: OperatorOptions = {
+    kubeConfig,
+    platform: platformFromEnv(env),
+    concurrency: env.RECONCILE_CONCURRENCY ? Number(env.RECONCILE_CONCURRENCY) : undefined,
+    namespace: env.WATCH_NAMESPACE || undefined,
+  };
+  const shutdown = handleShutdown();
+  let operator: OperatorHandle | undefined;
+  let starting: Promise<void> | undefined;
+  const lead = () => {
+    starting ??= startOperator(options).then((handle) => {
+      operator = handle;
+    });
+    return starting;
+  };
+  const follow = async () => {
+    await starting?.catch(() => undefined);
+    const handle = operator;
+    operator = undefined;
+    starting = undefined;
+    await handle?.stop();
+  };
+  const health = await startHealthServer({
+    port: Number(env.HTTP_PORT ?? 8080),
+    ready: () => operator?.synced() ?? env.LEADER_ELECTION === "true",
+  });
+  if (env.LEADER_ELECTION === "true") {
+    const election = await startLeaderElection({
+      kubeConfig,
+      namespace: env.POD_NAMESPACE ?? "slipway-system",
+      name: env.LEADER_ELECTION_LEASE ?? "slipway-operator",
+      identity: env.POD_NAME ?? os.hostname(),
+      onStartedLeading: lead,
+      onStoppedLeading: follow,
+    });
+    shutdown.add("leader election", () => election.stop());
+  } else {
+    await lead();
+    shutdown.add("operator", follow);
+  }
+  shutdown.add("health server", () => health.close());
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((err: unknown) => {
+    rootLog.fatal({ err: new Error("the operator failed to start", { cause: err }) }, "exiting");
+    process.exit(1);
+  });
+}
