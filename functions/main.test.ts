@@ -5,7 +5,7 @@ import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { collectInputs } from "./inputs.js";
-import { readManifests } from "./manifests.js";
+import { parseManifests, readManifests, toYaml } from "./manifests.js";
 import { render } from "./render.js";
 
 const root = join(import.meta.dirname, "..", "..");
@@ -147,4 +147,36 @@ test("reports unreadable input in one line, without a stack trace", async (t) =>
   t.not(run.code, 0);
   t.regex(run.stderr, /^YAMLException: unexpected end of the stream/);
   t.notRegex(run.stderr, /\n\s+at /);
+});
+
+function runManifests(input: string, args: string[] = []): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [main, "--manifests", ...args], { env: { PATH: process.env.PATH } });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(input);
+  });
+}
+
+test("turns a plain YAML stream into the same stream plus the rendered objects with --manifests", async (t) => {
+  const input = fixture("hello-image");
+  const run = await runManifests(toYaml(input));
+  t.is(run.code, 0, run.stderr);
+  const output = parseManifests(run.stdout) as Output["items"];
+  const expected = collectInputs(input).flatMap((i) => render(i).objects);
+  t.deepEqual(output.map(keyOf).sort(), [...input, ...expected].map((o) => keyOf(o as Output["items"][number])).sort());
+  const byKey = new Map(output.map((o) => [keyOf(o), o]));
+  for (const o of expected) t.deepEqual(byKey.get(keyOf(o)), o, keyOf(o));
+});
+
+test("prints render errors one per line and exits 1 with --manifests", async (t) => {
+  const input = fixture("hello-image").filter((o) => (o as { kind: string }).kind !== "Release");
+  const run = await runManifests(toYaml(input));
+  t.is(run.code, 1);
+  t.is(run.stdout, "");
+  t.is(run.stderr, 'error: App "hello" has no release yet: nothing to run until a build or an image deploy cuts v1 (App demo/hello)\n');
 });
