@@ -38,7 +38,10 @@ gateway: { name: public, namespace: gateways }
 namespace: shop
 
 Without a namespace setting, the environment variable ARGOCD_APP_NAMESPACE (set by Argo CD for plugins)
-is used for objects without a namespace.`;
+is used for objects without a namespace.
+
+slipway-render --manifests [--function-config FILE] reads and writes a plain multi-document YAML stream
+instead of a ResourceList, e.g. \`kustomize build . | slipway-render --manifests\` (the Argo CD plugin).`;
 
 const CONFIG_MAP_KEYS = ["domain", "routing", "ingressClassName", "gatewayName", "gatewayNamespace", "progressDeadlineSeconds", "namespace"];
 const SETTINGS_KEYS = ["apiVersion", "kind", "metadata", "domain", "routing", "ingressClassName", "gateway", "progressDeadlineSeconds", "namespace"];
