@@ -91,20 +91,20 @@ test("exactly one of two candidates leads, and the Lease names it", async (t) =>
 test("the leader keeps renewing, and a candidate never leads while that lease is fresh", async (t) => {
   const ns = await freshNamespace(t);
   const leadership = new Leadership();
-  const timing = { leaseDurationSeconds: 2, renewDeadlineSeconds: 1.5, retryPeriodSeconds: 0.3 };
+  const timing = { leaseDurationSeconds: 4, renewDeadlineSeconds: 3, retryPeriodSeconds: 0.5 };
   const a = await candidate(ns, "operator-a", leadership, timing);
   const firstRenew = new Date(String((await readLease(ns)).spec?.renewTime)).getTime();
   const b = await candidate(ns, "operator-b", leadership, timing);
   t.teardown(() => Promise.all([a.election.stop(), b.election.stop()]));
 
-  // Three lease durations: b would have taken over if a's renewals were not seen.
-  t.deepEqual(await watchForDoubleLeaders([a, b], 6_000), []);
+  // Over two lease durations: b would have taken over if a's renewals were not seen.
+  t.deepEqual(await watchForDoubleLeaders([a, b], 9_000), []);
   t.true(a.election.isLeader());
   t.false(b.election.isLeader());
   t.deepEqual(b.events, []);
   const lease = await readLease(ns);
   t.is(lease.spec?.holderIdentity, "operator-a");
-  t.true(new Date(String(lease.spec?.renewTime)).getTime() > firstRenew + 4_000, "renewTime moves forward");
+  t.true(new Date(String(lease.spec?.renewTime)).getTime() > firstRenew + 6_000, "renewTime moves forward");
 });
 
 test("stopping the leader hands the Lease to the other candidate within seconds, not after it expires", async (t) => {
