@@ -133,8 +133,7 @@ const appsDestroy: Handler = async (cmd, io, k) => {
   await kube.delete("App", appName);
   await kube.delete("Config", appName);
   for (const r of releases) await kube.delete("Release", r.metadata.name);
-  const secret = await kube.get("Secret", secretName(appName)).catch(() => undefined);
-  if (secret?.metadata?.labels?.[LABELS.app] === appName) await kube.delete("Secret", secretName(appName));
+  // The Secret <app>-env (owned by the App) and the Deployments go with the App, by garbage collection.
   for (const p of runs) await kube.delete("Pod", p.metadata?.name ?? "", { gracePeriodSeconds: 0 });
   io.out(`Destroyed app ${appName} (${releases.length} release(s)).\n`);
 };
@@ -194,19 +193,19 @@ const configSet: Handler = async (cmd, io, k) => {
   await printConfig(cmd, io, c);
 };
 
-/** Writes secret values into the Secret `<app>-env`; they never enter the Config (nor Git). */
+/**
+ * Writes secret values into the Secret `<app>-env`; they never enter the Config (nor Git). A merge patch, not an
+ * apply: developers may write Secrets but not read them, and an apply of one key would drop the keys set before.
+ */
 async function writeSecretValues(kube: Kube, appName: string, values: Record<string, string>): Promise<void> {
   const app = await kube.app(appName);
-  const existing = await kube.get("Secret", secretName(appName));
-  if (existing && existing.metadata?.labels?.[LABELS.app] !== appName) {
-    throw new CliError(`Secret "${secretName(appName)}" exists and does not belong to app ${appName} (no ${LABELS.app}=${appName} label)`);
-  }
-  const data: Record<string, string> = { ...existing?.data };
-  for (const [key, v] of Object.entries(values)) data[key] = Buffer.from(v, "utf8").toString("base64");
-  await kube.apply<V1Secret>({
+  const data = Object.fromEntries(Object.entries(values).map(([key, v]) => [key, Buffer.from(v, "utf8").toString("base64")]));
+  if (await kube.mergePatch("Secret", secretName(appName), { data })) return;
+  await kube.create<V1Secret>({
     apiVersion: "v1", kind: "Secret",
     metadata: {
       name: secretName(appName), labels: { [LABELS.app]: appName },
+      // Deleted with its App by the garbage collector.
       ownerReferences: [{ apiVersion: API_VERSION, kind: "App", name: appName, uid: app.metadata.uid ?? "" }],
     },
     type: "Opaque", data,
@@ -551,7 +550,7 @@ const run: Handler = async (cmd, io, k) => {
     await cleanup();
   });
   try {
-    await kube.apply<V1Pod>(pod);
+    await kube.create<V1Pod>(pod);
     // Wait until the container runs (or already ended), or fails to start.
     const deadline = Date.now() + timeoutSeconds * 1000;
     let current: V1Pod | undefined;

@@ -77,7 +77,7 @@ export class Kube {
   async get<K extends keyof Kinds>(kind: K, name: string): Promise<Kinds[K] | undefined> {
     const header = { apiVersion: apiVersionOf[kind], kind, metadata: { name, namespace: this.namespace } };
     try {
-      return (await this.#api.read(header)) as unknown as Kinds[K];
+      return (await retryTransient(() => this.#api.read(header))) as unknown as Kinds[K];
     } catch (e) {
       if (isNotFound(e)) return undefined;
       throw this.#error(e, { verb: "get", resource: resourceOf[kind], name });
@@ -93,7 +93,8 @@ export class Kube {
 
   async list<K extends keyof Kinds>(kind: K, labelSelector?: string): Promise<Kinds[K][]> {
     try {
-      const list = await this.#api.list(apiVersionOf[kind], kind, this.namespace, undefined, undefined, undefined, undefined, labelSelector);
+      const list = await retryTransient(() =>
+        this.#api.list(apiVersionOf[kind], kind, this.namespace, undefined, undefined, undefined, undefined, labelSelector));
       return list.items as unknown as Kinds[K][];
     } catch (e) {
       throw this.#error(e, { verb: "list", resource: resourceOf[kind] });
@@ -118,25 +119,29 @@ export class Kube {
   }
 
   /**
-   * A JSON merge patch as "kubectl-slipway". Only for removing keys: an apply cannot remove a field that
-   * another manager (kubectl, Git sync) also owns, an update can.
+   * A JSON merge patch as "kubectl-slipway", for what an apply cannot do: remove a field that another manager
+   * (kubectl, Git sync) also owns, or change one key of a Secret the user may write but not read.
+   * Returns undefined when the object does not exist.
    */
-  async mergePatch(kind: keyof Kinds, name: string, patch: Record<string, unknown>): Promise<void> {
+  async mergePatch<K extends keyof Kinds>(kind: K, name: string, patch: Record<string, unknown>): Promise<Kinds[K] | undefined> {
     const body = {
       apiVersion: apiVersionOf[kind], kind,
       ...patch,
       metadata: { ...(patch.metadata as object | undefined), name, namespace: this.namespace, annotations: { [ANNOTATIONS.changedBy]: this.user } },
     };
     try {
-      await this.#api.patch(body as KubernetesObject, undefined, undefined, FIELD_MANAGER, undefined, PatchStrategy.MergePatch);
+      return (await this.#api.patch(body as KubernetesObject, undefined, undefined, FIELD_MANAGER, undefined, PatchStrategy.MergePatch)) as unknown as Kinds[K];
     } catch (e) {
+      if (isNotFound(e)) return undefined;
       throw this.#error(e, { verb: "patch", resource: resourceOf[kind], name });
     }
   }
 
+  /** Creates an object as "kubectl-slipway" (for Pods and Secrets, where the user may create but not patch). */
   async create<T>(obj: Applied): Promise<T> {
+    const body = { ...obj, metadata: { ...obj.metadata, namespace: this.namespace, annotations: { ...obj.metadata.annotations, [ANNOTATIONS.changedBy]: this.user } } };
     try {
-      return (await this.#api.create({ ...obj, metadata: { ...obj.metadata, namespace: this.namespace } } as KubernetesObject, undefined, undefined, FIELD_MANAGER)) as unknown as T;
+      return (await this.#api.create(body as KubernetesObject, undefined, undefined, FIELD_MANAGER)) as unknown as T;
     } catch (e) {
       throw this.#error(e, { verb: "create", resource: resourceOf[obj.kind as keyof Kinds] ?? obj.kind, name: obj.metadata.name });
     }
@@ -175,6 +180,19 @@ export class Kube {
 
   #error(e: unknown, ctx: Omit<RequestContext, "namespace" | "server">): CliError {
     return toCliError(e, { ...ctx, namespace: this.namespace, server: this.server });
+  }
+}
+
+/** Retries a read the API server could not answer yet (503 while a new CRD's storage starts, 429). */
+async function retryTransient<T>(read: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await read();
+    } catch (e) {
+      const code = typeof e === "object" && e !== null ? (e as { code?: unknown }).code : undefined;
+      if ((code !== 503 && code !== 429) || attempt >= 5) throw e;
+      await new Promise((r) => setTimeout(r, 200 * attempt));
+    }
   }
 }
 
