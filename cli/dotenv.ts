@@ -16,7 +16,7 @@ export function parseDotenv(text: string, file = ".env"): Record<string, string>
     if (value.startsWith('"')) {
       // A double-quoted value may span lines and uses \n, \", \\ escapes.
       let body = value.slice(1);
-      while (!closingQuote(body)) {
+      while (closingQuote(body) === undefined) {
         i++;
         if (i >= lines.length) throw new UsageError(`${file}: unterminated quoted value for ${key}`);
         body += `\n${lines[i]}`;

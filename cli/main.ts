@@ -30,12 +30,10 @@ export async function main(argv: string[], io: Io): Promise<number> {
     const connect = () => (kube ??= Kube.connect(cmd.global));
     return (await handler(cmd, io, connect)) ?? 0;
   } catch (e) {
-    if (e instanceof CliError) {
-      io.err(`error: ${e.message}\n`);
-      return e.exitCode;
-    }
-    io.err(`error: ${e instanceof Error ? e.message : String(e)}\n`);
-    return 1;
+    const message = e instanceof Error ? e.message : String(e);
+    // One line, whatever the API server's message looks like.
+    io.err(`error: ${message.trim().replace(/\s*\n\s*/g, "; ")}\n`);
+    return e instanceof CliError ? e.exitCode : 1;
   }
 }
 
