@@ -2,6 +2,7 @@
 // JSON over the API server's REST paths. Authentication and TLS come from @kubernetes/client-node's KubeConfig.
 import http from "node:http";
 import https from "node:https";
+import { randomBytes } from "node:crypto";
 import os from "node:os";
 import type { KubeConfig } from "@kubernetes/client-node";
 
@@ -203,7 +204,8 @@ export class Kube {
     const event = {
       apiVersion: "events.k8s.io/v1",
       kind: "Event",
-      metadata: { generateName: `${subject.metadata.name}.`, namespace },
+      // Named like client-go's recorder: <object>.<time in hex><random>, unique without a server round trip.
+      metadata: { name: `${subject.metadata.name}.${Date.now().toString(16)}${randomBytes(3).toString("hex")}`, namespace },
       eventTime: microTime(new Date()),
       reportingController: REPORTING_CONTROLLER,
       reportingInstance: `${REPORTING_CONTROLLER}-${os.hostname()}`.slice(0, 128),

@@ -1,0 +1,359 @@
+// The operator against a real control plane: App + Config → Release → Deployments rolled out by kwok → Ready,
+// config changes, scaling, rollbacks, invalid specs, stuck rollouts, deletion, and restarts. Each test runs its
+// own operator in-process, scoped to a fresh namespace.
+import test, { type ExecutionContext } from "ava";
+import type { App, Condition, Config, Release } from "../crds/v1alpha1.js";
+import { Kube, type KubeObject } from "../operator/kube.js";
+import { createLogger } from "../operator/log.js";
+import { startOperator, type OperatorHandle } from "../operator/main.js";
+import type { PlatformSettings } from "../functions/render.js";
+import { controlPlane, freshNamespace, installCrds, waitFor } from "./harness/suite.js";
+
+const IMAGE_A = `registry.example/shop@sha256:${"a".repeat(64)}`;
+const IMAGE_B = `registry.example/shop@sha256:${"b".repeat(64)}`;
+const USER = "e2e-user";
+
+test.before(async () => {
+  await installCrds();
+});
+
+interface Env {
+  ns: string;
+  kube: Kube;
+  operator: OperatorHandle;
+  /** Starts another operator for the namespace (after stopping the first: a restart). */
+  restart(): Promise<OperatorHandle>;
+}
+
+async function setup(t: ExecutionContext, platform: Partial<PlatformSettings> = {}): Promise<Env> {
+  const cp = await controlPlane();
+  const ns = await freshNamespace(t);
+  const kube = new Kube(cp.kubeConfig());
+  const logger = createLogger({ level: process.env.LOG_LEVEL ?? "silent" });
+  const start = () => startOperator({ kubeConfig: cp.kubeConfig(), namespace: ns, platform, logger, concurrency: 2 });
+  const env: Env = {
+    ns,
+    kube,
+    operator: await start(),
+    async restart() {
+      await env.operator.stop();
+      env.operator = await start();
+      return env.operator;
+    },
+  };
+  t.teardown(async () => {
+    // Apps carry a finalizer: delete them while an operator still runs, so the namespace can go.
+    await cp.kubectl(["delete", "apps.slipway.dev", "--all", "-n", ns, "--timeout=30s"]);
+    await env.operator.stop();
+  });
+  return env;
+}
+
+/** `kubectl apply --server-side` as the user, so the user is the field manager that asked for the change. */
+async function apply(ns: string, yaml: string, manager = USER): Promise<void> {
+  const cp = await controlPlane();
+  const r = await cp.kubectl(["apply", "--server-side", `--field-manager=${manager}`, "-n", ns, "-f", "-"], { input: yaml });
+  if (r.code !== 0) throw new Error(`kubectl apply failed: ${r.stderr}`);
+}
+
+async function kubectl(args: string[]): Promise<string> {
+  const r = await (await controlPlane()).kubectl(args);
+  if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed: ${r.stderr}`);
+  return r.stdout;
+}
+
+function appYaml(name: string, image: string, extra = ""): string {
+  return `apiVersion: slipway.dev/v1alpha1
+kind: App
+metadata:
+  name: ${name}
+spec:
+  image: ${image}
+${extra}`;
+}
+
+function configYaml(name: string, env: Record<string, string>, extra = ""): string {
+  const lines = Object.entries(env).map(([k, v]) => `    ${k}: "${v}"`);
+  return `apiVersion: slipway.dev/v1alpha1
+kind: Config
+metadata:
+  name: ${name}
+spec:
+  env:${lines.length ? `\n${lines.join("\n")}` : " {}"}
+${extra}`;
+}
+
+const getApp = (env: Env, name: string) => env.kube.get<App & KubeObject>("slipway.dev/v1alpha1", "App", env.ns, name);
+
+async function releases(env: Env, app: string): Promise<Release[]> {
+  const list = await env.kube.list<Release & KubeObject>("slipway.dev/v1alpha1", "Release", env.ns);
+  return list.items.filter((r) => r.spec.app === app).sort((a, b) => a.spec.version - b.spec.version);
+}
+
+const condition = (app: App, type: string): Condition | undefined => app.status?.conditions?.find((c) => c.type === type);
+
+/** Waits until the App is Ready for its current generation with `release` live, and returns it. */
+async function eventuallyReady(env: Env, name: string, release: string, timeoutMs = 60_000): Promise<App> {
+  let last: App | undefined;
+  await waitFor(
+    async () => {
+      last = await getApp(env, name);
+      const ready = condition(last, "Ready");
+      return (
+        ready?.status === "True" &&
+        ready.observedGeneration === last.metadata.generation &&
+        last.status?.observedGeneration === last.metadata.generation &&
+        last.status?.currentRelease === release
+      );
+    },
+    timeoutMs,
+    () => `App ${name} not Ready with ${release}; status: ${JSON.stringify(last?.status)}`,
+  );
+  return last!;
+}
+
+async function eventuallyStalled(env: Env, name: string, reason: string, timeoutMs = 60_000): Promise<App> {
+  let last: App | undefined;
+  await waitFor(
+    async () => {
+      last = await getApp(env, name);
+      return condition(last, "Stalled")?.status === "True" && condition(last, "Stalled")?.reason === reason;
+    },
+    timeoutMs,
+    () => `App ${name} not Stalled with ${reason}; status: ${JSON.stringify(last?.status)}`,
+  );
+  return last!;
+}
+
+interface EventObject extends KubeObject {
+  reason?: string;
+  note?: string;
+  type?: string;
+  regarding?: { kind?: string; name?: string };
+}
+
+async function eventsFor(env: Env, name: string): Promise<EventObject[]> {
+  const list = await env.kube.list<EventObject>("events.k8s.io/v1", "Event", env.ns);
+  return list.items.filter((e) => e.regarding?.kind === "App" && e.regarding.name === name);
+}
+
+async function eventuallyEvent(env: Env, name: string, reason: string, type: "Normal" | "Warning"): Promise<EventObject> {
+  let found: EventObject | undefined;
+  await waitFor(
+    async () => {
+      found = (await eventsFor(env, name)).find((e) => e.reason === reason && e.type === type);
+      return found !== undefined;
+    },
+    20_000,
+    async () => `no ${type} Event ${reason} for App ${name}; events: ${JSON.stringify((await eventsFor(env, name)).map((e) => [e.type, e.reason, e.note]))}`,
+  );
+  return found!;
+}
+
+interface Deployment extends KubeObject {
+  spec: { replicas?: number; template: { spec: { containers: { image: string; env?: { name: string; value?: string }[] }[] } } };
+  status?: { availableReplicas?: number; updatedReplicas?: number };
+}
+
+const getDeployment = (env: Env, name: string) => env.kube.get<Deployment>("apps/v1", "Deployment", env.ns, name);
+
+/** The App "shop" with image A and FOO unset, rolled out as v1. */
+async function deployShop(env: Env, configEnv: Record<string, string> = { GREETING: "hello" }): Promise<App> {
+  await apply(env.ns, configYaml("shop", configEnv));
+  await apply(env.ns, appYaml("shop", IMAGE_A));
+  return eventuallyReady(env, "shop", "v1");
+}
+
+test("an App with an image digest and a Config is rolled out as release v1 and becomes Ready", async (t) => {
+  const env = await setup(t);
+  const app = await deployShop(env);
+
+  const [v1, ...others] = await releases(env, "shop");
+  t.is(others.length, 0);
+  t.is(v1!.metadata.name, "shop-v1");
+  t.like(v1!.spec, { app: "shop", version: 1, cause: `deploy ${IMAGE_A}`, requestedBy: USER, build: { image: IMAGE_A } });
+  t.deepEqual(v1!.spec.config, { env: { GREETING: "hello" } });
+
+  t.like(condition(app, "Ready"), { status: "True", reason: "RolloutComplete", message: "release v1 is rolled out: web 1/1" });
+  t.is(condition(app, "Reconciling"), undefined);
+  t.is(condition(app, "Stalled"), undefined);
+  t.like(app.status, {
+    currentRelease: "v1",
+    latestReleaseNumber: 1,
+    url: `http://shop.${env.ns}.slipway.local`,
+    processes: { web: { desired: 1, available: 1, updated: 1 } },
+  });
+
+  const deployment = await getDeployment(env, "shop-web");
+  t.like(deployment.metadata.ownerReferences?.[0], { kind: "App", name: "shop", uid: app.metadata.uid, controller: true });
+  t.is(deployment.spec.template.spec.containers[0]?.image, IMAGE_A);
+  t.is(deployment.status?.availableReplicas, 1);
+  await env.kube.get("v1", "Service", env.ns, "shop");
+  await env.kube.get("networking.k8s.io/v1", "Ingress", env.ns, "shop");
+
+  const created = await eventuallyEvent(env, "shop", "ReleaseCreated", "Normal");
+  t.is(created.note, `Release v1: deploy ${IMAGE_A} (requested by ${USER})`);
+  await eventuallyEvent(env, "shop", "RolloutComplete", "Normal");
+});
+
+test("setting a config value cuts v2 with cause 'set FOO' and rolls it out", async (t) => {
+  const env = await setup(t);
+  await deployShop(env);
+
+  await apply(env.ns, configYaml("shop", { GREETING: "hello", FOO: "bar" }), "alice-cli");
+  const app = await eventuallyReady(env, "shop", "v2");
+
+  const all = await releases(env, "shop");
+  t.deepEqual(all.map((r) => r.spec.version), [1, 2]);
+  t.like(all[1]!.spec, { cause: "set FOO", requestedBy: "alice-cli", build: { image: IMAGE_A } });
+  t.deepEqual(all[1]!.spec.config, { env: { FOO: "bar", GREETING: "hello" } });
+  t.is(app.status?.latestReleaseNumber, 2);
+  const container = (await getDeployment(env, "shop-web")).spec.template.spec.containers[0];
+  t.deepEqual(container?.env?.find((e) => e.name === "FOO"), { name: "FOO", value: "bar" });
+});
+
+test("scaling a process type changes its replicas and cuts no release", async (t) => {
+  const env = await setup(t);
+  await deployShop(env);
+
+  await apply(env.ns, appYaml("shop", IMAGE_A, "  processes:\n    web:\n      replicas: 3\n"));
+  let app: App | undefined;
+  await waitFor(
+    async () => {
+      app = await getApp(env, "shop");
+      const ready = condition(app, "Ready");
+      return ready?.status === "True" && ready.observedGeneration === 2 && app.status?.processes?.web?.available === 3;
+    },
+    60_000,
+    () => `web not scaled to 3: ${JSON.stringify(app?.status)}`,
+  );
+  t.deepEqual(app!.status?.processes, { web: { desired: 3, available: 3, updated: 3 } });
+  t.is(condition(app!, "Ready")?.observedGeneration, 2);
+  t.is((await getDeployment(env, "shop-web")).spec.replicas, 3);
+  t.deepEqual((await releases(env, "shop")).map((r) => r.spec.version), [1]);
+});
+
+test("the rollback annotation cuts v3 that reuses v1's image and config and resets the App and Config", async (t) => {
+  const env = await setup(t);
+  await deployShop(env, { FOO: "one" });
+  await apply(env.ns, appYaml("shop", IMAGE_B));
+  await eventuallyReady(env, "shop", "v2");
+  await apply(env.ns, configYaml("shop", { FOO: "two" }));
+  await eventuallyReady(env, "shop", "v3");
+
+  await kubectl(["annotate", "-n", env.ns, "apps.slipway.dev/shop", "slipway.dev/rollback-to=v1", "slipway.dev/changed-by=carol"]);
+  const app = await eventuallyReady(env, "shop", "v4");
+
+  const all = await releases(env, "shop");
+  t.deepEqual(all.map((r) => r.spec.version), [1, 2, 3, 4]);
+  t.like(all[3]!.spec, { cause: "rollback to v1", rollbackOf: 1, requestedBy: "carol", build: { image: IMAGE_A } });
+  t.deepEqual(all[3]!.spec.config, { env: { FOO: "one" } });
+  t.is(app.spec.image, IMAGE_A, "the App's image is back at v1's");
+  t.is(app.metadata.annotations?.["slipway.dev/rollback-to"], undefined, "the annotation is removed");
+  const config = await env.kube.get<Config & KubeObject>("slipway.dev/v1alpha1", "Config", env.ns, "shop");
+  t.deepEqual(config.spec.env, { FOO: "one" });
+  t.is((await getDeployment(env, "shop-web")).spec.template.spec.containers[0]?.image, IMAGE_A);
+});
+
+test("rolling back to a release that does not exist stalls the App with a Warning Event", async (t) => {
+  const env = await setup(t);
+  await deployShop(env);
+  await kubectl(["annotate", "-n", env.ns, "apps.slipway.dev/shop", "slipway.dev/rollback-to=v9"]);
+  const app = await eventuallyStalled(env, "shop", "RollbackTargetNotFound");
+  t.like(condition(app, "Ready"), { status: "False", reason: "RollbackTargetNotFound" });
+  t.regex(condition(app, "Stalled")!.message, /App shop has no release v9 \(known releases: v1\)/);
+  const event = await eventuallyEvent(env, "shop", "RollbackTargetNotFound", "Warning");
+  t.regex(event.note ?? "", /no release v9/);
+  t.deepEqual((await releases(env, "shop")).map((r) => r.spec.version), [1]);
+});
+
+test("an invalid spec stalls its App with a Warning Event while another App still becomes Ready", async (t) => {
+  const env = await setup(t);
+  await apply(env.ns, configYaml("broken", { PORT: "9000" }));
+  await apply(env.ns, appYaml("broken", IMAGE_A));
+  await deployShop(env);
+
+  const broken = await eventuallyStalled(env, "broken", "InvalidSpec");
+  t.is(broken.status?.observedGeneration, broken.metadata.generation);
+  t.like(condition(broken, "Ready"), { status: "False", reason: "InvalidSpec", observedGeneration: broken.metadata.generation });
+  t.regex(condition(broken, "Stalled")!.message, /env "PORT" is set by Slipway from spec.routing.port/);
+  t.is(condition(broken, "Reconciling"), undefined);
+  const event = await eventuallyEvent(env, "broken", "InvalidSpec", "Warning");
+  t.regex(event.note ?? "", /env "PORT" is set by Slipway/);
+  t.deepEqual(await releases(env, "broken"), [], "no release is cut for a spec that cannot run");
+
+  // Fixing the spec is what makes it go again.
+  await apply(env.ns, configYaml("broken", { LISTEN: "9000" }));
+  const fixed = await eventuallyReady(env, "broken", "v1");
+  t.deepEqual(fixed.status?.processes, { web: { desired: 1, available: 1, updated: 1 } });
+});
+
+test("an image given by tag is not deployed and the App asks for a digest", async (t) => {
+  const env = await setup(t);
+  await apply(env.ns, configYaml("shop", {}));
+  await apply(env.ns, appYaml("shop", "registry.example/shop:1.2"));
+  const app = await eventuallyStalled(env, "shop", "ImageNotPinned");
+  t.regex(condition(app, "Stalled")!.message, /image "registry.example\/shop:1.2" is not pinned by digest.*@sha256/);
+  t.deepEqual(await releases(env, "shop"), []);
+});
+
+test("a rollout that passes its progress deadline stalls the App naming the deployment and release", async (t) => {
+  const env = await setup(t, { progressDeadlineSeconds: 5 });
+  await deployShop(env);
+  // No node can fit this: the new pods stay Pending while v1's pod keeps serving.
+  await apply(env.ns, configYaml("shop", { GREETING: "hello" }, "  resources:\n    web:\n      requests:\n        cpu: \"1000\"\n"));
+  const app = await eventuallyStalled(env, "shop", "RolloutStalled", 90_000);
+  t.is(app.status?.currentRelease, "v2");
+  t.regex(condition(app, "Stalled")!.message, /Deployment shop-web of release v2 made no progress within its deadline/);
+  t.like(condition(app, "Ready"), { status: "False", reason: "RolloutStalled" });
+  t.is((await getDeployment(env, "shop-web")).status?.availableReplicas, 1, "the previous release keeps serving");
+  await eventuallyEvent(env, "shop", "RolloutStalled", "Warning");
+});
+
+test("deleting an App removes its workloads and its Releases", async (t) => {
+  const env = await setup(t);
+  await deployShop(env);
+  await apply(env.ns, configYaml("shop", { FOO: "x" }));
+  await eventuallyReady(env, "shop", "v2");
+
+  await kubectl(["delete", "-n", env.ns, "apps.slipway.dev/shop", "--timeout=60s"]);
+  await waitFor(
+    async () => {
+      const left = [
+        ...(await env.kube.list("apps/v1", "Deployment", env.ns)).items,
+        ...(await env.kube.list("v1", "Service", env.ns)).items,
+        ...(await env.kube.list("networking.k8s.io/v1", "Ingress", env.ns)).items,
+      ];
+      return left.length === 0;
+    },
+    60_000,
+    () => "children of the deleted App are still there",
+  );
+  t.deepEqual(await releases(env, "shop"), []);
+  t.is(await env.kube.getIfExists("slipway.dev/v1alpha1", "App", env.ns, "shop"), undefined);
+});
+
+test("after restarts release numbers neither repeat nor skip, even when status lost the latest number", async (t) => {
+  const env = await setup(t);
+  await deployShop(env);
+
+  // A change made while the operator is down is released once by the next one.
+  await env.operator.stop();
+  await apply(env.ns, configYaml("shop", { GREETING: "hello", FOO: "1" }));
+  await env.restart();
+  await eventuallyReady(env, "shop", "v2");
+  t.deepEqual((await releases(env, "shop")).map((r) => r.spec.version), [1, 2]);
+
+  // A crash between creating v2 and recording it in status: status still says 1.
+  await env.operator.stop();
+  await kubectl(["patch", "-n", env.ns, "apps.slipway.dev/shop", "--subresource=status", "--type=merge", "-p", '{"status":{"latestReleaseNumber":1}}']);
+  await env.restart();
+  await waitFor(async () => (await getApp(env, "shop")).status?.latestReleaseNumber === 2, 30_000, () => "latestReleaseNumber not restored");
+  t.deepEqual((await releases(env, "shop")).map((r) => r.spec.version), [1, 2], "the same change is not released twice");
+
+  await apply(env.ns, configYaml("shop", { GREETING: "hello", FOO: "1", BAR: "2" }));
+  await eventuallyReady(env, "shop", "v3");
+  const all = await releases(env, "shop");
+  t.deepEqual(all.map((r) => r.spec.version), [1, 2, 3]);
+  t.is(all[2]!.spec.cause, "set BAR");
+});
