@@ -1,0 +1,135 @@
+// A real Git server for tests and the embedded default: git's own `git http-backend` CGI behind a small Node
+// HTTP server on loopback. Smart HTTP for fetch and push; optional Basic auth.
+import { spawn, execFile } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
+
+export interface GitServer {
+  /** Clone URL of a repository created with `createBareRepo(name)`. */
+  url(repo: string): string;
+  /** Creates an empty bare repository (default branch "main") that accepts pushes; returns its path on disk. */
+  createBareRepo(name: string): Promise<string>;
+  /** Directory that holds the bare repositories. */
+  root: string;
+  stop(): Promise<void>;
+}
+
+export interface GitServerOptions {
+  /** Require HTTP Basic auth with these credentials for every request. */
+  auth?: { username: string; password: string };
+  /** Serve repositories from this directory instead of a fresh temporary one (kept on stop). */
+  root?: string;
+}
+
+async function httpBackendPath(): Promise<string> {
+  const { stdout } = await run("git", ["--exec-path"]);
+  return join(stdout.trim(), "git-http-backend");
+}
+
+function authorized(req: IncomingMessage, auth: GitServerOptions["auth"]): boolean {
+  if (!auth) return true;
+  const given = req.headers.authorization ?? "";
+  const expected = `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString("base64")}`;
+  return given === expected;
+}
+
+function serveCgi(backend: string, root: string, req: IncomingMessage, res: ServerResponse, user?: string): void {
+  const url = new URL(req.url ?? "/", "http://localhost");
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    GIT_PROJECT_ROOT: root,
+    GIT_HTTP_EXPORT_ALL: "1",
+    GIT_CONFIG_NOSYSTEM: "1",
+    HOME: root,
+    REQUEST_METHOD: req.method ?? "GET",
+    PATH_INFO: decodeURIComponent(url.pathname),
+    QUERY_STRING: url.search.replace(/^\?/, ""),
+    CONTENT_TYPE: req.headers["content-type"] ?? "",
+    REMOTE_ADDR: req.socket.remoteAddress ?? "127.0.0.1",
+    SERVER_PROTOCOL: "HTTP/1.1",
+    GATEWAY_INTERFACE: "CGI/1.1",
+  };
+  if (req.headers["content-length"]) env.CONTENT_LENGTH = req.headers["content-length"];
+  if (req.headers["content-encoding"]) env.HTTP_CONTENT_ENCODING = req.headers["content-encoding"];
+  if (req.headers["git-protocol"]) env.GIT_PROTOCOL = String(req.headers["git-protocol"]);
+  if (user) env.REMOTE_USER = user;
+
+  const child = spawn(backend, [], { env, stdio: ["pipe", "pipe", "pipe"] });
+  req.pipe(child.stdin);
+  child.stdin.on("error", () => undefined);
+  let head = Buffer.alloc(0);
+  let headersSent = false;
+  let stderr = "";
+  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  child.stdout.on("data", (chunk: Buffer) => {
+    if (headersSent) {
+      res.write(chunk);
+      return;
+    }
+    head = Buffer.concat([head, chunk]);
+    let end = head.indexOf("\r\n\r\n");
+    let sep = 4;
+    if (end < 0) {
+      end = head.indexOf("\n\n");
+      sep = 2;
+    }
+    if (end < 0) return;
+    let status = 200;
+    for (const line of head.subarray(0, end).toString().split(/\r?\n/)) {
+      const colon = line.indexOf(":");
+      if (colon < 0) continue;
+      const name = line.slice(0, colon).trim();
+      const value = line.slice(colon + 1).trim();
+      if (name.toLowerCase() === "status") status = Number.parseInt(value, 10);
+      else res.setHeader(name, value);
+    }
+    res.statusCode = status;
+    headersSent = true;
+    res.write(head.subarray(end + sep));
+  });
+  child.on("close", (code) => {
+    if (!headersSent) {
+      res.statusCode = 500;
+      res.end(`git http-backend failed (${code}): ${stderr}`);
+      return;
+    }
+    res.end();
+  });
+}
+
+/** Starts a Git smart-HTTP server on 127.0.0.1 with a random port. */
+export async function startGitServer(options: GitServerOptions = {}): Promise<GitServer> {
+  const backend = await httpBackendPath();
+  const root = options.root ?? (await mkdtemp(join(tmpdir(), "slipway-gitserver-")));
+  const server = createServer((req, res) => {
+    if (!authorized(req, options.auth)) {
+      res.writeHead(401, { "WWW-Authenticate": 'Basic realm="slipway"' });
+      res.end();
+      return;
+    }
+    serveCgi(backend, root, req, res, options.auth?.username);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    root,
+    url: (repo) => `http://127.0.0.1:${port}/${repo.endsWith(".git") ? repo : `${repo}.git`}`,
+    async createBareRepo(name) {
+      const path = join(root, name.endsWith(".git") ? name : `${name}.git`);
+      await run("git", ["init", "--quiet", "--bare", "--initial-branch=main", path]);
+      await run("git", ["-C", path, "config", "http.receivepack", "true"]);
+      return path;
+    },
+    async stop() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      if (!options.root) await rm(root, { recursive: true, force: true });
+    },
+  };
+}
