@@ -5,6 +5,7 @@
 // started at once, and every write compares before writing, so redelivered webhooks change nothing.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Watch, type KubeConfig } from "@kubernetes/client-node";
+import type { Logger } from "pino";
 import { API_VERSION, LABELS, type App, type Build, type Condition, type Config, type LatestBuild, type Release } from "../../crds/v1alpha1.js";
 import { setCondition, sameConditions } from "../conditions.js";
 import { isConflict, Kube, type KubeObject } from "../kube.js";
@@ -33,6 +34,8 @@ export interface BuildsOptions {
   pipeline?: PipelineSettings;
   /** Platform domain for the default preview host `{app}-pr-{pr}.<domain>`; default "slipway.local". */
   previewDomain?: string;
+  /** Default the operator's logger. */
+  logger?: Logger;
 }
 
 export interface Builds {
@@ -44,7 +47,6 @@ export interface Builds {
 }
 
 const MAX_BODY = 10 * 1024 * 1024;
-const log = rootLog.child({ module: "builds" });
 
 type AppKey = `${string}/${string}`;
 
@@ -75,6 +77,7 @@ export async function startBuilds(options: BuildsOptions): Promise<Builds> {
 class BuildController {
   readonly #kube: Kube;
   readonly #opts: BuildsOptions;
+  readonly #log: Logger;
   readonly #settings: PipelineSettings;
   readonly #queue: WorkQueue;
   /** Commits asked for by webhooks or polling, not yet started: the newest request per App wins. */
@@ -86,10 +89,11 @@ class BuildController {
 
   constructor(opts: BuildsOptions) {
     this.#opts = opts;
+    this.#log = (opts.logger ?? rootLog).child({ module: "builds" });
     this.#kube = new Kube(opts.kubeConfig);
     this.#settings = opts.pipeline ?? {};
     this.#queue = new WorkQueue((key) => this.#reconcile(key), {
-      onError: (key, err, retryInMs) => log.warn({ app: key, err, retryInMs }, "build reconcile failed; retrying"),
+      onError: (key, err, retryInMs) => this.#log.warn({ app: key, err, retryInMs }, "build reconcile failed; retrying"),
     });
   }
 
@@ -98,12 +102,13 @@ class BuildController {
     const tick = () => {
       if (this.#stopped) return;
       this.pollNow()
-        .catch((err: unknown) => log.warn({ err }, "polling sources failed"))
+        .catch((err: unknown) => this.#log.warn({ err }, "polling sources failed"))
         .finally(() => {
           if (!this.#stopped) this.#timer = setTimeout(tick, this.#opts.pollIntervalMs);
         });
     };
-    this.#timer = setTimeout(tick, 0);
+    // The first poll starts now, so a pollNow() right after start() waits for it rather than racing it.
+    tick();
   }
 
   async stop(): Promise<void> {
@@ -129,7 +134,7 @@ class BuildController {
         const app = obj.metadata?.labels?.[LABELS.app];
         if (app) void this.#queue.enqueue(keyOf(obj.metadata.namespace, app));
       }, (err: unknown) => {
-        if (err && !this.#stopped) log.debug({ err }, "PipelineRun watch ended; restarting");
+        if (err && !this.#stopped) this.#log.debug({ err }, "PipelineRun watch ended; restarting");
         restart();
       })
       .then((controller) => {
@@ -137,7 +142,7 @@ class BuildController {
         if (this.#stopped) controller.abort();
       })
       .catch((err: unknown) => {
-        log.warn({ err }, "cannot watch Tekton PipelineRuns (is Tekton installed?); retrying");
+        this.#log.warn({ err }, "cannot watch Tekton PipelineRuns (is Tekton installed?); retrying");
         restart();
       });
   }
@@ -157,7 +162,7 @@ class BuildController {
         if (parent !== undefined) {
           const owner = byName.get(keyOf(app.metadata.namespace, parent));
           if (!owner?.spec.previews?.enabled || previewExpired(app, owner, new Date())) {
-            log.info({ app: key, parent }, "removing preview: its TTL passed or its parent no longer has previews");
+            this.#log.info({ app: key, parent }, "removing preview: its TTL passed or its parent no longer has previews");
             await this.#kube.deleteIfExists(app);
             return;
           }
@@ -169,7 +174,7 @@ class BuildController {
         }
         await this.#queue.enqueue(key);
       } catch (err) {
-        log.warn({ app: key, err }, "cannot poll the App's source");
+        this.#log.warn({ app: key, err }, "cannot poll the App's source");
       }
     }));
   }
@@ -192,7 +197,7 @@ class BuildController {
       const body = Buffer.concat(chunks);
       const verdict = verifyWebhook(req.headers, body, this.#opts.webhookSecret ?? "");
       if (!verdict.ok) {
-        log.warn({ reason: verdict.reason }, "refused a webhook");
+        this.#log.warn({ reason: verdict.reason }, "refused a webhook");
         return answer(401, { error: verdict.reason });
       }
       let payload: unknown;
@@ -206,7 +211,7 @@ class BuildController {
       if (event.kind === "push") return answer(202, { builds: await this.#onPush(event) });
       return answer(202, { previews: await this.#onPullRequest(event) });
     } catch (err) {
-      log.error({ err }, "webhook handling failed");
+      this.#log.error({ err }, "webhook handling failed");
       answer(500, { error: (err as Error).message });
     }
   }
@@ -236,7 +241,7 @@ class BuildController {
       const name = previewName(parent.metadata.name, event.number);
       if (event.action === "close") {
         const existed = await this.#kube.deleteIfExists({ apiVersion: API_VERSION, kind: "App", metadata: { name, namespace: parent.metadata.namespace } });
-        if (existed) log.info({ app: name, pr: event.number }, "pull request closed; preview deleted");
+        if (existed) this.#log.info({ app: name, pr: event.number }, "pull request closed; preview deleted");
       } else {
         await this.#ensurePreview(parent, event);
       }
@@ -256,7 +261,7 @@ class BuildController {
     let app: App = existing ?? desired;
     if (!existing || !contains(existing, desired)) {
       app = await this.#kube.apply<App & KubeObject>(desired as App & KubeObject);
-      log.info({ app: name, pr: event.number, commit: event.head.commit, fork: event.fromFork }, existing ? "preview updated" : "preview created");
+      this.#log.info({ app: name, pr: event.number, commit: event.head.commit, fork: event.fromFork }, existing ? "preview updated" : "preview created");
     }
     const parentConfig = await this.#kube.getIfExists<Config & KubeObject>(API_VERSION, "Config", ns, parent.metadata.name);
     const config = previewConfig(parentConfig, app, event.fromFork);
@@ -313,7 +318,7 @@ class BuildController {
     for (const old of runs) {
       if (buildOutcome(old).phase === "Running" && old.spec.status !== "Cancelled") {
         await this.#kube.mergePatch(old as PipelineRun & KubeObject, { spec: { status: "Cancelled" } });
-        log.info({ app: app.metadata.name, pipelineRun: old.metadata.name, supersededBy: run.metadata.name }, "cancelled a superseded build");
+        this.#log.info({ app: app.metadata.name, pipelineRun: old.metadata.name, supersededBy: run.metadata.name }, "cancelled a superseded build");
       }
     }
     await this.#ensureCacheClaim(app);
@@ -322,7 +327,7 @@ class BuildController {
     } catch (err) {
       if (!isConflict(err)) throw err;
     }
-    log.info({ app: app.metadata.name, commit, pipelineRun: run.metadata.name }, "build started");
+    this.#log.info({ app: app.metadata.name, commit, pipelineRun: run.metadata.name }, "build started");
     await this.#writeStatus(app, { pipelineRun: run.metadata.name, commit, phase: "Running", message: `building ${shortSha(commit)}` }, {
       type: BUILT, status: "Unknown", reason: "Building",
       message: `Building commit ${shortSha(commit)} in PipelineRun ${run.metadata.name}`,
@@ -362,7 +367,7 @@ class BuildController {
     let recorded: string;
     if (!current) {
       recorded = "Superseded";
-      log.info({ app: app.metadata.name, pipelineRun: run.metadata.name, phase: outcome.phase }, "build of a superseded commit finished; not deployed");
+      this.#log.info({ app: app.metadata.name, pipelineRun: run.metadata.name, phase: outcome.phase }, "build of a superseded commit finished; not deployed");
     } else if (outcome.phase === "Succeeded") {
       recorded = await this.#deploy(app, run, commit, outcome.image);
     } else if (outcome.phase === "Failed") {
@@ -414,7 +419,7 @@ class BuildController {
       if (app.metadata.labels?.[LABELS.preview] !== undefined) release.metadata.ownerReferences = [ownerReference(app)];
       try {
         const created = await this.#kube.create(release as Release & KubeObject);
-        log.info({ app: app.metadata.name, release: created.metadata.name, image: build.image }, "release cut from build");
+        this.#log.info({ app: app.metadata.name, release: created.metadata.name, image: build.image }, "release cut from build");
         return created;
       } catch (err) {
         // Someone (a config change) took the number meanwhile; count again.
@@ -429,7 +434,7 @@ class BuildController {
       type: BUILT, status: "False", reason: "BuildFailed", message: `${text}; the live release keeps serving`,
     });
     await this.#event(app, "Warning", "BuildFailed", text);
-    log.warn({ app: app.metadata.name, pipelineRun: run.metadata.name, reason }, "build failed");
+    this.#log.warn({ app: app.metadata.name, pipelineRun: run.metadata.name, reason }, "build failed");
   }
 
   /** Finished runs beyond the newest `keep` are deleted; running ones never are. */
@@ -438,7 +443,7 @@ class BuildController {
     const finished = runs.filter((r) => buildOutcome(r).phase !== "Running" && r.metadata.annotations?.[RECORDED_ANNOTATION]);
     for (const old of finished.slice(0, Math.max(0, finished.length - keep))) {
       await this.#kube.deleteIfExists(old as PipelineRun & KubeObject);
-      log.info({ pipelineRun: old.metadata.name }, "pruned an old PipelineRun");
+      this.#log.info({ pipelineRun: old.metadata.name }, "pruned an old PipelineRun");
     }
   }
 
@@ -464,7 +469,7 @@ class BuildController {
     try {
       await this.#kube.event({ apiVersion: API_VERSION, kind: "App", metadata: app.metadata }, { type, reason, action: "Build", note });
     } catch (err) {
-      log.warn({ app: app.metadata.name, err }, "cannot record an Event");
+      this.#log.warn({ app: app.metadata.name, err }, "cannot record an Event");
     }
   }
 

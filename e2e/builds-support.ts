@@ -1,0 +1,221 @@
+// Shared by builds.e2e.ts and previews.e2e.ts: Tekton's CRDs, real source repositories on the real Git server,
+// the build module (and optionally the operator) running in-process against the real control plane, webhook
+// deliveries over real HTTP, and the Tekton stand-in. There is no Tekton controller here: completeRun() writes
+// a PipelineRun's status through the status subresource exactly as Tekton reports a finished run.
+import type { ExecutionContext } from "ava";
+import { execFile } from "node:child_process";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { promisify } from "node:util";
+import type { App, Condition, Config, Release } from "../crds/v1alpha1.js";
+import { startBuilds, type Builds } from "../operator/builds/index.js";
+import type { PipelineRun, PipelineSettings } from "../operator/builds/pipelinerun.js";
+import type { Delivery } from "../operator/builds/testdata/payloads.js";
+import { Kube, type KubeObject } from "../operator/kube.js";
+import { createLogger } from "../operator/log.js";
+import { startOperator, type OperatorHandle } from "../operator/main.js";
+import { repoRoot } from "./harness/controlplane.js";
+import { startGitServer, type GitServer } from "./harness/gitserver.js";
+import { controlPlane, freshNamespace, installCrds, waitFor } from "./harness/suite.js";
+
+const run = promisify(execFile);
+
+export const SECRET = "webhook-secret-for-e2e";
+export const digest = (c: string) => `sha256:${c.repeat(64).slice(0, 64)}`;
+
+/** Installs Slipway's CRDs and the test-only Tekton CRDs (idempotent, never removed: other files share them). */
+export async function installTekton(): Promise<void> {
+  const cp = await installCrds();
+  const r = await cp.kubectl(["apply", "--server-side", "--force-conflicts", "-f", join(repoRoot, "e2e", "tekton-crds")]);
+  if (r.code !== 0) throw new Error(`cannot install the Tekton CRDs: ${r.stderr}`);
+  const w = await cp.kubectl(["wait", "--for=condition=Established", "--timeout=60s",
+    "crd/pipelineruns.tekton.dev", "crd/taskruns.tekton.dev", "crd/pipelines.tekton.dev", "crd/tasks.tekton.dev"]);
+  if (w.code !== 0) throw new Error(`Tekton CRDs not established: ${w.stderr}`);
+}
+
+let gitServer: Promise<GitServer> | undefined;
+/** One real Git server (git http-backend over HTTP) per test file. */
+export function sharedGitServer(): Promise<GitServer> {
+  gitServer ??= startGitServer();
+  return gitServer;
+}
+export async function stopGitServer(): Promise<void> {
+  if (gitServer) await (await gitServer).stop();
+}
+
+/** A working copy pushing to a bare repository on the Git server. */
+export interface SourceRepo {
+  name: string;
+  url: string;
+  /** Commits these files (path → content) on `branch` and pushes; returns the commit. */
+  commit(files: Record<string, string>, branch?: string): Promise<string>;
+}
+
+export async function sourceRepo(t: ExecutionContext, name: string): Promise<SourceRepo> {
+  const server = await sharedGitServer();
+  await server.createBareRepo(name);
+  const work = await mkdtemp(join(tmpdir(), "slipway-src-"));
+  t.teardown(() => rm(work, { recursive: true, force: true }));
+  const git = (...args: string[]) => run("git", ["-C", work, "-c", "user.name=Ada", "-c", "user.email=ada@example.com", ...args]);
+  await git("init", "-q", "-b", "main");
+  const url = server.url(name);
+  let n = 0;
+  return {
+    name,
+    url,
+    async commit(files, branch = "main") {
+      const branches = (await git("branch", "--list", branch)).stdout.trim();
+      const hasCommits = (await git("rev-parse", "--verify", "-q", "HEAD").catch(() => ({ stdout: "" }))).stdout.trim() !== "";
+      if (hasCommits) await git("checkout", "-q", ...(branches ? [branch] : ["-b", branch]));
+      else if (branch !== "main") await git("checkout", "-q", "-b", branch);
+      for (const [path, content] of Object.entries(files)) {
+        await mkdir(dirname(join(work, path)), { recursive: true });
+        await writeFile(join(work, path), content);
+      }
+      await git("add", "-A");
+      await git("commit", "-q", "--allow-empty", "-m", `change ${++n}`);
+      await git("push", "-q", url, branch);
+      return (await git("rev-parse", "HEAD")).stdout.trim();
+    },
+  };
+}
+
+export interface Env {
+  ns: string;
+  kube: Kube;
+  builds: Builds;
+  operator?: OperatorHandle;
+  /** Sends a webhook delivery to the build module's handler over real HTTP. */
+  deliver(d: Delivery): Promise<{ status: number; body: Record<string, unknown> }>;
+  kubectl(args: string[], input?: string): Promise<string>;
+}
+
+/** A fresh namespace with the build module (and, when asked, the operator) scoped to it. */
+export async function setup(t: ExecutionContext, opts: { operator?: boolean; pipeline?: PipelineSettings; pollIntervalMs?: number } = {}): Promise<Env> {
+  const cp = await controlPlane();
+  const ns = await freshNamespace(t);
+  const kube = new Kube(cp.kubeConfig());
+  const logger = createLogger({ level: process.env.LOG_LEVEL ?? "silent" });
+  const operator = opts.operator ? await startOperator({ kubeConfig: cp.kubeConfig(), namespace: ns, logger }) : undefined;
+  // Polling only when a test asks for it (pollNow), so builds here are started by webhooks.
+  const builds = await startBuilds({ kubeConfig: cp.kubeConfig(), namespace: ns, pollIntervalMs: opts.pollIntervalMs ?? 3_600_000, webhookSecret: SECRET, pipeline: opts.pipeline, previewDomain: "preview.example.com", logger });
+  const server = createServer((req, res) => builds.webhookHandler(req, res));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as AddressInfo).port;
+  t.teardown(async () => {
+    server.closeAllConnections();
+    server.close();
+    await builds.stop();
+    if (operator) {
+      // Apps carry the operator's finalizer: delete them while the operator still runs, so the namespace can go.
+      await cp.kubectl(["delete", "apps.slipway.dev", "--all", "-n", ns, "--timeout=30s"]);
+      await operator.stop();
+    }
+  });
+  return {
+    ns,
+    kube,
+    builds,
+    operator,
+    async deliver(d) {
+      const res = await fetch(`http://127.0.0.1:${port}/hooks/source`, { method: "POST", headers: d.headers, body: new Uint8Array(d.body) });
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    },
+    async kubectl(args, input) {
+      const r = await cp.kubectl(args, { input });
+      if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed: ${r.stderr}`);
+      return r.stdout;
+    },
+  };
+}
+
+export async function applyYaml(env: Env, yaml: string): Promise<void> {
+  await env.kubectl(["apply", "--server-side", "--field-manager=e2e-user", "-n", env.ns, "-f", "-"], yaml);
+}
+
+export const getApp = (env: Env, name: string) => env.kube.get<App & KubeObject>("slipway.dev/v1alpha1", "App", env.ns, name);
+export const getConfig = (env: Env, name: string) => env.kube.getIfExists<Config & KubeObject>("slipway.dev/v1alpha1", "Config", env.ns, name);
+export const condition = (app: App, type: string): Condition | undefined => app.status?.conditions?.find((c) => c.type === type);
+
+export async function pipelineRuns(env: Env, app?: string): Promise<(PipelineRun & KubeObject)[]> {
+  const list = await env.kube.list<PipelineRun & KubeObject>("tekton.dev/v1", "PipelineRun", env.ns, app ? `slipway.dev/app=${app}` : undefined);
+  return list.items.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+}
+
+export async function releases(env: Env, app: string): Promise<(Release & KubeObject)[]> {
+  const list = await env.kube.list<Release & KubeObject>("slipway.dev/v1alpha1", "Release", env.ns);
+  return list.items.filter((r) => r.spec.app === app).sort((a, b) => a.spec.version - b.spec.version);
+}
+
+export async function eventuallyRun(env: Env, name: string, check: (r: PipelineRun) => boolean = () => true, timeoutMs = 30_000): Promise<PipelineRun & KubeObject> {
+  let last: (PipelineRun & KubeObject) | undefined;
+  await waitFor(async () => {
+    last = await env.kube.getIfExists<PipelineRun & KubeObject>("tekton.dev/v1", "PipelineRun", env.ns, name);
+    return last !== undefined && check(last);
+  }, timeoutMs, async () => `PipelineRun ${name}: ${JSON.stringify(last ?? null)}; present: ${(await pipelineRuns(env)).map((r) => r.metadata.name).join(", ")}`);
+  return last!;
+}
+
+export async function eventuallyApp(env: Env, name: string, check: (a: App) => boolean, what: string, timeoutMs = 30_000): Promise<App & KubeObject> {
+  let last: (App & KubeObject) | undefined;
+  await waitFor(async () => {
+    last = await env.kube.getIfExists<App & KubeObject>("slipway.dev/v1alpha1", "App", env.ns, name);
+    return last !== undefined && check(last);
+  }, timeoutMs, () => `App ${name} never ${what}; it is ${JSON.stringify(last ?? null)}`);
+  return last!;
+}
+
+/**
+ * The Tekton stand-in: writes the status a real Tekton controller reports when a PipelineRun ends, through
+ * the status subresource: condition Succeeded with Tekton's reason and message, and the pipeline results.
+ */
+export async function completeRun(env: Env, name: string, outcome:
+  | { succeeded: true; digest: string; imageUrl?: string }
+  | { succeeded: false; reason: "Failed" | "PipelineRunTimeout" | "Cancelled"; message?: string }): Promise<void> {
+  const run = await env.kube.get<PipelineRun & KubeObject>("tekton.dev/v1", "PipelineRun", env.ns, name);
+  const image = run.spec.params.find((p) => p.name === "APP_IMAGE")?.value ?? "";
+  const start = new Date(Date.now() - 60_000).toISOString().replace(/\.\d{3}Z$/, "Z");
+  const end = new Date().toISOString().replace(/\.\d{3}Z$/, "Z");
+  const status = outcome.succeeded
+    ? {
+      startTime: start,
+      completionTime: end,
+      conditions: [{ type: "Succeeded", status: "True", reason: "Succeeded", message: "Tasks Completed: 2 (Failed: 0, Cancelled 0), Skipped: 0", lastTransitionTime: end }],
+      results: [
+        { name: "APP_IMAGE_DIGEST", value: outcome.digest },
+        { name: "APP_IMAGE_URL", value: outcome.imageUrl ?? image },
+      ],
+      pipelineSpec: { tasks: [{ name: "clone", taskRef: { name: "slipway-git-clone", kind: "Task" } }, { name: "build", taskRef: { name: "slipway-buildpacks", kind: "Task" } }] },
+      childReferences: [
+        { apiVersion: "tekton.dev/v1", kind: "TaskRun", name: `${name}-clone`, pipelineTaskName: "clone" },
+        { apiVersion: "tekton.dev/v1", kind: "TaskRun", name: `${name}-build`, pipelineTaskName: "build" },
+      ],
+    }
+    : {
+      startTime: start,
+      completionTime: end,
+      conditions: [{
+        type: "Succeeded", status: "False", reason: outcome.reason, lastTransitionTime: end,
+        message: outcome.message ?? (outcome.reason === "PipelineRunTimeout"
+          ? `PipelineRun "${name}" failed to finish within "1h0m0s"`
+          : outcome.reason === "Cancelled" ? `PipelineRun "${name}" was cancelled`
+            : "Tasks Completed: 2 (Failed: 1, Cancelled 0), Skipped: 0"),
+      }],
+    };
+  await env.kubectl(["patch", "pipelinerun.tekton.dev", name, "-n", env.ns, "--subresource=status", "--type=merge", "-p", JSON.stringify({ status })]);
+}
+
+export function sourceAppYaml(name: string, git: string, extra = ""): string {
+  return `apiVersion: slipway.dev/v1alpha1
+kind: App
+metadata:
+  name: ${name}
+spec:
+  source:
+    git: ${git}
+    branch: main
+${extra}`;
+}
