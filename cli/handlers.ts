@@ -130,11 +130,16 @@ const appsDestroy: Handler = async (cmd, io, k) => {
   if (confirm !== appName) throw new CliError(`"${confirm}" does not match the app name "${appName}": nothing was destroyed`);
   const releases = releasesOf(await kube.list("Release"), appName);
   const runs = await kube.list("Pod", `${LABELS.app}=${appName},${RUN_LABEL}`);
+  // The operator's finalizer deletes the Releases; owner references take the Deployments, Services and the
+  // Secret <app>-env with the App. Developers may not delete Releases themselves.
   await kube.delete("App", appName);
   await kube.delete("Config", appName);
-  for (const r of releases) await kube.delete("Release", r.metadata.name);
-  // The Secret <app>-env (owned by the App) and the Deployments go with the App, by garbage collection.
   for (const p of runs) await kube.delete("Pod", p.metadata?.name ?? "", { gracePeriodSeconds: 0 });
+  const deadline = Date.now() + 60_000;
+  while (await kube.get("App", appName)) {
+    if (Date.now() > deadline) throw new CliError(`app ${appName} is being deleted but still has its finalizer after 60s: is the Slipway operator running?`);
+    await sleep(500);
+  }
   io.out(`Destroyed app ${appName} (${releases.length} release(s)).\n`);
 };
 
@@ -541,9 +546,12 @@ const run: Handler = async (cmd, io, k) => {
   const podName = pod.metadata.name;
   let logStream: AbortController | undefined;
   let interrupted = false;
+  let created = false;
   const cleanup = async () => {
     logStream?.abort();
-    await kube.delete("Pod", podName, { gracePeriodSeconds: 0 });
+    if (!created) return;
+    // Never hide the command's own result or error behind a failed cleanup; say what was left behind.
+    await kube.delete("Pod", podName, { gracePeriodSeconds: 0 }).catch((e: Error) => io.err(`warning: one-off pod ${podName} was not deleted: ${e.message}\n`));
   };
   const unregister = io.onInterrupt(async () => {
     interrupted = true;
@@ -551,6 +559,7 @@ const run: Handler = async (cmd, io, k) => {
   });
   try {
     await kube.create<V1Pod>(pod);
+    created = true;
     // Wait until the container runs (or already ended), or fails to start.
     const deadline = Date.now() + timeoutSeconds * 1000;
     let current: V1Pod | undefined;

@@ -1,0 +1,335 @@
+// kubectl-slipway against a real control plane, spawned as a user types it (`node dist/cli/main.js`), with the
+// operator running in-process. Users are ServiceAccounts bound to the slipway-developer / slipway-viewer
+// ClusterRoles, with token kubeconfigs. Simulated by kwok: pods (Running without containers), their logs (every
+// container "prints" SIMULATED_LOG_LINES) and the end of one-off pods (exit N when the command ends in "exit N").
+import test, { type ExecutionContext } from "ava";
+import { spawn } from "node:child_process";
+import { mkdtemp, writeFile, readFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Watch, type V1Pod } from "@kubernetes/client-node";
+import type { App, Config, Release } from "../crds/v1alpha1.js";
+import { createLogger } from "../operator/log.js";
+import { startOperator } from "../operator/main.js";
+import { repoRoot } from "./harness/controlplane.js";
+import { SIMULATED_LOG_LINES } from "./harness/kwok-logs.js";
+import { controlPlane, freshNamespace, installCrds, waitFor } from "./harness/suite.js";
+
+const IMAGE = `registry.example/hello@sha256:${"a".repeat(64)}`;
+const CLI = join(repoRoot, "dist", "cli", "main.js");
+
+interface Result {
+  stdout: string;
+  stderr: string;
+  code: number | null;
+}
+
+interface User {
+  name: string;
+  kubeconfig: string;
+  /** Runs kubectl-slipway as this user (namespace from the kubeconfig context). */
+  slipway(args: string[], opts?: { cwd?: string }): Promise<Result>;
+}
+
+test.before(async () => {
+  const cp = await installCrds();
+  const r = await cp.kubectl(["apply", "--server-side", "--force-conflicts", "-f", "operator/deploy/user-roles.yaml"]);
+  if (r.code !== 0) throw new Error(`cannot install the user ClusterRoles: ${r.stderr}`);
+});
+
+async function kubectl(args: string[], input?: string): Promise<string> {
+  const r = await (await controlPlane()).kubectl(args, { input });
+  if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed: ${r.stderr}`);
+  return r.stdout;
+}
+
+function runCli(args: string[], env: Record<string, string>, cwd = repoRoot): { child: ReturnType<typeof spawn>; done: Promise<Result> } {
+  const child = spawn(process.execPath, [CLI, ...args], { cwd, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout?.on("data", (d: Buffer) => (stdout += d.toString()));
+  child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
+  const done = new Promise<Result>((res) => child.on("close", (code) => res({ stdout, stderr, code })));
+  return { child, done };
+}
+
+/** A ServiceAccount bound to `role` in `ns`, with a token kubeconfig whose user is named `name`. */
+async function userWith(t: ExecutionContext, ns: string, name: string, role: "slipway-developer" | "slipway-viewer"): Promise<User> {
+  const cp = await controlPlane();
+  await kubectl(["create", "serviceaccount", name, "-n", ns]);
+  await kubectl(["create", "rolebinding", `${name}-${role}`, `--clusterrole=${role}`, `--serviceaccount=${ns}:${name}`, "-n", ns]);
+  const token = (await kubectl(["create", "token", name, "-n", ns, "--duration=1h"])).trim();
+  const cluster = cp.kubeConfig().getCurrentCluster();
+  const ca = cluster?.caData ?? (cluster?.caFile ? (await readFile(cluster.caFile)).toString("base64") : "");
+  const dir = await mkdtemp(join(tmpdir(), "slipway-cli-e2e-"));
+  const kubeconfig = join(dir, "kubeconfig");
+  await writeFile(kubeconfig, JSON.stringify({
+    apiVersion: "v1", kind: "Config", "current-context": name,
+    clusters: [{ name: "e2e", cluster: { server: cp.server, "certificate-authority-data": ca } }],
+    users: [{ name, user: { token } }],
+    contexts: [{ name, context: { cluster: "e2e", user: name, namespace: ns } }],
+  }));
+  t.log(`${name} (${role}): KUBECONFIG=${kubeconfig}`);
+  return { name, kubeconfig, slipway: (args, opts) => runCli(args, { KUBECONFIG: kubeconfig }, opts?.cwd).done };
+}
+
+/** A fresh namespace with the operator watching it and a developer "alice". */
+async function setup(t: ExecutionContext): Promise<{ ns: string; alice: User }> {
+  const cp = await controlPlane();
+  const ns = await freshNamespace(t);
+  const logger = createLogger({ level: process.env.LOG_LEVEL ?? "silent" });
+  const operator = await startOperator({ kubeConfig: cp.kubeConfig(), namespace: ns, logger, concurrency: 2 });
+  t.teardown(async () => {
+    // Apps carry the operator's finalizer: delete them while it runs, so the namespace can go.
+    await cp.kubectl(["delete", "apps.slipway.dev", "--all", "-n", ns, "--timeout=30s"]);
+    await operator.stop();
+  });
+  return { ns, alice: await userWith(t, ns, "alice", "slipway-developer") };
+}
+
+function ok(t: ExecutionContext, r: Result, what: string): Result {
+  if (r.code !== 0) t.fail(`${what} exited ${r.code}: ${r.stderr}`);
+  return r;
+}
+
+async function json<T>(t: ExecutionContext, user: User, args: string[]): Promise<T> {
+  return JSON.parse(ok(t, await user.slipway([...args, "-o", "json"]), args.join(" ")).stdout) as T;
+}
+
+async function releasesUntil(t: ExecutionContext, user: User, app: string, count: number): Promise<Release[]> {
+  let list: Release[] = [];
+  await waitFor(async () => (list = await json<Release[]>(t, user, ["releases", app])).length >= count, 60_000,
+    () => `expected ${count} releases of ${app}, have ${list.map((r) => `v${r.spec.version} ${r.spec.cause}`).join("; ") || "none"}`);
+  return list;
+}
+
+async function liveRelease(t: ExecutionContext, user: User, app: string, version: string): Promise<void> {
+  let current: string | undefined;
+  await waitFor(async () => (current = (await json<{ app: App }>(t, user, ["info", app])).app.status?.currentRelease) === version, 60_000,
+    () => `expected ${app} to run ${version}, it runs ${current ?? "nothing"}`);
+}
+
+async function createApp(t: ExecutionContext, user: User, app: string): Promise<void> {
+  const r = ok(t, await user.slipway(["apps:create", app, "--image", IMAGE]), "apps:create");
+  t.regex(r.stdout, new RegExp(`^Created app ${app} in namespace \\S+ from ${IMAGE.replace(/[.]/g, "\\.")}\\.\n$`));
+  await liveRelease(t, user, app, "v1");
+}
+
+test("a developer creates an app, sets config, sees v2 with its cause and who asked, and rolls back to v1", async (t) => {
+  const { alice } = await setup(t);
+  await createApp(t, alice, "hello");
+  t.deepEqual((await json<{ config: Config }>(t, alice, ["info", "hello"])).config.spec, {});
+
+  const set = ok(t, await alice.slipway(["config:set", "hello", "GREETING=hi"]), "config:set");
+  t.is(set.stdout, "=== hello Config\nKEY        VALUE\nGREETING   hi\n");
+  const releases = await releasesUntil(t, alice, "hello", 2);
+  t.deepEqual(releases.map((r) => [r.spec.version, r.spec.cause, r.spec.requestedBy]), [[2, "set GREETING", "alice"], [1, `deploy ${IMAGE}`, "alice"]]);
+  await liveRelease(t, alice, "hello", "v2");
+  const table = ok(t, await alice.slipway(["releases", "hello"]), "releases").stdout.split("\n");
+  t.regex(table[0] ?? "", /^VERSION\s+CAUSE\s+BY\s+CREATED\s+COMMIT$/);
+  t.regex(table[1] ?? "", /^v2 \(live\)\s+set GREETING\s+alice\s+\d+s/);
+
+  const rb = ok(t, await alice.slipway(["rollback", "hello"]), "rollback");
+  t.true(rb.stdout.startsWith("Rolling back hello to v1"));
+  const after = await releasesUntil(t, alice, "hello", 3);
+  t.deepEqual([after[0]?.spec.version, after[0]?.spec.cause, after[0]?.spec.requestedBy, after[0]?.spec.rollbackOf], [3, "rollback to v1", "alice", 1]);
+  await liveRelease(t, alice, "hello", "v3");
+  // The Config comes back with the code: v1 had no GREETING.
+  await waitFor(async () => JSON.stringify((await json<{ env: object }>(t, alice, ["config", "hello"])).env) === "{}", 30_000, () => "GREETING still set after the rollback");
+});
+
+test("a secret value set with config:set --secret reaches the Secret <app>-env and never the Config", async (t) => {
+  const { ns, alice } = await setup(t);
+  await createApp(t, alice, "hello");
+  const r = ok(t, await alice.slipway(["config:set", "hello", "--secret", "DB_PASSWORD=s3cret"]), "config:set --secret");
+  t.false(r.stdout.includes("s3cret"));
+  t.deepEqual(await json(t, alice, ["config", "hello"]), { env: {}, secretEnv: { DB_PASSWORD: { secretName: "hello-env", key: "DB_PASSWORD" } } });
+  t.false((await kubectl(["get", "configs.slipway.dev", "hello", "-n", ns, "-o", "yaml"])).includes("s3cret"));
+  t.is(Buffer.from(await kubectl(["get", "secret", "hello-env", "-n", ns, "-o", "jsonpath={.data.DB_PASSWORD}"]), "base64").toString(), "s3cret");
+  const [latest] = await releasesUntil(t, alice, "hello", 2);
+  t.is(latest?.spec.cause, "set DB_PASSWORD (secret)");
+});
+
+test("config:push sets values from a .env file and config:pull writes them back", async (t) => {
+  const { alice } = await setup(t);
+  await createApp(t, alice, "hello");
+  const dir = await mkdtemp(join(tmpdir(), "slipway-dotenv-"));
+  await writeFile(join(dir, ".env"), "# app settings\nGREETING=hello world\nexport LEVEL=debug\n");
+  ok(t, await alice.slipway(["config:push", "hello"], { cwd: dir }), "config:push");
+  t.deepEqual((await json<{ env: object }>(t, alice, ["config", "hello"])).env, { GREETING: "hello world", LEVEL: "debug" });
+  const refused = await alice.slipway(["config:pull", "hello"], { cwd: dir });
+  t.is(refused.code, 1);
+  t.is(refused.stderr, `error: ${join(dir, ".env")} exists: pass --overwrite to replace it\n`);
+  ok(t, await alice.slipway(["config:pull", "hello", "--path", "pulled.env"], { cwd: dir }), "config:pull");
+  t.is(await readFile(join(dir, "pulled.env"), "utf8"), `GREETING="hello world"\nLEVEL=debug\n`);
+});
+
+test("scale sets replicas without cutting a release, and ps lists the web pods kwok runs", async (t) => {
+  const { alice } = await setup(t);
+  await createApp(t, alice, "hello");
+  t.is(ok(t, await alice.slipway(["scale", "hello", "web=3"]), "scale").stdout, "Scaled hello: web=3\n");
+  let rows: { type: string; state: string; ready: string; release: string }[] = [];
+  await waitFor(async () => {
+    rows = await json(t, alice, ["ps", "hello"]);
+    return rows.filter((p) => p.type === "web" && p.state === "Running" && p.ready === "1/1").length === 3;
+  }, 60_000, () => `ps shows ${JSON.stringify(rows)}`);
+  t.deepEqual(rows.map((p) => [p.type, p.release]), [["web", "v1"], ["web", "v1"], ["web", "v1"]]);
+  t.is((await json<Release[]>(t, alice, ["releases", "hello"])).length, 1);
+  const table = ok(t, await alice.slipway(["ps", "hello"]), "ps").stdout;
+  t.true(table.startsWith("=== web (3/3 running)\nPOD"));
+});
+
+async function runningWebPods(t: ExecutionContext, user: User, app: string, count: number): Promise<string[]> {
+  let names: string[] = [];
+  await waitFor(async () => {
+    const rows = await json<{ type: string; name: string; state: string }[]>(t, user, ["ps", app]);
+    names = rows.filter((p) => p.type === "web" && p.state === "Running").map((p) => p.name);
+    return names.length === count;
+  }, 60_000, () => `expected ${count} running web pods, have ${names.join(", ") || "none"}`);
+  return names.sort();
+}
+
+test("logs prints every line of every web pod prefixed web/<pod> (log content simulated by kwok)", async (t) => {
+  const { alice } = await setup(t);
+  await createApp(t, alice, "hello");
+  ok(t, await alice.slipway(["scale", "hello", "web=2"]), "scale");
+  const pods = await runningWebPods(t, alice, "hello", 2);
+  const all = ok(t, await alice.slipway(["logs", "hello"]), "logs");
+  t.deepEqual(all.stdout.split("\n").filter(Boolean).sort(), pods.flatMap((p) => SIMULATED_LOG_LINES.map((l) => `web/${p}: ${l}`)).sort());
+  const tail = ok(t, await alice.slipway(["logs", "hello", "--type", "web", "--tail", "1"]), "logs --tail 1");
+  t.deepEqual(tail.stdout.split("\n").filter(Boolean).sort(), pods.map((p) => `web/${p}: ${SIMULATED_LOG_LINES.at(-1)}`));
+});
+
+test("logs -f keeps streaming until interrupted", async (t) => {
+  const { alice } = await setup(t);
+  await createApp(t, alice, "hello");
+  const [pod] = await runningWebPods(t, alice, "hello", 1);
+  const follow = runCli(["logs", "hello", "-f"], { KUBECONFIG: alice.kubeconfig });
+  let out = "";
+  follow.child.stdout?.on("data", (d: Buffer) => (out += d.toString()));
+  await waitFor(async () => out.split("\n").filter(Boolean).length === SIMULATED_LOG_LINES.length, 30_000, () => `logs -f printed ${JSON.stringify(out)}`);
+  await new Promise((r) => setTimeout(r, 1000));
+  t.is(follow.child.exitCode, null, "logs -f ended on its own");
+  follow.child.kill("SIGINT");
+  const r = await follow.done;
+  t.is(r.code, 130);
+  t.deepEqual(r.stdout.split("\n").filter(Boolean), SIMULATED_LOG_LINES.map((l) => `web/${pod}: ${l}`));
+});
+
+/** Records the one-off pods created in `ns` as they were created. */
+async function recordPods(t: ExecutionContext, ns: string): Promise<V1Pod[]> {
+  const cp = await controlPlane();
+  const seen: V1Pod[] = [];
+  const watch = await new Watch(cp.kubeConfig()).watch(`/api/v1/namespaces/${ns}/pods`, { labelSelector: "slipway.dev/run" },
+    (type: string, pod: V1Pod) => {
+      if (type === "ADDED") seen.push(pod);
+    }, () => undefined);
+  t.teardown(() => watch.abort());
+  return seen;
+}
+
+test("run starts a one-off pod with the live release's image, env and exact command, streams its output and exits with its code (completion simulated by kwok)", async (t) => {
+  const { ns, alice } = await setup(t);
+  await createApp(t, alice, "hello");
+  ok(t, await alice.slipway(["config:set", "hello", "GREETING=hi", "--secret", "DB_PASSWORD=s3cret"]), "config:set");
+  await releasesUntil(t, alice, "hello", 2);
+  await liveRelease(t, alice, "hello", "v2");
+  const pods = await recordPods(t, ns);
+
+  const r = await alice.slipway(["run", "hello", "--", "sh", "-c", "echo \"$GREETING\"; exit 3"]);
+  t.is(r.code, 3, r.stderr);
+  t.is(r.stdout, SIMULATED_LOG_LINES.map((l) => `${l}\n`).join(""));
+  t.is(pods.length, 1);
+  const pod = pods[0] as V1Pod;
+  t.deepEqual(pod.metadata?.labels, { "slipway.dev/app": "hello", "slipway.dev/run": pod.metadata?.labels?.["slipway.dev/run"] ?? "?", "slipway.dev/release": "v2" });
+  t.is(pod.spec?.restartPolicy, "Never");
+  t.deepEqual(pod.spec?.containers.map((c) => ({ image: c.image, command: c.command, env: c.env })), [{
+    image: IMAGE,
+    command: ["sh", "-c", "echo \"$GREETING\"; exit 3"],
+    env: [
+      { name: "DB_PASSWORD", valueFrom: { secretKeyRef: { name: "hello-env", key: "DB_PASSWORD" } } },
+      { name: "GREETING", value: "hi" },
+    ],
+  }]);
+  await waitFor(async () => (await kubectl(["get", "pods", "-n", ns, "-l", "slipway.dev/run", "-o", "name"])).trim() === "", 30_000,
+    () => "the one-off pod was not deleted");
+
+  const zero = await alice.slipway(["run", "hello", "--", "true"]);
+  t.is(zero.code, 0, zero.stderr);
+});
+
+test("run deletes its one-off pod when interrupted with Ctrl-C", async (t) => {
+  const { ns, alice } = await setup(t);
+  await createApp(t, alice, "hello");
+  const pods = await recordPods(t, ns);
+  const run = runCli(["run", "hello", "--", "sleep", "3600"], { KUBECONFIG: alice.kubeconfig });
+  await waitFor(async () => pods.length === 1, 30_000, () => "no one-off pod was created");
+  run.child.kill("SIGINT");
+  const r = await run.done;
+  t.is(r.code, 130);
+  await waitFor(async () => (await kubectl(["get", "pods", "-n", ns, "-l", "slipway.dev/run", "-o", "name"])).trim() === "", 30_000,
+    () => "the one-off pod was not deleted after Ctrl-C");
+});
+
+test("apps:destroy asks for the name, then removes the app, its config, releases, secret and deployments", async (t) => {
+  const { ns, alice } = await setup(t);
+  await createApp(t, alice, "hello");
+  ok(t, await alice.slipway(["config:set", "hello", "--secret", "TOKEN=x"]), "config:set --secret");
+  await releasesUntil(t, alice, "hello", 2);
+  await waitFor(async () => (await kubectl(["get", "deployments", "-n", ns, "-l", "slipway.dev/app=hello", "-o", "name"])).trim() !== "", 60_000, () => "no Deployment rendered");
+
+  const refused = await alice.slipway(["apps:destroy", "hello"]);
+  t.is(refused.code, 1);
+  t.true(refused.stderr.endsWith("error: refusing to destroy hello without confirmation: re-run with --confirm hello\n"));
+  const wrong = await alice.slipway(["apps:destroy", "hello", "--confirm", "other"]);
+  t.is(wrong.stderr, `error: "other" does not match the app name "hello": nothing was destroyed\n`);
+  t.is((await json<App[]>(t, alice, ["apps"])).length, 1);
+
+  const r = ok(t, await alice.slipway(["apps:destroy", "hello", "--confirm", "hello"]), "apps:destroy");
+  t.is(r.stdout, "Destroyed app hello (2 release(s)).\n");
+  await waitFor(async () => (await kubectl(["get", "apps.slipway.dev,configs.slipway.dev,releases.slipway.dev,deployments,secrets", "-n", ns,
+    "-l", "slipway.dev/app=hello", "-o", "name"])).trim() === "" &&
+    (await kubectl(["get", "apps.slipway.dev,configs.slipway.dev,releases.slipway.dev", "-n", ns, "-o", "name"])).trim() === "" &&
+    !(await kubectl(["get", "secrets", "-n", ns, "-o", "name"])).includes("secret/hello-env"), 60_000,
+  async () => `left behind: ${await kubectl(["get", "apps.slipway.dev,configs.slipway.dev,releases.slipway.dev,deployments,secrets", "-n", ns, "-o", "name"])}`);
+  const gone = await alice.slipway(["info", "hello"]);
+  t.is(gone.stderr, `error: app "hello" not found in namespace "${ns}"\n`);
+});
+
+test("a viewer lists apps and releases but cannot change them, and is told which verb and resource are denied", async (t) => {
+  const { ns, alice } = await setup(t);
+  await createApp(t, alice, "hello");
+  const viewer = await userWith(t, ns, "viewer", "slipway-viewer");
+  t.deepEqual((await json<App[]>(t, viewer, ["apps"])).map((a) => a.metadata.name), ["hello"]);
+  t.is((await json<Release[]>(t, viewer, ["releases", "hello"])).length, 1);
+  const set = await viewer.slipway(["config:set", "hello", "A=1"]);
+  t.is(set.code, 1);
+  t.is(set.stderr, `error: permission denied: User "system:serviceaccount:${ns}:viewer" cannot patch configs.slipway.dev in namespace "${ns}"\n`);
+  const scale = await viewer.slipway(["scale", "hello", "web=2"]);
+  t.is(scale.stderr, `error: permission denied: User "system:serviceaccount:${ns}:viewer" cannot patch apps.slipway.dev in namespace "${ns}"\n`);
+  const run = await viewer.slipway(["run", "hello", "--", "true"]);
+  t.is(run.stderr, `error: permission denied: User "system:serviceaccount:${ns}:viewer" cannot create pods in namespace "${ns}"\n`);
+});
+
+test("errors are one line: unknown app, invalid value from the API server, unreachable cluster", async (t) => {
+  const { ns, alice } = await setup(t);
+  await createApp(t, alice, "hello");
+  const missing = await alice.slipway(["config:set", "nope", "A=1"]);
+  t.is(missing.code, 1);
+  t.is(missing.stderr, `error: app "nope" not found in namespace "${ns}"\n`);
+
+  const invalid = await alice.slipway(["autoscale:set", "hello", "web", "--min", "1", "--max", "5", "--cpu-percent", "0"]);
+  t.is(invalid.code, 2);
+  t.is(invalid.stderr, `error: --cpu-percent must be a whole number of at least 1, got "0"\n`);
+  const rejected = await alice.slipway(["domains:add", "hello", "Bad_Host.example.com"]);
+  t.is(rejected.code, 1);
+  t.regex(rejected.stderr, /^error: invalid: App\.slipway\.dev "hello" is invalid: spec\.routing\.domains\[0\]: Invalid value: [^\n]+\n$/);
+
+  const dir = await mkdtemp(join(tmpdir(), "slipway-unreachable-"));
+  const unreachable = join(dir, "kubeconfig");
+  await writeFile(unreachable, (await readFile(alice.kubeconfig, "utf8")).replace(/"server":"[^"]+"/, `"server":"https://127.0.0.1:1"`));
+  const r = runCli(["apps"], { KUBECONFIG: unreachable });
+  const down = await r.done;
+  t.is(down.code, 1);
+  t.regex(down.stderr, /^error: cannot reach the cluster at https:\/\/127\.0\.0\.1:1: [^\n]*ECONNREFUSED[^\n]*\n$/);
+});
