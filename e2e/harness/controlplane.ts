@@ -12,6 +12,7 @@ import { request as httpRequest } from "node:http";
 import { promisify } from "node:util";
 import { fileURLToPath } from "node:url";
 import { KubeConfig } from "@kubernetes/client-node";
+import { writeKwokLogsConfig } from "./kwok-logs.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -267,7 +268,8 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
       "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
       `--service-account-key-file=${join(dir, "sa.pub")}`, `--service-account-signing-key-file=${join(dir, "sa.key")}`,
       "--service-cluster-ip-range=10.0.0.0/24", "--authorization-mode=RBAC", "--allow-privileged=true",
-      "--profiling=false", "--v=0",
+      // kwok nodes' names do not resolve; reach their kubelet API (served by kwok) by InternalIP.
+      "--kubelet-preferred-address-types=InternalIP", "--profiling=false", "--v=0",
     ]);
     await waitHealthy(apiserver, `${server}/readyz`, ca, 90_000);
     const kubeconfigPath = await writeKubeconfig(dir, server);
@@ -287,13 +289,15 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
     const kwokConfigDir = join(controlPlaneDir, "kwok");
     const kwokConfigs = [
       ...(await readdir(kwokConfigDir)).filter((f) => f.endsWith(".yaml")).sort().map((f) => join(kwokConfigDir, f)),
+      await writeKwokLogsConfig(dir),
       ...(opts.kwokConfigs ?? []),
     ];
     const kwok = startComponent("kwok", [
       `--kubeconfig=${kubeconfigPath}`, ...kwokConfigs.map((c) => `--config=${c}`),
       "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
       "--node-lease-duration-seconds=40", "--cidr=10.244.0.0/16", "--node-ip=127.0.0.1",
-      `--server-address=127.0.0.1:${kwokPort}`,
+      // kwok serves the kubelet API (logs, exec) on this port; nodes advertise it so the API server reaches it.
+      `--server-address=127.0.0.1:${kwokPort}`, `--node-port=${kwokPort}`,
     ]);
     await Promise.all([
       waitHealthy(kcm, `https://127.0.0.1:${kcmPort}/healthz`, undefined, 60_000),
