@@ -163,7 +163,7 @@ class BuildController {
           const owner = byName.get(keyOf(app.metadata.namespace, parent));
           if (!owner?.spec.previews?.enabled || previewExpired(app, owner, new Date())) {
             this.#log.info({ app: key, parent }, "removing preview: its TTL passed or its parent no longer has previews");
-            await this.#kube.deleteIfExists(app);
+            await this.#deletePreview(app.metadata.namespace, app.metadata.name);
             return;
           }
         }
@@ -240,14 +240,26 @@ class BuildController {
     for (const parent of parents) {
       const name = previewName(parent.metadata.name, event.number);
       if (event.action === "close") {
-        const existed = await this.#kube.deleteIfExists({ apiVersion: API_VERSION, kind: "App", metadata: { name, namespace: parent.metadata.namespace } });
-        if (existed) this.#log.info({ app: name, pr: event.number }, "pull request closed; preview deleted");
+        if (await this.#deletePreview(parent.metadata.namespace, name)) this.#log.info({ app: name, pr: event.number }, "pull request closed; preview deleted");
       } else {
         await this.#ensurePreview(parent, event);
       }
       done.push(`${parent.metadata.namespace}/${name}`);
     }
     return done;
+  }
+
+  /**
+   * Deletes a preview App; owner references take its Releases, cache and workloads with it. Its Config (which
+   * this module created) and PipelineRuns go right away too: runs may still be running, and the garbage
+   * collector only learns of a newly installed Tekton's kinds on its next discovery.
+   */
+  async #deletePreview(namespace: string | undefined, name: string): Promise<boolean> {
+    const existed = await this.#kube.deleteIfExists({ apiVersion: API_VERSION, kind: "App", metadata: { name, namespace } });
+    const runs = await this.#kube.list<PipelineRun & KubeObject>(TEKTON_API_VERSION, PIPELINE_RUN_KIND, namespace, `${LABELS.app}=${name}`);
+    for (const run of runs.items) await this.#kube.deleteIfExists(run);
+    await this.#kube.deleteIfExists({ apiVersion: API_VERSION, kind: "Config", metadata: { name, namespace } });
+    return existed;
   }
 
   /** Creates or updates the preview App and its Config, writing only what differs, then builds the head commit. */
