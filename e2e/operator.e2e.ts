@@ -1,7 +1,9 @@
 // The operator against a real control plane: App + Config → Release → Deployments rolled out by kwok → Ready,
 // config changes, scaling, rollbacks, invalid specs, stuck rollouts, deletion, and restarts. Each test runs its
 // own operator in-process, scoped to a fresh namespace.
+import net from "node:net";
 import test, { type ExecutionContext } from "ava";
+import { KubeConfig } from "@kubernetes/client-node";
 import type { App, Condition, Config, Release } from "../crds/v1alpha1.js";
 import { Kube, type KubeObject } from "../operator/kube.js";
 import { createLogger } from "../operator/log.js";
@@ -25,12 +27,12 @@ interface Env {
   restart(): Promise<OperatorHandle>;
 }
 
-async function setup(t: ExecutionContext, platform: Partial<PlatformSettings> = {}): Promise<Env> {
+async function setup(t: ExecutionContext, platform: Partial<PlatformSettings> = {}, operatorKubeConfig?: KubeConfig): Promise<Env> {
   const cp = await controlPlane();
   const ns = await freshNamespace(t);
   const kube = new Kube(cp.kubeConfig());
   const logger = createLogger({ level: process.env.LOG_LEVEL ?? "silent" });
-  const start = () => startOperator({ kubeConfig: cp.kubeConfig(), namespace: ns, platform, logger, concurrency: 2 });
+  const start = () => startOperator({ kubeConfig: operatorKubeConfig ?? cp.kubeConfig(), namespace: ns, platform, logger, concurrency: 2 });
   const env: Env = {
     ns,
     kube,
@@ -356,4 +358,65 @@ test("after restarts release numbers neither repeat nor skip, even when status l
   const all = await releases(env, "shop");
   t.deepEqual(all.map((r) => r.spec.version), [1, 2, 3]);
   t.is(all[2]!.spec.cause, "set BAR");
+});
+
+/** A TCP relay to the API server that can drop every connection and refuse new ones, like a network outage. */
+async function outageProxy(t: ExecutionContext, server: string): Promise<{ kubeConfig: KubeConfig; cut(): Promise<void>; restore(): Promise<void> }> {
+  const target = new URL(server);
+  const sockets = new Set<net.Socket>();
+  const relay = net.createServer((client) => {
+    const upstream = net.connect(Number(target.port), target.hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on("error", () => undefined);
+      s.on("close", () => {
+        sockets.delete(s);
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((resolve) => relay.listen(0, "127.0.0.1", resolve));
+  const port = (relay.address() as net.AddressInfo).port;
+  t.teardown(() => {
+    for (const s of sockets) s.destroy();
+    relay.close();
+  });
+  const cp = await controlPlane();
+  const original = cp.kubeConfig();
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromOptions({
+    clusters: original.clusters.map((c) => ({ ...c, server: `https://127.0.0.1:${port}` })),
+    users: original.users,
+    contexts: original.contexts,
+    currentContext: original.currentContext,
+  });
+  return {
+    kubeConfig,
+    cut: () =>
+      new Promise<void>((resolve) => {
+        relay.close(() => resolve());
+        for (const s of sockets) s.destroy();
+      }),
+    restore: () => new Promise<void>((resolve) => relay.listen(port, "127.0.0.1", resolve)),
+  };
+}
+
+test("changes made while the API server is unreachable are picked up when the watches resume", async (t) => {
+  const cp = await controlPlane();
+  const proxy = await outageProxy(t, cp.server);
+  const env = await setup(t, {}, proxy.kubeConfig);
+  await deployShop(env);
+
+  await proxy.cut();
+  await apply(env.ns, configYaml("shop", { GREETING: "hello", FOO: "during-outage" }));
+  await new Promise((resolve) => setTimeout(resolve, 3000));
+  await proxy.restore();
+
+  await eventuallyReady(env, "shop", "v2");
+  const all = await releases(env, "shop");
+  t.deepEqual(all.map((r) => r.spec.version), [1, 2]);
+  t.is(all[1]!.spec.cause, "set FOO");
 });

@@ -96,6 +96,8 @@ export class Kube {
   #server: URL;
   #agent: http.Agent | undefined;
   #plurals = new Map<string, string>(Object.entries(KNOWN_PLURALS));
+  /** Kinds the server did not serve, until when: discovery is not repeated on every reconcile. */
+  #unserved = new Map<string, number>();
 
   constructor(kubeConfig: KubeConfig) {
     const cluster = kubeConfig.getCurrentCluster();
@@ -277,10 +279,20 @@ export class Kube {
     const key = `${apiVersion}/${kind}`;
     const known = this.#plurals.get(key);
     if (known) return known;
+    const notServed = () => new KubeError(404, "NotFound", `the API server does not serve kind ${kind} in ${apiVersion}`);
+    if ((this.#unserved.get(key) ?? 0) > Date.now()) throw notServed();
     const base = apiVersion.includes("/") ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
-    const list = await this.request<{ resources: { name: string; kind: string }[] }>("GET", base);
-    const resource = list.resources.find((r) => r.kind === kind && !r.name.includes("/"));
-    if (!resource) throw new KubeError(404, "NotFound", `the API server does not serve kind ${kind} in ${apiVersion}`);
+    let resource: { name: string; kind: string } | undefined;
+    try {
+      const list = await this.request<{ resources: { name: string; kind: string }[] }>("GET", base);
+      resource = list.resources.find((r) => r.kind === kind && !r.name.includes("/"));
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+    if (!resource) {
+      this.#unserved.set(key, Date.now() + 60_000);
+      throw notServed();
+    }
     this.#plurals.set(key, resource.name);
     return resource.name;
   }

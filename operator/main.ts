@@ -136,14 +136,17 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
   };
 
   const firstSyncs = watched.map((w) => {
+    let failures = 0;
     const list = async (): Promise<KubernetesListObject<ClientObject>> => {
       const result = await kube.list<KubeObject>(w.apiVersion, w.kind, ns, w.labelSelector);
       synced.add(w.name);
+      failures = 0;
       return result as unknown as KubernetesListObject<ClientObject>;
     };
     const informer = new ListWatch<ClientObject>(w.path, new Watch(options.kubeConfig), list, false, w.labelSelector);
     informers.push(informer);
     const onEvent = (deleted: boolean) => (obj: ClientObject) => {
+      failures = 0; // the watch works again
       const object = obj as unknown as KubeObject;
       const key = w.keyOf(object);
       if (!key) return;
@@ -158,12 +161,11 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
     // A watch that fails (API server restarting, connection dropped) is restarted with backoff. The informer
     // resumes from the last resourceVersion it saw, or relists when that is too old (410 Gone), and reports
     // objects deleted meanwhile, so no event is lost.
-    let failures = 0;
     const start = async (): Promise<void> => {
       if (stopped) return;
       try {
+        // Failures of the list or the watch arrive through the "error" callback; a throw is reported here.
         await informer.start();
-        failures = 0;
       } catch (err) {
         restart(err);
       }
