@@ -1,0 +1,167 @@
+import test from "ava";
+import { execFile } from "node:child_process";
+import { mkdtemp, readFile, rm, writeFile, mkdir } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { startGitServer, type GitServer } from "../../e2e/harness/gitserver.js";
+import { renderObject, type StoredObject } from "./layout.js";
+import { ConfigRepo, PushRejectedError } from "./repo.js";
+
+const run = promisify(execFile);
+let server: GitServer;
+const temps: string[] = [];
+
+test.before(async () => {
+  server = await startGitServer();
+});
+test.after.always(async () => {
+  await server.stop();
+  await Promise.all(temps.map((d) => rm(d, { recursive: true, force: true })));
+});
+
+async function temp(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "slipway-repo-test-"));
+  temps.push(dir);
+  return dir;
+}
+
+async function remoteRepo(name: string): Promise<string> {
+  await server.createBareRepo(name);
+  return server.url(name);
+}
+
+async function gitCli(cwd: string, ...args: string[]): Promise<string> {
+  const { stdout } = await run("git", ["-c", "user.name=Dev", "-c", "user.email=dev@example.com", ...args], { cwd });
+  return stdout;
+}
+
+const app = (name: string, image: string): StoredObject => ({
+  apiVersion: "slipway.dev/v1alpha1",
+  kind: "App",
+  metadata: { name, namespace: "team-a" },
+  spec: { image },
+});
+const release = (appName: string, version: number): StoredObject => ({
+  apiVersion: "slipway.dev/v1alpha1",
+  kind: "Release",
+  metadata: { name: `${appName}-v${version}`, namespace: "team-a" },
+  spec: { app: appName, version, cause: "deploy", build: { image: "r/x@sha256:" + "a".repeat(64) }, config: {} },
+});
+
+test("an empty remote gets a first commit with a root kustomization", async (t) => {
+  const url = await remoteRepo("empty");
+  await ConfigRepo.open({ url, dir: await temp() });
+  const clone = await temp();
+  await run("git", ["clone", "-q", url, clone]);
+  t.regex(await readFile(join(clone, "kustomization.yaml"), "utf8"), /kind: Kustomization/);
+  t.is((await gitCli(clone, "log", "--format=%s")).trim(), "Initialize the Slipway config repository");
+});
+
+test("a committed App, Config and releases build with kubectl kustomize as they are", async (t) => {
+  const url = await remoteRepo("layout");
+  const repo = await ConfigRepo.open({ url, dir: await temp() });
+  const config: StoredObject = {
+    apiVersion: "slipway.dev/v1alpha1",
+    kind: "Config",
+    metadata: { name: "web", namespace: "team-a" },
+    spec: { env: { GREETING: "hi" } },
+  };
+  await repo.commit(
+    new Map([
+      ["apps/team-a/web/app.yaml", renderObject(app("web", "r/x@sha256:" + "a".repeat(64)))],
+      ["apps/team-a/web/config.yaml", renderObject(config)],
+      ["apps/team-a/web/releases/v1.yaml", renderObject(release("web", 1))],
+      ["apps/team-a/web/releases/v2.yaml", renderObject(release("web", 2))],
+      ["apps/team-a/web/releases/v10.yaml", renderObject(release("web", 10))],
+      ["apps/team-b/api/app.yaml", renderObject({ ...app("api", "r/y@sha256:" + "b".repeat(64)), metadata: { name: "api", namespace: "team-b" } })],
+    ]),
+    "add apps",
+  );
+  await repo.push();
+  const clone = await temp();
+  await run("git", ["clone", "-q", url, clone]);
+  t.is(
+    await readFile(join(clone, "apps/team-a/web/releases/kustomization.yaml"), "utf8"),
+    "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - v1.yaml\n  - v2.yaml\n  - v10.yaml\n",
+  );
+  const { stdout } = await run("kubectl", ["kustomize", clone]);
+  const kinds = [...stdout.matchAll(/^kind: (\w+)$/gm)].map((m) => m[1]).sort();
+  t.deepEqual(kinds, ["App", "App", "Config", "Release", "Release", "Release"]);
+  t.notRegex(stdout, /status:|uid:|resourceVersion:/);
+});
+
+test("committing content that is already in Git makes no commit", async (t) => {
+  const url = await remoteRepo("idempotent");
+  const repo = await ConfigRepo.open({ url, dir: await temp() });
+  const file = renderObject(app("web", "img@sha256:" + "c".repeat(64)));
+  const first = await repo.commit(new Map([["apps/team-a/web/app.yaml", file]]), "create App");
+  const second = await repo.commit(new Map([["apps/team-a/web/app.yaml", file]]), "create App again");
+  t.truthy(first);
+  t.is(second, undefined);
+  t.is(await repo.head(), first);
+});
+
+test("a clone reopened after a restart continues from the remote's head", async (t) => {
+  const url = await remoteRepo("restart");
+  const dir = await temp();
+  const repo = await ConfigRepo.open({ url, dir });
+  const oid = await repo.commit(new Map([["apps/team-a/web/app.yaml", renderObject(app("web", "i"))]]), "create App");
+  await repo.push();
+  const again = await ConfigRepo.open({ url, dir });
+  t.is(await again.head(), oid);
+  t.regex((await again.readFile("apps/team-a/web/app.yaml")) ?? "", /image: i/);
+});
+
+test("removing an App's last file removes its directories and kustomization entries", async (t) => {
+  const url = await remoteRepo("remove");
+  const repo = await ConfigRepo.open({ url, dir: await temp() });
+  await repo.commit(new Map([["apps/team-a/web/app.yaml", renderObject(app("web", "i"))]]), "create");
+  await repo.commit(new Map([["apps/team-a/web/app.yaml", null]]), "delete");
+  t.deepEqual([...(await repo.files()).keys()], ["kustomization.yaml"]);
+  t.regex((await repo.readFile("kustomization.yaml")) ?? "", /resources: \[\]/);
+});
+
+test("a push after someone else pushed is rejected, and a replay on the fetched head keeps both changes", async (t) => {
+  const url = await remoteRepo("race");
+  const ours = await ConfigRepo.open({ url, dir: await temp() });
+  // A user pushes with the git CLI meanwhile.
+  const clone = await temp();
+  await run("git", ["clone", "-q", url, clone]);
+  await mkdir(join(clone, "apps/team-b/api"), { recursive: true });
+  await writeFile(join(clone, "apps/team-b/api/app.yaml"), renderObject({ ...app("api", "u"), metadata: { name: "api", namespace: "team-b" } }));
+  await gitCli(clone, "add", ".");
+  await gitCli(clone, "commit", "-qm", "user adds api");
+  await gitCli(clone, "push", "-q", "origin", "HEAD:main");
+
+  const change = new Map([["apps/team-a/web/app.yaml", renderObject(app("web", "ours"))]]);
+  await ours.commit(change, "operator adds web");
+  await t.throwsAsync(ours.push(), { instanceOf: PushRejectedError });
+
+  const remoteHead = await ours.fetch();
+  t.truthy(remoteHead);
+  await ours.resetTo(remoteHead ?? "");
+  await ours.commit(change, "operator adds web");
+  await ours.push();
+
+  await gitCli(clone, "pull", "-q", "origin", "main");
+  t.deepEqual((await gitCli(clone, "log", "--format=%s")).trim().split("\n"), [
+    "operator adds web",
+    "user adds api",
+    "Initialize the Slipway config repository",
+  ]);
+  t.regex(await readFile(join(clone, "apps/kustomization.yaml"), "utf8"), /- team-a\n {2}- team-b/);
+});
+
+test("credentials are sent to a server that requires them", async (t) => {
+  const guarded = await startGitServer({ auth: { username: "slipway", password: "pw" } });
+  try {
+    await guarded.createBareRepo("private");
+    const url = guarded.url("private");
+    await t.throwsAsync(ConfigRepo.open({ url, dir: await temp() }));
+    const repo = await ConfigRepo.open({ url, dir: await temp(), credentials: { username: "slipway", password: "pw" } });
+    t.truthy(await repo.head());
+  } finally {
+    await guarded.stop();
+  }
+});
