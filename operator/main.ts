@@ -81,6 +81,13 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
   const inNs = ns ? `/namespaces/${encodeURIComponent(ns)}` : "";
   const byName = (obj: KubeObject) => `${obj.metadata.namespace}/${obj.metadata.name}`;
   const lastSeen = new Map<string, string>();
+  const unlessOnlyStatus = (kind: string, fields: (m: KubeObject["metadata"]) => unknown[]) => (obj: KubeObject) => {
+    const key = `${kind}/${byName(obj)}`;
+    const fingerprint = JSON.stringify([obj.metadata.uid, ...fields(obj.metadata)]);
+    if (lastSeen.get(key) === fingerprint) return false;
+    lastSeen.set(key, fingerprint);
+    return true;
+  };
   const watched: Watched[] = [
     {
       name: "apps",
@@ -88,17 +95,18 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
       apiVersion: API_VERSION,
       kind: "App",
       keyOf: byName,
-      // The operator's own status writes change resourceVersion only; spec, annotations and deletion matter.
-      changed: (obj) => {
-        const m = obj.metadata;
-        const fingerprint = JSON.stringify([m.uid, m.generation, m.annotations ?? {}, m.deletionTimestamp ?? null, m.finalizers ?? []]);
-        const key = byName(obj);
-        if (lastSeen.get(key) === fingerprint) return false;
-        lastSeen.set(key, fingerprint);
-        return true;
-      },
+      // Status writes (the operator's own among them) do not need a reconcile; spec, labels (copied onto the
+      // children), annotations (rollback) and deletion do.
+      changed: unlessOnlyStatus("App", (m) => [m.generation, m.labels ?? {}, m.annotations ?? {}, m.deletionTimestamp ?? null, m.finalizers ?? []]),
     },
-    { name: "configs", path: `/apis/${API_VERSION}${inNs}/configs`, apiVersion: API_VERSION, kind: "Config", keyOf: byName },
+    {
+      name: "configs",
+      path: `/apis/${API_VERSION}${inNs}/configs`,
+      apiVersion: API_VERSION,
+      kind: "Config",
+      keyOf: byName,
+      changed: unlessOnlyStatus("Config", (m) => [m.generation, m.deletionTimestamp ?? null]),
+    },
     {
       name: "releases",
       path: `/apis/${API_VERSION}${inNs}/releases`,
@@ -150,7 +158,7 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
       const object = obj as unknown as KubeObject;
       const key = w.keyOf(object);
       if (!key) return;
-      if (deleted) lastSeen.delete(byName(object));
+      if (deleted) lastSeen.delete(`${w.kind}/${byName(object)}`);
       else if (w.changed && !w.changed(object)) return;
       void queue.enqueue(key);
     };
