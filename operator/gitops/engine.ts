@@ -82,6 +82,9 @@ export class GitOpsEngine {
     const { app: appObj, config, releases } = await this.#readCluster(namespace, app);
     if (!appObj || appObj.spec?.suspend || appObj.metadata.deletionTimestamp) return false;
     const a = appObj as unknown as App;
+    // The operator stalled on this generation (e.g. no Config yet): no release is coming.
+    const stalled = a.status?.conditions?.find((c) => c.type === "Stalled");
+    if (a.status?.observedGeneration === a.metadata.generation && stalled?.status === "True") return false;
     const rels = releases as unknown as Release[];
     const rollback = a.metadata.annotations?.[ANNOTATIONS.rollback];
     const plan = rollback ? planRollback(a, rels, rollback) : planRelease({ app: a, config: config as unknown as Config | undefined, releases: rels });
@@ -99,6 +102,7 @@ export class GitOpsEngine {
     const head = await this.#repo.head();
     if (!force && head && head === this.#applied) return;
     this.#applied = head;
+    await this.#fixKustomizations();
     for (const [namespace, app] of await this.#allApps()) {
       try {
         await this.reconcileApp(namespace, app);
@@ -106,6 +110,21 @@ export class GitOpsEngine {
         this.#applied = undefined;
         this.#log.warn({ err, app: `${namespace}/${app}` }, "cannot reconcile an App with Git; will retry on the next sync");
       }
+    }
+  }
+
+  /** A push that added or removed app files without updating kustomization.yaml files gets them regenerated. */
+  async #fixKustomizations(): Promise<void> {
+    const head = await this.#repo.head();
+    const oid = await this.#repo.commit(new Map(), "Regenerate kustomization.yaml files for the apps in the tree");
+    if (!oid) return;
+    try {
+      await this.#repo.push();
+      if (this.#applied === head) this.#applied = oid;
+    } catch (err) {
+      // Someone pushed meanwhile; the next sync regenerates them on the new head.
+      if (head) await this.#repo.resetTo(head);
+      this.#log.info({ err }, "cannot push regenerated kustomization.yaml files yet");
     }
   }
 

@@ -155,6 +155,7 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
       if (key) schedule(key, settleMs);
     });
     informer.on("error", (err: unknown) => {
+      if (stopped) return;
       log.warn({ err, kind }, "watch failed; restarting it");
       setTimeout(() => {
         if (!stopped) informer.start().catch((e: unknown) => log.warn({ err: e, kind }, "cannot restart the watch"));

@@ -1,0 +1,344 @@
+// GitOps against a real control plane and a real Git server: every change is a commit, every push is applied,
+// `git revert` is a rollback. Each test runs its own operator and GitOps, scoped to a fresh namespace, with its
+// own config repository; the user's side is the real git CLI.
+import { execFile } from "node:child_process";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import test, { type ExecutionContext } from "ava";
+import type { App, Config, Release } from "../crds/v1alpha1.js";
+import { startGitOps, type GitOpsHandle } from "../operator/gitops/index.js";
+import { Kube, type KubeObject } from "../operator/kube.js";
+import { createLogger } from "../operator/log.js";
+import { startOperator } from "../operator/main.js";
+import { signWebhookBody } from "../operator/webhooks.js";
+import { startGitServer, type GitServer } from "./harness/gitserver.js";
+import { controlPlane, freshNamespace, installCrds, waitFor } from "./harness/suite.js";
+
+const run = promisify(execFile);
+const IMAGE_A = `registry.example/shop@sha256:${"a".repeat(64)}`;
+const IMAGE_B = `registry.example/shop@sha256:${"b".repeat(64)}`;
+const USER = "e2e-user";
+const SECRET = "webhook-secret";
+const V = "slipway.dev/v1alpha1";
+
+let server: GitServer;
+const temps: string[] = [];
+
+test.before(async () => {
+  await installCrds();
+  server = await startGitServer();
+});
+test.after.always(async () => {
+  await server?.stop();
+  await Promise.all(temps.map((d) => rm(d, { recursive: true, force: true })));
+});
+
+async function temp(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "slipway-gitops-e2e-"));
+  temps.push(dir);
+  return dir;
+}
+
+async function git(cwd: string, ...args: string[]): Promise<string> {
+  const { stdout } = await run("git", ["-c", "user.name=Dev", "-c", "user.email=dev@example.com", ...args], { cwd });
+  return stdout;
+}
+
+interface Env {
+  ns: string;
+  kube: Kube;
+  url: string;
+  gitops: GitOpsHandle;
+  /** The user's clone (git CLI), up to date after `pull()`. */
+  clone: string;
+  pull(): Promise<void>;
+  /** Subjects of the remote branch's commits, newest first. */
+  subjects(): Promise<string[]>;
+  /** Posts a push webhook to the GitOps handler; returns the HTTP status. */
+  webhook(headers?: Record<string, string>): Promise<number>;
+}
+
+async function setup(t: ExecutionContext, opts: { mode?: "sync" | "commit-only" } = {}): Promise<Env> {
+  const cp = await controlPlane();
+  const ns = await freshNamespace(t);
+  const kube = new Kube(cp.kubeConfig());
+  const logger = createLogger({ level: process.env.LOG_LEVEL ?? "silent" });
+  const repoName = ns;
+  await server.createBareRepo(repoName);
+  const url = server.url(repoName);
+  const operator = await startOperator({ kubeConfig: cp.kubeConfig(), namespace: ns, logger, concurrency: 2 });
+  const gitops = await startGitOps({
+    kubeConfig: cp.kubeConfig(),
+    repo: { url, dir: await temp() },
+    mode: opts.mode ?? "sync",
+    // Pushes reach the cluster through webhooks or syncNow() here; polling stays out of the way of races.
+    pollIntervalMs: 3_600_000,
+    webhookSecret: SECRET,
+    namespace: ns,
+    logger,
+  });
+  const hooks: Server = createServer(gitops.webhookHandler);
+  await new Promise<void>((resolve) => hooks.listen(0, "127.0.0.1", resolve));
+  const clone = await temp();
+  await run("git", ["clone", "-q", url, clone]);
+  t.teardown(async () => {
+    hooks.close();
+    await cp.kubectl(["delete", "apps.slipway.dev", "--all", "-n", ns, "--timeout=30s"]);
+    await gitops.stop();
+    await operator.stop();
+  });
+  return {
+    ns,
+    kube,
+    url,
+    gitops,
+    clone,
+    pull: async () => {
+      await git(clone, "pull", "-q", "--rebase", "origin", "main");
+    },
+    subjects: async () => {
+      const { stdout } = await run("git", ["ls-remote", url, "refs/heads/main"]);
+      const head = stdout.split("\t")[0] ?? "";
+      await git(clone, "fetch", "-q", "origin");
+      return (await git(clone, "log", "--format=%s", head)).trim().split("\n");
+    },
+    async webhook(headers) {
+      const body = JSON.stringify({ ref: "refs/heads/main" });
+      const { port } = hooks.address() as AddressInfo;
+      const res = await fetch(`http://127.0.0.1:${port}/`, {
+        method: "POST",
+        body,
+        headers: headers ?? { "content-type": "application/json", "x-slipway-signature": signWebhookBody(body, SECRET) },
+      });
+      return res.status;
+    },
+  };
+}
+
+async function apply(ns: string, yaml: string, manager = USER): Promise<void> {
+  const r = await (await controlPlane()).kubectl(["apply", "--server-side", `--field-manager=${manager}`, "-n", ns, "-f", "-"], { input: yaml });
+  if (r.code !== 0) throw new Error(`kubectl apply failed: ${r.stderr}`);
+}
+
+const appYaml = (name: string, image: string) => `apiVersion: ${V}\nkind: App\nmetadata:\n  name: ${name}\nspec:\n  image: ${image}\n`;
+const configYaml = (name: string, env: Record<string, string>, extra = "") =>
+  `apiVersion: ${V}\nkind: Config\nmetadata:\n  name: ${name}\nspec:\n  env:\n${Object.entries(env)
+    .map(([k, v]) => `    ${k}: "${v}"`)
+    .join("\n")}\n${extra}`;
+
+/** Waits until the remote's newest commit subject matches; returns that commit's id. */
+async function eventuallyCommit(env: Env, subject: RegExp, timeoutMs = 45_000): Promise<string> {
+  let subjects: string[] = [];
+  await waitFor(
+    async () => {
+      subjects = await env.subjects();
+      return subjects.some((s) => subject.test(s));
+    },
+    timeoutMs,
+    () => `no commit matching ${subject}; remote has:\n${subjects.join("\n")}`,
+  );
+  const log = (await git(env.clone, "log", "--format=%H %s", "origin/main")).trim().split("\n");
+  const line = log.find((l) => subject.test(l.slice(41)));
+  return line?.slice(0, 40) ?? "";
+}
+
+async function filesOf(env: Env, commit: string): Promise<string[]> {
+  return (await git(env.clone, "show", "--name-only", "--format=", commit)).trim().split("\n").sort();
+}
+
+const getConfig = (env: Env, name: string) => env.kube.getIfExists<Config & KubeObject>(V, "Config", env.ns, name);
+const getApp = (env: Env, name: string) => env.kube.getIfExists<App & KubeObject>(V, "App", env.ns, name);
+async function releaseVersions(env: Env, app: string): Promise<number[]> {
+  const list = await env.kube.list<Release & KubeObject>(V, "Release", env.ns);
+  return list.items.filter((r) => r.spec.app === app).map((r) => r.spec.version).sort((a, b) => a - b);
+}
+
+async function until(what: string, check: () => Promise<boolean>, timeoutMs = 45_000): Promise<void> {
+  await waitFor(check, timeoutMs, () => `timed out waiting until ${what}`);
+}
+
+/** An App with a Config and its first release, committed. */
+async function shopWithRelease(env: Env, env1: Record<string, string> = { GREETING: "hello" }): Promise<string> {
+  await apply(env.ns, configYaml("shop", env1));
+  await apply(env.ns, appYaml("shop", IMAGE_A));
+  return eventuallyCommit(env, /: release v1: /);
+}
+
+test("an App applied with kubectl becomes one commit naming its release and who asked", async (t) => {
+  const env = await setup(t);
+  await apply(env.ns, `${configYaml("shop", { GREETING: "hello" })}---\n${appYaml("shop", IMAGE_A)}`);
+  const commit = await eventuallyCommit(env, new RegExp(`^${env.ns}/shop: release v1: deploy .* \\(by ${USER}\\)$`));
+  t.deepEqual(await filesOf(env, commit), [
+    `apps/${env.ns}/kustomization.yaml`,
+    `apps/${env.ns}/shop/app.yaml`,
+    `apps/${env.ns}/shop/config.yaml`,
+    `apps/${env.ns}/shop/kustomization.yaml`,
+    `apps/${env.ns}/shop/releases/kustomization.yaml`,
+    `apps/${env.ns}/shop/releases/v1.yaml`,
+    "apps/kustomization.yaml",
+    "kustomization.yaml",
+  ]);
+  await env.pull();
+  const app = await readFile(join(env.clone, `apps/${env.ns}/shop/app.yaml`), "utf8");
+  t.regex(app, new RegExp(`image: ${IMAGE_A.replace(/[.]/g, "\\.")}`));
+  t.notRegex(app, /status:|uid:|resourceVersion:|managedFields:|generation:|creationTimestamp:/);
+  await until("the App records the commit in status.commit", async () => (await getApp(env, "shop"))?.status?.commit === commit);
+  // The status write and the operator's own status updates do not make another commit.
+  await new Promise((r) => setTimeout(r, 3_000));
+  await env.gitops.idle();
+  t.deepEqual((await env.subjects()).length, 2);
+});
+
+test("a config change and the release it causes land in one commit", async (t) => {
+  const env = await setup(t);
+  await shopWithRelease(env);
+  await apply(env.ns, configYaml("shop", { GREETING: "hello", COLOR: "blue" }));
+  const commit = await eventuallyCommit(env, new RegExp(`^${env.ns}/shop: release v2: set COLOR \\(by ${USER}\\)$`));
+  const files = await filesOf(env, commit);
+  t.true(files.includes(`apps/${env.ns}/shop/config.yaml`));
+  t.true(files.includes(`apps/${env.ns}/shop/releases/v2.yaml`));
+  t.false((await env.subjects()).some((s) => /update Config/.test(s)));
+});
+
+test("a pushed edit to a Config is applied to the cluster and released", async (t) => {
+  const env = await setup(t);
+  await shopWithRelease(env);
+  await env.pull();
+  const path = join(env.clone, `apps/${env.ns}/shop/config.yaml`);
+  await writeFile(path, (await readFile(path, "utf8")).replace('GREETING: "hello"', 'GREETING: "from git"').replace("GREETING: hello", "GREETING: from git"));
+  await git(env.clone, "commit", "-qam", "greet from git");
+  await git(env.clone, "push", "-q", "origin", "HEAD:main");
+  t.is(await env.webhook(), 202);
+  await until("the Config holds the pushed value", async () => (await getConfig(env, "shop"))?.spec.env?.GREETING === "from git");
+  await eventuallyCommit(env, new RegExp(`^${env.ns}/shop: release v2: set GREETING`));
+});
+
+test("deleting an app's directory in Git removes the App from the cluster", async (t) => {
+  const env = await setup(t);
+  await shopWithRelease(env);
+  // Another app keeps the namespace in the layout.
+  await apply(env.ns, `${configYaml("other", { GREETING: "hi" })}---\n${appYaml("other", IMAGE_B)}`);
+  await eventuallyCommit(env, /other: release v1/);
+  await env.pull();
+  await git(env.clone, "rm", "-rq", `apps/${env.ns}/shop`);
+  await git(env.clone, "commit", "-qm", "retire shop");
+  await git(env.clone, "push", "-q", "origin", "HEAD:main");
+  await env.gitops.syncNow();
+  await until("the App is gone", async () => (await getApp(env, "shop")) === undefined);
+  t.truthy(await getApp(env, "other"));
+  await env.pull();
+  const { stdout } = await run("kubectl", ["kustomize", env.clone]);
+  t.false(stdout.includes("name: shop"));
+  t.true(stdout.includes("name: other"));
+  await env.gitops.idle();
+  t.false((await env.subjects()).some((s) => /shop: create App|shop: release v2/.test(s)));
+});
+
+test("git revert of a release commit brings back the previous config and image as the next release", async (t) => {
+  const env = await setup(t);
+  await shopWithRelease(env, { GREETING: "hello" });
+  await apply(env.ns, configYaml("shop", { GREETING: "bonjour" }));
+  const v2 = await eventuallyCommit(env, /: release v2: set GREETING/);
+  await env.pull();
+  await git(env.clone, "revert", "--no-edit", v2);
+  await git(env.clone, "push", "-q", "origin", "HEAD:main");
+  await env.gitops.syncNow();
+  await until("the previous config is live", async () => (await getConfig(env, "shop"))?.spec.env?.GREETING === "hello");
+  await until("release v3 is cut", async () => (await releaseVersions(env, "shop")).includes(3));
+  await eventuallyCommit(env, /: release v3: set GREETING/);
+
+  await apply(env.ns, appYaml("shop", IMAGE_B));
+  const v4 = await eventuallyCommit(env, /: release v4: deploy /);
+  await env.pull();
+  await git(env.clone, "revert", "--no-edit", v4);
+  await git(env.clone, "push", "-q", "origin", "HEAD:main");
+  await env.gitops.syncNow();
+  await until("the previous image is live", async () => (await getApp(env, "shop"))?.spec.image === IMAGE_A);
+  await until("release v5 is cut", async () => (await releaseVersions(env, "shop")).includes(5));
+  await eventuallyCommit(env, /: release v5: deploy /);
+  // Releases are immutable history: the reverted ones stay, numbers are not reused.
+  t.deepEqual(await releaseVersions(env, "shop"), [1, 2, 3, 4, 5]);
+});
+
+test("a cluster change racing a user's push is replayed on top of it and nothing is lost", async (t) => {
+  const env = await setup(t);
+  await shopWithRelease(env);
+  await env.pull();
+  // The user pushes a new app; GitOps does not know yet (no webhook, no poll).
+  await writeFile(join(env.clone, "extra.txt"), "kept\n");
+  await git(env.clone, "add", "extra.txt");
+  await git(env.clone, "commit", "-qm", "user: add notes");
+  await git(env.clone, "push", "-q", "origin", "HEAD:main");
+  await apply(env.ns, configYaml("shop", { GREETING: "hello", RACE: "1" }));
+  await eventuallyCommit(env, /: release v2: set RACE/);
+  const subjects = await env.subjects();
+  t.is(subjects.filter((s) => s === "user: add notes").length, 1);
+  t.true(subjects.indexOf("user: add notes") > subjects.findIndex((s) => /release v2/.test(s)));
+  await env.pull();
+  t.is(await readFile(join(env.clone, "extra.txt"), "utf8"), "kept\n");
+});
+
+test("when Git and the cluster change the same Config, Git wins and the cluster's change is kept on a branch", async (t) => {
+  const env = await setup(t);
+  await shopWithRelease(env);
+  await env.pull();
+  const path = join(env.clone, `apps/${env.ns}/shop/config.yaml`);
+  await writeFile(path, (await readFile(path, "utf8")).replace(/GREETING: .*/, "GREETING: from-git"));
+  await git(env.clone, "commit", "-qam", "user: greet from git");
+  await git(env.clone, "push", "-q", "origin", "HEAD:main");
+  await apply(env.ns, configYaml("shop", { GREETING: "from-cluster" }));
+  await until("Git's value is live", async () => (await getConfig(env, "shop"))?.spec.env?.GREETING === "from-git");
+  let branches = "";
+  await until("a conflict branch is pushed", async () => {
+    branches = (await run("git", ["ls-remote", env.url, "refs/heads/conflict/*"])).stdout;
+    return branches.includes(`refs/heads/conflict/${env.ns}-config-shop-`);
+  });
+  const branch = /refs\/heads\/(conflict\/\S+)/.exec(branches)?.[1] ?? "";
+  await git(env.clone, "fetch", "-q", "origin", branch);
+  t.regex(await git(env.clone, "show", `FETCH_HEAD:apps/${env.ns}/shop/config.yaml`), /GREETING: from-cluster/);
+  const events = await env.kube.list<KubeObject & { reason?: string; note?: string; type?: string }>("events.k8s.io/v1", "Event", env.ns);
+  const warning = events.items.find((e) => e.reason === "GitConflict");
+  t.is(warning?.type, "Warning");
+  t.true(warning?.note?.includes(branch));
+});
+
+test("secret values never enter the repository's history", async (t) => {
+  const env = await setup(t);
+  const value = "sup3r-s3cret-value-9d1f";
+  const cp = await controlPlane();
+  const r = await cp.kubectl(["create", "secret", "generic", "shop-secrets", "-n", env.ns, `--from-literal=token=${value}`]);
+  t.is(r.code, 0, r.stderr);
+  await shopWithRelease(env);
+  await apply(env.ns, configYaml("shop", { GREETING: "hello" }, "  secretEnv:\n    TOKEN:\n      secretName: shop-secrets\n      key: token\n"));
+  await eventuallyCommit(env, /: release v2: set TOKEN \(secret\)/);
+  const history = await git(env.clone, "log", "-p", "--all", "--format=%H%n%B");
+  t.true(history.includes("secretName: shop-secrets"));
+  t.false(history.includes(value));
+});
+
+test("a webhook without a valid signature is refused with 401 and one with it is accepted", async (t) => {
+  const env = await setup(t);
+  t.is(await env.webhook({ "content-type": "application/json", "x-slipway-signature": "sha256=" + "0".repeat(64) }), 401);
+  t.is(await env.webhook({ "content-type": "application/json", "x-hub-signature-256": signWebhookBody("other body", SECRET) }), 401);
+  t.is(await env.webhook({ "content-type": "application/json" }), 401);
+  t.is(await env.webhook(), 202);
+});
+
+test("in commit-only mode a push is not applied but cluster changes are still committed", async (t) => {
+  const env = await setup(t, { mode: "commit-only" });
+  await shopWithRelease(env);
+  await env.pull();
+  const path = join(env.clone, `apps/${env.ns}/shop/config.yaml`);
+  await writeFile(path, (await readFile(path, "utf8")).replace(/GREETING: .*/, "GREETING: argo-will-apply"));
+  await git(env.clone, "commit", "-qam", "user: edit for Argo CD");
+  await git(env.clone, "push", "-q", "origin", "HEAD:main");
+  t.is(await env.webhook(), 202);
+  await env.gitops.syncNow();
+  t.is((await getConfig(env, "shop"))?.spec.env?.GREETING, "hello");
+  await apply(env.ns, appYaml("shop", IMAGE_B));
+  await eventuallyCommit(env, /: release v2: deploy /);
+});
