@@ -285,7 +285,7 @@ export class GitOpsEngine {
       query: { fieldManager: GITOPS_FIELD_MANAGER, force: true, fieldValidation: "Strict" },
     });
     const removal = removals(
-      { metadata: { labels: live.metadata.labels ?? {}, annotations: cleanObject(live as StoredObject).metadata.annotations ?? {} }, spec: live.spec ?? {} },
+      { metadata: { labels: cleanObject(live as StoredObject).metadata.labels ?? {}, annotations: cleanObject(live as StoredObject).metadata.annotations ?? {} }, spec: live.spec ?? {} },
       { metadata: { labels: desired.metadata.labels ?? {}, annotations: desired.metadata.annotations ?? {} }, spec: desired.spec ?? {} },
     );
     if (removal) {

@@ -36,6 +36,10 @@ export interface ObjectRef {
 // The rollback annotation is a one-off request the operator acts on and removes, not desired state.
 const DROPPED_ANNOTATIONS = new Set(["kubectl.kubernetes.io/last-applied-configuration", ANNOTATIONS.rollback]);
 
+/** Tracking metadata Argo CD and Flux put on live objects: theirs, not desired state, so never written to Git. */
+const TOOL_PREFIXES = ["argocd.argoproj.io/", "kustomize.toolkit.fluxcd.io/"];
+const isToolKey = (key: string) => TOOL_PREFIXES.some((p) => key.startsWith(p));
+
 export class SecretRefusedError extends Error {
   constructor(what: string) {
     super(`refusing to write ${what} to the config repository: Secrets never enter Git`);
@@ -119,10 +123,10 @@ export function cleanObject(obj: StoredObject): StoredObject {
   }
   const metadata: StoredObject["metadata"] = { name: obj.metadata.name };
   if (obj.metadata.namespace) metadata.namespace = obj.metadata.namespace;
-  const labels = obj.metadata.labels ?? {};
+  const labels = Object.fromEntries(Object.entries(obj.metadata.labels ?? {}).filter(([key]) => !isToolKey(key)));
   if (Object.keys(labels).length) metadata.labels = sortKeys(labels) as Record<string, string>;
   const annotations = Object.fromEntries(
-    Object.entries(obj.metadata.annotations ?? {}).filter(([key]) => !DROPPED_ANNOTATIONS.has(key)),
+    Object.entries(obj.metadata.annotations ?? {}).filter(([key]) => !DROPPED_ANNOTATIONS.has(key) && !isToolKey(key)),
   );
   if (Object.keys(annotations).length) metadata.annotations = sortKeys(annotations) as Record<string, string>;
   return { apiVersion: obj.apiVersion, kind: obj.kind, metadata, spec: sortKeys(obj.spec ?? {}) };

@@ -130,3 +130,16 @@ test("a change without a release says what changed and names the field manager w
   const message = commitMessage("team-a", "web", [{ kind: "App", path: "apps/team-a/web/app.yaml", before, after, meta }]);
   t.is(message.split("\n")[0], "team-a/web: update App (spec.processes.web.replicas) (by kubectl-edit)");
 });
+
+test("Argo CD and Flux tracking metadata is not written to Git", (t) => {
+  const tracked = cleanObject({
+    ...live,
+    metadata: {
+      ...live.metadata,
+      labels: { "kustomize.toolkit.fluxcd.io/name": "apps", team: "a" },
+      annotations: { "argocd.argoproj.io/tracking-id": "slipway:slipway.dev/Config:team-a/web" },
+    },
+  });
+  t.deepEqual(tracked.metadata.labels, { team: "a" });
+  t.is(tracked.metadata.annotations, undefined);
+});
