@@ -420,3 +420,29 @@ test("changes made while the API server is unreachable are picked up when the wa
   t.deepEqual(all.map((r) => r.spec.version), [1, 2]);
   t.is(all[1]!.spec.cause, "set FOO");
 });
+
+test("removing a process type and turning routing off prunes the children the App no longer needs", async (t) => {
+  const env = await setup(t);
+  await apply(env.ns, configYaml("shop", {}));
+  await apply(env.ns, appYaml("shop", IMAGE_A, "  processes:\n    web: {}\n    worker:\n      command: [\"worker\"]\n      replicas: 1\n"));
+  await eventuallyReady(env, "shop", "v1");
+  await getDeployment(env, "shop-worker");
+
+  await apply(env.ns, appYaml("shop", IMAGE_A, "  processes:\n    web: {}\n  routing:\n    enabled: false\n"));
+  let app: App | undefined;
+  await waitFor(
+    async () => {
+      app = await getApp(env, "shop");
+      return condition(app, "Ready")?.status === "True" && condition(app, "Ready")?.observedGeneration === 2;
+    },
+    60_000,
+    () => `App not Ready at generation 2: ${JSON.stringify(app?.status)}`,
+  );
+  t.is(await env.kube.getIfExists("apps/v1", "Deployment", env.ns, "shop-worker"), undefined);
+  t.is(await env.kube.getIfExists("v1", "Service", env.ns, "shop"), undefined);
+  t.is(await env.kube.getIfExists("networking.k8s.io/v1", "Ingress", env.ns, "shop"), undefined);
+  await getDeployment(env, "shop-web");
+  t.deepEqual(app!.status?.processes, { web: { desired: 1, available: 1, updated: 1 } }, "the worker's progress is gone from status");
+  t.is(app!.status?.url, undefined, "an App without routing has no URL");
+  t.deepEqual((await releases(env, "shop")).map((r) => r.spec.version), [1]);
+});

@@ -298,12 +298,16 @@ export class AppReconciler {
     return updated;
   }
 
-  /** Patches the status subresource with only the fields that changed; removed process types become null. */
+  /** Patches the status subresource with only the fields that changed; removed fields and process types become null. */
   async #writeStatus(app: App & KubeObject, next: Partial<AppStatus>): Promise<App & KubeObject> {
     const current: Partial<AppStatus> = app.status ?? {};
     const patch: Record<string, unknown> = {};
     for (const [key, value] of Object.entries(next) as [keyof AppStatus, unknown][]) {
-      if (value === undefined) continue;
+      if (value === undefined) {
+        // Given but undefined means "no longer applies" (e.g. the url once routing is off).
+        if (current[key] !== undefined) patch[key] = null;
+        continue;
+      }
       if (key === "conditions") {
         if (!sameConditions(current.conditions, value as AppStatus["conditions"])) patch[key] = value;
       } else if (key === "processes") {
