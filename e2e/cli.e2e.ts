@@ -2,6 +2,7 @@
 // operator running in-process. Users are ServiceAccounts bound to the slipway-developer / slipway-viewer
 // ClusterRoles, with token kubeconfigs. Simulated by kwok: pods (Running without containers), their logs (every
 // container "prints" SIMULATED_LOG_LINES) and the end of one-off pods (exit N when the command ends in "exit N").
+import { shortImage } from "../operator/releases.js";
 import test, { type ExecutionContext } from "ava";
 import { spawn } from "node:child_process";
 import { mkdtemp, writeFile, readFile } from "node:fs/promises";
@@ -123,7 +124,7 @@ test("a developer creates an app, sets config, sees v2 with its cause and who as
   const set = ok(t, await alice.slipway(["config:set", "hello", "GREETING=hi"]), "config:set");
   t.is(set.stdout, "=== hello Config\nKEY        VALUE\nGREETING   hi\n");
   const releases = await releasesUntil(t, alice, "hello", 2);
-  t.deepEqual(releases.map((r) => [r.spec.version, r.spec.cause, r.spec.requestedBy]), [[2, "set GREETING", "alice"], [1, `deploy ${IMAGE}`, "alice"]]);
+  t.deepEqual(releases.map((r) => [r.spec.version, r.spec.cause, r.spec.requestedBy]), [[2, "set GREETING", "alice"], [1, `deploy ${shortImage(IMAGE)}`, "alice"]]);
   await liveRelease(t, alice, "hello", "v2");
   const table = ok(t, await alice.slipway(["releases", "hello"]), "releases").stdout.split("\n");
   t.regex(table[0] ?? "", /^VERSION\s+CAUSE\s+BY\s+CREATED\s+COMMIT$/);

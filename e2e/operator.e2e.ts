@@ -2,6 +2,7 @@
 // config changes, scaling, rollbacks, invalid specs, stuck rollouts, deletion, and restarts. Each test runs its
 // own operator in-process, scoped to a fresh namespace.
 import net from "node:net";
+import { shortImage } from "../operator/releases.js";
 import test, { type ExecutionContext } from "ava";
 import { KubeConfig } from "@kubernetes/client-node";
 import type { App, Condition, Config, Release } from "../crds/v1alpha1.js";
@@ -173,7 +174,7 @@ test("an App with an image digest and a Config is rolled out as release v1 and b
   const [v1, ...others] = await releases(env, "shop");
   t.is(others.length, 0);
   t.is(v1!.metadata.name, "shop-v1");
-  t.like(v1!.spec, { app: "shop", version: 1, cause: `deploy ${IMAGE_A}`, requestedBy: USER, build: { image: IMAGE_A } });
+  t.like(v1!.spec, { app: "shop", version: 1, cause: `deploy ${shortImage(IMAGE_A)}`, requestedBy: USER, build: { image: IMAGE_A } });
   t.deepEqual(v1!.spec.config, { env: { GREETING: "hello" } });
 
   t.like(condition(app, "Ready"), { status: "True", reason: "RolloutComplete", message: "release v1 is rolled out: web 1/1" });
@@ -194,7 +195,7 @@ test("an App with an image digest and a Config is rolled out as release v1 and b
   await env.kube.get("networking.k8s.io/v1", "Ingress", env.ns, "shop");
 
   const created = await eventuallyEvent(env, "shop", "ReleaseCreated", "Normal");
-  t.is(created.note, `Release v1: deploy ${IMAGE_A} (requested by ${USER})`);
+  t.is(created.note, `Release v1: deploy ${shortImage(IMAGE_A)} (requested by ${USER})`);
   await eventuallyEvent(env, "shop", "RolloutComplete", "Normal");
 });
 

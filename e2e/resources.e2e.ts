@@ -108,7 +108,7 @@ test("a Release's spec cannot be changed after it is created, while its labels a
   t.not(changed.code, 0, "the spec change was accepted");
   t.true(changed.stderr.includes("Release spec is immutable"), changed.stderr);
   const cause = await cp.kubectl(["get", "release", "image-app-v1", "-n", ns, "-o", "jsonpath={.spec.cause}"]);
-  t.is(cause.stdout, "deploy ghcr.io/slipway-samples/image-app:1.4.2");
+  t.is(cause.stdout, "deploy ghcr.io/slipway-samples/image-app@sha256:3ecad81d5b29");
 
   const labelled = await cp.kubectl(["label", "release", "image-app-v1", "-n", ns, "team=shop"]);
   t.is(labelled.code, 0, labelled.stderr);
@@ -142,7 +142,7 @@ test("kubectl get shows an App's readiness, release and URL and a Release's vers
   t.is(releases.code, 0, releases.stderr);
   const [releaseHeader, releaseRow] = releases.stdout.trim().split("\n").map((line) => line.trim().split(/\s{2,}/));
   t.deepEqual(releaseHeader, ["NAME", "APP", "VERSION", "CAUSE", "AGE"]);
-  t.deepEqual(releaseRow?.slice(0, 4), ["image-app-v1", "image-app", "1", "deploy ghcr.io/slipway-samples/image-app:1.4.2"]);
+  t.deepEqual(releaseRow?.slice(0, 4), ["image-app-v1", "image-app", "1", "deploy ghcr.io/slipway-samples/image-app@sha256:3ecad81d5b29"]);
 });
 
 test("kubectl explain documents an App's source, a Config's secretEnv and a Release's build image", async (t) => {

@@ -241,10 +241,18 @@ async function main(): Promise<void> {
     namespace: env.WATCH_NAMESPACE || undefined,
   };
   const shutdown = handleShutdown();
-  let operator: OperatorHandle | undefined;
+  const { startPlatform, gitopsFromEnv } = await import("./platform.js");
+  let operator: { stop(): Promise<void>; synced(): boolean } | undefined;
   let starting: Promise<void> | undefined;
+  // Only the leader reconciles, commits and receives webhooks; a standby waits for the Lease.
   const lead = () => {
-    starting ??= startOperator(options).then((handle) => {
+    starting ??= startPlatform({
+      ...options,
+      gitops: gitopsFromEnv(env),
+      builds: env.SLIPWAY_BUILDS === "true" ? { pollIntervalMs: Number(env.SLIPWAY_SOURCE_POLL_SECONDS ?? 60) * 1000 } : undefined,
+      webhookSecret: env.SLIPWAY_WEBHOOK_SECRET || undefined,
+      webhookPort: env.WEBHOOK_PORT ? Number(env.WEBHOOK_PORT) : undefined,
+    }).then((handle) => {
       operator = handle;
     });
     return starting;

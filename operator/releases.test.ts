@@ -57,7 +57,7 @@ test("config changes list set and unset keys, secrets marked", (t) => {
 });
 
 test("the first release deploys the image", (t) => {
-  t.is(releaseCause(undefined, { image: IMAGE_A }, { env: { FOO: "1" } }), `deploy ${IMAGE_A}`);
+  t.is(releaseCause(undefined, { image: IMAGE_A }, { env: { FOO: "1" } }), "deploy registry.example/shop@sha256:aaaaaaaaaaaa");
 });
 
 test("a build from source is named by its short commit", (t) => {
@@ -65,7 +65,7 @@ test("a build from source is named by its short commit", (t) => {
 });
 
 test("a release that changes image and config says both", (t) => {
-  t.is(releaseCause(release(1, IMAGE_A).spec, { image: IMAGE_B }, { env: { FOO: "1" } }), `deploy ${IMAGE_B}, set FOO`);
+  t.is(releaseCause(release(1, IMAGE_A).spec, { image: IMAGE_B }, { env: { FOO: "1" } }), "deploy registry.example/shop@sha256:bbbbbbbbbbbb, set FOO");
 });
 
 test("release numbers grow past both existing releases and the remembered number", (t) => {
@@ -78,7 +78,7 @@ test("an App with a digest and no releases cuts v1", (t) => {
   const plan = planRelease({ app: app({ image: IMAGE_A }), config: config({ env: { FOO: "1" } }), releases: [] });
   t.deepEqual(plan, {
     kind: "cut",
-    spec: { app: "shop", version: 1, cause: `deploy ${IMAGE_A}`, build: { image: IMAGE_A }, config: { env: { FOO: "1" } } },
+    spec: { app: "shop", version: 1, cause: "deploy registry.example/shop@sha256:aaaaaaaaaaaa", build: { image: IMAGE_A }, config: { env: { FOO: "1" } } },
   });
 });
 
@@ -116,7 +116,7 @@ test("the requester falls back to the last field manager of the spec", (t) => {
   ];
   t.is(lastManagerOf({ name: "shop", managedFields }, ["f:spec"]), "bob-cli");
   const plan = planRelease({ app: app({ image: IMAGE_B }, { managedFields }), releases: [release(1, IMAGE_A)] });
-  t.like(plan, { kind: "cut", spec: { requestedBy: "bob-cli", cause: `deploy ${IMAGE_B}` } });
+  t.like(plan, { kind: "cut", spec: { requestedBy: "bob-cli", cause: "deploy registry.example/shop@sha256:bbbbbbbbbbbb" } });
 });
 
 test("the same change seen again after a restart cuts nothing, even with a stale release number in status", (t) => {

@@ -71,9 +71,14 @@ export function configChanges(previous: ConfigSpec | undefined, next: ConfigSpec
   return parts.join(", ");
 }
 
+/** An image as a release cause shows it (causes are read in `releases` tables): the digest cut to 12 hex digits. */
+export function shortImage(image: string): string {
+  return image.replace(/@sha256:([0-9a-f]{12})[0-9a-f]{52}$/, "@sha256:$1");
+}
+
 /** The cause of a release that follows `previous`: "deploy <image>", "set FOO, unset BAR", or both. */
 export function releaseCause(previous: ReleaseSpec | undefined, build: Build, config: ConfigSpec): string {
-  const what = build.sourceCommit ? build.sourceCommit.slice(0, 7) : build.image;
+  const what = build.sourceCommit ? build.sourceCommit.slice(0, 7) : shortImage(build.image);
   if (!previous) return `deploy ${what}`;
   const parts: string[] = [];
   if (previous.build.image !== build.image) parts.push(`deploy ${what}`);
