@@ -58,6 +58,8 @@ interface Env {
   pull(): Promise<void>;
   /** Subjects of the remote branch's commits, newest first. */
   subjects(): Promise<string[]>;
+  /** Stops GitOps, makes a change, starts GitOps again on the same clone (a crash or restart in between). */
+  whileStopped(change: () => Promise<void>): Promise<void>;
   /** Posts a push webhook to the GitOps handler; returns the HTTP status. */
   webhook(headers?: Record<string, string>): Promise<number>;
 }
@@ -71,17 +73,20 @@ async function setup(t: ExecutionContext, opts: { mode?: "sync" | "commit-only" 
   await server.createBareRepo(repoName);
   const url = server.url(repoName);
   const operator = await startOperator({ kubeConfig: cp.kubeConfig(), namespace: ns, logger, concurrency: 2 });
-  const gitops = await startGitOps({
-    kubeConfig: cp.kubeConfig(),
-    repo: { url, dir: await temp() },
-    mode: opts.mode ?? "sync",
-    // Pushes reach the cluster through webhooks or syncNow() here; polling stays out of the way of races.
-    pollIntervalMs: 3_600_000,
-    webhookSecret: SECRET,
-    namespace: ns,
-    logger,
-  });
-  const hooks: Server = createServer(gitops.webhookHandler);
+  const dir = await temp();
+  const start = () =>
+    startGitOps({
+      kubeConfig: cp.kubeConfig(),
+      repo: { url, dir },
+      mode: opts.mode ?? "sync",
+      // Pushes reach the cluster through webhooks or syncNow() here; polling stays out of the way of races.
+      pollIntervalMs: 3_600_000,
+      webhookSecret: SECRET,
+      namespace: ns,
+      logger,
+    });
+  let gitops = await start();
+  const hooks: Server = createServer((req, res) => gitops.webhookHandler(req, res));
   await new Promise<void>((resolve) => hooks.listen(0, "127.0.0.1", resolve));
   const clone = await temp();
   await run("git", ["clone", "-q", url, clone]);
@@ -95,7 +100,14 @@ async function setup(t: ExecutionContext, opts: { mode?: "sync" | "commit-only" 
     ns,
     kube,
     url,
-    gitops,
+    get gitops() {
+      return gitops;
+    },
+    async whileStopped(change) {
+      await gitops.stop();
+      await change();
+      gitops = await start();
+    },
     clone,
     pull: async () => {
       await git(clone, "pull", "-q", "--rebase", "origin", "main");
@@ -341,4 +353,17 @@ test("in commit-only mode a push is not applied but cluster changes are still co
   t.is((await getConfig(env, "shop"))?.spec.env?.GREETING, "hello");
   await apply(env.ns, appYaml("shop", IMAGE_B));
   await eventuallyCommit(env, /: release v2: deploy /);
+});
+
+test("a change made while GitOps was down is committed when it starts again", async (t) => {
+  const env = await setup(t);
+  await shopWithRelease(env);
+  await env.whileStopped(async () => {
+    await apply(env.ns, configYaml("shop", { GREETING: "hello", WHILE_DOWN: "yes" }));
+    await until("the operator cut v2", async () => (await releaseVersions(env, "shop")).includes(2));
+  });
+  const commit = await eventuallyCommit(env, /: release v2: set WHILE_DOWN/);
+  t.true((await filesOf(env, commit)).includes(`apps/${env.ns}/shop/config.yaml`));
+  await env.gitops.idle();
+  t.is((await env.subjects()).filter((s) => /WHILE_DOWN/.test(s)).length, 1);
 });

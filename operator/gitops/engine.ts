@@ -129,12 +129,18 @@ export class GitOpsEngine {
   }
 
   /** Brings one App's objects and files in step; see the file comment. */
-  async reconcileApp(namespace: string, app: string): Promise<void> {
-    if (this.#namespace && namespace !== this.#namespace) return;
+  /**
+   * With `holdForRelease`, an App/Config change is not committed while the operator is about to cut a release
+   * for it (so both land in one commit); returns "held" then, and the caller tries again a little later.
+   */
+  async reconcileApp(namespace: string, app: string, holdForRelease = false): Promise<"done" | "held"> {
+    if (this.#namespace && namespace !== this.#namespace) return "done";
     for (let attempt = 1; ; attempt++) {
       const head = await this.#repo.head();
       const items = await this.#plan(namespace, app, head);
       const commits = items.filter((i) => i.decision.action === "commit");
+      const releaseInCommit = commits.some((i) => i.kind === "Release" && i.cluster);
+      if (holdForRelease && commits.length && !releaseInCommit && (await this.releaseExpected(namespace, app))) return "held";
       let recorded = head;
       if (commits.length) {
         const changes: FileChanges = new Map(commits.map((i) => [i.path, i.clusterText ?? null]));
@@ -163,7 +169,7 @@ export class GitOpsEngine {
         }
       }
       await this.#carryOut(namespace, app, items, recorded);
-      return;
+      return "done";
     }
   }
 

@@ -75,21 +75,25 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
     tail = run.catch((err: unknown) => log.warn({ err, what }, "GitOps step failed; it is retried on the next event or poll"));
     return run;
   };
+  // An App or Config change waits briefly, and for the Release the operator cuts for it, so both share a commit.
+  const timers = new Map<string, NodeJS.Timeout>();
+  const waiting = new Map<string, number>();
   const queuedApps = new Set<string>();
   const enqueueApp = (key: string) => {
     if (queuedApps.has(key) || stopped) return;
     queuedApps.add(key);
+    const since = waiting.get(key) ?? Date.now();
     void lane(`reconcile ${key}`, async () => {
       queuedApps.delete(key);
       const [ns = "", app = ""] = key.split("/");
-      await engine.reconcileApp(ns, app);
+      const result = await engine.reconcileApp(ns, app, Date.now() - since < releaseWaitMs);
+      if (result === "held") {
+        waiting.set(key, since);
+        schedule(key, 250);
+      }
     }).catch(() => undefined);
   };
-
-  // An App or Config change waits briefly, and for the Release the operator cuts for it, so both share a commit.
-  const timers = new Map<string, NodeJS.Timeout>();
-  const waiting = new Map<string, number>();
-  const schedule = (key: string, delay: number) => {
+  function schedule(key: string, delay: number): void {
     clearTimeout(timers.get(key));
     if (!waiting.has(key)) waiting.set(key, Date.now());
     timers.set(
@@ -106,16 +110,16 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
         } catch (err) {
           log.debug({ err, app: key }, "cannot tell whether a release is coming; committing now");
         }
-        waiting.delete(key);
         enqueueApp(key);
+        waiting.delete(key);
       }, delay),
     );
-  };
+  }
   const now = (key: string) => {
     clearTimeout(timers.get(key));
     timers.delete(key);
-    waiting.delete(key);
     enqueueApp(key);
+    waiting.delete(key);
   };
 
   const syncNow = () => lane("sync", () => engine.sync());
