@@ -8,7 +8,7 @@ import type { Logger } from "pino";
 import { API_VERSION, LABELS } from "../crds/v1alpha1.js";
 import type { PlatformSettings } from "../functions/render.js";
 import { AppReconciler } from "./app-reconciler.js";
-import { Kube, type KubeObject } from "./kube.js";
+import { isConflict, Kube, type KubeObject } from "./kube.js";
 import { log as rootLog } from "./log.js";
 import { queueDepth, reconcileDuration, reconcileErrors, reconcileTotal, releasesCut } from "./metrics.js";
 import { WorkQueue } from "./queue.js";
@@ -73,7 +73,9 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
     {
       concurrency: options.concurrency ?? 4,
       onDepth: (depth) => queueDepth.set(depth),
-      onError: (key, err, retryInMs) => log.warn({ err, app: key, retryInMs }, "reconcile failed; retrying"),
+      // A 409 is optimistic concurrency doing its job (the App changed while we reconciled): retry quietly.
+      onError: (key, err, retryInMs) => (isConflict(err) ? log.debug({ app: key, retryInMs }, "App changed during reconcile; retrying")
+        : log.warn({ err, app: key, retryInMs }, "reconcile failed; retrying")),
     },
   );
 

@@ -424,6 +424,8 @@ class BuildController {
         app: app.metadata.name,
         version: nextReleaseNumber(own, app.status?.latestReleaseNumber),
         cause: releaseCause(own.at(-1)?.spec, build, config),
+        // A build is asked for by a push to the source branch; the PipelineRun names the commit it built.
+        requestedBy: `build ${build.pipelineRun ?? ""}`.trim(),
         build,
         config,
       }, configObj);

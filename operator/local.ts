@@ -1,0 +1,156 @@
+// `npm start`: Slipway on its embedded default. A local control plane (etcd, kube-apiserver, controller
+// manager, scheduler, kwok), a local Git server holding the config repository and a sample source
+// repository, the operator with GitOps and builds, and the sample apps. Ctrl-C stops everything.
+// Simulated here, and said so: pods (kwok marks them Running without containers) and builds (there is no
+// Tekton controller; a stand-in completes PipelineRuns).
+import { execFile } from "node:child_process";
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { parseAllDocuments } from "yaml";
+import type { ControlPlane } from "../e2e/harness/controlplane.js";
+import type { GitServer } from "../e2e/harness/gitserver.js";
+import type { StandIn } from "./local/tekton-standin.js";
+import type { Platform } from "./platform.js";
+
+// The operator's JSON logs would drown the walkthrough printed here; LOG_LEVEL=info shows them.
+process.env.LOG_LEVEL ??= "warn";
+const { startControlPlane, repoRoot } = await import("../e2e/harness/controlplane.js");
+const { startGitServer } = await import("../e2e/harness/gitserver.js");
+const { log } = await import("./log.js");
+const { startTektonStandIn } = await import("./local/tekton-standin.js");
+const { startPlatform } = await import("./platform.js");
+
+const run = promisify(execFile);
+const NAMESPACE = "demo";
+const say = (line = "") => process.stdout.write(`${line}\n`);
+
+async function kubectlOk(cp: ControlPlane, args: string[], input?: string): Promise<string> {
+  const r = await cp.kubectl(args, { input });
+  if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")}: ${r.stderr.trim()}`);
+  return r.stdout;
+}
+
+/** A source repository for the source-app sample: a Procfile and a tiny app, pushed to the local Git server. */
+async function pushSampleSource(git: GitServer, work: string): Promise<string> {
+  await git.createBareRepo("source-app");
+  const dir = join(work, "source-app");
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, "Procfile"), "web: node server.js\nworker: node worker.js\n");
+  await writeFile(join(dir, "server.js"), "require('http').createServer((q, s) => s.end('hello from source-app\\n')).listen(process.env.PORT);\n");
+  await writeFile(join(dir, "worker.js"), "setInterval(() => console.log('working'), 5000);\n");
+  const g = (...args: string[]) => run("git", ["-C", dir, ...args]);
+  await g("init", "-q", "-b", "main");
+  await g("add", ".");
+  await g("-c", "user.name=Slipway Sample", "-c", "user.email=sample@slipway.dev", "commit", "-q", "-m", "Sample app with a Procfile");
+  await g("push", "-q", git.url("source-app"), "main");
+  return git.url("source-app");
+}
+
+/** The sample apps' App, Config and Secret objects (not their Releases: the operator cuts those). */
+async function sampleObjects(sourceUrl: string): Promise<string> {
+  const docs: string[] = [];
+  const samples = join(repoRoot, "samples", "apps");
+  for (const name of (await readdir(samples)).sort()) {
+    for (const file of ["secret.yaml", "config.yaml", "app.yaml"]) {
+      const text = await readFile(join(samples, name, file), "utf8").catch(() => undefined);
+      if (!text) continue;
+      for (const doc of parseAllDocuments(text)) {
+        if (doc.get("kind") === "App" && doc.hasIn(["spec", "source", "git"])) doc.setIn(["spec", "source", "git"], sourceUrl);
+        docs.push(doc.toString());
+      }
+    }
+  }
+  return docs.join("---\n");
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const work = await mkdtemp(join(tmpdir(), "slipway-local-"));
+  const cleanups: (() => Promise<void> | void)[] = [() => rm(work, { recursive: true, force: true })];
+  let stopping = false;
+  const stop = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    say("\nStopping Slipway …");
+    for (const cleanup of cleanups.reverse()) await Promise.resolve(cleanup()).catch((err: unknown) => log.error({ err }, "cleanup failed"));
+    say("Stopped: every process ended and temporary files removed.");
+    process.exit(code);
+  };
+  process.on("SIGINT", () => void stop(0));
+  process.on("SIGTERM", () => void stop(0));
+
+  try {
+    say("Starting Slipway on its embedded default (a local control plane; pods simulated by kwok).");
+    const cp = await startControlPlane({ progress: (line) => say(`  ${line}`) });
+    cleanups.push(() => cp.stop());
+    say("  installing the Slipway CRDs and, for builds, Tekton's CRDs and the buildpacks Pipeline");
+    await kubectlOk(cp, ["apply", "--server-side", "-f", "crds/"]);
+    await kubectlOk(cp, ["apply", "--server-side", "-f", "e2e/tekton-crds/"]);
+    await kubectlOk(cp, ["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"]);
+    await kubectlOk(cp, ["create", "namespace", NAMESPACE]);
+    await kubectlOk(cp, ["apply", "--server-side", "-n", NAMESPACE, "-k", "samples/tekton"]);
+
+    say("  starting the local Git server (git http-backend) with the config repository and a sample source repository");
+    const git = await startGitServer();
+    cleanups.push(() => git.stop());
+    await git.createBareRepo("slipway-config");
+    const sourceUrl = await pushSampleSource(git, work);
+
+    say("  starting the operator, GitOps (sync mode) and builds");
+    const platform: Platform = await startPlatform({
+      kubeConfig: cp.kubeConfig(),
+      gitops: { repo: { url: git.url("slipway-config"), dir: join(work, "config-clone") }, mode: "sync", pollIntervalMs: 5000 },
+      builds: { pollIntervalMs: 5000 },
+      webhookSecret: "local-webhook-secret",
+      webhookPort: 0,
+    });
+    cleanups.push(() => platform.stop());
+    const standIn: StandIn = startTektonStandIn(cp.kubeConfig(), NAMESPACE);
+    cleanups.push(() => standIn.stop());
+
+    say(`  applying the sample apps into namespace "${NAMESPACE}"`);
+    await kubectlOk(cp, ["apply", "--server-side", "--field-manager=slipway-samples", "-n", NAMESPACE, "-f", "-"], await sampleObjects(sourceUrl));
+    const ready = await cp.kubectl(["wait", "--for=condition=Ready", "--timeout=120s", "-n", NAMESPACE, "apps.slipway.dev", "--all"]);
+    await platform.gitops?.idle();
+
+    const bin = join(work, "bin");
+    await mkdir(bin);
+    await writeFile(join(bin, "kubectl-slipway"), `#!/bin/sh\nexec node ${JSON.stringify(join(repoRoot, "dist", "cli", "main.js"))} "$@"\n`);
+    await chmod(join(bin, "kubectl-slipway"), 0o755);
+
+    say("");
+    say(ready.code === 0 ? `Slipway is up in ${Math.round((Date.now() - started) / 1000)}s; every sample app is Ready:` : "Slipway is up, but not every sample app became Ready within 2 minutes:");
+    say((await cp.kubectl(["get", "apps.slipway.dev", "-n", NAMESPACE])).stdout.trimEnd());
+    say("");
+    say("Releases the operator cut:");
+    say((await cp.kubectl(["get", "releases.slipway.dev", "-n", NAMESPACE])).stdout.trimEnd());
+    const clone = join(work, "config-view");
+    await run("git", ["clone", "-q", git.url("slipway-config"), clone]);
+    say("");
+    say("Commits in the config repository (git log):");
+    say((await run("git", ["-C", clone, "log", "--format=  %h %s"])).stdout.trimEnd());
+    say(`
+Simulated here: pods (kwok marks them Running and Ready; no containers run) and builds (no Tekton
+controller: a stand-in completes each PipelineRun with a made-up digest). Everything else is real.
+
+Try it:
+  export KUBECONFIG=${cp.kubeconfigPath}
+  export PATH=${bin}:$PATH
+  kubectl get apps,releases -n ${NAMESPACE}
+  kubectl slipway -n ${NAMESPACE} config:set image-app GREETING=hello
+  kubectl slipway -n ${NAMESPACE} releases image-app
+  kubectl slipway -n ${NAMESPACE} rollback image-app
+  git clone ${git.url("slipway-config")} && git -C slipway-config log --stat
+Webhooks: POST http://127.0.0.1:${platform.webhookPort}/webhooks/config and /webhooks/source (secret "local-webhook-secret")
+
+Press Ctrl-C to stop.`);
+  } catch (err) {
+    log.error({ err }, "Slipway failed to start");
+    process.stderr.write(`\nSlipway failed to start: ${(err as Error).message}\n`);
+    await stop(1);
+  }
+}
+
+await main();
