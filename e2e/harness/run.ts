@@ -16,7 +16,11 @@ const server = (JSON.parse(version.stdout || "{}") as { serverVersion?: { gitVer
 console.log(`e2e: control plane ready in ${((Date.now() - started) / 1000).toFixed(1)}s — kube-apiserver ${server} at ${cp.server}`);
 
 const files = process.argv.slice(2);
-const ava = spawn(process.execPath, [`${repoRoot}/node_modules/ava/entrypoints/cli.mjs`, ...(files.length ? files : ["dist/e2e/**/*.e2e.js"])], {
+// Every e2e file runs operators, Git servers and kubectl against one control plane; on a 2-core machine more
+// than two files at once starve each other's timers (leases, commit settling) and make failures meaningless.
+const concurrency = process.env.SLIPWAY_E2E_CONCURRENCY ?? "2";
+const ava = spawn(process.execPath, [`${repoRoot}/node_modules/ava/entrypoints/cli.mjs`, `--concurrency=${concurrency}`,
+  ...(files.length ? files : ["dist/e2e/**/*.e2e.js"])], {
   stdio: "inherit",
   cwd: repoRoot,
   env: { ...process.env, [ENV_KUBECONFIG]: cp.kubeconfigPath, [ENV_DIR]: cp.dir },
