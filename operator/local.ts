@@ -20,7 +20,7 @@ const { startControlPlane, repoRoot } = await import("../e2e/harness/controlplan
 const { startGitServer } = await import("../e2e/harness/gitserver.js");
 const { log } = await import("./log.js");
 const { startTektonStandIn } = await import("./local/tekton-standin.js");
-const { startPlatform } = await import("./platform.js");
+const { startPlatform, listenForWebhooks } = await import("./platform.js");
 
 const run = promisify(execFile);
 const NAMESPACE = "demo";
@@ -104,9 +104,10 @@ async function main(): Promise<void> {
       gitops: { repo: { url: git.url("slipway-config"), dir: join(work, "config-clone") }, mode: "sync", pollIntervalMs: 5000 },
       builds: { pollIntervalMs: 5000 },
       webhookSecret: "local-webhook-secret",
-      webhookPort: 0,
     });
     cleanups.push(() => platform.stop());
+    const webhooks = await listenForWebhooks(0, () => platform.webhookHandler);
+    cleanups.push(() => webhooks.close());
     const standIn: StandIn = startTektonStandIn(cp.kubeConfig(), NAMESPACE);
     cleanups.push(() => standIn.stop());
 
@@ -143,7 +144,7 @@ Try it:
   kubectl slipway -n ${NAMESPACE} releases image-app
   kubectl slipway -n ${NAMESPACE} rollback image-app
   git clone ${git.url("slipway-config")} && git -C slipway-config log --stat
-Webhooks: POST http://127.0.0.1:${platform.webhookPort}/webhooks/config and /webhooks/source (secret "local-webhook-secret")
+Webhooks: POST http://127.0.0.1:${webhooks.port}/webhooks/config and /webhooks/source (secret "local-webhook-secret")
 
 Press Ctrl-C to stop.`);
   } catch (err) {

@@ -7,6 +7,7 @@ import { KubeConfig, ListWatch, Watch, type KubernetesListObject, type Kubernete
 import type { Logger } from "pino";
 import { API_VERSION, LABELS } from "../crds/v1alpha1.js";
 import type { PlatformSettings } from "../functions/render.js";
+import type { Platform } from "./platform.js";
 import { AppReconciler } from "./app-reconciler.js";
 import { isConflict, Kube, type KubeObject } from "./kube.js";
 import { log as rootLog } from "./log.js";
@@ -243,8 +244,8 @@ async function main(): Promise<void> {
     namespace: env.WATCH_NAMESPACE || undefined,
   };
   const shutdown = handleShutdown();
-  const { startPlatform, gitopsFromEnv } = await import("./platform.js");
-  let operator: { stop(): Promise<void>; synced(): boolean } | undefined;
+  const { startPlatform, gitopsFromEnv, listenForWebhooks } = await import("./platform.js");
+  let operator: Platform | undefined;
   let starting: Promise<void> | undefined;
   // Only the leader reconciles, commits and receives webhooks; a standby waits for the Lease.
   const lead = () => {
@@ -253,7 +254,6 @@ async function main(): Promise<void> {
       gitops: gitopsFromEnv(env),
       builds: env.SLIPWAY_BUILDS === "true" ? { pollIntervalMs: Number(env.SLIPWAY_SOURCE_POLL_SECONDS ?? 60) * 1000 } : undefined,
       webhookSecret: env.SLIPWAY_WEBHOOK_SECRET || undefined,
-      webhookPort: env.WEBHOOK_PORT ? Number(env.WEBHOOK_PORT) : undefined,
     }).then((handle) => {
       operator = handle;
     });
@@ -285,6 +285,10 @@ async function main(): Promise<void> {
     shutdown.add("operator", follow);
   }
   shutdown.add("health server", () => health.close());
+  if (env.WEBHOOK_PORT) {
+    const webhooks = await listenForWebhooks(Number(env.WEBHOOK_PORT), () => operator?.webhookHandler);
+    shutdown.add("webhook receiver", () => webhooks.close());
+  }
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

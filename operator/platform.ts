@@ -21,16 +21,14 @@ export interface PlatformOptions {
   builds?: { pollIntervalMs: number };
   /** Secret the Git hosts sign webhooks with (both the config repository's and the sources'). */
   webhookSecret?: string;
-  /** Port for the webhook receiver (POST /webhooks/config, POST /webhooks/source); 0 picks one; undefined: none. */
-  webhookPort?: number;
 }
 
 export interface Platform {
   operator: OperatorHandle;
   gitops?: GitOpsHandle;
   builds?: Builds;
-  /** Port of the webhook receiver, when one runs. */
-  webhookPort?: number;
+  /** Routes POST /webhooks/config (config repository pushes) and POST /webhooks/source (source pushes, PRs). */
+  webhookHandler(req: IncomingMessage, res: ServerResponse): void;
   synced(): boolean;
   stop(): Promise<void>;
 }
@@ -58,30 +56,41 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
       : undefined;
     if (builds) stops.push(() => builds.stop());
 
-    let webhookPort: number | undefined;
-    if (options.webhookPort !== undefined) {
-      const routes: Record<string, ((req: IncomingMessage, res: ServerResponse) => void) | undefined> = {
-        "/webhooks/config": gitops?.webhookHandler,
-        "/webhooks/source": builds?.webhookHandler,
-      };
-      const server = createServer((req, res) => {
-        const handler = req.method === "POST" ? routes[new URL(req.url ?? "/", "http://x").pathname] : undefined;
-        if (handler) return handler(req, res);
-        res.writeHead(404, { "content-type": "text/plain" }).end("not found: POST /webhooks/config or /webhooks/source\n");
-      });
-      await new Promise<void>((resolve, reject) => {
-        server.once("error", (cause) => reject(new Error(`webhook receiver: cannot listen on port ${options.webhookPort}`, { cause })));
-        server.listen(options.webhookPort, resolve);
-      });
-      webhookPort = (server.address() as AddressInfo).port;
-      stops.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
-      log.info({ port: webhookPort }, "webhook receiver listening");
-    }
-    return { operator, gitops, builds, webhookPort, synced: () => operator.synced(), stop: stopAll };
+    const routes: Record<string, ((req: IncomingMessage, res: ServerResponse) => void) | undefined> = {
+      "/webhooks/config": gitops?.webhookHandler,
+      "/webhooks/source": builds?.webhookHandler,
+    };
+    const webhookHandler = (req: IncomingMessage, res: ServerResponse) => {
+      const handler = req.method === "POST" ? routes[new URL(req.url ?? "/", "http://x").pathname] : undefined;
+      if (handler) return handler(req, res);
+      res.writeHead(404, { "content-type": "text/plain" }).end("not found: POST /webhooks/config or /webhooks/source\n");
+    };
+    return { operator, gitops, builds, webhookHandler, synced: () => operator.synced(), stop: stopAll };
   } catch (err) {
     await stopAll();
     throw err;
   }
+}
+
+/**
+ * Listens for Git hosts' webhooks. `handler()` gives the leader's handler, or undefined on a standby replica,
+ * which answers 503 so the host's delivery shows as failed (polling still picks the change up).
+ */
+export async function listenForWebhooks(port: number, handler: () => Platform["webhookHandler"] | undefined): Promise<{ port: number; close(): Promise<void> }> {
+  const server = createServer((req, res) => {
+    const h = handler();
+    if (h) return h(req, res);
+    res.writeHead(503, { "content-type": "text/plain", "retry-after": "5" }).end("this replica is not the leader\n");
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", (cause) => reject(new Error(`webhook receiver: cannot listen on port ${port}`, { cause })));
+    server.listen(port, resolve);
+  });
+  rootLog.info({ port: (server.address() as AddressInfo).port }, "webhook receiver listening");
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
 }
 
 /** Platform options from the operator's environment (see operator/deploy/deployment.yaml). */
