@@ -3,8 +3,8 @@
 // Gateway API CRDs are not installed on the control plane, so HTTPRoutes are only covered by unit goldens.
 import test from "ava";
 import { spawn } from "node:child_process";
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync } from "node:fs";
-import { homedir, tmpdir } from "node:os";
+import { chmodSync, cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
 import type { App } from "../crds/v1alpha1.js";
@@ -16,7 +16,6 @@ import { controlPlane, freshNamespace, installCrds } from "./harness/suite.js";
 
 const main = join(repoRoot, "dist", "functions", "main.js");
 const samples = readdirSync(join(repoRoot, "samples", "apps")).sort();
-const KUSTOMIZE_VERSION = "v5.5.0";
 
 test.before(() => {
   // tsc does not keep the executable bit (npm sets it when the package is installed); kpt and kustomize exec it.
@@ -68,14 +67,10 @@ function withoutFileAnnotations(o: KubernetesObject): KubernetesObject {
 
 /** A standalone kustomize: kubectl 1.32's built-in kustomize has no --enable-exec and skips exec functions. */
 async function kustomize(): Promise<string> {
-  const cache = process.env.SLIPWAY_CACHE_DIR ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "slipway");
-  const bin = join(cache, `kustomize-${KUSTOMIZE_VERSION}`);
-  if (!existsSync(join(bin, "kustomize"))) {
-    mkdirSync(bin, { recursive: true });
-    const built = await exec("go", ["install", `sigs.k8s.io/kustomize/kustomize/v5@${KUSTOMIZE_VERSION}`], { env: { GOBIN: bin, CGO_ENABLED: "0" }, cwd: tmpdir() });
-    if (built.code !== 0) throw new Error(`cannot build kustomize ${KUSTOMIZE_VERSION}: ${built.stderr}`);
-  }
-  return join(bin, "kustomize");
+  // Pinned and built (once per machine, cached outside the repo) by the control plane's build script.
+  const built = await exec(join(repoRoot, "e2e", "controlplane", "build.sh"), ["--kustomize"]);
+  if (built.code !== 0) throw new Error(`cannot build kustomize: ${built.stderr}`);
+  return built.stdout.trim();
 }
 
 function tempCopy(t: import("ava").ExecutionContext, dir: string): string {
