@@ -30,8 +30,14 @@ export class WorkQueue {
   readonly #maxDelayMs: number;
   readonly #onDepth: (depth: number) => void;
   readonly #onError: (key: string, err: unknown, retryInMs: number) => void;
-  /** Keys waiting to run, in arrival order; never contains a running key. */
+  /** Keys waiting to run; never contains a running key. */
   readonly #waiting = new Set<string>();
+  /**
+   * The waiting keys in arrival order, read from #head. Taking the first entry of a Set and deleting it slows
+   * down as deleted entries pile up (V8 keeps them as holes), so large backlogs are read from an array.
+   */
+  #order: string[] = [];
+  #head = 0;
   readonly #running = new Map<string, Promise<void>>();
   /** Running keys that were enqueued again meanwhile: they run once more when the current run ends. */
   readonly #dirty = new Set<string>();
@@ -74,7 +80,7 @@ export class WorkQueue {
     });
     this.#cancelTimer(key);
     if (this.#running.has(key)) this.#dirty.add(key);
-    else this.#waiting.add(key);
+    else this.#addWaiting(key);
     this.#reportDepth();
     this.#pump();
     return settled;
@@ -100,6 +106,8 @@ export class WorkQueue {
     this.#stopped = true;
     for (const key of [...this.#timers.keys()]) this.#cancelTimer(key);
     this.#waiting.clear();
+    this.#order = [];
+    this.#head = 0;
     this.#dirty.clear();
     this.#reportDepth();
     await Promise.allSettled([...this.#running.values()]);
@@ -109,8 +117,7 @@ export class WorkQueue {
 
   #pump(): void {
     while (!this.#stopped && this.#running.size < this.#concurrency && this.#waiting.size > 0) {
-      const key = this.#waiting.values().next().value as string;
-      this.#waiting.delete(key);
+      const key = this.#takeWaiting();
       const waiters = this.#settle.get(key) ?? [];
       this.#settle.delete(key);
       this.#running.set(key, this.#run(key, waiters));
@@ -138,9 +145,27 @@ export class WorkQueue {
       if (this.#dirty.delete(key) && !this.#stopped) {
         // It runs again right away, which supersedes any retry just scheduled.
         this.#cancelTimer(key);
-        this.#waiting.add(key);
+        this.#addWaiting(key);
       }
       this.#pump();
+    }
+  }
+
+  #addWaiting(key: string): void {
+    if (this.#waiting.has(key)) return;
+    this.#waiting.add(key);
+    this.#order.push(key);
+  }
+
+  /** The longest-waiting key; only called while #waiting is not empty. */
+  #takeWaiting(): string {
+    for (;;) {
+      const key = this.#order[this.#head++] as string;
+      if (this.#head > 1024 && this.#head * 2 > this.#order.length) {
+        this.#order = this.#order.slice(this.#head);
+        this.#head = 0;
+      }
+      if (this.#waiting.delete(key)) return key;
     }
   }
 
