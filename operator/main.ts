@@ -281,8 +281,9 @@ async function main(): Promise<void> {
     });
     shutdown.add("leader election", () => election.stop());
   } else {
-    await lead();
+    // Registered first: a SIGTERM during startup waits for the start, then stops what it started.
     shutdown.add("operator", follow);
+    await lead();
   }
   shutdown.add("health server", () => health.close());
   if (env.WEBHOOK_PORT) {

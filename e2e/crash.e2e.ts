@@ -1,0 +1,368 @@
+// The operator as a real process (`node dist/operator/main.js`) killed mid-reconcile: SIGKILL while releases
+// are being cut or a rollback is under way, then a new process — the same desired state is reached with
+// release numbers 1..N, none repeated, none skipped. And SIGTERM: exit 0 after the reconcile in flight finished.
+import { spawn, type ChildProcess } from "node:child_process";
+import { join } from "node:path";
+import test, { type ExecutionContext } from "ava";
+import type { App, Config, Release } from "../crds/v1alpha1.js";
+import { Kube, type KubeObject } from "../operator/kube.js";
+import { repoRoot } from "./harness/controlplane.js";
+import { controlPlane, freshNamespace, installCrds, waitFor } from "./harness/suite.js";
+
+const IMAGE_A = `registry.example/shop@sha256:${"a".repeat(64)}`;
+const IMAGE_B = `registry.example/shop@sha256:${"b".repeat(64)}`;
+const OPERATOR = join(repoRoot, "dist", "operator", "main.js");
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+test.before(async () => {
+  await installCrds();
+});
+
+/** One line of the operator's JSON log. */
+interface LogLine {
+  msg?: string;
+  release?: string;
+  [field: string]: unknown;
+}
+
+type Exit = { code: number | null; signal: NodeJS.Signals | null };
+
+/** A running `node dist/operator/main.js`, its log parsed line by line as it arrives. */
+class OperatorProcess {
+  readonly name: string;
+  readonly lines: LogLine[] = [];
+  readonly exited: Promise<Exit>;
+  readonly #child: ChildProcess;
+  #output = "";
+  #partial = "";
+  readonly #waiters = new Set<(line: LogLine) => void>();
+
+  constructor(name: string, env: NodeJS.ProcessEnv) {
+    this.name = name;
+    this.#child = spawn(process.execPath, [OPERATOR], { cwd: repoRoot, env, stdio: ["ignore", "pipe", "pipe"] });
+    this.#child.stdout?.on("data", (d: Buffer) => this.#read(d.toString()));
+    this.#child.stderr?.on("data", (d: Buffer) => (this.#output += `[stderr] ${d.toString()}`));
+    this.exited = new Promise((resolve) => this.#child.on("exit", (code, signal) => resolve({ code, signal })));
+  }
+
+  get running(): boolean {
+    return this.#child.exitCode === null && this.#child.signalCode === null;
+  }
+
+  /** The last lines of stdout and stderr (each cut to 300 characters), for failure messages. */
+  tail(lines = 30): string {
+    const last = this.#output.trimEnd().split("\n").slice(-lines).map((l) => (l.length > 300 ? `${l.slice(0, 300)}…` : l));
+    return `--- ${this.name} (pid ${this.#child.pid}) ---\n${last.join("\n")}`;
+  }
+
+  /**
+   * Resolves with the first line from index `from` on that matches; with `signal`, sends it to the process in
+   * the same tick the line arrives, so the reconcile that logged it is still in flight.
+   */
+  when(match: (line: LogLine) => boolean, options: { from?: number; signal?: NodeJS.Signals; timeoutMs?: number } = {}): Promise<LogLine> {
+    const { from = 0, signal, timeoutMs = 30_000 } = options;
+    return new Promise((resolve, reject) => {
+      const hit = (line: LogLine) => {
+        if (signal) this.#child.kill(signal);
+        resolve(line);
+      };
+      const earlier = this.lines.slice(from).find(match);
+      if (earlier) return hit(earlier);
+      const timer = setTimeout(() => {
+        this.#waiters.delete(waiter);
+        reject(new Error(`${this.name} logged no matching line within ${timeoutMs / 1000}s (its log is below)`));
+      }, timeoutMs);
+      const waiter = (line: LogLine) => {
+        if (!match(line)) return;
+        this.#waiters.delete(waiter);
+        clearTimeout(timer);
+        hit(line);
+      };
+      this.#waiters.add(waiter);
+    });
+  }
+
+  kill(signal: NodeJS.Signals): void {
+    if (this.running) this.#child.kill(signal);
+  }
+
+  #read(chunk: string): void {
+    this.#output += chunk;
+    const text = this.#partial + chunk;
+    const parts = text.split("\n");
+    this.#partial = parts.pop() ?? "";
+    for (const part of parts) {
+      let line: LogLine;
+      try {
+        line = JSON.parse(part) as LogLine;
+      } catch {
+        line = { msg: part };
+      }
+      this.lines.push(line);
+      for (const waiter of [...this.#waiters]) waiter(line);
+    }
+  }
+}
+
+interface Env {
+  ns: string;
+  kube: Kube;
+  /** Starts another operator process for the namespace. */
+  spawn(): OperatorProcess;
+  /** Starts another operator process for the namespace and waits until it has listed and started. */
+  start(): Promise<OperatorProcess>;
+  /** Every process started so far, oldest first. */
+  processes: OperatorProcess[];
+  /** The output of every process, for failure messages. */
+  output(): string;
+}
+
+async function setup(t: ExecutionContext): Promise<Env> {
+  const cp = await controlPlane();
+  const ns = await freshNamespace(t);
+  const processes: OperatorProcess[] = [];
+  const env: Env = {
+    ns,
+    kube: new Kube(cp.kubeConfig()),
+    processes,
+    output: () => processes.map((p) => p.tail()).join("\n"),
+    spawn() {
+      const childEnv: NodeJS.ProcessEnv = { ...process.env, KUBECONFIG: cp.kubeconfigPath, WATCH_NAMESPACE: ns, HTTP_PORT: "0", LOG_LEVEL: "info" };
+      for (const key of Object.keys(childEnv)) if (key.startsWith("SLIPWAY_") || key === "LEADER_ELECTION") delete childEnv[key];
+      const operator = new OperatorProcess(`operator #${processes.length + 1}`, childEnv);
+      processes.push(operator);
+      return operator;
+    },
+    async start() {
+      const operator = env.spawn();
+      const started = operator.when((l) => l.msg === "operator started", { timeoutMs: 40_000 });
+      const died = operator.exited.then((exit) => {
+        throw new Error(`${operator.name} exited before it started: ${JSON.stringify(exit)}\n${operator.tail()}`);
+      });
+      await Promise.race([started, died]);
+      return operator;
+    },
+  };
+  t.teardown(async () => {
+    if (!t.passed) t.log(`the operators' logs:\n${env.output()}`);
+    // Apps carry a finalizer: delete them while an operator still runs, so the namespace can go.
+    if (!processes.some((p) => p.running)) await env.start().catch(() => undefined);
+    await cp.kubectl(["delete", "apps.slipway.dev", "--all", "-n", ns, "--timeout=30s"]);
+    for (const p of processes) p.kill("SIGKILL");
+    await Promise.all(processes.map((p) => p.exited));
+  });
+  return env;
+}
+
+async function kubectl(args: string[], input?: string): Promise<string> {
+  const r = await (await controlPlane()).kubectl(args, { input });
+  if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed: ${r.stderr}`);
+  return r.stdout;
+}
+
+const apply = (ns: string, yaml: string) => kubectl(["apply", "--server-side", "--field-manager=e2e-user", "-n", ns, "-f", "-"], yaml);
+
+function appYaml(image: string): string {
+  return `apiVersion: slipway.dev/v1alpha1\nkind: App\nmetadata:\n  name: shop\nspec:\n  image: ${image}\n`;
+}
+
+function configYaml(env: Record<string, string>): string {
+  const lines = Object.entries(env).map(([k, v]) => `    ${k}: "${v}"`).join("\n");
+  return `apiVersion: slipway.dev/v1alpha1\nkind: Config\nmetadata:\n  name: shop\nspec:\n  env:\n${lines}\n`;
+}
+
+const getApp = (env: Env) => env.kube.get<App & KubeObject>("slipway.dev/v1alpha1", "App", env.ns, "shop");
+const getConfig = (env: Env) => env.kube.get<Config & KubeObject>("slipway.dev/v1alpha1", "Config", env.ns, "shop");
+
+async function releases(env: Env): Promise<Release[]> {
+  const list = await env.kube.list<Release & KubeObject>("slipway.dev/v1alpha1", "Release", env.ns);
+  return list.items.filter((r) => r.spec.app === "shop").sort((a, b) => a.spec.version - b.spec.version);
+}
+
+interface Deployment extends KubeObject {
+  spec: { template: { spec: { containers: { image: string; env?: { name: string; value?: string }[] }[] } } };
+}
+
+const webContainer = async (env: Env) =>
+  (await env.kube.get<Deployment>("apps/v1", "Deployment", env.ns, "shop-web")).spec.template.spec.containers[0];
+
+/** Waits until the App is Ready for its current generation with `release` live, and returns it. */
+async function eventuallyReady(env: Env, release: string, timeoutMs = 60_000): Promise<App & KubeObject> {
+  let last: (App & KubeObject) | undefined;
+  await waitFor(
+    async () => {
+      last = await getApp(env);
+      const ready = last.status?.conditions?.find((c) => c.type === "Ready");
+      return ready?.status === "True" && ready.observedGeneration === last.metadata.generation && last.status?.currentRelease === release;
+    },
+    timeoutMs,
+    async () => `App shop not Ready with ${release}; status: ${JSON.stringify(last?.status)}; releases: ` +
+      `${(await releases(env)).map((r) => `v${r.spec.version} ${r.spec.cause}`).join(" | ")}`,
+  );
+  return last!;
+}
+
+/** Changes the Config's STEP `count` times, 50 ms apart, as user e2e-user; resolves with the last value. */
+async function burst(env: Env, from: number, count: number): Promise<number> {
+  const path = await env.kube.path("slipway.dev/v1alpha1", "Config", env.ns, "shop");
+  for (let step = from; step < from + count; step++) {
+    await env.kube.request("PATCH", path, {
+      body: { spec: { env: { STEP: String(step) } } },
+      contentType: "application/merge-patch+json",
+      query: { fieldManager: "e2e-user" },
+    });
+    await sleep(50);
+  }
+  return from + count - 1;
+}
+
+const releaseCut = (l: LogLine) => l.msg === "release cut";
+/** Matches the n-th line that `match` matches (each line must be shown to it once, in order). */
+const nth = (n: number, match: (l: LogLine) => boolean) => {
+  let seen = 0;
+  return (l: LogLine) => match(l) && ++seen === n;
+};
+
+/**
+ * Kills `operator` with SIGKILL as it logs `match`, waits for it to die and returns the release it had just cut,
+ * after checking the kill came before that reconcile recorded the release in the App's status.
+ */
+async function killMidReconcile(t: ExecutionContext, env: Env, operator: OperatorProcess, match: (l: LogLine) => boolean, from = 0): Promise<number> {
+  const line = await operator.when(match, { from, signal: "SIGKILL" });
+  t.like(await operator.exited, { signal: "SIGKILL" });
+  const cut = Number(line.release?.slice(1));
+  const recorded = (await getApp(env)).status?.latestReleaseNumber ?? 0;
+  t.true(recorded < cut, `${operator.name} was killed after its reconcile finished (status already says ${recorded}, the cut was v${cut})`);
+  return cut;
+}
+
+test("a SIGKILLed operator, restarted three times during bursts of Config changes, releases each state once as v1..vN", async (t) => {
+  const env = await setup(t);
+  let operator = await env.start();
+  await apply(env.ns, configYaml({ GREETING: "hello", STEP: "0" }));
+  await apply(env.ns, appYaml(IMAGE_A));
+  await eventuallyReady(env, "v1");
+
+  // 1: killed right after its second release cut during a burst.
+  let from = operator.lines.length;
+  let pending = burst(env, 1, 10);
+  await killMidReconcile(t, env, operator, nth(2, releaseCut), from);
+  await pending;
+  let last = await burst(env, 11, 1); // changed while no operator runs, whenever the kill came
+
+  // 2: the next one is killed while it cuts the release catching up with what changed while none ran, which
+  // may come before it logs "operator started".
+  operator = env.spawn();
+  await killMidReconcile(t, env, operator, releaseCut);
+
+  // 3: the next one catches up, then is killed at its first release cut during another burst.
+  operator = await env.start();
+  await eventuallyReady(env, `v${(await releases(env)).length}`);
+  from = operator.lines.length;
+  pending = burst(env, last + 1, 10);
+  await killMidReconcile(t, env, operator, releaseCut, from);
+  last = await pending;
+
+  await env.start();
+  let all: Release[] = [];
+  await waitFor(async () => {
+    all = await releases(env);
+    return all.at(-1)?.spec.config.env?.STEP === String(last);
+  }, 60_000, () => `no release holds the final STEP ${last}: ${all.map((r) => `v${r.spec.version} STEP=${r.spec.config.env?.STEP}`).join(", ")}`);
+  const n = all.length;
+  const app = await eventuallyReady(env, `v${n}`);
+  all = await releases(env);
+
+  t.deepEqual(all.map((r) => r.metadata.name), Array.from({ length: n }, (_, i) => `shop-v${i + 1}`), "release numbers are 1..N, none skipped");
+  const steps = all.map((r) => Number(r.spec.config.env?.STEP));
+  t.deepEqual(steps, [...steps].sort((a, b) => a - b), "every release holds a newer Config than the one before");
+  t.is(new Set(steps).size, n, `no Config is released twice: ${steps.join(", ")}`);
+  t.true(n >= 5, `the bursts were released in several steps, not one: ${steps.join(", ")}`);
+  t.deepEqual(all.at(-1)!.spec.config, { env: { GREETING: "hello", STEP: String(last) } }, "the live release holds the final Config");
+  t.deepEqual((await getConfig(env)).spec.env, { GREETING: "hello", STEP: String(last) });
+  t.like(app.status, { currentRelease: `v${n}`, latestReleaseNumber: n });
+  t.deepEqual((await webContainer(env))?.env?.find((e) => e.name === "STEP"), { name: "STEP", value: String(last) });
+  // Settled: nothing more is released.
+  await sleep(2000);
+  t.is((await releases(env)).length, n);
+});
+
+test("a SIGKILL during a rollback leaves exactly one rollback release once the next operator has run", async (t) => {
+  const env = await setup(t);
+  let operator = await env.start();
+  await apply(env.ns, configYaml({ FOO: "one" }));
+  await apply(env.ns, appYaml(IMAGE_A));
+  await eventuallyReady(env, "v1");
+  await apply(env.ns, appYaml(IMAGE_B));
+  await eventuallyReady(env, "v2");
+  await apply(env.ns, configYaml({ FOO: "two" }));
+  await eventuallyReady(env, "v3");
+
+  const from = operator.lines.length;
+  await kubectl(["annotate", "-n", env.ns, "apps.slipway.dev/shop", "slipway.dev/rollback-to=v1", "slipway.dev/changed-by=carol"]);
+  t.is(await killMidReconcile(t, env, operator, releaseCut, from), 4);
+  t.is((await getApp(env)).metadata.annotations?.["slipway.dev/rollback-to"], "v1", "killed before the rollback was finished");
+
+  // The next one is killed too, as soon as it has started resuming the rollback.
+  operator = await env.start();
+  operator.kill("SIGKILL");
+  await operator.exited;
+
+  await env.start();
+  const app = await eventuallyReady(env, "v4");
+  const all = await releases(env);
+  t.deepEqual(all.map((r) => r.spec.version), [1, 2, 3, 4]);
+  t.is(all.filter((r) => r.spec.rollbackOf !== undefined).length, 1, "exactly one rollback release");
+  t.like(all[3]!.spec, { cause: "rollback to v1", rollbackOf: 1, requestedBy: "carol", build: { image: IMAGE_A } });
+  t.deepEqual(all[3]!.spec.config, { env: { FOO: "one" } });
+  t.is(app.spec.image, IMAGE_A, "the App's image is back at v1's");
+  t.is(app.metadata.annotations?.["slipway.dev/rollback-to"], undefined, "the annotation is removed");
+  t.deepEqual((await getConfig(env)).spec.env, { FOO: "one" }, "the Config is back at v1's");
+  t.like(app.status, { currentRelease: "v4", latestReleaseNumber: 4 });
+  t.is((await webContainer(env))?.image, IMAGE_A);
+  await sleep(2000);
+  t.is((await releases(env)).length, 4, "nothing more is released");
+});
+
+test("SIGTERM mid-reconcile: the operator finishes the reconcile in flight, then exits 0 within seconds", async (t) => {
+  const env = await setup(t);
+  const operator = await env.start();
+  await apply(env.ns, configYaml({ FOO: "one" }));
+  await apply(env.ns, appYaml(IMAGE_A));
+  await eventuallyReady(env, "v1");
+
+  const from = operator.lines.length;
+  await kubectl(["patch", "-n", env.ns, "configs.slipway.dev/shop", "--type=merge", "-p", '{"spec":{"env":{"FOO":"two"}}}']);
+  await operator.when(releaseCut, { from, signal: "SIGTERM" });
+  const sent = Date.now();
+  const exit = await Promise.race([operator.exited, sleep(5000).then(() => "still running")]);
+  t.deepEqual(exit, { code: 0, signal: null }, `exits 0 after SIGTERM\n${operator.tail()}`);
+  t.true(Date.now() - sent < 5000);
+  t.truthy(operator.lines.find((l) => l.msg === "operator stopped"), "the operator stopped its watches and queue");
+
+  // With no operator running, the reconcile that cut v2 has rolled it out and recorded it.
+  const app = await getApp(env);
+  t.like(app.status, { currentRelease: "v2", latestReleaseNumber: 2 });
+  t.deepEqual((await webContainer(env))?.env?.find((e) => e.name === "FOO"), { name: "FOO", value: "two" });
+  t.deepEqual((await releases(env)).map((r) => r.spec.version), [1, 2]);
+});
+
+test("SIGTERM while the operator is still starting: it stops what it started, then exits 0", async (t) => {
+  const env = await setup(t);
+  const first = await env.start();
+  await apply(env.ns, configYaml({ FOO: "one" }));
+  await apply(env.ns, appYaml(IMAGE_A));
+  await eventuallyReady(env, "v1");
+  first.kill("SIGKILL");
+  await first.exited;
+  await apply(env.ns, configYaml({ FOO: "two" }));
+
+  // SIGTERM as soon as the health endpoints serve: the watches are still listing, the catch-up reconcile may begin.
+  const operator = env.spawn();
+  await operator.when((l) => l.msg === "serving /healthz, /readyz and /metrics", { signal: "SIGTERM" });
+  const exit = await Promise.race([operator.exited, sleep(5000).then(() => "still running")]);
+  t.deepEqual(exit, { code: 0, signal: null }, "exits 0 after SIGTERM");
+  t.truthy(operator.lines.find((l) => l.msg === "operator stopped"), "the operator stopped its watches and queue");
+  const cut = (await releases(env)).at(-1)!.spec.version;
+  t.is((await getApp(env)).status?.latestReleaseNumber, cut, "a release cut before the exit is recorded in status");
+});
