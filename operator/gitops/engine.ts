@@ -49,6 +49,14 @@ interface Item {
 
 const objectKey = (kind: string, namespace: string, name: string) => `${kind}/${namespace}/${name}`;
 
+/**
+ * Test-only fault injection, off by default: SLIPWAY_FAULT_KILL=before-push (or after-push) SIGKILLs the
+ * process right there, so e2e/failover.e2e.ts can crash it between the local commit, the push and status.commit.
+ */
+function faultPoint(point: "before-push" | "after-push"): void {
+  if (process.env.SLIPWAY_FAULT_KILL === point) process.kill(process.pid, "SIGKILL");
+}
+
 export class GitOpsEngine {
   readonly #kube: Kube;
   readonly #repo: ConfigRepo;
@@ -94,23 +102,27 @@ export class GitOpsEngine {
   /**
    * Fetches the remote; when its head is not the one last reconciled, reconciles every App in Git or the
    * cluster. `force` reconciles everything regardless (on start: heals a crash between a change and its push).
+   * Returns the Apps ("namespace/name") held for the release the operator is about to cut: try them again shortly.
    */
-  async sync(force = false): Promise<void> {
+  async sync(force = false): Promise<string[]> {
     const remote = await this.#repo.fetch();
     const local = await this.#repo.head();
     if (remote && remote !== local) await this.#repo.resetTo(remote);
     const head = await this.#repo.head();
-    if (!force && head && head === this.#applied) return;
+    if (!force && head && head === this.#applied) return [];
     this.#applied = head;
     await this.#fixKustomizations();
+    const held: string[] = [];
     for (const [namespace, app] of await this.#allApps()) {
       try {
-        await this.reconcileApp(namespace, app);
+        // A change made while the operator was down or starting waits for its release, as a watched one does.
+        if ((await this.reconcileApp(namespace, app, true)) === "held") held.push(`${namespace}/${app}`);
       } catch (err) {
         this.#applied = undefined;
         this.#log.warn({ err, app: `${namespace}/${app}` }, "cannot reconcile an App with Git; will retry on the next sync");
       }
     }
+    return held;
   }
 
   /** A push that added or removed app files without updating kustomization.yaml files gets them regenerated. */
@@ -147,8 +159,10 @@ export class GitOpsEngine {
         const message = commitMessage(namespace, app, commits.map((i) => this.#change(namespace, i)));
         const oid = await this.#repo.commit(changes, message);
         if (oid) {
+          faultPoint("before-push");
           try {
             await this.#repo.push();
+            faultPoint("after-push");
             if (this.#applied === head) this.#applied = oid;
             recorded = oid;
             this.#log.info({ app: `${namespace}/${app}`, commit: oid, subject: message.split("\n")[0] }, "committed a cluster change");

@@ -122,8 +122,11 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
     waiting.delete(key);
   };
 
-  const syncNow = () => lane("sync", () => engine.sync());
-  await lane("initial sync", () => engine.sync(true));
+  const sync = async (force: boolean) => {
+    for (const key of await engine.sync(force)) schedule(key, 250);
+  };
+  const syncNow = () => lane("sync", () => sync(false));
+  await lane("initial sync", () => sync(true));
 
   // Watches: status-only writes (ours included) change nothing Git holds, so they are skipped.
   const fingerprints = new Map<string, string>();

@@ -1,0 +1,380 @@
+// The operator as real processes (`node dist/operator/main.js`) that die with SIGKILL: a leader replaced by its
+// standby through the Lease, and a GitOps operator killed between its local commit and the push (or between the
+// push and status.commit) or restarted while a change arrives — after the restart the change is in Git exactly once,
+// together with its release.
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import test, { type ExecutionContext } from "ava";
+import { CoordinationV1Api, type V1Lease } from "@kubernetes/client-node";
+import type { App, Config, Release } from "../crds/v1alpha1.js";
+import { Kube, type KubeObject } from "../operator/kube.js";
+import { repoRoot } from "./harness/controlplane.js";
+import { startGitServer, type GitServer } from "./harness/gitserver.js";
+import { controlPlane, freshNamespace, installCrds, waitFor } from "./harness/suite.js";
+
+const run = promisify(execFile);
+const IMAGE = `registry.example/shop@sha256:${"a".repeat(64)}`;
+const OPERATOR = join(repoRoot, "dist", "operator", "main.js");
+const V = "slipway.dev/v1alpha1";
+const LEASE = "slipway-operator";
+/** The operator's default lease duration (main.ts does not change it). */
+const LEASE_SECONDS = 15;
+const USER = "e2e-user";
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+let server: GitServer;
+const temps: string[] = [];
+
+test.before(async () => {
+  await installCrds();
+  server = await startGitServer();
+});
+test.after.always(async () => {
+  await server?.stop();
+  await Promise.all(temps.map((d) => rm(d, { recursive: true, force: true })));
+});
+
+interface LogLine {
+  msg?: string;
+  [field: string]: unknown;
+}
+
+type Exit = { code: number | null; signal: NodeJS.Signals | null };
+
+/** A running `node dist/operator/main.js` with its JSON log parsed as it arrives. */
+class OperatorProcess {
+  readonly name: string;
+  /** Its HTTP_PORT: /readyz answers 200 once it serves (GitOps included). */
+  readonly port: number;
+  readonly lines: LogLine[] = [];
+  readonly exited: Promise<Exit>;
+  readonly #child: ChildProcess;
+  #output = "";
+  #partial = "";
+
+  constructor(name: string, port: number, env: NodeJS.ProcessEnv) {
+    this.name = name;
+    this.port = port;
+    this.#child = spawn(process.execPath, [OPERATOR], { cwd: repoRoot, env, stdio: ["ignore", "pipe", "pipe"] });
+    this.#child.stdout?.on("data", (d: Buffer) => this.#read(d.toString()));
+    this.#child.stderr?.on("data", (d: Buffer) => (this.#output += `[stderr] ${d.toString()}`));
+    this.exited = new Promise((resolve) => this.#child.on("exit", (code, signal) => resolve({ code, signal })));
+  }
+
+  get running(): boolean {
+    return this.#child.exitCode === null && this.#child.signalCode === null;
+  }
+
+  logged(msg: string): boolean {
+    return this.lines.some((l) => l.msg === msg);
+  }
+
+  /** Waits until the process logs `msg`; fails early, with its output, when it exits first. */
+  async until(msg: string, timeoutMs = 40_000): Promise<void> {
+    const died = this.exited.then((exit) => {
+      throw new Error(`${this.name} exited before it logged "${msg}": ${JSON.stringify(exit)}\n${this.tail()}`);
+    });
+    const logged = waitFor(async () => this.logged(msg), timeoutMs, () => `${this.name} did not log "${msg}"\n${this.tail()}`);
+    await Promise.race([logged, died]);
+  }
+
+  /** Waits until /readyz answers 200: the operator and GitOps have started (the first sync is done). */
+  async ready(timeoutMs = 40_000): Promise<void> {
+    const ok = async () => (await fetch(`http://127.0.0.1:${this.port}/readyz`)).status === 200;
+    const died = this.exited.then((exit) => {
+      throw new Error(`${this.name} exited before it was ready: ${JSON.stringify(exit)}\n${this.tail()}`);
+    });
+    await Promise.race([waitFor(ok, timeoutMs, () => `${this.name} not ready\n${this.tail()}`), died]);
+  }
+
+  tail(lines = 40): string {
+    return `--- ${this.name} (pid ${this.#child.pid}) ---\n${this.#output.trimEnd().split("\n").slice(-lines).join("\n")}`;
+  }
+
+  kill(signal: NodeJS.Signals): void {
+    if (this.running) this.#child.kill(signal);
+  }
+
+  #read(chunk: string): void {
+    this.#output += chunk;
+    const parts = (this.#partial + chunk).split("\n");
+    this.#partial = parts.pop() ?? "";
+    for (const part of parts) {
+      try {
+        this.lines.push(JSON.parse(part) as LogLine);
+      } catch {
+        this.lines.push({ msg: part });
+      }
+    }
+  }
+}
+
+/** A port nobody listens on right now, for HTTP_PORT. */
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
+  const { port } = probe.address() as { port: number };
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+interface Env {
+  ns: string;
+  kube: Kube;
+  /** Starts `node dist/operator/main.js` for the namespace with extra environment; does not wait for it. */
+  spawn(name: string, extra: NodeJS.ProcessEnv): Promise<OperatorProcess>;
+  processes: OperatorProcess[];
+  output(): string;
+}
+
+async function setup(t: ExecutionContext): Promise<Env> {
+  const cp = await controlPlane();
+  const ns = await freshNamespace(t);
+  const processes: OperatorProcess[] = [];
+  const env: Env = {
+    ns,
+    kube: new Kube(cp.kubeConfig()),
+    processes,
+    output: () => processes.map((p) => p.tail()).join("\n"),
+    async spawn(name, extra) {
+      const childEnv: NodeJS.ProcessEnv = { ...process.env, KUBECONFIG: cp.kubeconfigPath, WATCH_NAMESPACE: ns, LOG_LEVEL: "info" };
+      for (const key of Object.keys(childEnv)) if (key.startsWith("SLIPWAY_") || key.startsWith("LEADER_ELECTION")) delete childEnv[key];
+      const port = await freePort();
+      const operator = new OperatorProcess(name, port, { ...childEnv, HTTP_PORT: String(port), ...extra });
+      processes.push(operator);
+      return operator;
+    },
+  };
+  t.teardown(async () => {
+    if (!t.passed) t.log(env.output());
+    // Apps carry a finalizer: delete them while an operator still runs, so the namespace can go.
+    if (!processes.some((p) => p.running)) {
+      const last = await env.spawn("cleanup operator", {});
+      await last.until("operator started").catch(() => undefined);
+    }
+    await cp.kubectl(["delete", "apps.slipway.dev", "--all", "-n", ns, "--timeout=30s"]);
+    for (const p of processes) p.kill("SIGKILL");
+    await Promise.all(processes.map((p) => p.exited));
+  });
+  return env;
+}
+
+async function temp(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "slipway-failover-e2e-"));
+  temps.push(dir);
+  return dir;
+}
+
+async function apply(ns: string, yaml: string): Promise<void> {
+  const r = await (await controlPlane()).kubectl(["apply", "--server-side", `--field-manager=${USER}`, "-n", ns, "-f", "-"], { input: yaml });
+  if (r.code !== 0) throw new Error(`kubectl apply failed: ${r.stderr}`);
+}
+
+const appYaml = `apiVersion: ${V}\nkind: App\nmetadata:\n  name: shop\nspec:\n  image: ${IMAGE}\n`;
+const configYaml = (env: Record<string, string>) =>
+  `apiVersion: ${V}\nkind: Config\nmetadata:\n  name: shop\nspec:\n  env:\n${Object.entries(env).map(([k, v]) => `    ${k}: "${v}"`).join("\n")}\n`;
+
+const getApp = (env: Env) => env.kube.get<App & KubeObject>(V, "App", env.ns, "shop");
+const getConfig = (env: Env) => env.kube.get<Config & KubeObject>(V, "Config", env.ns, "shop");
+
+async function releases(env: Env): Promise<number[]> {
+  const list = await env.kube.list<Release & KubeObject>(V, "Release", env.ns);
+  return list.items.filter((r) => r.spec.app === "shop").map((r) => r.spec.version).sort((a, b) => a - b);
+}
+
+async function readLease(ns: string): Promise<V1Lease> {
+  const cp = await controlPlane();
+  return cp.kubeConfig().makeApiClient(CoordinationV1Api).readNamespacedLease({ name: LEASE, namespace: ns });
+}
+
+/** Waits until the App is Ready for its current generation with `release` live. */
+async function eventuallyReady(env: Env, release: string, timeoutMs = 60_000): Promise<void> {
+  let last: (App & KubeObject) | undefined;
+  await waitFor(
+    async () => {
+      last = await getApp(env);
+      const ready = last.status?.conditions?.find((c) => c.type === "Ready");
+      return ready?.status === "True" && ready.observedGeneration === last.metadata.generation && last.status?.currentRelease === release;
+    },
+    timeoutMs,
+    async () => `App shop not Ready with ${release}; status: ${JSON.stringify(last?.status)}; releases: ${(await releases(env)).join(",")}\n${env.output()}`,
+  );
+}
+
+test("two operator replicas elect one leader, and when the leader is SIGKILLed the other takes over and keeps reconciling", async (t) => {
+  const env = await setup(t);
+  const election = (name: string) => ({ LEADER_ELECTION: "true", POD_NAMESPACE: env.ns, POD_NAME: name });
+  const a = await env.spawn("operator-a", election("operator-a"));
+  await a.until("operator started");
+  const b = await env.spawn("operator-b", election("operator-b"));
+  await b.until("campaigning for leadership");
+
+  await sleep(3_000); // a few of b's attempts: it must stay a standby
+  t.is((await readLease(env.ns)).spec?.holderIdentity, "operator-a");
+  t.false(b.logged("started leading"), `operator-b leads next to operator-a\n${b.tail()}`);
+
+  await apply(env.ns, configYaml({ GREETING: "hello" }));
+  await apply(env.ns, appYaml);
+  await eventuallyReady(env, "v1");
+
+  a.kill("SIGKILL");
+  t.like(await a.exited, { signal: "SIGKILL" });
+  const killed = Date.now();
+  let lease: V1Lease | undefined;
+  await waitFor(async () => {
+    lease = await readLease(env.ns);
+    return lease.spec?.holderIdentity === "operator-b";
+  }, (LEASE_SECONDS + 10) * 1000, () => `operator-b did not take the Lease: ${JSON.stringify(lease?.spec)}\n${env.output()}`);
+  t.true(Date.now() - killed < (LEASE_SECONDS + 5) * 1000, `takeover took ${(Date.now() - killed) / 1000}s`);
+  t.is(lease?.spec?.leaseTransitions, 1);
+  await b.until("operator started");
+
+  await apply(env.ns, configYaml({ GREETING: "hello", FOO: "after-failover" }));
+  await eventuallyReady(env, "v2");
+  t.deepEqual(await releases(env), [1, 2]);
+  t.true(b.lines.some((l) => l.msg === "release cut" && l.release === "v2"), "operator-b cut v2");
+});
+
+/** A config repository on the real Git server, and how the remote looks to a user with the git CLI. */
+async function configRepo(ns: string) {
+  await server.createBareRepo(ns);
+  const url = server.url(ns);
+  const clone = await temp();
+  await run("git", ["init", "-q", clone]);
+  const git = async (...args: string[]) => (await run("git", args, { cwd: clone })).stdout;
+  const fetch = async () => {
+    await git("fetch", "-q", url, "+refs/heads/main:refs/remotes/origin/main");
+  };
+  return {
+    url,
+    /** Subjects of the remote branch, newest first. */
+    async subjects(): Promise<string[]> {
+      await fetch();
+      return (await git("log", "--format=%s", "origin/main")).trim().split("\n");
+    },
+    /** The remote head's commit id. */
+    async head(): Promise<string> {
+      await fetch();
+      return (await git("rev-parse", "origin/main")).trim();
+    },
+    /** A file at the remote's head. */
+    async show(path: string): Promise<string> {
+      await fetch();
+      return git("show", `origin/main:${path}`);
+    },
+  };
+}
+
+/** Starts a GitOps operator on the config repository and its clone directory (kept across restarts). */
+async function gitopsOperator(env: Env, url: string, dir: string, name: string, fault?: "before-push" | "after-push"): Promise<OperatorProcess> {
+  return env.spawn(name, {
+    SLIPWAY_GIT_URL: url,
+    SLIPWAY_GIT_DIR: dir,
+    // Only the start and the watches trigger a sync here; a poll would add nothing but timing noise.
+    SLIPWAY_GIT_POLL_SECONDS: "3600",
+    ...(fault ? { SLIPWAY_FAULT_KILL: fault } : {}),
+  });
+}
+
+/**
+ * Runs GitOps with v1 committed, then a second process with the fault hook on; a Config change makes it die
+ * at `fault`. Returns what the test needs to restart and check.
+ */
+async function killedAt(t: ExecutionContext, fault: "before-push" | "after-push") {
+  const env = await setup(t);
+  const repo = await configRepo(env.ns);
+  const dir = await temp();
+  const first = await gitopsOperator(env, repo.url, dir, "operator #1");
+  await first.ready();
+  await apply(env.ns, configYaml({ GREETING: "hello" }));
+  await apply(env.ns, appYaml);
+  const v1 = new RegExp(`^${env.ns}/shop: release v1: `);
+  await waitFor(async () => (await repo.subjects()).some((s) => v1.test(s)), 45_000, () => `no v1 commit\n${env.output()}`);
+  const v1Commit = await repo.head();
+  const getV1 = () => env.kube.get<Release & KubeObject>(V, "Release", env.ns, "shop-v1");
+  await waitFor(async () => (await getV1()).status?.commit === v1Commit, 30_000, () => `Release shop-v1 does not record ${v1Commit}\n${env.output()}`);
+  const configCommit = (await getConfig(env)).status?.commit;
+  first.kill("SIGTERM");
+  t.like(await first.exited, { code: 0 });
+
+  const faulty = await gitopsOperator(env, repo.url, dir, `operator #2 (${fault})`, fault);
+  await faulty.ready();
+  await apply(env.ns, configYaml({ GREETING: "hello", FOO: "bar" }));
+  const exit = await Promise.race([faulty.exited, sleep(45_000).then(() => "still running")]);
+  t.like(exit, { signal: "SIGKILL" }, `the fault hook did not kill the process\n${faulty.tail()}`);
+  return { env, repo, dir, v1Commit, configCommit };
+}
+
+const v2Subject = (ns: string) => new RegExp(`^${ns}/shop: release v2: set FOO \\(by ${USER}\\)$`);
+
+/** After the restart: one v2 commit, still one a while later, and Git holds the cluster's Config. */
+async function exactlyOneV2Commit(t: ExecutionContext, env: Env, repo: Awaited<ReturnType<typeof configRepo>>): Promise<void> {
+  let subjects: string[] = [];
+  await waitFor(async () => (subjects = await repo.subjects()).some((s) => v2Subject(env.ns).test(s)), 45_000,
+    () => `no v2 commit; remote has:\n${subjects.join("\n")}\n${env.output()}`);
+  const head = await repo.head();
+  await waitFor(async () => (await getConfig(env)).status?.commit === head, 30_000, () => `Config does not record ${head}\n${env.output()}`);
+  await sleep(5_000); // a duplicate would be pushed by now
+  subjects = await repo.subjects();
+  t.is(subjects.filter((s) => /release v2/.test(s)).length, 1, `one v2 commit:\n${subjects.join("\n")}`);
+  t.regex(subjects[0] ?? "", v2Subject(env.ns), `nothing was committed after it:\n${subjects.join("\n")}`);
+  t.deepEqual(await releases(env), [1, 2]);
+  const config = await repo.show(`apps/${env.ns}/shop/config.yaml`);
+  const live = (await getConfig(env)).spec.env ?? {};
+  t.deepEqual(live, { GREETING: "hello", FOO: "bar" });
+  for (const [key, value] of Object.entries(live)) t.regex(config, new RegExp(`^ +${key}: "?${value}"?$`, "m"));
+  t.regex(await repo.show(`apps/${env.ns}/shop/releases/v2.yaml`), /FOO: "?bar"?/);
+}
+
+test("an operator SIGKILLed between its GitOps commit and the push makes exactly one commit for the change after a restart", async (t) => {
+  const { env, repo, dir, v1Commit } = await killedAt(t, "before-push");
+  // Killed between the two: the clone holds the commit, the remote does not.
+  t.is(await repo.head(), v1Commit, "the push never happened");
+  const local = (await run("git", ["-C", dir, "log", "--format=%s", "-1", "main"])).stdout.trim();
+  t.regex(local, v2Subject(env.ns), "the local commit was made");
+
+  const restarted = await gitopsOperator(env, repo.url, dir, "operator #3");
+  await restarted.ready();
+  await exactlyOneV2Commit(t, env, repo);
+});
+
+test("an operator SIGKILLed after its GitOps push but before status.commit makes no second commit after a restart", async (t) => {
+  const { env, repo, dir, v1Commit, configCommit } = await killedAt(t, "after-push");
+  const pushed = await repo.head();
+  t.not(pushed, v1Commit, "the push happened");
+  t.regex((await repo.subjects())[0] ?? "", v2Subject(env.ns));
+  t.is((await getConfig(env)).status?.commit, configCommit, "killed before status.commit was written");
+  t.is((await env.kube.get<Release & KubeObject>(V, "Release", env.ns, "shop-v2")).status?.commit, undefined);
+
+  const restarted = await gitopsOperator(env, repo.url, dir, "operator #3");
+  await restarted.ready();
+  await exactlyOneV2Commit(t, env, repo);
+  t.is(await repo.head(), pushed);
+});
+
+test("a Config change made while a restarted operator is still starting GitOps is committed together with its release", async (t) => {
+  const env = await setup(t);
+  const repo = await configRepo(env.ns);
+  const dir = await temp();
+  const first = await gitopsOperator(env, repo.url, dir, "operator #1");
+  await first.ready();
+  await apply(env.ns, configYaml({ GREETING: "hello" }));
+  await apply(env.ns, appYaml);
+  const v1 = new RegExp(`^${env.ns}/shop: release v1: `);
+  await waitFor(async () => (await repo.subjects()).some((s) => v1.test(s)), 45_000, () => `no v1 commit\n${env.output()}`);
+  first.kill("SIGKILL");
+  await first.exited;
+
+  const restarted = await gitopsOperator(env, repo.url, dir, "operator #2");
+  // The reconcilers run; GitOps is still opening the repository and about to reconcile everything once.
+  await restarted.until("operator started");
+  await apply(env.ns, configYaml({ GREETING: "hello", FOO: "bar" }));
+  await restarted.ready();
+  await exactlyOneV2Commit(t, env, repo);
+  const subjects = await repo.subjects();
+  t.false(subjects.some((s) => /update Config/.test(s)), `the Config change has a commit of its own:\n${subjects.join("\n")}`);
+});
