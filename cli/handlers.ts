@@ -18,7 +18,7 @@ import {
   releaseInfo, releasesOf, releasesTable, render,
 } from "./format.js";
 import { formatDotenv, parseDotenv } from "./dotenv.js";
-import { pendingRemovals, probeFromFlags, setEnv, setLimits, setSecretEnv, setTags, unsetEnv, unsetTags } from "./specs.js";
+import { emptyingRemovals, pendingRemovals, probeFromFlags, setEnv, setLimits, setSecretEnv, setTags, unsetEnv, unsetTags } from "./specs.js";
 import { completionScript } from "./completion.js";
 
 /** The outside world of one command: output streams, the clock, a prompt. */
@@ -57,6 +57,8 @@ async function writeSpec<T extends App | Config>(
   kube: Kube, kind: "App" | "Config", objName: string, current: T | undefined, desired: T["spec"],
   extra: { annotations?: Record<string, string> } = {},
 ): Promise<T> {
+  const emptying = emptyingRemovals(desired, current?.spec);
+  if (emptying) await kube.mergePatch(kind, objName, { spec: emptying });
   const applied = await kube.apply<T>({
     apiVersion: API_VERSION, kind, metadata: { name: objName, annotations: extra.annotations }, spec: desired,
   });
@@ -546,20 +548,23 @@ const run: Handler = async (cmd, io, k) => {
   const podName = pod.metadata.name;
   let logStream: AbortController | undefined;
   let interrupted = false;
-  let created = false;
-  const cleanup = async () => {
+  let creating: Promise<unknown> | undefined;
+  let cleaning: Promise<void> | undefined;
+  // Runs once, whoever asks first (Ctrl-C or the end of the command); both wait for the same deletion.
+  const cleanup = () => (cleaning ??= (async () => {
     logStream?.abort();
-    if (!created) return;
+    // Ctrl-C can come while the create is in flight: the pod exists once it succeeds, so wait for it.
+    if (!(await creating?.then(() => true, () => false))) return;
     // Never hide the command's own result or error behind a failed cleanup; say what was left behind.
     await kube.delete("Pod", podName, { gracePeriodSeconds: 0 }).catch((e: Error) => io.err(`warning: one-off pod ${podName} was not deleted: ${e.message}\n`));
-  };
+  })());
   const unregister = io.onInterrupt(async () => {
     interrupted = true;
     await cleanup();
   });
   try {
-    await kube.create<V1Pod>(pod);
-    created = true;
+    creating = kube.create<V1Pod>(pod);
+    await creating;
     // Wait until the container runs (or already ended), or fails to start.
     const deadline = Date.now() + timeoutSeconds * 1000;
     let current: V1Pod | undefined;
@@ -605,7 +610,8 @@ const run: Handler = async (cmd, io, k) => {
     return result.exitCode;
   } finally {
     unregister();
-    if (!interrupted) await cleanup();
+    // After Ctrl-C this waits for the deletion the interrupt started: returning sooner exits the process before it is sent.
+    await cleanup();
   }
 };
 

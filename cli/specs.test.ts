@@ -1,5 +1,5 @@
 import test from "ava";
-import { pendingRemovals, removalPatch, setEnv, setLimits, setSecretEnv, unsetEnv, probeFromFlags } from "./specs.js";
+import { emptyingRemovals, pendingRemovals, removalPatch, setEnv, setLimits, setSecretEnv, unsetEnv, probeFromFlags } from "./specs.js";
 
 test("setting a plain value moves a secret key back to plain env", (t) => {
   const spec = setEnv({ env: { A: "1" }, secretEnv: { B: { secretName: "hello-env", key: "B" } } }, { B: "2" });
@@ -38,4 +38,11 @@ test("after an apply, only removals another manager kept are patched", (t) => {
   const desired = { env: { A: "1" } };
   t.deepEqual(pendingRemovals(desired, before, { env: { A: "1", C: "3" }, port: 8080 }), { env: { C: null } });
   t.is(pendingRemovals(desired, before, { env: { A: "1" }, port: 8080 }), undefined);
+});
+
+test("removals that empty an object are singled out, since an apply would turn the object into null", (t) => {
+  const before = { image: "x", processes: { web: { autoscale: { min: 2, max: 5 } }, worker: { replicas: 2, autoscale: { min: 1, max: 3 } } }, routing: { tls: { secretName: "s" } } };
+  const desired = { image: "x", processes: { web: {}, worker: { replicas: 2 } }, routing: {} };
+  t.deepEqual(emptyingRemovals(desired, before), { processes: { web: { autoscale: null } }, routing: { tls: null } });
+  t.is(emptyingRemovals({ image: "x", processes: { web: { replicas: 1 } } }, { image: "x", processes: { web: { replicas: 1, autoscale: { min: 1, max: 2 } } } }), undefined);
 });

@@ -25,6 +25,22 @@ export function removalPatch(desired: unknown, actual: unknown): Record<string, 
   return Object.keys(patch).length ? patch : undefined;
 }
 
+/**
+ * The removals from `before` to `desired` that leave an object empty (`routing` after tls:unset, a process type
+ * after autoscale:unset). Server-side apply turns an object it empties into null, which the CRD rejects; a merge
+ * patch leaves it empty, so these go first.
+ */
+export function emptyingRemovals(desired: unknown, before: unknown): Record<string, Json> | undefined {
+  if (!isObject(desired) || !isObject(before)) return undefined;
+  const patch: Record<string, Json> = {};
+  for (const [k, v] of Object.entries(desired)) {
+    if (!(k in before)) continue;
+    const sub = isObject(v) && Object.keys(v).length === 0 ? removalPatch(v, before[k]) : emptyingRemovals(v, before[k]);
+    if (sub) patch[k] = sub;
+  }
+  return Object.keys(patch).length ? patch : undefined;
+}
+
 /** The removals from `before` to `desired` that `after` (the object as applied) still shows. */
 export function pendingRemovals(desired: unknown, before: unknown, after: unknown): Record<string, Json> | undefined {
   const removed = removalPatch(desired, before);
