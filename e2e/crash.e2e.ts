@@ -1,114 +1,25 @@
 // The operator as a real process (`node dist/operator/main.js`) killed mid-reconcile: SIGKILL while releases
 // are being cut or a rollback is under way, then a new process — the same desired state is reached with
 // release numbers 1..N, none repeated, none skipped. And SIGTERM: exit 0 after the reconcile in flight finished.
-import { spawn, type ChildProcess } from "node:child_process";
-import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import type { App, Config, Release } from "../crds/v1alpha1.js";
 import { Kube, type KubeObject } from "../operator/kube.js";
-import { repoRoot } from "./harness/controlplane.js";
+import { OperatorProcess, operatorEnv, type LogLine } from "./harness/operator-process.js";
 import { controlPlane, freshNamespace, installCrds, waitFor } from "./harness/suite.js";
 
 const IMAGE_A = `registry.example/shop@sha256:${"a".repeat(64)}`;
 const IMAGE_B = `registry.example/shop@sha256:${"b".repeat(64)}`;
-const OPERATOR = join(repoRoot, "dist", "operator", "main.js");
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 test.before(async () => {
   await installCrds();
 });
 
-/** One line of the operator's JSON log. */
-interface LogLine {
-  msg?: string;
-  release?: string;
-  [field: string]: unknown;
-}
-
-type Exit = { code: number | null; signal: NodeJS.Signals | null };
-
-/** A running `node dist/operator/main.js`, its log parsed line by line as it arrives. */
-class OperatorProcess {
-  readonly name: string;
-  readonly lines: LogLine[] = [];
-  readonly exited: Promise<Exit>;
-  readonly #child: ChildProcess;
-  #output = "";
-  #partial = "";
-  readonly #waiters = new Set<(line: LogLine) => void>();
-
-  constructor(name: string, env: NodeJS.ProcessEnv) {
-    this.name = name;
-    this.#child = spawn(process.execPath, [OPERATOR], { cwd: repoRoot, env, stdio: ["ignore", "pipe", "pipe"] });
-    this.#child.stdout?.on("data", (d: Buffer) => this.#read(d.toString()));
-    this.#child.stderr?.on("data", (d: Buffer) => (this.#output += `[stderr] ${d.toString()}`));
-    this.exited = new Promise((resolve) => this.#child.on("exit", (code, signal) => resolve({ code, signal })));
-  }
-
-  get running(): boolean {
-    return this.#child.exitCode === null && this.#child.signalCode === null;
-  }
-
-  /** The last lines of stdout and stderr (each cut to 300 characters), for failure messages. */
-  tail(lines = 30): string {
-    const last = this.#output.trimEnd().split("\n").slice(-lines).map((l) => (l.length > 300 ? `${l.slice(0, 300)}…` : l));
-    return `--- ${this.name} (pid ${this.#child.pid}) ---\n${last.join("\n")}`;
-  }
-
-  /**
-   * Resolves with the first line from index `from` on that matches; with `signal`, sends it to the process in
-   * the same tick the line arrives, so the reconcile that logged it is still in flight.
-   */
-  when(match: (line: LogLine) => boolean, options: { from?: number; signal?: NodeJS.Signals; timeoutMs?: number } = {}): Promise<LogLine> {
-    const { from = 0, signal, timeoutMs = 30_000 } = options;
-    return new Promise((resolve, reject) => {
-      const hit = (line: LogLine) => {
-        if (signal) this.#child.kill(signal);
-        resolve(line);
-      };
-      const earlier = this.lines.slice(from).find(match);
-      if (earlier) return hit(earlier);
-      const timer = setTimeout(() => {
-        this.#waiters.delete(waiter);
-        reject(new Error(`${this.name} logged no matching line within ${timeoutMs / 1000}s (its log is below)`));
-      }, timeoutMs);
-      const waiter = (line: LogLine) => {
-        if (!match(line)) return;
-        this.#waiters.delete(waiter);
-        clearTimeout(timer);
-        hit(line);
-      };
-      this.#waiters.add(waiter);
-    });
-  }
-
-  kill(signal: NodeJS.Signals): void {
-    if (this.running) this.#child.kill(signal);
-  }
-
-  #read(chunk: string): void {
-    this.#output += chunk;
-    const text = this.#partial + chunk;
-    const parts = text.split("\n");
-    this.#partial = parts.pop() ?? "";
-    for (const part of parts) {
-      let line: LogLine;
-      try {
-        line = JSON.parse(part) as LogLine;
-      } catch {
-        line = { msg: part };
-      }
-      this.lines.push(line);
-      for (const waiter of [...this.#waiters]) waiter(line);
-    }
-  }
-}
-
 interface Env {
   ns: string;
   kube: Kube;
   /** Starts another operator process for the namespace. */
-  spawn(): OperatorProcess;
+  spawn(): Promise<OperatorProcess>;
   /** Starts another operator process for the namespace and waits until it has listed and started. */
   start(): Promise<OperatorProcess>;
   /** Every process started so far, oldest first. */
@@ -126,15 +37,14 @@ async function setup(t: ExecutionContext): Promise<Env> {
     kube: new Kube(cp.kubeConfig()),
     processes,
     output: () => processes.map((p) => p.tail()).join("\n"),
-    spawn() {
-      const childEnv: NodeJS.ProcessEnv = { ...process.env, KUBECONFIG: cp.kubeconfigPath, WATCH_NAMESPACE: ns, HTTP_PORT: "0", LOG_LEVEL: "info" };
-      for (const key of Object.keys(childEnv)) if (key.startsWith("SLIPWAY_") || key === "LEADER_ELECTION") delete childEnv[key];
-      const operator = new OperatorProcess(`operator #${processes.length + 1}`, childEnv);
+    async spawn() {
+      const { env: childEnv, port } = await operatorEnv(cp, ns);
+      const operator = new OperatorProcess(`operator #${processes.length + 1}`, port, childEnv);
       processes.push(operator);
       return operator;
     },
     async start() {
-      const operator = env.spawn();
+      const operator = await env.spawn();
       const started = operator.when((l) => l.msg === "operator started", { timeoutMs: 40_000 });
       const died = operator.exited.then((exit) => {
         throw new Error(`${operator.name} exited before it started: ${JSON.stringify(exit)}\n${operator.tail()}`);
@@ -252,7 +162,7 @@ test("a SIGKILLed operator, restarted three times during bursts of Config change
 
   // 2: the next one is killed while it cuts the release catching up with what changed while none ran, which
   // may come before it logs "operator started".
-  operator = env.spawn();
+  operator = await env.spawn();
   await killMidReconcile(t, env, operator, releaseCut);
 
   // 3: the next one catches up, then is killed at its first release cut during another burst.
@@ -358,7 +268,7 @@ test("SIGTERM while the operator is still starting: it stops what it started, th
   await apply(env.ns, configYaml({ FOO: "two" }));
 
   // SIGTERM as soon as the health endpoints serve: the watches are still listing, the catch-up reconcile may begin.
-  const operator = env.spawn();
+  const operator = await env.spawn();
   await operator.when((l) => l.msg === "serving /healthz, /readyz and /metrics", { signal: "SIGTERM" });
   const exit = await Promise.race([operator.exited, sleep(5000).then(() => "still running")]);
   t.deepEqual(exit, { code: 0, signal: null }, "exits 0 after SIGTERM");

@@ -2,9 +2,8 @@
 // standby through the Lease, and a GitOps operator killed between its local commit and the push (or between the
 // push and status.commit) or restarted while a change arrives — after the restart the change is in Git exactly once,
 // together with its release.
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { execFile } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -12,13 +11,12 @@ import test, { type ExecutionContext } from "ava";
 import { CoordinationV1Api, type V1Lease } from "@kubernetes/client-node";
 import type { App, Config, Release } from "../crds/v1alpha1.js";
 import { Kube, type KubeObject } from "../operator/kube.js";
-import { repoRoot } from "./harness/controlplane.js";
+import { OperatorProcess, operatorEnv } from "./harness/operator-process.js";
 import { startGitServer, type GitServer } from "./harness/gitserver.js";
 import { controlPlane, freshNamespace, installCrds, waitFor } from "./harness/suite.js";
 
 const run = promisify(execFile);
 const IMAGE = `registry.example/shop@sha256:${"a".repeat(64)}`;
-const OPERATOR = join(repoRoot, "dist", "operator", "main.js");
 const V = "slipway.dev/v1alpha1";
 const LEASE = "slipway-operator";
 /** The operator's default lease duration (main.ts does not change it). */
@@ -37,90 +35,6 @@ test.after.always(async () => {
   await server?.stop();
   await Promise.all(temps.map((d) => rm(d, { recursive: true, force: true })));
 });
-
-interface LogLine {
-  msg?: string;
-  [field: string]: unknown;
-}
-
-type Exit = { code: number | null; signal: NodeJS.Signals | null };
-
-/** A running `node dist/operator/main.js` with its JSON log parsed as it arrives. */
-class OperatorProcess {
-  readonly name: string;
-  /** Its HTTP_PORT: /readyz answers 200 once it serves (GitOps included). */
-  readonly port: number;
-  readonly lines: LogLine[] = [];
-  readonly exited: Promise<Exit>;
-  readonly #child: ChildProcess;
-  #output = "";
-  #partial = "";
-
-  constructor(name: string, port: number, env: NodeJS.ProcessEnv) {
-    this.name = name;
-    this.port = port;
-    this.#child = spawn(process.execPath, [OPERATOR], { cwd: repoRoot, env, stdio: ["ignore", "pipe", "pipe"] });
-    this.#child.stdout?.on("data", (d: Buffer) => this.#read(d.toString()));
-    this.#child.stderr?.on("data", (d: Buffer) => (this.#output += `[stderr] ${d.toString()}`));
-    this.exited = new Promise((resolve) => this.#child.on("exit", (code, signal) => resolve({ code, signal })));
-  }
-
-  get running(): boolean {
-    return this.#child.exitCode === null && this.#child.signalCode === null;
-  }
-
-  logged(msg: string): boolean {
-    return this.lines.some((l) => l.msg === msg);
-  }
-
-  /** Waits until the process logs `msg`; fails early, with its output, when it exits first. */
-  async until(msg: string, timeoutMs = 40_000): Promise<void> {
-    const died = this.exited.then((exit) => {
-      throw new Error(`${this.name} exited before it logged "${msg}": ${JSON.stringify(exit)}\n${this.tail()}`);
-    });
-    const logged = waitFor(async () => this.logged(msg), timeoutMs, () => `${this.name} did not log "${msg}"\n${this.tail()}`);
-    await Promise.race([logged, died]);
-  }
-
-  /** Waits until /readyz answers 200: the operator and GitOps have started (the first sync is done). */
-  async ready(timeoutMs = 40_000): Promise<void> {
-    const ok = async () => (await fetch(`http://127.0.0.1:${this.port}/readyz`)).status === 200;
-    const died = this.exited.then((exit) => {
-      throw new Error(`${this.name} exited before it was ready: ${JSON.stringify(exit)}\n${this.tail()}`);
-    });
-    await Promise.race([waitFor(ok, timeoutMs, () => `${this.name} not ready\n${this.tail()}`), died]);
-  }
-
-  tail(lines = 40): string {
-    return `--- ${this.name} (pid ${this.#child.pid}) ---\n${this.#output.trimEnd().split("\n").slice(-lines).join("\n")}`;
-  }
-
-  kill(signal: NodeJS.Signals): void {
-    if (this.running) this.#child.kill(signal);
-  }
-
-  #read(chunk: string): void {
-    this.#output += chunk;
-    const parts = (this.#partial + chunk).split("\n");
-    this.#partial = parts.pop() ?? "";
-    for (const part of parts) {
-      try {
-        this.lines.push(JSON.parse(part) as LogLine);
-      } catch {
-        this.lines.push({ msg: part });
-      }
-    }
-  }
-}
-
-/** A port nobody listens on right now, for HTTP_PORT. */
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
-  const { port } = probe.address() as { port: number };
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
 
 interface Env {
   ns: string;
@@ -141,10 +55,8 @@ async function setup(t: ExecutionContext): Promise<Env> {
     processes,
     output: () => processes.map((p) => p.tail()).join("\n"),
     async spawn(name, extra) {
-      const childEnv: NodeJS.ProcessEnv = { ...process.env, KUBECONFIG: cp.kubeconfigPath, WATCH_NAMESPACE: ns, LOG_LEVEL: "info" };
-      for (const key of Object.keys(childEnv)) if (key.startsWith("SLIPWAY_") || key.startsWith("LEADER_ELECTION")) delete childEnv[key];
-      const port = await freePort();
-      const operator = new OperatorProcess(name, port, { ...childEnv, HTTP_PORT: String(port), ...extra });
+      const { env: childEnv, port } = await operatorEnv(cp, ns, extra);
+      const operator = new OperatorProcess(name, port, childEnv);
       processes.push(operator);
       return operator;
     },

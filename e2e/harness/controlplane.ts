@@ -80,7 +80,8 @@ export async function ensureBinaries(progress?: (line: string) => void): Promise
   });
 }
 
-async function freePort(): Promise<number> {
+/** A loopback port nobody listens on right now. */
+export async function freePort(): Promise<number> {
   return new Promise((res, rej) => {
     const srv = createServer();
     srv.unref();
