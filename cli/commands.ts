@@ -151,7 +151,16 @@ export const COMMANDS: CommandSpec[] = [
     }, rest: { required: true },
     examples: ["kubectl slipway run hello -- rake db:migrate"],
   },
-  { name: "completion", summary: "print a shell completion script", usage: "completion bash|zsh", positionals: [{ name: "SHELL" }], flags: {} },
+  {
+    name: "completion", summary: "print a shell completion script for kubectl-slipway (kubectl slipway completes through kubectl_complete-slipway)",
+    usage: "completion bash|zsh", positionals: [{ name: "SHELL" }], flags: {},
+    examples: [
+      "source <(kubectl-slipway completion bash)    # in ~/.bashrc: completes kubectl-slipway ...",
+      "source <(kubectl-slipway completion zsh)     # in ~/.zshrc",
+      "# kubectl slipway <TAB> (kubectl 1.26+ with kubectl's own completion loaded) runs kubectl_complete-slipway,",
+      "# installed next to kubectl-slipway: nothing to source.",
+    ],
+  },
 ];
 
 /** The text of `--help` for one command, or for the whole CLI. */

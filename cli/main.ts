@@ -8,12 +8,18 @@ import { helpText } from "./commands.js";
 import { parseArgv } from "./parse.js";
 import { HANDLERS, type Io } from "./handlers.js";
 import { Kube } from "./kube.js";
+import { complete } from "./complete.js";
 
 export const VERSION = "0.1.0";
 
 /** Runs one command line; returns the exit code. Errors are one line on stderr. */
 export async function main(argv: string[], io: Io): Promise<number> {
   try {
+    // What kubectl_complete-slipway answers, for shells that call the CLI itself the way cobra's scripts do.
+    if (argv[0] === "__complete") {
+      io.out(await complete(argv.slice(1)));
+      return 0;
+    }
     const inv = parseArgv(argv);
     if (inv.kind === "version") {
       io.out(`kubectl-slipway ${VERSION}\n`);

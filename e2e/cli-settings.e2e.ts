@@ -5,7 +5,7 @@
 // cuts releases before it renders, so a release it were going to cut would exist by then.
 import test, { type ExecutionContext } from "ava";
 import { spawn } from "node:child_process";
-import { mkdtemp, writeFile, readFile } from "node:fs/promises";
+import { chmod, mkdtemp, writeFile, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { App, Release } from "../crds/v1alpha1.js";
@@ -27,6 +27,7 @@ interface Result {
 /** The developer "alice" in a fresh namespace the operator watches. */
 interface Env {
   ns: string;
+  kubeconfig: string;
   slipway(args: string[]): Promise<Result>;
 }
 
@@ -72,7 +73,7 @@ async function setup(t: ExecutionContext): Promise<Env> {
     users: [{ name: "alice", user: { token } }],
     contexts: [{ name: "alice", context: { cluster: "e2e", user: "alice", namespace: ns } }],
   }));
-  return { ns, slipway: (args) => runCli(args, kubeconfig) };
+  return { ns, kubeconfig, slipway: (args) => runCli(args, kubeconfig) };
 }
 
 function ok(t: ExecutionContext, r: Result, what: string): Result {
@@ -256,4 +257,33 @@ test("previews lists an app's pull-request previews, and says when there are non
   t.regex(table[1] ?? "", new RegExp(`^hello-pr-7\\s+${IMAGE.replace(/[.]/g, "\\.")}\\s+v1\\s+\\S+\\s+http://hello-pr-7\\.${env.ns}\\.slipway\\.local\\s+\\d+s$`));
   t.is(table.length, 3, table.join("\n"));
   t.deepEqual((await json<App[]>(t, env, ["previews", "hello"])).map((a) => a.metadata.name), ["hello-pr-7"]);
+});
+
+/** `kubectl __complete slipway ARGS...`: what kubectl's shell completion asks when a user presses TAB. */
+async function kubectlComplete(env: Env, args: string[]): Promise<Result> {
+  const bin = await mkdtemp(join(tmpdir(), "slipway-bin-"));
+  // As npm installs the package's bin entries: executables on PATH.
+  for (const [entry, file] of [["kubectl-slipway", "main.js"], ["kubectl_complete-slipway", "kubectl_complete-slipway.js"]] as const) {
+    await writeFile(join(bin, entry), `#!/bin/sh\nexec "${process.execPath}" "${join(repoRoot, "dist", "cli", file)}" "$@"\n`);
+    await chmod(join(bin, entry), 0o755);
+  }
+  const child = spawn("kubectl", ["__complete", "slipway", ...args], {
+    env: { ...process.env, KUBECONFIG: env.kubeconfig, PATH: `${bin}:${process.env.PATH ?? ""}` }, stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  return new Promise((res) => child.on("close", (code) => res({ stdout, stderr, code })));
+}
+
+test("kubectl slipway <TAB> completes commands, then the namespace's App names, through kubectl_complete-slipway", async (t) => {
+  const env = await setup(t);
+  await createApp(t, env, "hello");
+  await createApp(t, env, "shop");
+  const commands = ok(t, await kubectlComplete(env, ["lim"]), "kubectl __complete slipway lim");
+  t.is(commands.stdout, "limits:set\nlimits\n:4\n");
+  const apps = ok(t, await kubectlComplete(env, ["info", ""]), "kubectl __complete slipway info");
+  t.is(apps.stdout, "hello\nshop\n:4\n");
+  t.is(ok(t, await kubectlComplete(env, ["scale", "s"]), "kubectl __complete slipway scale s").stdout, "shop\n:4\n");
 });
