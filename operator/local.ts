@@ -118,8 +118,12 @@ async function main(): Promise<void> {
 
     const bin = join(work, "bin");
     await mkdir(bin);
-    await writeFile(join(bin, "kubectl-slipway"), `#!/bin/sh\nexec node ${JSON.stringify(join(repoRoot, "dist", "cli", "main.js"))} "$@"\n`);
-    await chmod(join(bin, "kubectl-slipway"), 0o755);
+    // kubectl finds plugins (and their completion) by these names on PATH.
+    const shims: [string, string][] = [["kubectl-slipway", "main.js"], ["kubectl_complete-slipway", "kubectl_complete-slipway.js"]];
+    for (const [name, file] of shims) {
+      await writeFile(join(bin, name), `#!/bin/sh\nexec node ${JSON.stringify(join(repoRoot, "dist", "cli", file))} "$@"\n`);
+      await chmod(join(bin, name), 0o755);
+    }
 
     say("");
     say(ready.code === 0 ? `Slipway is up in ${Math.round((Date.now() - started) / 1000)}s; every sample app is Ready:` : "Slipway is up, but not every sample app became Ready within 2 minutes:");
