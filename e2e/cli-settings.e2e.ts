@@ -5,24 +5,15 @@
 // cuts releases before it renders, so a release it were going to cut would exist by then.
 import test, { type ExecutionContext } from "ava";
 import { spawn } from "node:child_process";
-import { chmod, mkdtemp, writeFile, readFile } from "node:fs/promises";
+import { chmod, mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { App, Release } from "../crds/v1alpha1.js";
 import { shortImage } from "../operator/releases.js";
-import { createLogger } from "../operator/log.js";
-import { startOperator } from "../operator/main.js";
+import { IMAGE, installCrdsAndUserRoles, kubectl, ok, setup as setupWithDeveloper, type Result } from "./cli-support.js";
 import { repoRoot } from "./harness/controlplane.js";
-import { controlPlane, freshNamespace, installCrds, waitFor } from "./harness/suite.js";
+import { waitFor } from "./harness/suite.js";
 
-const IMAGE = `registry.example/hello@sha256:${"a".repeat(64)}`;
-const CLI = join(repoRoot, "dist", "cli", "main.js");
-
-interface Result {
-  stdout: string;
-  stderr: string;
-  code: number | null;
-}
 
 /** The developer "alice" in a fresh namespace the operator watches. */
 interface Env {
@@ -31,54 +22,11 @@ interface Env {
   slipway(args: string[]): Promise<Result>;
 }
 
-test.before(async () => {
-  const cp = await installCrds();
-  const r = await cp.kubectl(["apply", "--server-side", "--force-conflicts", "-f", "operator/deploy/user-roles.yaml"]);
-  if (r.code !== 0) throw new Error(`cannot install the user ClusterRoles: ${r.stderr}`);
-});
-
-async function kubectl(args: string[], input?: string): Promise<string> {
-  const r = await (await controlPlane()).kubectl(args, { input });
-  if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed: ${r.stderr}`);
-  return r.stdout;
-}
-
-function runCli(args: string[], kubeconfig: string): Promise<Result> {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: repoRoot, env: { ...process.env, KUBECONFIG: kubeconfig }, stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-  return new Promise((res) => child.on("close", (code) => res({ stdout, stderr, code })));
-}
+test.before(installCrdsAndUserRoles);
 
 async function setup(t: ExecutionContext): Promise<Env> {
-  const cp = await controlPlane();
-  const ns = await freshNamespace(t);
-  const operator = await startOperator({ kubeConfig: cp.kubeConfig(), namespace: ns, logger: createLogger({ level: process.env.LOG_LEVEL ?? "silent" }), concurrency: 2 });
-  t.teardown(async () => {
-    // Apps carry the operator's finalizer: delete them while it runs, so the namespace can go.
-    await cp.kubectl(["delete", "apps.slipway.dev", "--all", "-n", ns, "--timeout=30s"]);
-    await operator.stop();
-  });
-  await kubectl(["create", "serviceaccount", "alice", "-n", ns]);
-  await kubectl(["create", "rolebinding", "alice-developer", "--clusterrole=slipway-developer", `--serviceaccount=${ns}:alice`, "-n", ns]);
-  const token = (await kubectl(["create", "token", "alice", "-n", ns, "--duration=1h"])).trim();
-  const cluster = cp.kubeConfig().getCurrentCluster();
-  const ca = cluster?.caData ?? (cluster?.caFile ? (await readFile(cluster.caFile)).toString("base64") : "");
-  const kubeconfig = join(await mkdtemp(join(tmpdir(), "slipway-cli-e2e-")), "kubeconfig");
-  await writeFile(kubeconfig, JSON.stringify({
-    apiVersion: "v1", kind: "Config", "current-context": "alice",
-    clusters: [{ name: "e2e", cluster: { server: cp.server, "certificate-authority-data": ca } }],
-    users: [{ name: "alice", user: { token } }],
-    contexts: [{ name: "alice", context: { cluster: "e2e", user: "alice", namespace: ns } }],
-  }));
-  return { ns, kubeconfig, slipway: (args) => runCli(args, kubeconfig) };
-}
-
-function ok(t: ExecutionContext, r: Result, what: string): Result {
-  if (r.code !== 0) t.fail(`${what} exited ${r.code}: ${r.stderr}`);
-  return r;
+  const { ns, alice } = await setupWithDeveloper(t);
+  return { ns, kubeconfig: alice.kubeconfig, slipway: (args) => alice.slipway(args) };
 }
 
 async function json<T>(t: ExecutionContext, env: Env, args: string[]): Promise<T> {

@@ -2,100 +2,18 @@
 // operator running in-process. Users are ServiceAccounts bound to the slipway-developer / slipway-viewer
 // ClusterRoles, with token kubeconfigs. Simulated by kwok: pods (Running without containers), their logs (every
 // container "prints" SIMULATED_LOG_LINES) and the end of one-off pods (exit N when the command ends in "exit N").
-import { shortImage } from "../operator/releases.js";
 import test, { type ExecutionContext } from "ava";
-import { spawn } from "node:child_process";
 import { mkdtemp, writeFile, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Watch, type V1Pod } from "@kubernetes/client-node";
 import type { App, Config, Release } from "../crds/v1alpha1.js";
-import { createLogger } from "../operator/log.js";
-import { startOperator } from "../operator/main.js";
-import { repoRoot } from "./harness/controlplane.js";
+import { shortImage } from "../operator/releases.js";
+import { IMAGE, installCrdsAndUserRoles, json, kubectl, ok, runCli, setup, userWith, type User } from "./cli-support.js";
 import { SIMULATED_LOG_LINES } from "./harness/kwok-logs.js";
-import { controlPlane, freshNamespace, installCrds, waitFor } from "./harness/suite.js";
+import { controlPlane, waitFor } from "./harness/suite.js";
 
-const IMAGE = `registry.example/hello@sha256:${"a".repeat(64)}`;
-const CLI = join(repoRoot, "dist", "cli", "main.js");
-
-interface Result {
-  stdout: string;
-  stderr: string;
-  code: number | null;
-}
-
-interface User {
-  name: string;
-  kubeconfig: string;
-  /** Runs kubectl-slipway as this user (namespace from the kubeconfig context). */
-  slipway(args: string[], opts?: { cwd?: string }): Promise<Result>;
-}
-
-test.before(async () => {
-  const cp = await installCrds();
-  const r = await cp.kubectl(["apply", "--server-side", "--force-conflicts", "-f", "operator/deploy/user-roles.yaml"]);
-  if (r.code !== 0) throw new Error(`cannot install the user ClusterRoles: ${r.stderr}`);
-});
-
-async function kubectl(args: string[], input?: string): Promise<string> {
-  const r = await (await controlPlane()).kubectl(args, { input });
-  if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed: ${r.stderr}`);
-  return r.stdout;
-}
-
-function runCli(args: string[], env: Record<string, string>, cwd = repoRoot): { child: ReturnType<typeof spawn>; done: Promise<Result> } {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout?.on("data", (d: Buffer) => (stdout += d.toString()));
-  child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
-  const done = new Promise<Result>((res) => child.on("close", (code) => res({ stdout, stderr, code })));
-  return { child, done };
-}
-
-/** A ServiceAccount bound to `role` in `ns`, with a token kubeconfig whose user is named `name`. */
-async function userWith(t: ExecutionContext, ns: string, name: string, role: "slipway-developer" | "slipway-viewer"): Promise<User> {
-  const cp = await controlPlane();
-  await kubectl(["create", "serviceaccount", name, "-n", ns]);
-  await kubectl(["create", "rolebinding", `${name}-${role}`, `--clusterrole=${role}`, `--serviceaccount=${ns}:${name}`, "-n", ns]);
-  const token = (await kubectl(["create", "token", name, "-n", ns, "--duration=1h"])).trim();
-  const cluster = cp.kubeConfig().getCurrentCluster();
-  const ca = cluster?.caData ?? (cluster?.caFile ? (await readFile(cluster.caFile)).toString("base64") : "");
-  const dir = await mkdtemp(join(tmpdir(), "slipway-cli-e2e-"));
-  const kubeconfig = join(dir, "kubeconfig");
-  await writeFile(kubeconfig, JSON.stringify({
-    apiVersion: "v1", kind: "Config", "current-context": name,
-    clusters: [{ name: "e2e", cluster: { server: cp.server, "certificate-authority-data": ca } }],
-    users: [{ name, user: { token } }],
-    contexts: [{ name, context: { cluster: "e2e", user: name, namespace: ns } }],
-  }));
-  t.log(`${name} (${role}): KUBECONFIG=${kubeconfig}`);
-  return { name, kubeconfig, slipway: (args, opts) => runCli(args, { KUBECONFIG: kubeconfig }, opts?.cwd).done };
-}
-
-/** A fresh namespace with the operator watching it and a developer "alice". */
-async function setup(t: ExecutionContext): Promise<{ ns: string; alice: User }> {
-  const cp = await controlPlane();
-  const ns = await freshNamespace(t);
-  const logger = createLogger({ level: process.env.LOG_LEVEL ?? "silent" });
-  const operator = await startOperator({ kubeConfig: cp.kubeConfig(), namespace: ns, logger, concurrency: 2 });
-  t.teardown(async () => {
-    // Apps carry the operator's finalizer: delete them while it runs, so the namespace can go.
-    await cp.kubectl(["delete", "apps.slipway.dev", "--all", "-n", ns, "--timeout=30s"]);
-    await operator.stop();
-  });
-  return { ns, alice: await userWith(t, ns, "alice", "slipway-developer") };
-}
-
-function ok(t: ExecutionContext, r: Result, what: string): Result {
-  if (r.code !== 0) t.fail(`${what} exited ${r.code}: ${r.stderr}`);
-  return r;
-}
-
-async function json<T>(t: ExecutionContext, user: User, args: string[]): Promise<T> {
-  return JSON.parse(ok(t, await user.slipway([...args, "-o", "json"]), args.join(" ")).stdout) as T;
-}
+test.before(installCrdsAndUserRoles);
 
 async function releasesUntil(t: ExecutionContext, user: User, app: string, count: number): Promise<Release[]> {
   let list: Release[] = [];
