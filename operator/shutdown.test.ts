@@ -1,10 +1,14 @@
 import test from "ava";
 import { handleShutdown } from "./shutdown.js";
+import { createLogger } from "./log.js";
+
+// The failures these tests provoke are logged on purpose; keep them out of the test output.
+const quiet = createLogger({ level: "silent" });
 
 test("runs every cleanup once, in order, on SIGTERM and exits 0", async (t) => {
   const ran: string[] = [];
   const exits: number[] = [];
-  const shutdown = handleShutdown({ signals: ["SIGTERM"], exit: (code) => exits.push(code) });
+  const shutdown = handleShutdown({ signals: ["SIGTERM"], exit: (code) => exits.push(code), logger: quiet });
   t.teardown(() => shutdown.dispose());
   shutdown.add("leader election", async () => {
     await new Promise((r) => setTimeout(r, 20));
@@ -24,7 +28,7 @@ test("runs every cleanup once, in order, on SIGTERM and exits 0", async (t) => {
 test("a failing cleanup does not stop the others and exits 1", async (t) => {
   const ran: string[] = [];
   const exits: number[] = [];
-  const shutdown = handleShutdown({ signals: [], exit: (code) => exits.push(code) });
+  const shutdown = handleShutdown({ signals: [], exit: (code) => exits.push(code), logger: quiet });
   shutdown.add("queue", () => {
     throw new Error("queue already closed");
   });
@@ -38,7 +42,7 @@ test("a failing cleanup does not stop the others and exits 1", async (t) => {
 
 test("exits 1 when the cleanups outlast the timeout", async (t) => {
   const exits: number[] = [];
-  const shutdown = handleShutdown({ signals: [], timeoutMs: 50, exit: (code) => exits.push(code) });
+  const shutdown = handleShutdown({ signals: [], timeoutMs: 50, exit: (code) => exits.push(code), logger: quiet });
   shutdown.add("stuck", () => new Promise<void>(() => undefined));
   const started = Date.now();
   t.is(await shutdown.shutdown("test"), 1);

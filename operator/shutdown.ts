@@ -1,5 +1,6 @@
 // Graceful shutdown: on SIGTERM or SIGINT run the operator's cleanups once, in order, within a deadline.
-import { log } from "./log.js";
+import type { Logger } from "pino";
+import { log as rootLog } from "./log.js";
 
 export type Cleanup = () => void | Promise<void>;
 
@@ -10,6 +11,8 @@ export interface ShutdownOptions {
   readonly signals?: readonly NodeJS.Signals[];
   /** Ends the process with the exit code (0 when every cleanup finished in time); default process.exit. */
   readonly exit?: (code: number) => void;
+  /** Where progress and failed cleanups are logged; default the operator's logger. */
+  readonly logger?: Logger;
 }
 
 export interface Shutdown {
@@ -26,6 +29,7 @@ export function handleShutdown(options: ShutdownOptions = {}): Shutdown {
   const timeoutMs = options.timeoutMs ?? 10_000;
   const signals = options.signals ?? ["SIGTERM", "SIGINT"];
   const exit = options.exit ?? ((code: number) => process.exit(code));
+  const log = options.logger ?? rootLog;
   const cleanups: { name: string; cleanup: Cleanup }[] = [];
   let running: Promise<number> | undefined;
 
