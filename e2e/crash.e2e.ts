@@ -234,7 +234,7 @@ test("a SIGKILL during a rollback leaves exactly one rollback release once the n
   t.is((await releases(env)).length, 4, "nothing more is released");
 });
 
-test("SIGTERM mid-reconcile: the operator finishes the reconcile in flight, then exits 0 within seconds", async (t) => {
+test("SIGTERM mid-reconcile: the operator finishes the reconcile in flight, then exits 0 within its shutdown deadline", async (t) => {
   const env = await setup(t);
   const operator = await env.start();
   await apply(env.ns, configYaml({ FOO: "one" }));
@@ -244,10 +244,9 @@ test("SIGTERM mid-reconcile: the operator finishes the reconcile in flight, then
   const from = operator.lines.length;
   await kubectl(["patch", "-n", env.ns, "configs.slipway.dev/shop", "--type=merge", "-p", '{"spec":{"env":{"FOO":"two"}}}']);
   await operator.when(releaseCut, { from, signal: "SIGTERM" });
-  const sent = Date.now();
-  const exit = await Promise.race([operator.exited, sleep(5000).then(() => "still running")]);
+  // The shutdown deadline is 10 s (operator/shutdown.ts); past it the process would exit 1, not 0.
+  const exit = await Promise.race([operator.exited, sleep(15_000).then(() => "still running")]);
   t.deepEqual(exit, { code: 0, signal: null }, `exits 0 after SIGTERM\n${operator.tail()}`);
-  t.true(Date.now() - sent < 5000);
   t.truthy(operator.lines.find((l) => l.msg === "operator stopped"), "the operator stopped its watches and queue");
 
   // With no operator running, the reconcile that cut v2 has rolled it out and recorded it.

@@ -241,12 +241,14 @@ test("deleting an app's directory in Git removes the App from the cluster", asyn
   await git(env.clone, "push", "-q", "origin", "HEAD:main");
   await env.gitops.syncNow();
   await until("the App is gone", async () => (await getApp(env, "shop")) === undefined);
+  // Its Config and Releases go after it (garbage collector, finalizer); GitOps commits what it sees meanwhile.
+  await until("its Config is gone", async () => (await getConfig(env, "shop")) === undefined);
   t.truthy(await getApp(env, "other"));
+  await env.gitops.idle();
   await env.pull();
   const { stdout } = await run("kubectl", ["kustomize", env.clone]);
-  t.false(stdout.includes("name: shop"));
+  t.false(stdout.includes("name: shop"), `Git still holds shop after it was deleted:\n${(await env.subjects()).join("\n")}`);
   t.true(stdout.includes("name: other"));
-  await env.gitops.idle();
   t.false((await env.subjects()).some((s) => /shop: create App|shop: release v2/.test(s)));
 });
 
