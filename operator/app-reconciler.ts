@@ -114,7 +114,7 @@ export class AppReconciler {
   async #sync(app: App & KubeObject, log: Logger): Promise<{ app: App & KubeObject; outcome: Outcome }> {
     const { namespace = "", name } = app.metadata;
     let config = await this.#kube.getIfExists<Config & KubeObject>(API_VERSION, "Config", namespace, name);
-    const all = await this.#kube.list<Release & KubeObject>(API_VERSION, "Release", namespace);
+    const all = await this.#kube.list<Release & KubeObject>(API_VERSION, "Release", namespace, undefined, `spec.app=${name}`);
     const releases = releasesOf(name, all.items);
 
     const rollbackTo = app.metadata.annotations?.[ANNOTATIONS.rollback];
@@ -277,7 +277,7 @@ export class AppReconciler {
   /** The App is being deleted: delete its Releases (owner references cover the rest), then let it go. */
   async #finalize(app: App & KubeObject, log: Logger): Promise<void> {
     if (!app.metadata.finalizers?.includes(FINALIZER)) return;
-    const all = await this.#kube.list<Release & KubeObject>(API_VERSION, "Release", app.metadata.namespace);
+    const all = await this.#kube.list<Release & KubeObject>(API_VERSION, "Release", app.metadata.namespace, undefined, `spec.app=${app.metadata.name}`);
     for (const release of releasesOf(app.metadata.name, all.items)) await this.#kube.deleteIfExists(release);
     await this.#kube.mergePatch(app, {
       metadata: { resourceVersion: app.metadata.resourceVersion, finalizers: app.metadata.finalizers.filter((f) => f !== FINALIZER) },

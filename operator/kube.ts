@@ -128,14 +128,14 @@ export class Kube {
     }
   }
 
-  /** Every object of a kind in a namespace (all namespaces when undefined), optionally by label selector. */
-  async list<T extends KubeObject>(apiVersion: string, kind: string, namespace: string | undefined, labelSelector?: string): Promise<KubeList<T>> {
+  /** Every object of a kind in a namespace (all namespaces when undefined), optionally by label or field selector. */
+  async list<T extends KubeObject>(apiVersion: string, kind: string, namespace: string | undefined, labelSelector?: string, fieldSelector?: string): Promise<KubeList<T>> {
     const path = await this.path(apiVersion, kind, namespace);
     const items: T[] = [];
     let cont: string | undefined;
     let last: KubeList<T>;
     do {
-      last = await this.request<KubeList<T>>("GET", path, { query: { labelSelector, limit: 500, continue: cont } });
+      last = await this.request<KubeList<T>>("GET", path, { query: { labelSelector, fieldSelector, limit: 500, continue: cont } });
       // List items carry no apiVersion/kind; give them back so callers can address them.
       for (const item of last.items ?? []) items.push({ ...item, apiVersion, kind });
       cont = last.metadata?.continue || undefined;
