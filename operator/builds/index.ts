@@ -414,7 +414,8 @@ class BuildController {
   /** Cuts `<app>-v<n>` for a build, as the operator cuts releases; a Release of this PipelineRun already cut is reused. */
   async #cutRelease(app: App & KubeObject, build: Build): Promise<Release> {
     for (let attempt = 0; ; attempt++) {
-      const all = (await this.#kube.list<Release & KubeObject>(API_VERSION, "Release", app.metadata.namespace, `${LABELS.app}=${app.metadata.name}`)).items;
+      // By spec.app, as the reconciler counts: a Release applied from Git without labels still takes its number.
+      const all = (await this.#kube.list<Release & KubeObject>(API_VERSION, "Release", app.metadata.namespace, undefined, `spec.app=${app.metadata.name}`)).items;
       const own = releasesOf(app.metadata.name, all);
       const already = own.find((r) => r.spec.build.pipelineRun === build.pipelineRun);
       if (already) return already;
