@@ -4,7 +4,7 @@
 import test, { type ExecutionContext } from "ava";
 import type { App, Config, Release } from "../crds/v1alpha1.js";
 import { Kube, type KubeObject } from "../operator/kube.js";
-import { OperatorProcess, operatorEnv, type LogLine } from "./harness/operator-process.js";
+import { Operators, type LogLine, type OperatorProcess } from "./harness/operator-process.js";
 import { controlPlane, freshNamespace, installCrds, waitFor } from "./harness/suite.js";
 
 const IMAGE_A = `registry.example/shop@sha256:${"a".repeat(64)}`;
@@ -31,35 +31,22 @@ interface Env {
 async function setup(t: ExecutionContext): Promise<Env> {
   const cp = await controlPlane();
   const ns = await freshNamespace(t);
-  const processes: OperatorProcess[] = [];
+  const operators = new Operators(cp, ns);
   const env: Env = {
     ns,
     kube: new Kube(cp.kubeConfig()),
-    processes,
-    output: () => processes.map((p) => p.tail()).join("\n"),
-    async spawn() {
-      const { env: childEnv, port } = await operatorEnv(cp, ns);
-      const operator = new OperatorProcess(`operator #${processes.length + 1}`, port, childEnv);
-      processes.push(operator);
-      return operator;
-    },
+    processes: operators.processes,
+    output: () => operators.output(),
+    spawn: () => operators.spawn(`operator #${operators.processes.length + 1}`),
     async start() {
       const operator = await env.spawn();
-      const started = operator.when((l) => l.msg === "operator started", { timeoutMs: 40_000 });
-      const died = operator.exited.then((exit) => {
-        throw new Error(`${operator.name} exited before it started: ${JSON.stringify(exit)}\n${operator.tail()}`);
-      });
-      await Promise.race([started, died]);
+      await operator.until("operator started");
       return operator;
     },
   };
   t.teardown(async () => {
     if (!t.passed) t.log(`the operators' logs:\n${env.output()}`);
-    // Apps carry a finalizer: delete them while an operator still runs, so the namespace can go.
-    if (!processes.some((p) => p.running)) await env.start().catch(() => undefined);
-    await cp.kubectl(["delete", "apps.slipway.dev", "--all", "-n", ns, "--timeout=30s"]);
-    for (const p of processes) p.kill("SIGKILL");
-    await Promise.all(processes.map((p) => p.exited));
+    await operators.cleanup();
   });
   return env;
 }

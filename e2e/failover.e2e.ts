@@ -11,7 +11,7 @@ import test, { type ExecutionContext } from "ava";
 import { CoordinationV1Api, type V1Lease } from "@kubernetes/client-node";
 import type { App, Config, Release } from "../crds/v1alpha1.js";
 import { Kube, type KubeObject } from "../operator/kube.js";
-import { OperatorProcess, operatorEnv } from "./harness/operator-process.js";
+import { Operators, type OperatorProcess } from "./harness/operator-process.js";
 import { startGitServer, type GitServer } from "./harness/gitserver.js";
 import { controlPlane, freshNamespace, installCrds, waitFor } from "./harness/suite.js";
 
@@ -48,29 +48,17 @@ interface Env {
 async function setup(t: ExecutionContext): Promise<Env> {
   const cp = await controlPlane();
   const ns = await freshNamespace(t);
-  const processes: OperatorProcess[] = [];
+  const operators = new Operators(cp, ns);
   const env: Env = {
     ns,
     kube: new Kube(cp.kubeConfig()),
-    processes,
-    output: () => processes.map((p) => p.tail()).join("\n"),
-    async spawn(name, extra) {
-      const { env: childEnv, port } = await operatorEnv(cp, ns, extra);
-      const operator = new OperatorProcess(name, port, childEnv);
-      processes.push(operator);
-      return operator;
-    },
+    processes: operators.processes,
+    output: () => operators.output(),
+    spawn: (name, extra) => operators.spawn(name, extra),
   };
   t.teardown(async () => {
     if (!t.passed) t.log(env.output());
-    // Apps carry a finalizer: delete them while an operator still runs, so the namespace can go.
-    if (!processes.some((p) => p.running)) {
-      const last = await env.spawn("cleanup operator", {});
-      await last.until("operator started").catch(() => undefined);
-    }
-    await cp.kubectl(["delete", "apps.slipway.dev", "--all", "-n", ns, "--timeout=30s"]);
-    for (const p of processes) p.kill("SIGKILL");
-    await Promise.all(processes.map((p) => p.exited));
+    await operators.cleanup();
   });
   return env;
 }
@@ -192,11 +180,8 @@ async function gitopsOperator(env: Env, url: string, dir: string, name: string, 
   });
 }
 
-/**
- * Runs GitOps with v1 committed, then a second process with the fault hook on; a Config change makes it die
- * at `fault`. Returns what the test needs to restart and check.
- */
-async function killedAt(t: ExecutionContext, fault: "before-push" | "after-push") {
+/** One GitOps operator process has committed shop's release v1 to a fresh config repository. */
+async function shopReleasedThroughGitOps(t: ExecutionContext) {
   const env = await setup(t);
   const repo = await configRepo(env.ns);
   const dir = await temp();
@@ -206,6 +191,15 @@ async function killedAt(t: ExecutionContext, fault: "before-push" | "after-push"
   await apply(env.ns, appYaml);
   const v1 = new RegExp(`^${env.ns}/shop: release v1: `);
   await waitFor(async () => (await repo.subjects()).some((s) => v1.test(s)), 45_000, () => `no v1 commit\n${env.output()}`);
+  return { env, repo, dir, first };
+}
+
+/**
+ * Runs GitOps with v1 committed, then a second process with the fault hook on; a Config change makes it die
+ * at `fault`. Returns what the test needs to restart and check.
+ */
+async function killedAt(t: ExecutionContext, fault: "before-push" | "after-push") {
+  const { env, repo, dir, first } = await shopReleasedThroughGitOps(t);
   const v1Commit = await repo.head();
   const getV1 = () => env.kube.get<Release & KubeObject>(V, "Release", env.ns, "shop-v1");
   await waitFor(async () => (await getV1()).status?.commit === v1Commit, 30_000, () => `Release shop-v1 does not record ${v1Commit}\n${env.output()}`);
@@ -269,15 +263,7 @@ test("an operator SIGKILLed after its GitOps push but before status.commit makes
 });
 
 test("a Config change made while a restarted operator is still starting GitOps is committed together with its release", async (t) => {
-  const env = await setup(t);
-  const repo = await configRepo(env.ns);
-  const dir = await temp();
-  const first = await gitopsOperator(env, repo.url, dir, "operator #1");
-  await first.ready();
-  await apply(env.ns, configYaml({ GREETING: "hello" }));
-  await apply(env.ns, appYaml);
-  const v1 = new RegExp(`^${env.ns}/shop: release v1: `);
-  await waitFor(async () => (await repo.subjects()).some((s) => v1.test(s)), 45_000, () => `no v1 commit\n${env.output()}`);
+  const { env, repo, dir, first } = await shopReleasedThroughGitOps(t);
   first.kill("SIGKILL");
   await first.exited;
 

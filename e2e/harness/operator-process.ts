@@ -128,3 +128,38 @@ export class OperatorProcess {
     }
   }
 }
+
+/** The operator processes a test runs against one namespace, and their cleanup. */
+export class Operators {
+  readonly processes: OperatorProcess[] = [];
+  readonly #cp: ControlPlane;
+  readonly #namespace: string;
+
+  constructor(cp: ControlPlane, namespace: string) {
+    this.#cp = cp;
+    this.#namespace = namespace;
+  }
+
+  /** Starts `node dist/operator/main.js` for the namespace with extra environment; does not wait for it. */
+  async spawn(name: string, extra: NodeJS.ProcessEnv = {}): Promise<OperatorProcess> {
+    const { env, port } = await operatorEnv(this.#cp, this.#namespace, extra);
+    const operator = new OperatorProcess(name, port, env);
+    this.processes.push(operator);
+    return operator;
+  }
+
+  /** The output of every process, for failure messages. */
+  output(): string {
+    return this.processes.map((p) => p.tail()).join("\n");
+  }
+
+  /** Deletes the namespace's Apps while an operator runs (they carry its finalizer), then kills every process. */
+  async cleanup(): Promise<void> {
+    if (!this.processes.some((p) => p.running)) {
+      await (await this.spawn("cleanup operator")).until("operator started").catch(() => undefined);
+    }
+    await this.#cp.kubectl(["delete", "apps.slipway.dev", "--all", "-n", this.#namespace, "--timeout=30s"]);
+    for (const p of this.processes) p.kill("SIGKILL");
+    await Promise.all(this.processes.map((p) => p.exited));
+  }
+}
