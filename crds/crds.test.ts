@@ -109,6 +109,7 @@ const previews: Fields<Previews> = { enabled: "required", ttl: "optional", domai
 const appStatus: Fields<AppStatus> = {
   observedGeneration: "optional", conditions: "optional", currentRelease: "optional",
   latestReleaseNumber: "optional", url: "optional", latestBuild: "optional", processes: "optional", commit: "optional",
+  inventory: "optional",
 };
 const condition: Fields<Condition> = {
   type: "required", status: "required", reason: "required", message: "required", observedGeneration: "optional",

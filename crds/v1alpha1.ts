@@ -162,6 +162,8 @@ export interface AppStatus {
   processes?: Record<string, { desired: number; available: number; updated: number }>;
   /** Commit in the config repository that records the App as it is now. */
   commit?: string;
+  /** The children the operator applied and kept, as "<apiVersion>/<kind>/<name>"; others of the App's are pruned. */
+  inventory?: string[];
 }
 
 export interface App {

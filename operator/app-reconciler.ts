@@ -8,7 +8,8 @@ import { defaultPlatform, render, type KubernetesObject, type PlatformSettings, 
 import { sameConditions, summarize, type Summary } from "./conditions.js";
 import { isConflict, isNotFound, type EventInput, type Kube, type KubeObject } from "./kube.js";
 import type { HandlerResult } from "./queue.js";
-import { normalizeConfig, planRelease, planRollback, releaseObject, releasesOf, sameConfig, sameContent } from "./releases.js";
+import { ApiReader, type AppObject, type ObjectReader } from "./reader.js";
+import { normalizeConfig, planRelease, planRollback, releaseObject, sameConfig, sameContent } from "./releases.js";
 
 export const FINALIZER = "slipway.dev/finalizer";
 
@@ -31,6 +32,8 @@ export interface AppReconcilerOptions {
   platform?: Partial<PlatformSettings>;
   /** Calls when a release was cut (metrics). */
   onReleaseCut?: (release: Release) => void;
+  /** Where Apps, Configs and Releases are read; default the API server (the operator passes its watch caches). */
+  reader?: ObjectReader;
 }
 
 /** The result of one pass: the summary, the status fields it implies and what to tell the user. */
@@ -58,9 +61,11 @@ export class AppReconciler {
   readonly #log: Logger;
   readonly #platform: PlatformSettings;
   readonly #onReleaseCut: (release: Release) => void;
+  readonly #reader: ObjectReader;
 
   constructor(options: AppReconcilerOptions) {
     this.#kube = options.kube;
+    this.#reader = options.reader ?? new ApiReader(options.kube);
     this.#log = options.log;
     this.#platform = { ...defaultPlatform, ...options.platform };
     this.#onReleaseCut = options.onReleaseCut ?? (() => undefined);
@@ -68,13 +73,13 @@ export class AppReconciler {
 
   /** Brings one App (key "namespace/name") to its desired state; throws on transient failures (retried). */
   async reconcile(namespace: string, name: string): Promise<HandlerResult | void> {
-    let app = await this.#kube.getIfExists<App & KubeObject>(API_VERSION, "App", namespace, name);
+    let app = await this.#reader.app(namespace, name);
     if (!app) return; // deleted: owner references let the garbage collector remove the children
     const log = this.#log.child({ app: name, namespace });
 
     if (app.metadata.deletionTimestamp) return this.#finalize(app, log);
     if (!app.metadata.finalizers?.includes(FINALIZER)) {
-      app = await this.#kube.mergePatch<App & KubeObject>(app, {
+      app = await this.#patchApp(app, {
         metadata: { resourceVersion: app.metadata.resourceVersion, finalizers: [...(app.metadata.finalizers ?? []), FINALIZER] },
       });
     }
@@ -113,9 +118,8 @@ export class AppReconciler {
   /** The ordered steps; each returns early with an outcome when the App cannot go further. */
   async #sync(app: App & KubeObject, log: Logger): Promise<{ app: App & KubeObject; outcome: Outcome }> {
     const { namespace = "", name } = app.metadata;
-    let config = await this.#kube.getIfExists<Config & KubeObject>(API_VERSION, "Config", namespace, name);
-    const all = await this.#kube.list<Release & KubeObject>(API_VERSION, "Release", namespace, undefined, `spec.app=${name}`);
-    const releases = releasesOf(name, all.items);
+    let config = await this.#reader.config(namespace, name);
+    const releases: Release[] = await this.#reader.releases(namespace, name);
 
     const rollbackTo = app.metadata.annotations?.[ANNOTATIONS.rollback];
     if (rollbackTo !== undefined) {
@@ -151,13 +155,16 @@ export class AppReconciler {
     }
 
     const applied = await this.#apply(app, rendered.objects);
-    await this.#prune(app, rendered.objects, log);
+    const inventory = inventoryOf(rendered.objects);
+    // The last pass that pruned had these very children, so nothing else of the App's can exist: skip the lists.
+    if (JSON.stringify(app.status?.inventory) !== JSON.stringify(inventory)) await this.#prune(app, rendered.objects, log);
     const rollout = readRollout(applied.filter((o): o is DeploymentObject => o.kind === "Deployment"), version);
     const status: Partial<AppStatus> = {
       currentRelease: version,
       latestReleaseNumber,
       url: this.#url(app),
       processes: rollout.processes,
+      inventory,
     };
     if (rollout.stalled) return { app, outcome: { ...stalled("RolloutStalled", rollout.stalled, "Rollout"), status } };
     if (!rollout.done) {
@@ -187,9 +194,13 @@ export class AppReconciler {
     } catch (err) {
       if (!isConflict(err)) throw err;
       const existing = await this.#kube.get<Release & KubeObject>(API_VERSION, "Release", release.metadata.namespace, release.metadata.name);
-      if (sameContent(existing.spec, release.spec)) return existing;
+      if (sameContent(existing.spec, release.spec)) {
+        this.#reader.created(existing);
+        return existing;
+      }
       throw new Error(`release ${release.metadata.name} already exists with other content; cutting the next number instead`, { cause: err });
     }
+    this.#reader.created(created as Release & KubeObject);
     const { version, cause, requestedBy } = release.spec;
     log.info({ release: `v${version}`, cause, requestedBy }, "release cut");
     this.#onReleaseCut(created);
@@ -213,7 +224,9 @@ export class AppReconciler {
         // Without managedFields in the body the server keeps tracking field owners itself.
         const metadata = { ...config.metadata };
         delete metadata.managedFields;
+        const before = config;
         config = await this.#kube.replace<Config & KubeObject>({ ...config, metadata, spec: want });
+        this.#reader.wrote(before, config);
       } else {
         config = await this.#kube.create<Config & KubeObject>({
           apiVersion: API_VERSION,
@@ -224,7 +237,7 @@ export class AppReconciler {
       }
     }
     const spec = app.spec.image && app.spec.image !== target.spec.build.image ? { image: target.spec.build.image } : undefined;
-    app = await this.#kube.mergePatch<App & KubeObject>(app, {
+    app = await this.#patchApp(app, {
       metadata: { resourceVersion: app.metadata.resourceVersion, annotations: { [ANNOTATIONS.rollback]: null } },
       ...(spec ? { spec } : {}),
     });
@@ -277,9 +290,8 @@ export class AppReconciler {
   /** The App is being deleted: delete its Releases (owner references cover the rest), then let it go. */
   async #finalize(app: App & KubeObject, log: Logger): Promise<void> {
     if (!app.metadata.finalizers?.includes(FINALIZER)) return;
-    const all = await this.#kube.list<Release & KubeObject>(API_VERSION, "Release", app.metadata.namespace, undefined, `spec.app=${app.metadata.name}`);
-    for (const release of releasesOf(app.metadata.name, all.items)) await this.#kube.deleteIfExists(release);
-    await this.#kube.mergePatch(app, {
+    for (const release of await this.#reader.releases(app.metadata.namespace ?? "", app.metadata.name)) await this.#kube.deleteIfExists(release);
+    await this.#patchApp(app, {
       metadata: { resourceVersion: app.metadata.resourceVersion, finalizers: app.metadata.finalizers.filter((f) => f !== FINALIZER) },
     });
     log.info("App deleted; its releases are deleted and the finalizer removed");
@@ -322,7 +334,16 @@ export class AppReconciler {
       }
     }
     if (Object.keys(patch).length === 0) return app;
-    return this.#kube.patchStatus<App & KubeObject>(app, patch, app.metadata.resourceVersion);
+    const updated = await this.#kube.patchStatus<App & KubeObject>(app, patch, app.metadata.resourceVersion);
+    this.#reader.wrote(app, updated);
+    return updated;
+  }
+
+  /** A merge patch of the App; the reader learns of it so the next pass does not read the App it replaced. */
+  async #patchApp(app: AppObject, patch: Record<string, unknown>): Promise<AppObject> {
+    const updated = await this.#kube.mergePatch<AppObject>(app, patch);
+    this.#reader.wrote(app, updated);
+    return updated;
   }
 
   async #event(app: App & KubeObject, event: EventInput, log: Logger): Promise<void> {
@@ -339,6 +360,11 @@ export class AppReconciler {
     const scheme = app.spec.routing?.tls ? "https" : "http";
     return `${scheme}://${app.metadata.name}.${app.metadata.namespace}.${this.#platform.domain}`;
   }
+}
+
+/** The children a render produces, as status.inventory lists them: "<apiVersion>/<kind>/<name>", sorted. */
+export function inventoryOf(objects: readonly KubernetesObject[]): string[] {
+  return objects.map((o) => `${o.apiVersion}/${o.kind}/${o.metadata.name}`).sort();
 }
 
 function stalled(reason: string, message: string, action: string): Outcome {

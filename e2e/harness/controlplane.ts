@@ -24,6 +24,8 @@ export const repoRoot = (() => {
 })();
 
 const controlPlaneDir = join(repoRoot, "e2e", "controlplane");
+/** kwokctl's "unlimited" client rate for kube-controller-manager and kube-scheduler (kwok itself has no limit). */
+const UNLIMITED_CLIENT = ["--kube-api-qps=5000", "--kube-api-burst=10000"];
 
 /** How harness/run.ts hands the run's control plane to every e2e test file. */
 export const ENV_KUBECONFIG = "SLIPWAY_E2E_KUBECONFIG";
@@ -281,11 +283,14 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
       "--bind-address=127.0.0.1", `--secure-port=${kcmPort}`, `--cert-dir=${join(dir, "kcm-certs")}`,
       `--service-account-private-key-file=${join(dir, "sa.key")}`, `--root-ca-file=${join(dir, "ca.crt")}`,
       "--service-cluster-ip-range=10.0.0.0/24", "--leader-elect=false", "--use-service-account-credentials=false",
-      "--profiling=false", "--v=0",
+      // The nodes are simulated, so the controllers' client-side rate limit (20 requests/s by default) would be
+      // the cluster's bottleneck, not the API server: lift it as kwokctl's --disable-qps-limits does.
+      ...UNLIMITED_CLIENT, "--profiling=false", "--v=0",
     ]);
     const scheduler = startComponent("kube-scheduler", [
       `--kubeconfig=${kubeconfigPath}`, `--authentication-kubeconfig=${kubeconfigPath}`, `--authorization-kubeconfig=${kubeconfigPath}`,
-      "--bind-address=127.0.0.1", `--secure-port=${schedPort}`, "--leader-elect=false", "--profiling=false", "--v=0",
+      "--bind-address=127.0.0.1", `--secure-port=${schedPort}`, "--leader-elect=false", ...UNLIMITED_CLIENT,
+      "--profiling=false", "--v=0",
     ]);
     const kwokConfigDir = join(controlPlaneDir, "kwok");
     const kwokConfigs = [
