@@ -44,6 +44,8 @@ echo "build.sh: building the control plane into $bin (first run on this machine;
 tmpbin="$bin.partial"
 rm -rf "$tmpbin"
 build "$tmpbin" etcd "-s -w" go.etcd.io/etcd/server/v3
+# Go names a binary after its package path minus the /vN suffix: etcd's server package builds as "server".
+mv "$tmpbin/server" "$tmpbin/etcd"
 build "$tmpbin" kwok "-s -w" sigs.k8s.io/kwok/cmd/kwok
 build "$tmpbin" kubernetes "$kldflags" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler
 rm -rf "$bin" && mv "$tmpbin" "$bin"

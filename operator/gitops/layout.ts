@@ -89,7 +89,7 @@ export function parsePath(path: string): { namespace: string; app: string; kind?
   const rest = parts.slice(3).join("/");
   if (rest === "app.yaml") return { namespace, app, kind: "App" };
   if (rest === "config.yaml") return { namespace, app, kind: "Config" };
-  if (/^releases\/v[1-9][0-9]*\.yaml$/.test(rest)) return { namespace, app, kind: "Release" };
+  if (rest.startsWith("releases/") && isReleaseFile(rest.slice("releases/".length))) return { namespace, app, kind: "Release" };
   return { namespace, app };
 }
 
@@ -160,14 +160,26 @@ export function canonical(text: string | undefined): string | undefined {
   }
 }
 
-function kustomization(resources: string[]): string {
+/** A generated kustomization.yaml listing `resources`. */
+export function kustomization(resources: string[]): string {
   return YAML.stringify({ apiVersion: "kustomize.config.k8s.io/v1beta1", kind: "Kustomization", resources });
 }
 
-function releaseOrder(a: string, b: string): number {
+/** Whether a file name in an app's releases/ directory is a Release (v<N>.yaml). */
+export function isReleaseFile(name: string): boolean {
+  return /^v[1-9][0-9]*\.yaml$/.test(name);
+}
+
+/** The order releases/kustomization.yaml lists releases in: by version number. */
+export function releaseOrder(a: string, b: string): number {
   const num = (s: string) => Number(/^v(\d+)\.yaml$/.exec(s)?.[1] ?? Number.NaN);
   const [x, y] = [num(a), num(b)];
   return Number.isNaN(x) || Number.isNaN(y) ? a.localeCompare(b) : x - y;
+}
+
+/** What an app's kustomization.yaml lists, given which of its object files it has; empty: it gets none. */
+export function appResources(has: { app: boolean; config: boolean; releases: boolean }): string[] {
+  return [...(has.app ? ["app.yaml"] : []), ...(has.config ? ["config.yaml"] : []), ...(has.releases ? ["releases"] : [])];
 }
 
 /**
@@ -190,11 +202,8 @@ export function kustomizations(paths: Iterable<string>): Map<string, string> {
   for (const [dir, entry] of apps) {
     const [, namespace = "", app = ""] = dir.split("/");
     namespaces.set(namespace, (namespaces.get(namespace) ?? new Set()).add(app));
-    const resources = ["app.yaml", "config.yaml"].filter((f) => entry.files.has(f));
-    if (entry.releases.length) {
-      resources.push("releases");
-      out.set(`${dir}/releases/${KUSTOMIZATION}`, kustomization(entry.releases.sort(releaseOrder)));
-    }
+    const resources = appResources({ app: entry.files.has("app.yaml"), config: entry.files.has("config.yaml"), releases: entry.releases.length > 0 });
+    if (entry.releases.length) out.set(`${dir}/releases/${KUSTOMIZATION}`, kustomization(entry.releases.sort(releaseOrder)));
     out.set(`${dir}/${KUSTOMIZATION}`, kustomization(resources));
   }
   for (const [namespace, names] of namespaces) {

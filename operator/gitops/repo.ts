@@ -4,7 +4,16 @@ import fs from "node:fs";
 import { mkdir } from "node:fs/promises";
 import git from "isomorphic-git";
 import http from "isomorphic-git/http/node";
-import { isManagedKustomization, kustomizations } from "./layout.js";
+import {
+  APPS_DIR,
+  KUSTOMIZATION,
+  appResources,
+  isManagedKustomization,
+  isReleaseFile,
+  kustomization,
+  kustomizations,
+  releaseOrder,
+} from "./layout.js";
 
 export interface RepoOptions {
   /** Smart-HTTP URL of the config repository. */
@@ -25,6 +34,31 @@ interface TreeFile {
   oid: string;
   mode: string;
 }
+
+/** A tree entry; `node` once the subtree is loaded to be changed by a commit. */
+interface Entry {
+  mode: string;
+  oid: string;
+  type: "blob" | "tree" | "commit";
+  node?: TreeNode;
+}
+
+/** A tree being changed: its entries, and the tree it was read from (none when new). */
+interface TreeNode {
+  base: string | undefined;
+  entries: Map<string, Entry>;
+  dirty: boolean;
+}
+
+/** The levels of the layout (see layout.ts) whose directories get a generated kustomization.yaml. */
+const enum Level {
+  Apps = 1,
+  Namespace = 2,
+  App = 3,
+  Releases = 4,
+}
+
+const EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
 
 export class PushRejectedError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
