@@ -165,3 +165,85 @@ test("credentials are sent to a server that requires them", async (t) => {
     await guarded.stop();
   }
 });
+
+const obj = (kind: "App" | "Config", namespace: string, name: string, value = "1"): string =>
+  renderObject({ apiVersion: "slipway.dev/v1alpha1", kind, metadata: { name, namespace }, spec: { image: `i${value}` } });
+const rel = (namespace: string, appName: string, version: number): string =>
+  renderObject({ ...release(appName, version), metadata: { name: `${appName}-v${version}`, namespace } });
+
+test("a commit rewrites only the changed paths and gives the tree a regeneration of every kustomization.yaml gives", async (t) => {
+  const url = await remoteRepo("incremental");
+  const dir = await temp();
+  const repo = await ConfigRepo.open({ url, dir });
+  const base = await repo.commit(
+    new Map([
+      ["README.md", "# config\n"],
+      ["apps/team-a/web/app.yaml", obj("App", "team-a", "web")],
+      ["apps/team-a/web/config.yaml", obj("Config", "team-a", "web")],
+      ["apps/team-a/web/releases/v1.yaml", rel("team-a", "web", 1)],
+      ["apps/team-a/web/releases/v2.yaml", rel("team-a", "web", 2)],
+      ["apps/team-a/web/releases/v10.yaml", rel("team-a", "web", 10)],
+      ["apps/team-a/web/notes.txt", "hand-written\n"],
+      ["apps/team-a/api/app.yaml", obj("App", "team-a", "api")],
+      ["apps/team-a/cfg/config.yaml", obj("Config", "team-a", "cfg")],
+      ["apps/team-b/db/app.yaml", obj("App", "team-b", "db")],
+      ["apps/team-b/db/config.yaml", obj("Config", "team-b", "db")],
+      ["apps/team-c/only-releases/releases/v3.yaml", rel("team-c", "only-releases", 3)],
+      ["apps/team-d/docs/README.md", "no objects here\n"],
+      ["docs/kustomization.yaml", "not generated: left alone\n"],
+    ]),
+    "base",
+  );
+  t.truthy(base);
+  const tree = async (oid: string | undefined) => (oid ? (await gitCli(dir, "rev-parse", `${oid}^{tree}`)).trim() : undefined);
+  const cases: [string, [string, string | null][]][] = [
+    ["add an app to a namespace", [["apps/team-a/new/app.yaml", obj("App", "team-a", "new")]]],
+    ["add an app in a new namespace", [["apps/team-e/x/app.yaml", obj("App", "team-e", "x")]]],
+    ["add a Config-only app", [["apps/team-b/c/config.yaml", obj("Config", "team-b", "c")]]],
+    ["add a file that is no object to a new app", [["apps/team-b/later/README.md", "soon\n"]]],
+    ["add an object to an app that had none", [["apps/team-d/docs/app.yaml", obj("App", "team-d", "docs")]]],
+    ["remove an app", [["apps/team-a/api/app.yaml", null]]],
+    ["remove the last app of a namespace", [["apps/team-b/db/app.yaml", null], ["apps/team-b/db/config.yaml", null]]],
+    ["remove an app's App, keeping its Config", [["apps/team-b/db/app.yaml", null]]],
+    ["remove an app whose other file stays", [["apps/team-a/web/app.yaml", null], ["apps/team-a/web/config.yaml", null],
+      ["apps/team-a/web/releases/v1.yaml", null], ["apps/team-a/web/releases/v2.yaml", null], ["apps/team-a/web/releases/v10.yaml", null]]],
+    ["remove every app", [["apps/team-a/web/app.yaml", null], ["apps/team-a/web/config.yaml", null], ["apps/team-a/web/releases/v1.yaml", null],
+      ["apps/team-a/web/releases/v2.yaml", null], ["apps/team-a/web/releases/v10.yaml", null], ["apps/team-a/api/app.yaml", null],
+      ["apps/team-a/cfg/config.yaml", null], ["apps/team-b/db/app.yaml", null], ["apps/team-b/db/config.yaml", null],
+      ["apps/team-c/only-releases/releases/v3.yaml", null]]],
+    ["change a Config", [["apps/team-a/web/config.yaml", obj("Config", "team-a", "web", "2")]]],
+    ["add a release", [["apps/team-a/web/releases/v11.yaml", rel("team-a", "web", 11)], ["apps/team-a/web/config.yaml", obj("Config", "team-a", "web", "3")]]],
+    ["add the first release of an app", [["apps/team-a/api/releases/v1.yaml", rel("team-a", "api", 1)]]],
+    ["remove an app's last release", [["apps/team-c/only-releases/releases/v3.yaml", null]]],
+    ["remove every release of an app", [["apps/team-a/web/releases/v1.yaml", null], ["apps/team-a/web/releases/v2.yaml", null], ["apps/team-a/web/releases/v10.yaml", null]]],
+    ["a file outside apps/", [["README.md", "# changed\n"], ["docs/kustomization.yaml", "changed too\n"]]],
+    ["writes to generated kustomization.yaml files", [["apps/team-a/kustomization.yaml", "garbage"], ["kustomization.yaml", "x"],
+      ["apps/team-a/web/releases/kustomization.yaml", "y"], ["apps/team-a/web/extra/kustomization.yaml", "z"],
+      ["apps/team-a/web/config.yaml", obj("Config", "team-a", "web", "4")]]],
+    ["a file that is no release in releases/", [["apps/team-a/api/releases/notes.md", "n\n"]]],
+  ];
+  for (const [what, changes] of cases) {
+    const incremental = await repo.commit(new Map(changes), what, { parent: base, ref: "refs/test/incremental" });
+    const full = await repo.commit(new Map(changes), what, { parent: base, ref: "refs/test/full", regenerateAll: true });
+    t.truthy(incremental, what);
+    t.is(await tree(incremental), await tree(full), what);
+  }
+  t.is(await repo.head(), base, "commits with another ref leave the branch alone");
+  const generatedOnly = new Map([["apps/team-a/kustomization.yaml", "garbage"], ["apps/team-a/web/kustomization.yaml", "x"]]);
+  t.is(await repo.commit(generatedOnly, "only generated files"), undefined, "they are regenerated as they were");
+
+  // The same changes one after another, each on the last: the tree stays what a regeneration gives.
+  let head = base;
+  for (const [what, changes] of cases) {
+    const next = await repo.commit(new Map(changes), what);
+    if (!next) continue;
+    t.is(await tree(next), await tree(await repo.commit(new Map(), "regenerate", { parent: next, ref: "refs/test/full", allowEmpty: true })), what);
+    t.is(await repo.commit(new Map(), "regenerate"), undefined, `${what}: nothing left to regenerate`);
+    head = next;
+  }
+  t.is(await repo.head(), head);
+  // Changes that change nothing make no commit.
+  t.is(await repo.commit(new Map([["apps/none/x/app.yaml", null], ["apps/team-a/zzz/releases/v1.yaml", null]]), "remove what is not there"), undefined);
+  t.is(await repo.commit(new Map([["apps/team-e/x/app.yaml", obj("App", "team-e", "x")]]), "again"), undefined);
+  await gitCli(dir, "fsck", "--strict", "--no-progress");
+});

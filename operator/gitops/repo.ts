@@ -50,15 +50,8 @@ interface TreeNode {
   dirty: boolean;
 }
 
-/** The levels of the layout (see layout.ts) whose directories get a generated kustomization.yaml. */
-const enum Level {
-  Apps = 1,
-  Namespace = 2,
-  App = 3,
-  Releases = 4,
-}
-
-const EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
+/** The directories of the layout (see layout.ts) that get a generated kustomization.yaml, below the root. */
+type Level = "apps" | "namespace" | "app" | "releases";
 
 export class PushRejectedError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -188,27 +181,25 @@ export class ConfigRepo {
    * Commits `changes` on top of `parent` (default: the local head) with regenerated kustomization.yaml files,
    * and moves the local branch there unless `ref` names another. Returns undefined when the tree would not
    * change (nothing to commit), so the same change is never committed twice.
+   *
+   * Only the trees on the changed paths are read and rewritten, and only the kustomization.yaml files that can
+   * change are regenerated: those of the changed directories, and a parent's when the set of children it lists
+   * changes. On a tree whose kustomization.yaml files are right (every tree this class writes) that is the same
+   * tree a regeneration of them all gives. No changes (or `regenerateAll`) regenerates every kustomization.yaml
+   * of the tree from scratch, which also repairs a tree someone else broke.
    */
   async commit(
     changes: FileChanges,
     message: string,
-    options: { allowEmpty?: boolean; parent?: string; ref?: string } = {},
+    options: { allowEmpty?: boolean; parent?: string; ref?: string; regenerateAll?: boolean } = {},
   ): Promise<string | undefined> {
     const parent = options.parent ?? (await this.head());
-    const before = await this.files(parent);
-    const after = new Map(before);
-    for (const [path, content] of changes) {
-      if (content === null) after.delete(path);
-      else after.set(path, { mode: "100644", oid: await git.writeBlob({ fs, dir: this.dir, blob: Buffer.from(content) }) });
-    }
-    for (const path of [...after.keys()]) if (isManagedKustomization(path)) after.delete(path);
-    for (const [path, content] of kustomizations(after.keys())) {
-      after.set(path, { mode: "100644", oid: await git.writeBlob({ fs, dir: this.dir, blob: Buffer.from(content) }) });
-    }
-    const unchanged =
-      before.size === after.size && [...after].every(([path, file]) => before.get(path)?.oid === file.oid);
-    if (unchanged && parent && !options.allowEmpty) return undefined;
-    const tree = await this.#writeTree(after);
+    const allowEmpty = options.allowEmpty ?? false;
+    const tree =
+      parent && changes.size > 0 && !options.regenerateAll
+        ? await this.#changedTree(parent, changes, allowEmpty)
+        : await this.#regeneratedTree(parent, changes, allowEmpty);
+    if (tree === undefined) return undefined;
     const now = { timestamp: Math.floor(Date.now() / 1000), timezoneOffset: 0 };
     const oid = await git.writeCommit({
       fs,
@@ -224,6 +215,239 @@ export class ConfigRepo {
     await git.writeRef({ fs, dir: this.dir, ref: options.ref ?? this.#ref, value: oid, force: true });
     if (!options.ref) await git.writeRef({ fs, dir: this.dir, ref: "HEAD", value: this.#ref, symbolic: true, force: true });
     return oid;
+  }
+
+  /**
+   * The whole tree of `parent` with `changes` and every kustomization.yaml regenerated; undefined when that
+   * changes no file and `allowEmpty` is not set.
+   */
+  async #regeneratedTree(parent: string | undefined, changes: FileChanges, allowEmpty: boolean): Promise<string | undefined> {
+    const before = await this.files(parent);
+    const after = new Map(before);
+    for (const [path, content] of changes) {
+      if (content === null) after.delete(path);
+      else after.set(path, { mode: "100644", oid: await git.writeBlob({ fs, dir: this.dir, blob: Buffer.from(content) }) });
+    }
+    for (const path of [...after.keys()]) if (isManagedKustomization(path)) after.delete(path);
+    for (const [path, content] of kustomizations(after.keys())) {
+      // Written only when new: a tree whose kustomization.yaml files are right costs no writes.
+      const { oid } = await git.hashBlob({ object: content });
+      if (before.get(path)?.oid !== oid) await git.writeBlob({ fs, dir: this.dir, blob: Buffer.from(content) });
+      after.set(path, { mode: "100644", oid });
+    }
+    const unchanged =
+      before.size === after.size && [...after].every(([path, file]) => before.get(path)?.oid === file.oid);
+    if (unchanged && parent && !allowEmpty) return undefined;
+    return this.#writeTree(after);
+  }
+
+  /**
+   * `parent`'s tree with `changes`, reading and writing only the trees on the changed paths; undefined when
+   * that is `parent`'s tree and `allowEmpty` is not set.
+   */
+  async #changedTree(parent: string, changes: FileChanges, allowEmpty: boolean): Promise<string | undefined> {
+    const base = await this.#treeOf(parent);
+    const root = await this.#load(base);
+    const dirs = new Set<string>();
+    for (const [path, content] of changes) {
+      const parts = path.split("/");
+      const name = parts.pop() ?? path;
+      dirs.add(parts.join("/"));
+      // What a change writes to a generated kustomization.yaml does not matter: it is regenerated below.
+      if (isManagedKustomization(path)) continue;
+      if (content === null) {
+        const node = await this.#walk(root, parts, false);
+        if (node && node.entries.get(name)?.type !== "tree" && node.entries.delete(name)) node.dirty = true;
+      } else {
+        const node = await this.#walk(root, parts, true);
+        const oid = await git.writeBlob({ fs, dir: this.dir, blob: Buffer.from(content) });
+        node?.entries.set(name, { mode: "100644", oid, type: "blob" });
+        if (node) node.dirty = true;
+      }
+    }
+    await this.#regenerate(root, dirs);
+    const tree = (await this.#writeNode(root)) ?? (await git.writeTree({ fs, dir: this.dir, tree: [] }));
+    return tree === base && !allowEmpty ? undefined : tree;
+  }
+
+  /**
+   * Regenerates the kustomization.yaml files that changes in `dirs` can change, as `kustomizations()` would:
+   * each changed app's and its releases/; a namespace's when one of its apps gained its first object file or
+   * lost its last (or a file right in it changed); apps/ likewise for namespaces; the root's when apps/ did.
+   */
+  async #regenerate(root: TreeNode, dirs: Set<string>): Promise<void> {
+    const apps = new Set<string>();
+    const namespaces = new Set<string>();
+    let appsDir = false;
+    let rootDir = false;
+    for (const dir of dirs) {
+      const parts = dir ? dir.split("/") : [];
+      const [top, namespace = "", app = "", sub] = parts;
+      if (!parts.length) rootDir = true;
+      else if (top !== APPS_DIR) continue;
+      else if (parts.length === 1) appsDir = true;
+      else if (parts.length === 2) namespaces.add(namespace);
+      else {
+        apps.add(`${namespace}/${app}`);
+        // Below an app, only releases/ has a kustomization.yaml; any other one under apps/ is removed.
+        if (parts.length > 4 || (parts.length === 4 && sub !== "releases")) {
+          const node = await this.#walk(root, parts, false);
+          if (node?.entries.delete(KUSTOMIZATION)) node.dirty = true;
+        }
+      }
+    }
+    for (const key of apps) {
+      const [namespace = "", app = ""] = key.split("/");
+      const node = await this.#walk(root, [APPS_DIR, namespace, app], false);
+      if (!node) continue;
+      const before = node.base ? await this.#treeHasObjects("app", node.base) : false;
+      const releasesEntry = node.entries.get("releases");
+      const releases: string[] = [];
+      if (releasesEntry?.type === "tree") {
+        const dir = await this.#child(releasesEntry);
+        for (const [name, entry] of dir.entries) if (entry.type !== "tree" && isReleaseFile(name)) releases.push(name);
+        await this.#setKustomization(dir, releases.length ? kustomization(releases.sort(releaseOrder)) : undefined);
+      }
+      const isFile = (name: string) => node.entries.has(name) && node.entries.get(name)?.type !== "tree";
+      const resources = appResources({ app: isFile("app.yaml"), config: isFile("config.yaml"), releases: releases.length > 0 });
+      await this.#setKustomization(node, resources.length ? kustomization(resources) : undefined);
+      if (before !== resources.length > 0) namespaces.add(namespace);
+    }
+    for (const namespace of namespaces) {
+      const node = await this.#walk(root, [APPS_DIR, namespace], false);
+      if (node && (await this.#list(node, "app"))) appsDir = true;
+    }
+    if (appsDir) {
+      const node = await this.#walk(root, [APPS_DIR], false);
+      if (node && (await this.#list(node, "namespace"))) rootDir = true;
+    }
+    if (rootDir) {
+      const apps = root.entries.get(APPS_DIR);
+      const listed = apps?.type === "tree" && (await this.#entryHasObjects("apps", apps));
+      await this.#setKustomization(root, kustomization(listed ? [APPS_DIR] : []));
+    }
+  }
+
+  /**
+   * Regenerates the kustomization.yaml of apps/ or a namespace: the children (at `level`) that hold an object
+   * file, sorted. Returns whether the directory itself gained its first such child or lost its last.
+   */
+  async #list(node: TreeNode, level: "namespace" | "app"): Promise<boolean> {
+    const listed: string[] = [];
+    let before = false;
+    for (const [name, entry] of node.entries) {
+      if (entry.type !== "tree") continue;
+      const has = await this.#entryHasObjects(level, entry);
+      if (has) listed.push(name);
+      // The child as it was: the same unless it is loaded (changed).
+      if (!before) before = entry.node ? !!entry.node.base && (await this.#treeHasObjects(level, entry.node.base)) : has;
+    }
+    await this.#setKustomization(node, listed.length ? kustomization(listed.sort()) : undefined);
+    return before !== listed.length > 0;
+  }
+
+  /** Sets (or with undefined, removes) a directory's kustomization.yaml; writes the blob only when new. */
+  async #setKustomization(node: TreeNode, content: string | undefined): Promise<void> {
+    const current = node.entries.get(KUSTOMIZATION);
+    if (content === undefined) {
+      if (current && node.entries.delete(KUSTOMIZATION)) node.dirty = true;
+      return;
+    }
+    const { oid } = await git.hashBlob({ object: content });
+    if (current?.oid === oid && current.mode === "100644") return;
+    if (current?.oid !== oid) await git.writeBlob({ fs, dir: this.dir, blob: Buffer.from(content) });
+    node.entries.set(KUSTOMIZATION, { mode: "100644", oid, type: "blob" });
+    node.dirty = true;
+  }
+
+  /** Tree ids by level known to hold an object file (or not), so unchanged siblings are not read again. */
+  #hasObjects = new Map<string, boolean>();
+
+  /** Whether a directory at `level` holds an object file (see layout.ts `kustomizations()`). */
+  async #entryHasObjects(level: Level, entry: Entry): Promise<boolean> {
+    return entry.node ? this.#nodeHasObjects(level, entry.node.entries) : this.#treeHasObjects(level, entry.oid);
+  }
+
+  async #treeHasObjects(level: Level, oid: string): Promise<boolean> {
+    const key = `${level}:${oid}`;
+    let has = this.#hasObjects.get(key);
+    if (has === undefined) {
+      has = await this.#nodeHasObjects(level, (await this.#load(oid)).entries);
+      if (this.#hasObjects.size >= 100_000) this.#hasObjects.clear();
+      this.#hasObjects.set(key, has);
+    }
+    return has;
+  }
+
+  async #nodeHasObjects(level: Level, entries: Map<string, Entry>): Promise<boolean> {
+    for (const [name, entry] of entries) {
+      const tree = entry.type === "tree";
+      switch (level) {
+        case "apps":
+          if (tree && (await this.#entryHasObjects("namespace", entry))) return true;
+          break;
+        case "namespace":
+          if (tree && (await this.#entryHasObjects("app", entry))) return true;
+          break;
+        case "app":
+          if (!tree && (name === "app.yaml" || name === "config.yaml")) return true;
+          if (tree && name === "releases" && (await this.#entryHasObjects("releases", entry))) return true;
+          break;
+        case "releases":
+          if (!tree && isReleaseFile(name)) return true;
+          break;
+      }
+    }
+    return false;
+  }
+
+  async #treeOf(commit: string): Promise<string> {
+    return (await git.readCommit({ fs, dir: this.dir, oid: commit, cache: this.#cache })).commit.tree;
+  }
+
+  async #load(oid: string): Promise<TreeNode> {
+    const { tree } = await git.readTree({ fs, dir: this.dir, oid, cache: this.#cache });
+    return { base: oid, entries: new Map(tree.map((e) => [e.path, { mode: e.mode, oid: e.oid, type: e.type }])), dirty: false };
+  }
+
+  async #child(entry: Entry): Promise<TreeNode> {
+    entry.node ??= await this.#load(entry.oid);
+    return entry.node;
+  }
+
+  /** The directory at `parts` below `node`, loaded; made (replacing a file in the way) when `create`. */
+  async #walk(node: TreeNode, parts: string[], create: boolean): Promise<TreeNode | undefined> {
+    for (const part of parts) {
+      const entry = node.entries.get(part);
+      if (entry?.type === "tree") {
+        node = await this.#child(entry);
+      } else if (create) {
+        const next: TreeNode = { base: undefined, entries: new Map(), dirty: true };
+        node.entries.set(part, { mode: "040000", oid: "", type: "tree", node: next });
+        node.dirty = true;
+        node = next;
+      } else {
+        return undefined;
+      }
+    }
+    return node;
+  }
+
+  /** Writes the changed trees below and at `node`; undefined for a directory left empty (it goes away). */
+  async #writeNode(node: TreeNode): Promise<string | undefined> {
+    let changed = node.dirty || !node.base;
+    for (const [name, entry] of node.entries) {
+      if (!entry.node) continue;
+      const oid = await this.#writeNode(entry.node);
+      if (oid === undefined) node.entries.delete(name);
+      else if (oid !== entry.oid) entry.oid = oid;
+      else continue;
+      changed = true;
+    }
+    if (!node.entries.size) return undefined;
+    if (!changed && node.base) return node.base;
+    const tree = [...node.entries].map(([path, e]) => ({ path, mode: e.mode, oid: e.oid, type: e.type }));
+    return git.writeTree({ fs, dir: this.dir, tree });
   }
 
   /** Pushes the local branch (or another local branch) to the remote; a non-fast-forward is a PushRejectedError. */
