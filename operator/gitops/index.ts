@@ -37,7 +37,10 @@ export interface GitOpsOptions {
   logger?: Logger;
   /** Quiet time after an App or Config change before it is committed; default 500 ms. */
   settleMs?: number;
-  /** How long an App or Config change waits for the Release the operator cuts for it, to share its commit; default 15 s. */
+  /**
+   * How long at most an App or Config change waits for the Release the operator cuts for it, to share its
+   * commit; default 60 s. Only a slow operator gets near it (an overloaded cluster can take 10 s to cut one).
+   */
   releaseWaitMs?: number;
 }
 
@@ -65,7 +68,7 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
   }
   const engine = new GitOpsEngine({ kube, repo, mode: options.mode, namespace: options.namespace, log });
   const settleMs = options.settleMs ?? 500;
-  const releaseWaitMs = options.releaseWaitMs ?? 15_000;
+  const releaseWaitMs = options.releaseWaitMs ?? 60_000;
   let stopped = false;
 
   // One lane: every use of the repository runs after the previous one.
