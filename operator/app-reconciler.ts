@@ -154,10 +154,19 @@ export class AppReconciler {
       return { app, outcome: { ...stalled("InvalidSpec", renderMessage(rendered.errors), "Render"), status: { latestReleaseNumber } } };
     }
 
-    const applied = await this.#apply(app, rendered.objects);
+    // status.inventory lists every child the App may have. A child is listed before it is first applied, so a
+    // crash cannot leave one unlisted; pruning then deletes what is listed but no longer rendered, with no list
+    // calls. An App without an inventory (new, or rolled out by an operator that kept none) is pruned by listing
+    // its children once.
     const inventory = inventoryOf(rendered.objects);
-    // The last pass that pruned had these very children, so nothing else of the App's can exist: skip the lists.
-    if (JSON.stringify(app.status?.inventory) !== JSON.stringify(inventory)) await this.#prune(app, rendered.objects, log);
+    const known = app.status?.inventory;
+    if (known) {
+      const pending = [...new Set([...known, ...inventory])].sort();
+      if (pending.length !== known.length) app = await this.#writeStatus(app, { inventory: pending });
+    }
+    const applied = await this.#apply(app, rendered.objects);
+    if (known) await this.#pruneListed(app, known.filter((id) => !inventory.includes(id)), log);
+    else await this.#prune(app, rendered.objects, log);
     const rollout = readRollout(applied.filter((o): o is DeploymentObject => o.kind === "Deployment"), version);
     const status: Partial<AppStatus> = {
       currentRelease: version,
@@ -284,6 +293,25 @@ export class AppReconciler {
         await this.#kube.deleteIfExists(item);
         log.info({ kind, name: item.metadata.name }, "pruned a child the App no longer needs");
       }
+    }
+  }
+
+  /** Deletes the listed children ("<apiVersion>/<kind>/<name>") that are still there and still the App's. */
+  async #pruneListed(app: App & KubeObject, ids: readonly string[], log: Logger): Promise<void> {
+    for (const id of ids) {
+      const match = /^(.+)\/([^/]+)\/([^/]+)$/.exec(id);
+      if (!match) continue;
+      const [, apiVersion = "", kind = "", name = ""] = match;
+      let child: KubeObject | undefined;
+      try {
+        child = await this.#kube.getIfExists<KubeObject>(apiVersion, kind, app.metadata.namespace, name);
+      } catch (err) {
+        if (isNotFound(err)) continue; // the kind is no longer served (e.g. Gateway API removed)
+        throw err;
+      }
+      if (!child?.metadata.ownerReferences?.some((r) => r.controller && r.uid === app.metadata.uid)) continue;
+      await this.#kube.deleteIfExists(child);
+      log.info({ kind, name }, "pruned a child the App no longer needs");
     }
   }
 

@@ -236,8 +236,10 @@ export class Kube {
     }
     const opts: https.RequestOptions = { method, headers: {} };
     await this.kubeConfig.applyToHTTPSOptions(opts);
-    // applyToHTTPSOptions builds a fresh agent per call; keep the first so connections are reused.
-    this.#agent ??= opts.agent instanceof http.Agent ? opts.agent : undefined;
+    // applyToHTTPSOptions builds a fresh agent per call, without keep-alive: every call would pay a TLS handshake
+    // (on both sides). One keep-alive agent with the same TLS options reuses connections instead.
+    if (!this.#agent && opts.agent instanceof https.Agent) this.#agent = new https.Agent({ ...opts.agent.options, keepAlive: true });
+    else if (!this.#agent && opts.agent instanceof http.Agent) this.#agent = opts.agent;
     if (this.#agent) opts.agent = this.#agent;
     const headers: http.OutgoingHttpHeaders = { ...(opts.headers as http.OutgoingHttpHeaders), accept: "application/json" };
     let payload: string | undefined;
