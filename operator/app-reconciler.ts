@@ -1,6 +1,7 @@
 // The App reconciler: from App + Config + Releases to rolled-out workloads, in Flux's fixed order —
 // get → deletion/finalizer → suspend → observe the new generation → rollback → cut a release → render →
 // apply → prune → read the rollout — and status summarized in one place at the end.
+import { createHash } from "node:crypto";
 import type { Logger } from "pino";
 import type { App, AppStatus, Config, Release } from "../crds/v1alpha1.js";
 import { ANNOTATIONS, API_VERSION, LABELS } from "../crds/v1alpha1.js";
@@ -62,6 +63,12 @@ export class AppReconciler {
   readonly #platform: PlatformSettings;
   readonly #onReleaseCut: (release: Release) => void;
   readonly #reader: ObjectReader;
+  /**
+   * What the operator last applied to each watched child ("<namespace>/<kind>/<name>") and the generation the
+   * server gave it then. While the cached child still has that generation (nobody changed its spec since) and
+   * the render is the same, applying again would change nothing: the server-side apply is skipped.
+   */
+  readonly #lastApplied = new Map<string, { hash: string; generation: number | undefined; owner: string }>();
 
   constructor(options: AppReconcilerOptions) {
     this.#kube = options.kube;
@@ -89,6 +96,8 @@ export class AppReconciler {
     }
 
     const generation = app.metadata.generation;
+    // No operator has reconciled this App yet (the write below is the first), so it has no children to prune.
+    const fresh = app.status?.observedGeneration === undefined;
     if (app.status?.observedGeneration !== generation) {
       // Say at once that this generation is being worked on, before anything slow can fail.
       const summary: Summary = { state: "progressing", reason: "Progressing", message: `reconciling generation ${generation}` };
@@ -100,7 +109,7 @@ export class AppReconciler {
 
     let outcome: Outcome;
     try {
-      const result = await this.#sync(app, log);
+      const result = await this.#sync(app, log, fresh);
       app = result.app;
       outcome = result.outcome;
     } catch (err) {
@@ -116,7 +125,7 @@ export class AppReconciler {
   }
 
   /** The ordered steps; each returns early with an outcome when the App cannot go further. */
-  async #sync(app: App & KubeObject, log: Logger): Promise<{ app: App & KubeObject; outcome: Outcome }> {
+  async #sync(app: App & KubeObject, log: Logger, fresh: boolean): Promise<{ app: App & KubeObject; outcome: Outcome }> {
     const { namespace = "", name } = app.metadata;
     let config = await this.#reader.config(namespace, name);
     const releases: Release[] = await this.#reader.releases(namespace, name);
@@ -157,7 +166,7 @@ export class AppReconciler {
     // status.inventory lists every child the App may have. A child is listed before it is first applied, so a
     // crash cannot leave one unlisted; pruning then deletes what is listed but no longer rendered, with no list
     // calls. An App without an inventory (new, or rolled out by an operator that kept none) is pruned by listing
-    // its children once.
+    // its children once; a fresh App, which no pass has reached before, has none.
     const inventory = inventoryOf(rendered.objects);
     const known = app.status?.inventory;
     if (known) {
@@ -166,7 +175,7 @@ export class AppReconciler {
     }
     const applied = await this.#apply(app, rendered.objects);
     if (known) await this.#pruneListed(app, known.filter((id) => !inventory.includes(id)), log);
-    else await this.#prune(app, rendered.objects, log);
+    else if (!fresh) await this.#prune(app, rendered.objects, log);
     const rollout = readRollout(applied.filter((o): o is DeploymentObject => o.kind === "Deployment"), version);
     const status: Partial<AppStatus> = {
       currentRelease: version,
@@ -267,8 +276,18 @@ export class AppReconciler {
     const applied: KubeObject[] = [];
     for (const object of objects) {
       const body = { ...object, metadata: { ...object.metadata, ownerReferences: [owner] } } as KubeObject;
+      const key = `${app.metadata.namespace}/${object.kind}/${object.metadata.name}`;
+      const hash = createHash("sha256").update(JSON.stringify(body)).digest("base64");
+      const last = this.#lastApplied.get(key);
+      const cached = this.#reader.child(object.apiVersion, object.kind, app.metadata.namespace ?? "", object.metadata.name);
+      if (cached && last?.hash === hash && cached.metadata.generation === last.generation) {
+        applied.push(cached);
+        continue;
+      }
       try {
-        applied.push(await this.#kube.apply(body));
+        const result = await this.#kube.apply(body);
+        this.#lastApplied.set(key, { hash, generation: result.metadata.generation, owner: owner.uid });
+        applied.push(result);
       } catch (err) {
         throw new Error(`cannot apply ${object.kind} ${object.metadata.name}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
       }
@@ -319,6 +338,7 @@ export class AppReconciler {
   async #finalize(app: App & KubeObject, log: Logger): Promise<void> {
     if (!app.metadata.finalizers?.includes(FINALIZER)) return;
     for (const release of await this.#reader.releases(app.metadata.namespace ?? "", app.metadata.name)) await this.#kube.deleteIfExists(release);
+    for (const [key, last] of this.#lastApplied) if (last.owner === app.metadata.uid) this.#lastApplied.delete(key);
     await this.#patchApp(app, {
       metadata: { resourceVersion: app.metadata.resourceVersion, finalizers: app.metadata.finalizers.filter((f) => f !== FINALIZER) },
     });

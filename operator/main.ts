@@ -79,7 +79,7 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
     get: (n, namespace) => informerOf.get(name)?.get(n, namespace) as KubeObject | undefined,
     list: (namespace) => (informerOf.get(name)?.list(namespace) ?? []) as unknown as KubeObject[],
   });
-  const reader = new CachedReader({ apps: cache("apps"), configs: cache("configs"), releases: cache("releases") });
+  const reader = new CachedReader({ apps: cache("apps"), configs: cache("configs"), releases: cache("releases"), deployments: cache("deployments") });
   const reconciler = new AppReconciler({ kube, log, platform: options.platform, reader, onReleaseCut: () => releasesCut.inc() });
 
   const queue = new WorkQueue(

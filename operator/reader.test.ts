@@ -79,3 +79,12 @@ test("a Release the operator created is listed, in version order, until the cach
   const listed = await reader.releases("ns", "shop");
   t.deepEqual(listed.map((r) => `${r.spec.version}@${r.metadata.resourceVersion}`), ["1@1", "2@6"]);
 });
+
+test("children are read from the cache only where one is kept (Deployments)", (t) => {
+  const deployments = new FakeCache();
+  const reader = new CachedReader({ apps: new FakeCache(), configs: new FakeCache(), releases: new FakeCache(), deployments });
+  deployments.put({ apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "shop-web", namespace: "ns", generation: 3 } });
+  t.is(reader.child("apps/v1", "Deployment", "ns", "shop-web")?.metadata.generation, 3);
+  t.is(reader.child("apps/v1", "Deployment", "ns", "other"), undefined);
+  t.is(reader.child("v1", "Service", "ns", "shop-web"), undefined);
+});

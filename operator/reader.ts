@@ -25,6 +25,8 @@ export interface ObjectReader {
   wrote(before: KubeObject, after: KubeObject): void;
   /** The reconciler created a Release. */
   created(release: ReleaseObject): void;
+  /** A child as the watch cache holds it (only Deployments are watched); undefined when not cached. */
+  child(apiVersion: string, kind: string, namespace: string, name: string): KubeObject | undefined;
 }
 
 /** Reads every object from the API server. */
@@ -42,6 +44,9 @@ export class ApiReader implements ObjectReader {
   }
   wrote(): void {}
   created(): void {}
+  child(): undefined {
+    return undefined;
+  }
 }
 
 /** The part of a watch cache the reader uses (client-node's ListWatch is one). */
@@ -61,13 +66,20 @@ export class CachedReader implements ObjectReader {
   readonly #apps: Cache<KubeObject>;
   readonly #configs: Cache<KubeObject>;
   readonly #releases: Cache<KubeObject>;
+  readonly #deployments: Cache<KubeObject> | undefined;
   readonly #written = new Map<string, Written>();
   readonly #created = new Map<string, ReleaseObject>();
 
-  constructor(caches: { apps: Cache<KubeObject>; configs: Cache<KubeObject>; releases: Cache<KubeObject> }) {
+  constructor(caches: { apps: Cache<KubeObject>; configs: Cache<KubeObject>; releases: Cache<KubeObject>; deployments?: Cache<KubeObject> }) {
     this.#apps = caches.apps;
     this.#configs = caches.configs;
     this.#releases = caches.releases;
+    this.#deployments = caches.deployments;
+  }
+
+  child(apiVersion: string, kind: string, namespace: string, name: string): KubeObject | undefined {
+    if (apiVersion !== "apps/v1" || kind !== "Deployment") return undefined;
+    return this.#deployments?.get(name, namespace);
   }
 
   async app(namespace: string, name: string) {
