@@ -161,6 +161,13 @@ test("credentials are sent to a server that requires them", async (t) => {
     await t.throwsAsync(ConfigRepo.open({ url, dir: await temp() }));
     const repo = await ConfigRepo.open({ url, dir: await temp(), credentials: { username: "slipway", password: "pw" } });
     t.truthy(await repo.head());
+    await repo.commit(new Map([["apps/team-a/web/app.yaml", renderObject(app("web", "i"))]]), "create App");
+    await repo.push();
+    // Credentials in the URL, as git takes them, work too.
+    const inUrl = await ConfigRepo.open({ url: url.replace("http://", "http://slipway:pw@"), dir: await temp() });
+    t.is(await inUrl.head(), await repo.head());
+    await inUrl.commit(new Map([["apps/team-a/web/app.yaml", null]]), "delete App");
+    await inUrl.push();
   } finally {
     await guarded.stop();
   }
@@ -246,4 +253,98 @@ test("a commit rewrites only the changed paths and gives the tree a regeneration
   t.is(await repo.commit(new Map([["apps/none/x/app.yaml", null], ["apps/team-a/zzz/releases/v1.yaml", null]]), "remove what is not there"), undefined);
   t.is(await repo.commit(new Map([["apps/team-e/x/app.yaml", obj("App", "team-e", "x")]]), "again"), undefined);
   await gitCli(dir, "fsck", "--strict", "--no-progress");
+});
+
+/** The remote's bare repository on disk, for the git CLI. */
+const bareOf = (name: string) => join(server.root, `${name}.git`);
+
+test("after commits and pushes of every kind the remote has every object: fsck is clean, a clone has the whole history", async (t) => {
+  const url = await remoteRepo("complete");
+  const dir = await temp();
+  const repo = await ConfigRepo.open({ url, dir });
+  const steps: [string, [string, string | null][]][] = [
+    ["add apps", [["apps/team-a/web/app.yaml", obj("App", "team-a", "web")], ["apps/team-b/db/config.yaml", obj("Config", "team-b", "db")]]],
+    ["release", [["apps/team-a/web/releases/v1.yaml", rel("team-a", "web", 1)], ["apps/team-a/web/config.yaml", obj("Config", "team-a", "web")]]],
+    ["change", [["apps/team-a/web/config.yaml", obj("Config", "team-a", "web", "2")]]],
+    ["remove an app", [["apps/team-b/db/config.yaml", null]]],
+    ["bring a file back as it was", [["apps/team-b/db/config.yaml", obj("Config", "team-b", "db")]]],
+  ];
+  const subjects = ["Initialize the Slipway config repository"];
+  for (const [what, changes] of steps) {
+    t.truthy(await repo.commit(new Map(changes), what));
+    await repo.push();
+    subjects.unshift(what);
+  }
+  // Two commits pushed at once.
+  await repo.commit(new Map([["apps/team-c/x/app.yaml", obj("App", "team-c", "x")]]), "two at once 1");
+  await repo.commit(new Map([["apps/team-c/x/app.yaml", obj("App", "team-c", "x", "2")]]), "two at once 2");
+  await repo.push();
+  subjects.unshift("two at once 1");
+  subjects.unshift("two at once 2");
+  await repo.push(); // nothing new: a no-op
+
+  // A conflict branch on top of the head, and one on the head itself (no new object at all).
+  const head = (await repo.head()) ?? "";
+  const side = (await repo.commit(new Map([["apps/team-a/web/config.yaml", obj("Config", "team-a", "web", "cluster")]]), "kept",
+    { parent: head, ref: "refs/slipway/conflict", allowEmpty: true })) ?? "";
+  t.truthy(side);
+  await repo.pushNewBranch("conflict/team-a-config-web", side);
+  await repo.pushNewBranch("conflict/same-as-main", head);
+
+  const bare = bareOf("complete");
+  await gitCli(bare, "fsck", "--strict", "--no-progress", "--no-dangling");
+  t.is((await gitCli(bare, "rev-parse", "main")).trim(), head);
+  t.is((await gitCli(bare, "rev-parse", "conflict/same-as-main")).trim(), head);
+  t.is((await gitCli(bare, "rev-parse", "conflict/team-a-config-web")).trim(), side);
+  const clone = await temp();
+  await run("git", ["clone", "-q", "--no-local", url, clone]);
+  t.deepEqual((await gitCli(clone, "log", "--format=%s")).trim().split("\n"), subjects);
+  t.regex(await readFile(join(clone, "apps/team-b/db/config.yaml"), "utf8"), /kind: Config/);
+  t.is((await gitCli(clone, "show", "origin/conflict/team-a-config-web:apps/team-a/web/config.yaml")), obj("Config", "team-a", "web", "cluster"));
+  await gitCli(clone, "fsck", "--strict", "--no-progress");
+  // The clone's tracking ref follows the pushes: nothing left to fetch.
+  t.is(await repo.fetch(), head);
+});
+
+test("a push that is no fast-forward is rejected even when the clone has the remote's head", async (t) => {
+  const url = await remoteRepo("behind");
+  const repo = await ConfigRepo.open({ url, dir: await temp() });
+  const first = (await repo.head()) ?? "";
+  await repo.commit(new Map([["apps/team-a/web/app.yaml", obj("App", "team-a", "web")]]), "ahead");
+  await repo.push();
+  await repo.resetTo(first);
+  await repo.commit(new Map([["apps/team-a/api/app.yaml", obj("App", "team-a", "api")]]), "on an old head");
+  await t.throwsAsync(repo.push(), { instanceOf: PushRejectedError, message: /not-fast-forward/ });
+  // Refused by the server too (as a push after someone else's would be, were the remote to move meanwhile).
+  t.not((await gitCli(bareOf("behind"), "rev-parse", "main")).trim(), await repo.head());
+});
+
+test("after a rejected push, a fetch downloads only the commits the clone lacks", async (t) => {
+  const url = await remoteRepo("fetch-little");
+  const bare = bareOf("fetch-little");
+  // 300 commits of history, then our clone.
+  const clone = await temp();
+  await run("git", ["clone", "-q", url, clone]);
+  await mkdir(join(clone, "apps/team-a/web"), { recursive: true });
+  for (let i = 0; i < 300; i++) {
+    await writeFile(join(clone, "apps/team-a/web/notes.txt"), `${i}\n`);
+    await gitCli(clone, "add", ".");
+    await gitCli(clone, "commit", "-qm", `user ${i}`);
+  }
+  await gitCli(clone, "push", "-q", "origin", "HEAD:main");
+  const dir = await temp();
+  const ours = await ConfigRepo.open({ url, dir });
+  // The user pushes one more; our push on the old head is rejected; the fetch then takes one commit.
+  await writeFile(join(clone, "apps/team-a/web/notes.txt"), "last\n");
+  await gitCli(clone, "commit", "-qam", "user last");
+  await gitCli(clone, "push", "-q", "origin", "HEAD:main");
+  await ours.commit(new Map([["apps/team-a/web/app.yaml", obj("App", "team-a", "web")]]), "ours");
+  await t.throwsAsync(ours.push(), { instanceOf: PushRejectedError });
+  const packs = async () => new Set((await run("ls", [join(dir, ".git/objects/pack")])).stdout.split("\n").filter((f) => f.endsWith(".idx")));
+  const before = await packs();
+  t.is(await ours.fetch(), (await gitCli(bare, "rev-parse", "main")).trim());
+  const fetched = [...(await packs())].filter((f) => !before.has(f));
+  t.is(fetched.length, 1);
+  const { stdout } = await run("sh", ["-c", `git show-index < ${join(dir, ".git/objects/pack", fetched[0] ?? "")} | wc -l`]);
+  t.true(Number(stdout.trim()) <= 10, `the fetch brought ${stdout.trim()} objects`);
 });
