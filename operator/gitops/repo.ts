@@ -349,6 +349,12 @@ export class ConfigRepo {
   async #list(node: TreeNode, level: "namespace" | "app"): Promise<boolean> {
     const listed: string[] = [];
     let before = false;
+    // Children not seen yet are read a few at a time (the first commit after a start in a namespace of
+    // 1,000 apps reads them all); then their ids are known and they are not read again until they change.
+    const unknown = [...node.entries.values()].filter((e) => e.type === "tree" && !e.node && !this.#hasObjects.has(`${level}:${e.oid}`));
+    for (let i = 0; i < unknown.length; i += 32) {
+      await Promise.all(unknown.slice(i, i + 32).map((e) => this.#treeHasObjects(level, e.oid)));
+    }
     for (const [name, entry] of node.entries) {
       if (entry.type !== "tree") continue;
       const has = await this.#entryHasObjects(level, entry);
