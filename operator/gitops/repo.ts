@@ -43,9 +43,10 @@ interface Entry {
   node?: TreeNode;
 }
 
-/** A tree being changed: its entries, and the tree it was read from (none when new). */
+/** A tree being changed: its entries, and the tree it was read from (none when new) with its entries then. */
 interface TreeNode {
   base: string | undefined;
+  original: Map<string, Entry>;
   entries: Map<string, Entry>;
   dirty: boolean;
 }
@@ -69,6 +70,8 @@ export class ConfigRepo {
   readonly dir: string;
   #onAuth: (() => { username: string; password: string }) | undefined;
   #cache = {};
+  /** Whether HEAD is known to name the branch (written once, not with every commit). */
+  #headOnBranch = false;
 
   private constructor(options: RepoOptions) {
     this.url = options.url;
@@ -149,6 +152,7 @@ export class ConfigRepo {
   async resetTo(oid: string): Promise<void> {
     await git.writeRef({ fs, dir: this.dir, ref: this.#ref, value: oid, force: true });
     await git.writeRef({ fs, dir: this.dir, ref: "HEAD", value: this.#ref, symbolic: true, force: true });
+    this.#headOnBranch = true;
   }
 
   /** Every file of a commit's tree (default: the local head) with its blob id. */
@@ -227,7 +231,10 @@ export class ConfigRepo {
       },
     });
     await git.writeRef({ fs, dir: this.dir, ref: options.ref ?? this.#ref, value: oid, force: true });
-    if (!options.ref) await git.writeRef({ fs, dir: this.dir, ref: "HEAD", value: this.#ref, symbolic: true, force: true });
+    if (!options.ref && !this.#headOnBranch) {
+      await git.writeRef({ fs, dir: this.dir, ref: "HEAD", value: this.#ref, symbolic: true, force: true });
+      this.#headOnBranch = true;
+    }
     return oid;
   }
 
@@ -314,7 +321,7 @@ export class ConfigRepo {
       const [namespace = "", app = ""] = key.split("/");
       const node = await this.#walk(root, [APPS_DIR, namespace, app], false);
       if (!node) continue;
-      const before = node.base ? await this.#treeHasObjects("app", node.base) : false;
+      const before = await this.#hadObjects("app", node);
       const releasesEntry = node.entries.get("releases");
       const releases: string[] = [];
       if (releasesEntry?.type === "tree") {
@@ -360,7 +367,7 @@ export class ConfigRepo {
       const has = await this.#entryHasObjects(level, entry);
       if (has) listed.push(name);
       // The child as it was: the same unless it is loaded (changed).
-      if (!before) before = entry.node ? !!entry.node.base && (await this.#treeHasObjects(level, entry.node.base)) : has;
+      if (!before) before = entry.node ? await this.#hadObjects(level, entry.node) : has;
     }
     await this.#setKustomization(node, listed.length ? kustomization(listed.sort()) : undefined);
     return before !== listed.length > 0;
@@ -388,11 +395,16 @@ export class ConfigRepo {
     return entry.node ? this.#nodeHasObjects(level, entry.node.entries) : this.#treeHasObjects(level, entry.oid);
   }
 
-  async #treeHasObjects(level: Level, oid: string): Promise<boolean> {
+  /** Whether a directory being changed held an object file before. */
+  async #hadObjects(level: Level, node: TreeNode): Promise<boolean> {
+    return node.base ? this.#treeHasObjects(level, node.base, node.original) : false;
+  }
+
+  async #treeHasObjects(level: Level, oid: string, entries?: Map<string, Entry>): Promise<boolean> {
     const key = `${level}:${oid}`;
     let has = this.#hasObjects.get(key);
     if (has === undefined) {
-      has = await this.#nodeHasObjects(level, (await this.#load(oid)).entries);
+      has = await this.#nodeHasObjects(level, entries ?? (await this.#load(oid)).entries);
       if (this.#hasObjects.size >= 100_000) this.#hasObjects.clear();
       this.#hasObjects.set(key, has);
     }
@@ -427,7 +439,8 @@ export class ConfigRepo {
 
   async #load(oid: string): Promise<TreeNode> {
     const { tree } = await git.readTree({ fs, dir: this.dir, oid, cache: this.#cache });
-    return { base: oid, entries: new Map(tree.map((e) => [e.path, { mode: e.mode, oid: e.oid, type: e.type }])), dirty: false };
+    const entries = () => new Map(tree.map((e) => [e.path, { mode: e.mode, oid: e.oid, type: e.type }]));
+    return { base: oid, original: entries(), entries: entries(), dirty: false };
   }
 
   async #child(entry: Entry): Promise<TreeNode> {
@@ -442,7 +455,7 @@ export class ConfigRepo {
       if (entry?.type === "tree") {
         node = await this.#child(entry);
       } else if (create) {
-        const next: TreeNode = { base: undefined, entries: new Map(), dirty: true };
+        const next: TreeNode = { base: undefined, original: new Map(), entries: new Map(), dirty: true };
         node.entries.set(part, { mode: "040000", oid: "", type: "tree", node: next });
         node.dirty = true;
         node = next;
