@@ -135,8 +135,12 @@ test("a push after someone else pushed is rejected, and a replay on the fetched 
   await gitCli(clone, "push", "-q", "origin", "HEAD:main");
 
   const change = new Map([["apps/team-a/web/app.yaml", renderObject(app("web", "ours"))]]);
-  await ours.commit(change, "operator adds web");
+  const refused = (await ours.commit(change, "operator adds web")) ?? "";
   await t.throwsAsync(ours.push(), { instanceOf: PushRejectedError });
+  // The refused commit can still go to a branch of its own, though the remote moved since our last fetch.
+  await ours.pushNewBranch("conflict/refused", refused);
+  t.is((await gitCli(join(server.root, "race.git"), "rev-parse", "conflict/refused")).trim(), refused);
+  await gitCli(join(server.root, "race.git"), "fsck", "--strict", "--no-progress", "--no-dangling");
 
   const remoteHead = await ours.fetch();
   t.truthy(remoteHead);

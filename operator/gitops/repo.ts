@@ -30,6 +30,8 @@ export type FileChanges = Map<string, string | null>;
 
 export const AUTHOR = { name: "Slipway", email: "slipway@slipway.dev" };
 
+type TreeEntry = Awaited<ReturnType<typeof git.readTree>>["tree"][number];
+
 interface TreeFile {
   oid: string;
   mode: string;
@@ -72,6 +74,8 @@ export class ConfigRepo {
   #cache = {};
   /** Whether HEAD is known to name the branch (written once, not with every commit). */
   #headOnBranch = false;
+  /** The trees commits wrote or changed lately, by id: the next commit and the push read them again. */
+  #recentTrees = new Map<string, TreeEntry[]>();
 
   private constructor(options: RepoOptions) {
     this.url = options.url;
@@ -404,7 +408,8 @@ export class ConfigRepo {
     const key = `${level}:${oid}`;
     let has = this.#hasObjects.get(key);
     if (has === undefined) {
-      has = await this.#nodeHasObjects(level, entries ?? (await this.#load(oid)).entries);
+      // Not remembered: a namespace's apps, read once each, would push out the trees commits use.
+      has = await this.#nodeHasObjects(level, entries ?? (await this.#load(oid, false)).entries);
       if (this.#hasObjects.size >= 100_000) this.#hasObjects.clear();
       this.#hasObjects.set(key, has);
     }
@@ -437,8 +442,24 @@ export class ConfigRepo {
     return (await git.readCommit({ fs, dir: this.dir, oid: commit, cache: this.#cache })).commit.tree;
   }
 
-  async #load(oid: string): Promise<TreeNode> {
-    const { tree } = await git.readTree({ fs, dir: this.dir, oid, cache: this.#cache });
+  /** A tree's entries, from the recent trees when there. */
+  async #readTree(oid: string, remember = true): Promise<TreeEntry[]> {
+    let tree = this.#recentTrees.get(oid);
+    if (!tree) {
+      tree = (await git.readTree({ fs, dir: this.dir, oid, cache: this.#cache })).tree;
+      if (remember) this.#remember(oid, tree);
+    }
+    return tree;
+  }
+
+  #remember(oid: string, tree: TreeEntry[]): void {
+    this.#recentTrees.delete(oid);
+    this.#recentTrees.set(oid, tree);
+    if (this.#recentTrees.size > 64) this.#recentTrees.delete(this.#recentTrees.keys().next().value ?? "");
+  }
+
+  async #load(oid: string, remember = true): Promise<TreeNode> {
+    const tree = await this.#readTree(oid, remember);
     const entries = () => new Map(tree.map((e) => [e.path, { mode: e.mode, oid: e.oid, type: e.type }]));
     return { base: oid, original: entries(), entries: entries(), dirty: false };
   }
@@ -480,7 +501,9 @@ export class ConfigRepo {
     if (!node.entries.size) return undefined;
     if (!changed && node.base) return node.base;
     const tree = [...node.entries].map(([path, e]) => ({ path, mode: e.mode, oid: e.oid, type: e.type }));
-    return git.writeTree({ fs, dir: this.dir, tree });
+    const oid = await git.writeTree({ fs, dir: this.dir, tree });
+    this.#remember(oid, tree);
+    return oid;
   }
 
   /**
@@ -565,8 +588,8 @@ export class ConfigRepo {
     if (tree === base || out.has(tree)) return;
     out.add(tree);
     const before = new Map<string, { oid: string; type: string }>();
-    if (base) for (const e of (await git.readTree({ fs, dir: this.dir, oid: base, cache: this.#cache })).tree) before.set(e.path, e);
-    for (const entry of (await git.readTree({ fs, dir: this.dir, oid: tree, cache: this.#cache })).tree) {
+    if (base) for (const e of await this.#readTree(base)) before.set(e.path, e);
+    for (const entry of await this.#readTree(tree)) {
       const was = before.get(entry.path);
       if (was?.oid === entry.oid || entry.type === "commit") continue; // unchanged, or a submodule's commit
       if (entry.type === "tree") await this.#newObjects(entry.oid, was?.type === "tree" ? was.oid : undefined, out);
