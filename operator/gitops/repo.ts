@@ -1,5 +1,6 @@
 // The one Git wrapper of GitOps: a clone of the config repository kept in a directory, written without a
-// working tree (commits are built from blobs and trees), pushed and fetched over smart HTTP by isomorphic-git.
+// working tree (commits are built from blobs and trees, rewriting only the changed paths), fetched over smart
+// HTTP by isomorphic-git, and pushed with its discovery, pack writer and HTTP client (see push()).
 import fs from "node:fs";
 import { mkdir } from "node:fs/promises";
 import git from "isomorphic-git";
