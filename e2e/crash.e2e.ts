@@ -18,10 +18,10 @@ test.before(async () => {
 interface Env {
   ns: string;
   kube: Kube;
-  /** Starts another operator process for the namespace. */
-  spawn(): Promise<OperatorProcess>;
+  /** Starts another operator process for the namespace; `killAtCut` n: it SIGKILLs itself right after its n-th release cut. */
+  spawn(killAtCut?: number): Promise<OperatorProcess>;
   /** Starts another operator process for the namespace and waits until it has listed and started. */
-  start(): Promise<OperatorProcess>;
+  start(killAtCut?: number): Promise<OperatorProcess>;
   /** Every process started so far, oldest first. */
   processes: OperatorProcess[];
   /** The output of every process, for failure messages. */
@@ -37,9 +37,10 @@ async function setup(t: ExecutionContext): Promise<Env> {
     kube: new Kube(cp.kubeConfig()),
     processes: operators.processes,
     output: () => operators.output(),
-    spawn: () => operators.spawn(`operator #${operators.processes.length + 1}`),
-    async start() {
-      const operator = await env.spawn();
+    spawn: (killAtCut) =>
+      operators.spawn(`operator #${operators.processes.length + 1}`, killAtCut ? { SLIPWAY_FAULT_KILL: `after-release-cut:${killAtCut}` } : {}),
+    async start(killAtCut) {
+      const operator = await env.spawn(killAtCut);
       await operator.until("operator started");
       return operator;
     },
@@ -114,20 +115,17 @@ async function burst(env: Env, from: number, count: number): Promise<number> {
 }
 
 const releaseCut = (l: LogLine) => l.msg === "release cut";
-/** Matches the n-th line that `match` matches (each line must be shown to it once, in order). */
-const nth = (n: number, match: (l: LogLine) => boolean) => {
-  let seen = 0;
-  return (l: LogLine) => match(l) && ++seen === n;
-};
 
 /**
- * Kills `operator` with SIGKILL as it logs `match`, waits for it to die and returns the release it had just cut,
- * after checking the kill came before that reconcile recorded the release in the App's status.
+ * Waits for `operator`, started with `killAtCut`, to SIGKILL itself right after a release cut (operator/fault.ts:
+ * the Release exists, nothing after it is written) and returns the release it had just cut, after checking
+ * that the App's status does not record it yet.
  */
-async function killMidReconcile(t: ExecutionContext, env: Env, operator: OperatorProcess, match: (l: LogLine) => boolean, from = 0): Promise<number> {
-  const line = await operator.when(match, { from, signal: "SIGKILL" });
-  t.like(await operator.exited, { signal: "SIGKILL" });
-  const cut = Number(line.release?.slice(1));
+async function killedAtCut(t: ExecutionContext, env: Env, operator: OperatorProcess): Promise<number> {
+  const exit = await Promise.race([operator.exited, sleep(60_000).then(() => "still running")]);
+  t.like(exit, { signal: "SIGKILL" }, `${operator.name} did not kill itself at its release cut\n${operator.tail()}`);
+  const line = operator.lines.filter(releaseCut).at(-1);
+  const cut = Number(line?.release?.slice(1));
   const recorded = (await getApp(env)).status?.latestReleaseNumber ?? 0;
   t.true(recorded < cut, `${operator.name} was killed after its reconcile finished (status already says ${recorded}, the cut was v${cut})`);
   return cut;
@@ -135,29 +133,27 @@ async function killMidReconcile(t: ExecutionContext, env: Env, operator: Operato
 
 test("a SIGKILLed operator, restarted three times during bursts of Config changes, releases each state once as v1..vN", async (t) => {
   const env = await setup(t);
-  let operator = await env.start();
+  // 1: killed right after its second release cut during a burst (its first cut is v1).
+  let operator = await env.start(3);
   await apply(env.ns, configYaml({ GREETING: "hello", STEP: "0" }));
   await apply(env.ns, appYaml(IMAGE_A));
   await eventuallyReady(env, "v1");
-
-  // 1: killed right after its second release cut during a burst.
-  let from = operator.lines.length;
   let pending = burst(env, 1, 10);
-  await killMidReconcile(t, env, operator, nth(2, releaseCut), from);
+  await killedAtCut(t, env, operator);
   await pending;
   let last = await burst(env, 11, 1); // changed while no operator runs, whenever the kill came
 
   // 2: the next one is killed while it cuts the release catching up with what changed while none ran, which
   // may come before it logs "operator started".
-  operator = await env.spawn();
-  await killMidReconcile(t, env, operator, releaseCut);
+  operator = await env.spawn(1);
+  await killedAtCut(t, env, operator);
 
-  // 3: the next one catches up, then is killed at its first release cut during another burst.
-  operator = await env.start();
+  // 3: the next one catches up (the release the last one cut holds the latest Config: nothing to cut), then is
+  // killed at its first release cut, during another burst.
+  operator = await env.start(1);
   await eventuallyReady(env, `v${(await releases(env)).length}`);
-  from = operator.lines.length;
   pending = burst(env, last + 1, 10);
-  await killMidReconcile(t, env, operator, releaseCut, from);
+  await killedAtCut(t, env, operator);
   last = await pending;
 
   await env.start();
@@ -186,7 +182,8 @@ test("a SIGKILLed operator, restarted three times during bursts of Config change
 
 test("a SIGKILL during a rollback leaves exactly one rollback release once the next operator has run", async (t) => {
   const env = await setup(t);
-  let operator = await env.start();
+  // Killed right after its fourth release cut: the rollback's.
+  let operator = await env.start(4);
   await apply(env.ns, configYaml({ FOO: "one" }));
   await apply(env.ns, appYaml(IMAGE_A));
   await eventuallyReady(env, "v1");
@@ -195,9 +192,8 @@ test("a SIGKILL during a rollback leaves exactly one rollback release once the n
   await apply(env.ns, configYaml({ FOO: "two" }));
   await eventuallyReady(env, "v3");
 
-  const from = operator.lines.length;
   await kubectl(["annotate", "-n", env.ns, "apps.slipway.dev/shop", "slipway.dev/rollback-to=v1", "slipway.dev/changed-by=carol"]);
-  t.is(await killMidReconcile(t, env, operator, releaseCut, from), 4);
+  t.is(await killedAtCut(t, env, operator), 4);
   t.is((await getApp(env)).metadata.annotations?.["slipway.dev/rollback-to"], "v1", "killed before the rollback was finished");
 
   // The next one is killed too, as soon as it has started resuming the rollback.

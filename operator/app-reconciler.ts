@@ -7,6 +7,7 @@ import type { App, AppStatus, Config, Release } from "../crds/v1alpha1.js";
 import { ANNOTATIONS, API_VERSION, LABELS } from "../crds/v1alpha1.js";
 import { defaultPlatform, render, type KubernetesObject, type PlatformSettings, type RenderError } from "../functions/render.js";
 import { sameConditions, summarize, type Summary } from "./conditions.js";
+import { faultPoint } from "./fault.js";
 import { isConflict, isNotFound, type EventInput, type Kube, type KubeObject } from "./kube.js";
 import type { HandlerResult } from "./queue.js";
 import { ApiReader, type AppObject, type ObjectReader } from "./reader.js";
@@ -221,6 +222,7 @@ export class AppReconciler {
     this.#reader.created(created as Release & KubeObject);
     const { version, cause, requestedBy } = release.spec;
     log.info({ release: `v${version}`, cause, requestedBy }, "release cut");
+    faultPoint("after-release-cut");
     this.#onReleaseCut(created);
     await this.#event(app, {
       type: "Normal",

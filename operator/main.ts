@@ -9,7 +9,7 @@ import { API_VERSION, LABELS } from "../crds/v1alpha1.js";
 import type { PlatformSettings } from "../functions/render.js";
 import type { Platform } from "./platform.js";
 import { AppReconciler } from "./app-reconciler.js";
-import { CachedReader, type Cache } from "./reader.js";
+import { ApiReader, CachedReader, type Cache } from "./reader.js";
 import { isConflict, Kube, type KubeObject } from "./kube.js";
 import { log as rootLog } from "./log.js";
 import { queueDepth, reconcileDuration, reconcileErrors, reconcileTotal, releasesCut } from "./metrics.js";
@@ -79,12 +79,25 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
     get: (n, namespace) => informerOf.get(name)?.get(n, namespace) as KubeObject | undefined,
     list: (namespace) => (informerOf.get(name)?.list(namespace) ?? []) as unknown as KubeObject[],
   });
-  const reader = new CachedReader({ apps: cache("apps"), configs: cache("configs"), releases: cache("releases"), deployments: cache("deployments") });
+  // Like client-go's WaitForCacheSync: no reconcile runs before every watch has listed once (an empty Release
+  // cache would cut a release that exists). Should a watch still not have listed after the start's 30 s, reads
+  // go to the API server until it has.
+  let cachesFilled: () => void = () => undefined;
+  const filled = new Promise<void>((resolve) => (cachesFilled = resolve));
+  const reader = new CachedReader({
+    apps: cache("apps"),
+    configs: cache("configs"),
+    releases: cache("releases"),
+    deployments: cache("deployments"),
+    synced: () => synced.size === watched.length,
+    fallback: new ApiReader(kube),
+  });
   const reconciler = new AppReconciler({ kube, log, platform: options.platform, reader, onReleaseCut: () => releasesCut.inc() });
 
   const queue = new WorkQueue(
     async (key) => {
       const [namespace = "", name = ""] = key.split("/");
+      await filled;
       const end = reconcileDuration.startTimer({ kind: "App" });
       try {
         const result = await reconciler.reconcile(namespace, name);
@@ -226,7 +239,8 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
   const deadline = Date.now() + 30_000;
   await Promise.all(firstSyncs);
   while (synced.size < watched.length && Date.now() < deadline && !stopped) await new Promise((r) => setTimeout(r, 100));
-  if (synced.size < watched.length) log.warn({ synced: [...synced] }, "not every watch has listed yet; continuing");
+  if (synced.size < watched.length) log.warn({ synced: [...synced] }, "not every watch has listed yet; continuing with API reads");
+  cachesFilled();
 
   // A periodic full pass catches anything a watch could not tell (and external drift of children).
   const resync = setInterval(() => {

@@ -88,3 +88,16 @@ test("children are read from the cache only where one is kept (Deployments)", (t
   t.is(reader.child("apps/v1", "Deployment", "ns", "other"), undefined);
   t.is(reader.child("v1", "Service", "ns", "shop-web"), undefined);
 });
+
+test("until every cache has listed, reads go to the fallback reader, so an empty Release cache cannot cut a release twice", async (t) => {
+  const caches = { apps: new FakeCache(), configs: new FakeCache(), releases: new FakeCache() };
+  let synced = false;
+  const fallback = new CachedReader({ apps: new FakeCache(), configs: new FakeCache(), releases: new FakeCache() });
+  fallback.created(release(1));
+  const reader = new CachedReader({ ...caches, synced: () => synced, fallback });
+  t.deepEqual((await reader.releases("ns", "shop")).map((r) => r.spec.version), [1]);
+  synced = true;
+  caches.releases.put(release(1));
+  caches.releases.put(release(2));
+  t.deepEqual((await reader.releases("ns", "shop")).map((r) => r.spec.version), [1, 2]);
+});

@@ -67,30 +67,50 @@ export class CachedReader implements ObjectReader {
   readonly #configs: Cache<KubeObject>;
   readonly #releases: Cache<KubeObject>;
   readonly #deployments: Cache<KubeObject> | undefined;
+  readonly #synced: () => boolean;
+  readonly #fallback: ObjectReader | undefined;
   readonly #written = new Map<string, Written>();
   readonly #created = new Map<string, ReleaseObject>();
 
-  constructor(caches: { apps: Cache<KubeObject>; configs: Cache<KubeObject>; releases: Cache<KubeObject>; deployments?: Cache<KubeObject> }) {
+  constructor(caches: {
+    apps: Cache<KubeObject>;
+    configs: Cache<KubeObject>;
+    releases: Cache<KubeObject>;
+    deployments?: Cache<KubeObject>;
+    /** Whether every cache has listed; until then reads go to `fallback` (when given). */
+    synced?: () => boolean;
+    fallback?: ObjectReader;
+  }) {
     this.#apps = caches.apps;
     this.#configs = caches.configs;
     this.#releases = caches.releases;
     this.#deployments = caches.deployments;
+    this.#synced = caches.synced ?? (() => true);
+    this.#fallback = caches.fallback;
+  }
+
+  /** The reader to use instead of the caches while they are not filled yet. */
+  get #instead(): ObjectReader | undefined {
+    return this.#synced() ? undefined : this.#fallback;
   }
 
   child(apiVersion: string, kind: string, namespace: string, name: string): KubeObject | undefined {
-    if (apiVersion !== "apps/v1" || kind !== "Deployment") return undefined;
+    if (apiVersion !== "apps/v1" || kind !== "Deployment" || !this.#synced()) return undefined;
     return this.#deployments?.get(name, namespace);
   }
 
   async app(namespace: string, name: string) {
+    if (this.#instead) return this.#instead.app(namespace, name);
     return this.#fresh("App", this.#apps.get(name, namespace), namespace, name) as AppObject | undefined;
   }
 
   async config(namespace: string, name: string) {
+    if (this.#instead) return this.#instead.config(namespace, name);
     return this.#fresh("Config", this.#configs.get(name, namespace), namespace, name) as ConfigObject | undefined;
   }
 
   async releases(namespace: string, app: string) {
+    if (this.#instead) return this.#instead.releases(namespace, app);
     const cached = this.#releases.list(namespace) as unknown as ReleaseObject[];
     const byName = new Map(releasesOf(app, cached).map((r) => [r.metadata.name, r as ReleaseObject]));
     for (const [key, release] of this.#created) {

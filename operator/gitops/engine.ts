@@ -5,6 +5,7 @@
 import type { Logger } from "pino";
 import type { App, Config, ObjectMeta, Release } from "../../crds/v1alpha1.js";
 import { ANNOTATIONS, API_VERSION } from "../../crds/v1alpha1.js";
+import { faultPoint } from "../fault.js";
 import { isNotFound, type Kube, type KubeObject } from "../kube.js";
 import { planRelease, planRollback } from "../releases.js";
 import {
@@ -48,14 +49,6 @@ interface Item {
 }
 
 const objectKey = (kind: string, namespace: string, name: string) => `${kind}/${namespace}/${name}`;
-
-/**
- * Test-only fault injection, off by default: SLIPWAY_FAULT_KILL=before-push (or after-push) SIGKILLs the
- * process right there, so e2e/failover.e2e.ts can crash it between the local commit, the push and status.commit.
- */
-function faultPoint(point: "before-push" | "after-push"): void {
-  if (process.env.SLIPWAY_FAULT_KILL === point) process.kill(process.pid, "SIGKILL");
-}
 
 export class GitOpsEngine {
   readonly #kube: Kube;
