@@ -8,9 +8,9 @@ import { ANNOTATIONS, API_VERSION, LABELS } from "../crds/v1alpha1.js";
 import { defaultPlatform, render, type KubernetesObject, type PlatformSettings, type RenderError } from "../functions/render.js";
 import { sameConditions, summarize, type Summary } from "./conditions.js";
 import { faultPoint } from "./fault.js";
-import { isConflict, isNotFound, type EventInput, type Kube, type KubeObject } from "./kube.js";
+import { isConflict, isNotFound, KubeError, type EventInput, type Kube, type KubeObject } from "./kube.js";
 import type { HandlerResult } from "./queue.js";
-import { ApiReader, type AppObject, type ObjectReader } from "./reader.js";
+import { ApiReader, type AppObject, type ConfigObject, type ObjectReader } from "./reader.js";
 import { normalizeConfig, planRelease, planRollback, releaseObject, sameConfig, sameContent } from "./releases.js";
 
 export const FINALIZER = "slipway.dev/finalizer";
@@ -139,6 +139,7 @@ export class AppReconciler {
         const candidate = releaseObject(app, plan.spec, config);
         const errors = render({ app, config, release: candidate }, this.#platform).errors;
         if (errors.length) return { app, outcome: stalled("InvalidSpec", renderMessage(errors), "Render") };
+        await this.#confirm(app, config, releases);
         releases.push(await this.#cut(app, candidate, log));
       }
       if (plan.target) ({ app, config } = await this.#matchRelease(app, config, plan.target, log));
@@ -152,6 +153,7 @@ export class AppReconciler {
       // Render first: an invalid spec must not leave a release behind that can never run.
       const errors = render({ app, config, release: candidate }, this.#platform).errors;
       if (errors.length) return { app, outcome: stalled("InvalidSpec", renderMessage(errors), "Render") };
+      await this.#confirm(app, config, releases);
       releases.push(await this.#cut(app, candidate, log));
     }
 
@@ -200,6 +202,28 @@ export class AppReconciler {
         event: { type: "Normal", reason: "RolloutComplete", action: "Rollout", note: rollout.message },
       },
     };
+  }
+
+  /**
+   * A release is cut only from what the API server holds now. The watch caches are each up to date but not with
+   * each other: a Release's deletion can arrive before its App's, and a release cut from that view would outlive
+   * the App. So before a cut the App, Config and Releases are read again from the server; if they differ from
+   * what the pass used, it is a conflict and the pass runs again (quietly, like any 409).
+   */
+  async #confirm(app: AppObject, config: ConfigObject | undefined, releases: readonly Release[]): Promise<void> {
+    if (!this.#reader.cached) return;
+    const { namespace = "", name } = app.metadata;
+    const [liveApp, liveConfig, liveReleases] = await Promise.all([
+      this.#kube.getIfExists<AppObject>(API_VERSION, "App", namespace, name),
+      this.#kube.getIfExists<ConfigObject>(API_VERSION, "Config", namespace, name),
+      this.#kube.list<Release & KubeObject>(API_VERSION, "Release", namespace, undefined, `spec.app=${name}`),
+    ]);
+    const names = (list: readonly Release[]) => list.map((r) => r.metadata.name).sort().join(",");
+    const changed =
+      liveApp?.metadata.resourceVersion !== app.metadata.resourceVersion ||
+      liveConfig?.metadata.resourceVersion !== config?.metadata.resourceVersion ||
+      names(liveReleases.items.filter((r) => r.spec.app === name)) !== names(releases);
+    if (changed) throw new KubeError(409, "Conflict", `App ${namespace}/${name}: the watch caches were behind the API server before a release cut; reconciling again`);
   }
 
   /**

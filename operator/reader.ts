@@ -17,6 +17,8 @@ export type ConfigObject = Config & KubeObject;
 export type ReleaseObject = Release & KubeObject;
 
 export interface ObjectReader {
+  /** True when reads come from watch caches (which may lag the API server), false when from the API server. */
+  readonly cached: boolean;
   app(namespace: string, name: string): Promise<AppObject | undefined>;
   config(namespace: string, name: string): Promise<ConfigObject | undefined>;
   /** The App's Releases, oldest first. */
@@ -31,6 +33,7 @@ export interface ObjectReader {
 
 /** Reads every object from the API server. */
 export class ApiReader implements ObjectReader {
+  readonly cached = false;
   constructor(private readonly kube: Kube) {}
   app(namespace: string, name: string) {
     return this.kube.getIfExists<AppObject>(API_VERSION, "App", namespace, name);
@@ -63,6 +66,7 @@ interface Written {
 
 /** Reads Apps, Configs and Releases from the operator's watch caches. */
 export class CachedReader implements ObjectReader {
+  readonly cached = true;
   readonly #apps: Cache<KubeObject>;
   readonly #configs: Cache<KubeObject>;
   readonly #releases: Cache<KubeObject>;
