@@ -50,6 +50,13 @@ interface Item {
 
 const objectKey = (kind: string, namespace: string, name: string) => `${kind}/${namespace}/${name}`;
 
+/** One read of an App's objects in the cluster. */
+interface ClusterView {
+  app: (ClusterObject & { spec?: { suspend?: boolean } }) | undefined;
+  config: ClusterObject | undefined;
+  releases: ClusterObject[];
+}
+
 export class GitOpsEngine {
   readonly #kube: Kube;
   readonly #repo: ConfigRepo;
@@ -80,16 +87,7 @@ export class GitOpsEngine {
 
   /** Whether the operator core is about to cut a release for this App, so its change should wait for it. */
   async releaseExpected(namespace: string, app: string): Promise<boolean> {
-    const { app: appObj, config, releases } = await this.#readCluster(namespace, app);
-    if (!appObj || appObj.spec?.suspend || appObj.metadata.deletionTimestamp) return false;
-    const a = appObj as unknown as App;
-    // The operator stalled on this generation (e.g. no Config yet): no release is coming.
-    const stalled = a.status?.conditions?.find((c) => c.type === "Stalled");
-    if (a.status?.observedGeneration === a.metadata.generation && stalled?.status === "True") return false;
-    const rels = releases as unknown as Release[];
-    const rollback = a.metadata.annotations?.[ANNOTATIONS.rollback];
-    const plan = rollback ? planRollback(a, rels, rollback) : planRelease({ app: a, config: config as unknown as Config | undefined, releases: rels });
-    return plan.kind === "cut";
+    return releaseComing(await this.#readCluster(namespace, app));
   }
 
   /**
@@ -142,10 +140,18 @@ export class GitOpsEngine {
     if (this.#namespace && namespace !== this.#namespace) return "done";
     for (let attempt = 1; ; attempt++) {
       const head = await this.#repo.head();
-      const items = await this.#plan(namespace, app, head);
+      // The hold is judged from the same read of the cluster as the plan: judged from a later read, a release
+      // cut in between would say "nothing to wait for" while the plan lacks that release.
+      const { items, cluster } = await this.#plan(namespace, app, head);
       const commits = items.filter((i) => i.decision.action === "commit");
       const releaseInCommit = commits.some((i) => i.kind === "Release" && i.cluster);
-      if (holdForRelease && commits.length && !releaseInCommit && (await this.releaseExpected(namespace, app))) return "held";
+      if (holdForRelease && commits.length && !releaseInCommit && releaseComing(cluster)) {
+        this.#log.debug({ app: `${namespace}/${app}`, paths: commits.map((i) => i.path) }, "holding a change for the release it causes");
+        return "held";
+      }
+      if (commits.length) {
+        this.#log.debug({ app: `${namespace}/${app}`, paths: commits.map((i) => i.path), holdForRelease, releaseInCommit }, "committing");
+      }
       let recorded = head;
       if (commits.length) {
         const changes: FileChanges = new Map(commits.map((i) => [i.path, i.clusterText ?? null]));
@@ -180,7 +186,7 @@ export class GitOpsEngine {
     }
   }
 
-  async #plan(namespace: string, app: string, head: string | undefined): Promise<Item[]> {
+  async #plan(namespace: string, app: string, head: string | undefined): Promise<{ items: Item[]; cluster: ClusterView }> {
     const cluster = await this.#readCluster(namespace, app);
     const byPath = new Map<string, ClusterObject>();
     for (const obj of [cluster.app, cluster.config, ...cluster.releases]) {
@@ -219,7 +225,7 @@ export class GitOpsEngine {
       const decision = decide({ cluster: clusterText, git: gitCanonical, base, deletedInCluster });
       items.push({ kind, name, path, cluster: obj, clusterText, gitText, gitCanonical, base, decision });
     }
-    return items;
+    return { items, cluster };
   }
 
   #nameOf(kind: SlipwayKind, app: string, path: string, gitText: string | undefined): string {
@@ -353,7 +359,7 @@ export class GitOpsEngine {
     }
   }
 
-  async #readCluster(namespace: string, app: string) {
+  async #readCluster(namespace: string, app: string): Promise<ClusterView> {
     const get = (kind: string) => this.#kube.getIfExists<ClusterObject>(API_VERSION, kind, namespace, app);
     const [appObj, config, releases] = await Promise.all([
       get("App"),
@@ -413,4 +419,17 @@ export function removals(live: unknown, desired: unknown): Record<string, unknow
     }
   }
   return Object.keys(patch).length ? patch : undefined;
+}
+
+/** Whether the operator is about to cut a release for the App, judged from one read of the cluster. */
+function releaseComing({ app: appObj, config, releases }: ClusterView): boolean {
+  if (!appObj || appObj.spec?.suspend || appObj.metadata.deletionTimestamp) return false;
+  const a = appObj as unknown as App;
+  // The operator stalled on this generation (e.g. no Config yet): no release is coming.
+  const stalled = a.status?.conditions?.find((c) => c.type === "Stalled");
+  if (a.status?.observedGeneration === a.metadata.generation && stalled?.status === "True") return false;
+  const rels = releases as unknown as Release[];
+  const rollback = a.metadata.annotations?.[ANNOTATIONS.rollback];
+  const plan = rollback ? planRollback(a, rels, rollback) : planRelease({ app: a, config: config as unknown as Config | undefined, releases: rels });
+  return plan.kind === "cut";
 }
