@@ -155,6 +155,13 @@ async function rssMiB(pid: number, field: "VmRSS" | "VmHWM" = "VmRSS"): Promise<
   return kb / 1024;
 }
 
+/** CPU seconds (user + system) a process has used, from /proc/<pid>/stat (clock ticks of 10 ms). */
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 async function kubectl(cp: ControlPlane, args: string[], input?: string): Promise<string> {
   const r = await cp.kubectl(args, input === undefined ? undefined : { input });
   if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed: ${r.stderr}`);
@@ -409,6 +416,7 @@ async function operatorAtScale(cp: ControlPlane, count: number): Promise<void> {
       const { value, count: reconciles } = histogramQuantile(metrics, "slipway_reconcile_duration_seconds", q);
       report(`${label}: reconcile p${q * 100} (of ${reconciles})`, value * 1000, "ms");
     }
+    report(`${label}: operator CPU time (2 cores shared with the control plane)`, await cpuSeconds(operator.pid), "s");
     record(`${label}: operator RSS peak`, await rssMiB(operator.pid, "VmHWM"), "MiB", 200);
     record(`${label}: operator RSS at the end`, await rssMiB(operator.pid), "MiB", 200);
     const gauge = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(metrics)?.[1] ?? NaN) / 2 ** 20;
