@@ -1,11 +1,13 @@
-import test from "ava";
-import { mkdtemp, writeFile } from "node:fs/promises";
+import test, { type ExecutionContext } from "ava";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Kube } from "./kube.js";
 
-async function kubeconfig(): Promise<string> {
-  const file = join(await mkdtemp(join(tmpdir(), "slipway-kc-")), "config");
+async function kubeconfig(t: ExecutionContext): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "slipway-kc-"));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, "config");
   await writeFile(file, JSON.stringify({
     apiVersion: "v1", kind: "Config", "current-context": "team-a",
     clusters: [{ name: "c", cluster: { server: "https://10.0.0.1:6443" } }],
@@ -19,14 +21,14 @@ async function kubeconfig(): Promise<string> {
 }
 
 test("the namespace and the user recorded in changed-by come from the kubeconfig context", async (t) => {
-  const kube = Kube.connect({ kubeconfig: await kubeconfig() });
+  const kube = Kube.connect({ kubeconfig: await kubeconfig(t) });
   t.is(kube.namespace, "team-a");
   t.is(kube.user, "alice");
   t.is(kube.server, "https://10.0.0.1:6443");
 });
 
 test("-n, --context and --as override the context's namespace and user", async (t) => {
-  const file = await kubeconfig();
+  const file = await kubeconfig(t);
   t.is(Kube.connect({ kubeconfig: file, namespace: "team-b" }).namespace, "team-b");
   const other = Kube.connect({ kubeconfig: file, context: "other" });
   t.deepEqual([other.namespace, other.user], ["default", "bob"]);

@@ -5,7 +5,7 @@
 // cuts releases before it renders, so a release it were going to cut would exist by then.
 import test, { type ExecutionContext } from "ava";
 import { spawn } from "node:child_process";
-import { chmod, mkdtemp, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { App, Release } from "../crds/v1alpha1.js";
@@ -222,7 +222,9 @@ async function kubectlComplete(env: Env, args: string[]): Promise<Result> {
   let stderr = "";
   child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
   child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-  return new Promise((res) => child.on("close", (code) => res({ stdout, stderr, code })));
+  const result = await new Promise<Result>((res) => child.on("close", (code) => res({ stdout, stderr, code })));
+  await rm(bin, { recursive: true, force: true });
+  return result;
 }
 
 test("kubectl slipway <TAB> completes commands, then the namespace's App names, through kubectl_complete-slipway", async (t) => {

@@ -3,7 +3,7 @@
 // namespace with the operator running in-process.
 import type { ExecutionContext } from "ava";
 import { spawn } from "node:child_process";
-import { mkdtemp, writeFile, readFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createLogger } from "../operator/log.js";
@@ -59,6 +59,7 @@ export async function userWith(t: ExecutionContext, ns: string, name: string, ro
   const cluster = cp.kubeConfig().getCurrentCluster();
   const ca = cluster?.caData ?? (cluster?.caFile ? (await readFile(cluster.caFile)).toString("base64") : "");
   const dir = await mkdtemp(join(tmpdir(), "slipway-cli-e2e-"));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
   const kubeconfig = join(dir, "kubeconfig");
   await writeFile(kubeconfig, JSON.stringify({
     apiVersion: "v1", kind: "Config", "current-context": name,

@@ -3,7 +3,7 @@
 // ClusterRoles, with token kubeconfigs. Simulated by kwok: pods (Running without containers), their logs (every
 // container "prints" SIMULATED_LOG_LINES) and the end of one-off pods (exit N when the command ends in "exit N").
 import test, { type ExecutionContext } from "ava";
-import { mkdtemp, writeFile, readFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Watch, type V1Pod } from "@kubernetes/client-node";
@@ -73,6 +73,7 @@ test("config:push sets values from a .env file and config:pull writes them back"
   const { alice } = await setup(t);
   await createApp(t, alice, "hello");
   const dir = await mkdtemp(join(tmpdir(), "slipway-dotenv-"));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
   await writeFile(join(dir, ".env"), "# app settings\nGREETING=hello world\nexport LEVEL=debug\n");
   ok(t, await alice.slipway(["config:push", "hello"], { cwd: dir }), "config:push");
   t.deepEqual((await json<{ env: object }>(t, alice, ["config", "hello"])).env, { GREETING: "hello world", LEVEL: "debug" });
@@ -245,6 +246,7 @@ test("errors are one line: unknown app, invalid value from the API server, unrea
   t.regex(rejected.stderr, /^error: invalid: App\.slipway\.dev "hello" is invalid: spec\.routing\.domains\[0\]: Invalid value: [^\n]+\n$/);
 
   const dir = await mkdtemp(join(tmpdir(), "slipway-unreachable-"));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
   const unreachable = join(dir, "kubeconfig");
   await writeFile(unreachable, (await readFile(alice.kubeconfig, "utf8")).replace(/"server":"[^"]+"/, `"server":"https://127.0.0.1:1"`));
   const r = runCli(["apps"], { KUBECONFIG: unreachable });
