@@ -139,7 +139,7 @@ export class AppReconciler {
         const candidate = releaseObject(app, plan.spec, config);
         const errors = render({ app, config, release: candidate }, this.#platform).errors;
         if (errors.length) return { app, outcome: stalled("InvalidSpec", renderMessage(errors), "Render") };
-        await this.#confirm(app, config, releases);
+        await this.#confirm(app, config);
         releases.push(await this.#cut(app, candidate, log));
       }
       if (plan.target) ({ app, config } = await this.#matchRelease(app, config, plan.target, log));
@@ -153,7 +153,7 @@ export class AppReconciler {
       // Render first: an invalid spec must not leave a release behind that can never run.
       const errors = render({ app, config, release: candidate }, this.#platform).errors;
       if (errors.length) return { app, outcome: stalled("InvalidSpec", renderMessage(errors), "Render") };
-      await this.#confirm(app, config, releases);
+      await this.#confirm(app, config);
       releases.push(await this.#cut(app, candidate, log));
     }
 
@@ -205,24 +205,23 @@ export class AppReconciler {
   }
 
   /**
-   * A release is cut only from what the API server holds now. The watch caches are each up to date but not with
-   * each other: a Release's deletion can arrive before its App's, and a release cut from that view would outlive
-   * the App. So before a cut the App, Config and Releases are read again from the server; if they differ from
-   * what the pass used, it is a conflict and the pass runs again (quietly, like any 409).
+   * A release is cut only from the App and Config the API server holds now. The watch caches are each up to date
+   * but not with each other: a Release's deletion can arrive before its App's, and a release cut from that view
+   * would outlive the App. So before a cut the App and Config are read again from the server; if they differ
+   * from what the pass used, it is a conflict and the pass runs again (quietly, like any 409). The Releases are
+   * not listed again (that list cost the API server more than every other read of a 1,000-App run together):
+   * a release's name is its number, so creating one the cache did not show yet fails with a 409.
    */
-  async #confirm(app: AppObject, config: ConfigObject | undefined, releases: readonly Release[]): Promise<void> {
+  async #confirm(app: AppObject, config: ConfigObject | undefined): Promise<void> {
     if (!this.#reader.cached) return;
     const { namespace = "", name } = app.metadata;
-    const [liveApp, liveConfig, liveReleases] = await Promise.all([
+    const [liveApp, liveConfig] = await Promise.all([
       this.#kube.getIfExists<AppObject>(API_VERSION, "App", namespace, name),
       this.#kube.getIfExists<ConfigObject>(API_VERSION, "Config", namespace, name),
-      this.#kube.list<Release & KubeObject>(API_VERSION, "Release", namespace, undefined, `spec.app=${name}`),
     ]);
-    const names = (list: readonly Release[]) => list.map((r) => r.metadata.name).sort().join(",");
     const changed =
       liveApp?.metadata.resourceVersion !== app.metadata.resourceVersion ||
-      liveConfig?.metadata.resourceVersion !== config?.metadata.resourceVersion ||
-      names(liveReleases.items.filter((r) => r.spec.app === name)) !== names(releases);
+      liveConfig?.metadata.resourceVersion !== config?.metadata.resourceVersion;
     if (changed) throw new KubeError(409, "Conflict", `App ${namespace}/${name}: the watch caches were behind the API server before a release cut; reconciling again`);
   }
 
@@ -241,7 +240,9 @@ export class AppReconciler {
         this.#reader.created(existing);
         return existing;
       }
-      throw new Error(`release ${release.metadata.name} already exists with other content; cutting the next number instead`, { cause: err });
+      // Someone else took the number (or the cache had not shown that release yet): the next pass, reading it,
+      // cuts the next number. A conflict, retried quietly.
+      throw new KubeError(409, "Conflict", `release ${release.metadata.name} already exists with other content; cutting the next number instead`, { cause: err });
     }
     this.#reader.created(created as Release & KubeObject);
     const { version, cause, requestedBy } = release.spec;
