@@ -149,11 +149,9 @@ export class GitOpsEngine {
         this.#log.debug({ app: `${namespace}/${app}`, paths: commits.map((i) => i.path) }, "holding a change for the release it causes");
         return "held";
       }
-      if (commits.length) {
-        this.#log.debug({ app: `${namespace}/${app}`, paths: commits.map((i) => i.path), holdForRelease, releaseInCommit }, "committing");
-      }
       let recorded = head;
       if (commits.length) {
+        this.#log.debug({ app: `${namespace}/${app}`, paths: commits.map((i) => i.path), holdForRelease, releaseInCommit }, "committing");
         const changes: FileChanges = new Map(commits.map((i) => [i.path, i.clusterText ?? null]));
         const message = commitMessage(namespace, app, commits.map((i) => this.#change(namespace, i)));
         const oid = await this.#repo.commit(changes, message);
