@@ -139,8 +139,7 @@ export class AppReconciler {
         const candidate = releaseObject(app, plan.spec, config);
         const errors = render({ app, config, release: candidate }, this.#platform).errors;
         if (errors.length) return { app, outcome: stalled("InvalidSpec", renderMessage(errors), "Render") };
-        await this.#confirm(app, config);
-        releases.push(await this.#cut(app, candidate, log));
+        releases.push(await this.#cut(app, config, candidate, log));
       }
       if (plan.target) ({ app, config } = await this.#matchRelease(app, config, plan.target, log));
     }
@@ -153,8 +152,7 @@ export class AppReconciler {
       // Render first: an invalid spec must not leave a release behind that can never run.
       const errors = render({ app, config, release: candidate }, this.#platform).errors;
       if (errors.length) return { app, outcome: stalled("InvalidSpec", renderMessage(errors), "Render") };
-      await this.#confirm(app, config);
-      releases.push(await this.#cut(app, candidate, log));
+      releases.push(await this.#cut(app, config, candidate, log));
     }
 
     const live = releases.at(-1);
@@ -226,10 +224,12 @@ export class AppReconciler {
   }
 
   /**
-   * Creates a Release under its deterministic name. A 409 for the same content means it was created before a
+   * Creates a Release under its deterministic name, once the App and Config it was planned from are confirmed
+   * (#confirm). A 409 for the same content means it was created before a
    * crash or restart: done already. A 409 for other content means someone else took the number: retry.
    */
-  async #cut(app: App & KubeObject, release: Release, log: Logger): Promise<Release> {
+  async #cut(app: AppObject, config: ConfigObject | undefined, release: Release, log: Logger): Promise<Release> {
+    await this.#confirm(app, config);
     let created: Release;
     try {
       created = await this.#kube.create<Release & KubeObject>(release as Release & KubeObject);
