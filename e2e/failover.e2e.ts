@@ -262,6 +262,25 @@ test("an operator SIGKILLed after its GitOps push but before status.commit makes
   t.is(await repo.head(), pushed);
 });
 
+test("a Config change made while the operator is down, after it was SIGKILLed between its push and the status write, is committed and not overwritten from Git", async (t) => {
+  // Status still records v1's commit; Git's newest version of config.yaml is the v2 commit nobody recorded.
+  const { env, repo, dir } = await killedAt(t, "after-push");
+  t.regex((await repo.subjects())[0] ?? "", v2Subject(env.ns));
+  await apply(env.ns, configYaml({ GREETING: "hello", FOO: "bar", BAR: "baz" }));
+
+  const restarted = await gitopsOperator(env, repo.url, dir, "operator #3");
+  await restarted.ready();
+  const v3 = new RegExp(`^${env.ns}/shop: release v3: set BAR \\(by ${USER}\\)$`);
+  let subjects: string[] = [];
+  await waitFor(async () => v3.test((subjects = await repo.subjects())[0] ?? ""), 45_000,
+    () => `no v3 commit on top; remote has:\n${subjects.join("\n")}\n${env.output()}`);
+  t.deepEqual((await getConfig(env)).spec.env, { GREETING: "hello", FOO: "bar", BAR: "baz" }, "the change made while down is kept");
+  t.regex(await repo.show(`apps/${env.ns}/shop/config.yaml`), /^ +BAR: "?baz"?$/m);
+  const branches = (await run("git", ["ls-remote", repo.url, "refs/heads/conflict/*"])).stdout;
+  t.is(branches, "", "no conflict was seen");
+  t.deepEqual(await releases(env), [1, 2, 3]);
+});
+
 test("a Config change made while a restarted operator is still starting GitOps is committed together with its release", async (t) => {
   const { env, repo, dir, first } = await shopReleasedThroughGitOps(t);
   first.kill("SIGKILL");

@@ -25,6 +25,8 @@ import { PushRejectedError, type ConfigRepo, type FileChanges } from "./repo.js"
 
 export const GITOPS_FIELD_MANAGER = "slipway-gitops";
 const PUSH_ATTEMPTS = 5;
+/** How far back a starting process looks in Git for its own last commit of an object whose record it lost. */
+const HISTORY_DEPTH = 500;
 
 export interface EngineOptions {
   kube: Kube;
@@ -67,6 +69,11 @@ export class GitOpsEngine {
   readonly #deleted = new Map<string, ObjectMeta>();
   /** Commits this process recorded per object, in case a status write was lost. */
   readonly #recorded = new Map<string, string>();
+  /**
+   * Objects this process has carried out a decision for. It knows its own commits of those; for the others a
+   * crash between a push and the status write may have lost the record of the last commit (see #base).
+   */
+  readonly #settled = new Set<string>();
   /** Conflicts already kept on a branch (path + both sides), so a repeated reconcile does not branch again. */
   readonly #kept = new Set<string>();
   /** The head whose whole tree has been reconciled; undefined forces a full pass on the next sync. */
@@ -216,14 +223,31 @@ export class GitOpsEngine {
       const name = obj?.metadata.name ?? this.#nameOf(kind, app, path, gitText);
       const key = objectKey(kind, namespace, name);
       const clusterText = obj ? renderObject(obj as StoredObject) : undefined;
-      const baseCommit = obj?.status?.commit ?? this.#recorded.get(key);
+      // When both sides agree the base only says whether status must record the head: no history walk then.
+      const baseCommit = await this.#base(key, path, head, obj?.status?.commit, clusterText !== gitCanonical);
       let base: Base = UNKNOWN;
-      if (baseCommit && (await this.#repo.hasCommit(baseCommit))) base = canonical(await this.#repo.readFile(path, baseCommit));
+      if (baseCommit) base = canonical(await this.#repo.readFile(path, baseCommit));
       const deletedInCluster = !obj && this.#deleted.has(key);
       const decision = decide({ cluster: clusterText, git: gitCanonical, base, deletedInCluster });
       items.push({ kind, name, path, cluster: obj, clusterText, gitText, gitCanonical, base, decision });
     }
     return { items, cluster };
+  }
+
+  /**
+   * The newest commit whose version of the file the cluster is known to have held: the one recorded in status
+   * (or by this process). An object this process has not dealt with yet may have been committed by an earlier
+   * process that crashed between its push and the status write; Slipway's own newer commit of the file, found
+   * in the history, is then the newer shared state. Without it the cluster's change since would look like a
+   * conflict, and Git would win over it.
+   */
+  async #base(key: string, path: string, head: string | undefined, statusCommit: string | undefined, walk: boolean): Promise<string | undefined> {
+    const recorded = statusCommit ?? this.#recorded.get(key);
+    const known = recorded && (await this.#repo.hasCommit(recorded)) ? recorded : undefined;
+    if (!walk || this.#settled.has(key) || !head) return known;
+    const newer = await this.#repo.lastChangeBySlipway(path, head, { stopAt: known, depth: HISTORY_DEPTH });
+    if (newer) this.#log.debug({ object: key, recorded: known, commit: newer }, "a newer commit of Slipway's than the recorded one is the base");
+    return newer ?? known;
   }
 
   #nameOf(kind: SlipwayKind, app: string, path: string, gitText: string | undefined): string {
@@ -267,6 +291,7 @@ export class GitOpsEngine {
         } else if (sync) {
           await this.#takeGit(namespace, item, head, appRemovedFromGit, namespaceInGit);
         }
+        this.#settled.add(key);
       } catch (err) {
         this.#log.warn({ err, object: key, action }, "cannot carry out a GitOps decision; will retry on the next sync");
         this.#applied = undefined;

@@ -352,3 +352,27 @@ test("after a rejected push, a fetch downloads only the commits the clone lacks"
   const { stdout } = await run("sh", ["-c", `git show-index < ${join(dir, ".git/objects/pack", fetched[0] ?? "")} | wc -l`]);
   t.true(Number(stdout.trim()) <= 10, `the fetch brought ${stdout.trim()} objects`);
 });
+
+test("the newest commit of Slipway's that changed a file is found past other people's commits, and not past a stop", async (t) => {
+  const url = await remoteRepo("history");
+  const ours = await ConfigRepo.open({ url, dir: await temp() });
+  const path = "apps/team-a/web/app.yaml";
+  const first = (await ours.commit(new Map([[path, renderObject(app("web", "one"))]]), "web one")) ?? "";
+  const second = (await ours.commit(new Map([[path, renderObject(app("web", "two"))]]), "web two")) ?? "";
+  // Slipway changes another file, then a user changes web's file and pushes with the git CLI.
+  await ours.commit(new Map([["apps/team-a/api/app.yaml", renderObject(app("api", "x"))]]), "api");
+  await ours.push();
+  const clone = await temp();
+  await run("git", ["clone", "-q", url, clone]);
+  await writeFile(join(clone, path), renderObject(app("web", "user")));
+  await gitCli(clone, "commit", "-qam", "user edits web");
+  await gitCli(clone, "push", "-q", "origin", "HEAD:main");
+  const head = (await ours.fetch()) ?? "";
+  await ours.resetTo(head);
+
+  t.is(await ours.lastChangeBySlipway(path, head, { depth: 100 }), second);
+  t.is(await ours.lastChangeBySlipway(path, head, { depth: 100, stopAt: second }), undefined, "the recorded commit is newer or the same");
+  t.is(await ours.lastChangeBySlipway(path, head, { depth: 2 }), undefined, "not past the depth");
+  t.is(await ours.lastChangeBySlipway(path, second, { depth: 100, stopAt: first }), second);
+  t.is(await ours.lastChangeBySlipway("apps/team-a/none/app.yaml", head, { depth: 100 }), undefined);
+});

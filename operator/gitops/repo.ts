@@ -201,6 +201,45 @@ export class ConfigRepo {
   }
 
   /**
+   * The newest commit made by Slipway that changed `path`, walking the first-parent history back from `from`:
+   * the cluster held that file's content when Slipway committed it, so it is a state both sides shared. Commits
+   * made by others are walked past. Stops (undefined) at `stopAt`, after `depth` commits, or at the end of the
+   * history the clone has.
+   */
+  async lastChangeBySlipway(path: string, from: string, options: { stopAt?: string; depth: number }): Promise<string | undefined> {
+    let oid: string | undefined = from;
+    try {
+      let blob = await this.#blobAt(oid, path);
+      for (let i = 0; i < options.depth && oid && oid !== options.stopAt; i++) {
+        const { commit }: { commit: { parent: string[]; committer: { email: string } } } =
+          await git.readCommit({ fs, dir: this.dir, oid, cache: this.#cache });
+        const parent: string | undefined = commit.parent[0];
+        const parentBlob = parent ? await this.#blobAt(parent, path) : undefined;
+        if (parentBlob !== blob && commit.committer.email === AUTHOR.email) return oid;
+        oid = parent;
+        blob = parentBlob;
+      }
+    } catch {
+      // A commit the clone lacks (a shallow history): nothing more to learn from it.
+    }
+    return undefined;
+  }
+
+  /** The blob id of `path` at a commit; undefined when the path is absent. */
+  async #blobAt(commit: string, path: string): Promise<string | undefined> {
+    let tree = await this.#treeOf(commit);
+    const parts = path.split("/");
+    for (const [i, part] of parts.entries()) {
+      const entry = (await this.#readTree(tree, false)).find((e) => e.path === part);
+      if (!entry) return undefined;
+      if (i === parts.length - 1) return entry.type === "blob" ? entry.oid : undefined;
+      if (entry.type !== "tree") return undefined;
+      tree = entry.oid;
+    }
+    return undefined;
+  }
+
+  /**
    * Commits `changes` on top of `parent` (default: the local head) with regenerated kustomization.yaml files,
    * and moves the local branch there unless `ref` names another. Returns undefined when the tree would not
    * change (nothing to commit), so the same change is never committed twice.
