@@ -162,6 +162,18 @@ async function cpuSeconds(pid: number): Promise<number> {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
+/** CPU seconds used so far by each control-plane component (and any extra processes given). */
+async function cpuByProcess(cp: ControlPlane, extra: Record<string, number> = {}): Promise<Map<string, number>> {
+  const entries = Object.entries({ ...cp.pids(), ...extra });
+  return new Map(await Promise.all(entries.map(async ([name, pid]) => [name, await cpuSeconds(pid).catch(() => NaN)] as const)));
+}
+
+/** One row per process: the CPU seconds it used between two snapshots, most first. */
+function reportCpu(label: string, before: Map<string, number>, after: Map<string, number>): void {
+  const used = [...after].map(([name, s]) => [name, s - (before.get(name) ?? 0)] as const).sort((a, b) => b[1] - a[1]);
+  for (const [name, s] of used) report(`${label}: CPU time of ${name}`, s, "s");
+}
+
 async function kubectl(cp: ControlPlane, args: string[], input?: string): Promise<string> {
   const r = await cp.kubectl(args, input === undefined ? undefined : { input });
   if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed: ${r.stderr}`);
@@ -365,6 +377,7 @@ spec:
     spec: { containers: [{ name: web, image: "${IMAGE}" }] }
 `;
   const batches = Array.from({ length: Math.ceil(count / 100) }, (_, b) => Array.from({ length: Math.min(100, count - b * 100) }, (_, i) => dep(b * 100 + i)));
+  const cpuBefore = await cpuByProcess(cp);
   const t0 = performance.now();
   const available = (d: KubeObject) => ((d.status as { availableReplicas?: number } | undefined)?.availableReplicas ?? 0) >= 1;
   const waiting = watchUntil(cp, `/apis/apps/v1/namespaces/${ns}/deployments`, count, available, t0);
@@ -372,7 +385,9 @@ spec:
     for (let batch = batches.shift(); batch; batch = batches.shift()) await apply(cp, ns, batch.join("---\n"));
   }));
   const { ms, reached } = await waiting;
-  report(`control plane alone, ${count} one-replica Deployments: kubectl apply → all available${reached < count ? ` (only ${reached})` : ""}`, ms / 1000, "s");
+  const label = `control plane alone, ${count} one-replica Deployments`;
+  report(`${label}: kubectl apply → all available${reached < count ? ` (only ${reached})` : ""}`, ms / 1000, "s");
+  reportCpu(label, cpuBefore, await cpuByProcess(cp));
   await kubectl(cp, ["delete", "namespace", ns, "--wait=false"]);
 }
 
@@ -401,6 +416,7 @@ async function operatorAtScale(cp: ControlPlane, count: number): Promise<void> {
   try {
     const names = Array.from({ length: count }, (_, i) => `app-${i}`);
     const batches = Array.from({ length: Math.ceil(count / 50) }, (_, i) => names.slice(i * 50, i * 50 + 50));
+    const cpuBefore = await cpuByProcess(cp, { operator: operator.pid });
     const t0 = performance.now();
     const waiting = watchUntil(cp, `/apis/${V}/namespaces/${ns}/apps`, count, (app) => isReady(app as App & KubeObject, "v1"), t0);
     await Promise.all(Array.from({ length: 4 }, async () => {
@@ -416,6 +432,7 @@ async function operatorAtScale(cp: ControlPlane, count: number): Promise<void> {
       const { value, count: reconciles } = histogramQuantile(metrics, "slipway_reconcile_duration_seconds", q);
       report(`${label}: reconcile p${q * 100} (of ${reconciles})`, value * 1000, "ms");
     }
+    if (count > 1) reportCpu(`${label}, kubectl apply → all Ready`, cpuBefore, await cpuByProcess(cp, { operator: operator.pid }));
     report(`${label}: operator CPU time (2 cores shared with the control plane)`, await cpuSeconds(operator.pid), "s");
     record(`${label}: operator RSS peak`, await rssMiB(operator.pid, "VmHWM"), "MiB", 200);
     record(`${label}: operator RSS at the end`, await rssMiB(operator.pid), "MiB", 200);

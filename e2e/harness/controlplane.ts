@@ -50,6 +50,8 @@ export interface ControlPlane {
   kubectl(args: string[], opts?: { input?: string }): Promise<KubectlResult>;
   /** Last lines of a component's log (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok). */
   logTail(component: string, lines?: number): Promise<string>;
+  /** Process ids of the running components by name (etcd, kube-apiserver, …), for CPU and memory figures. */
+  pids(): Record<string, number>;
   stop(): Promise<void>;
 }
 
@@ -338,6 +340,7 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
       },
       kubectl,
       logTail: (component, lines) => tail(join(logs, `${component}.log`), lines),
+      pids: () => Object.fromEntries(components.flatMap((c) => (c.child.pid === undefined ? [] : [[c.name, c.child.pid]]))),
       stop: stopAll,
     };
   } catch (e) {

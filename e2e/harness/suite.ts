@@ -47,6 +47,8 @@ async function connectOrStart(): Promise<ControlPlane> {
       const text = await readFile(join(dir, "logs", `${component}.log`), "utf8").catch(() => "(no log)");
       return text.trimEnd().split("\n").slice(-lines).join("\n");
     },
+    // Another process (harness/run.ts) started it: its processes are not this one's children.
+    pids: () => ({}),
     // The run's owner (harness/run.ts) stops it.
     stop: async () => undefined,
   };
