@@ -132,14 +132,14 @@ const appsDestroy: Handler = async (cmd, io, k) => {
   if (confirm !== appName) throw new CliError(`"${confirm}" does not match the app name "${appName}": nothing was destroyed`);
   const releases = releasesOf(await kube.list("Release"), appName);
   const runs = await kube.list("Pod", `${LABELS.app}=${appName},${RUN_LABEL}`);
-  // The operator's finalizer deletes the Releases; owner references take the Deployments, Services and the
-  // Secret <app>-env with the App. Developers may not delete Releases themselves.
+  // Owner references take the Releases, Deployments, Services and the Secret <app>-env with the App (the garbage
+  // collector). Developers may not delete Releases themselves.
   await kube.delete("App", appName);
   await kube.delete("Config", appName);
   for (const p of runs) await kube.delete("Pod", p.metadata?.name ?? "", { gracePeriodSeconds: 0 });
   const deadline = Date.now() + 60_000;
   while (await kube.get("App", appName)) {
-    if (Date.now() > deadline) throw new CliError(`app ${appName} is being deleted but still has its finalizer after 60s: is the Slipway operator running?`);
+    if (Date.now() > deadline) throw new CliError(`app ${appName} is being deleted but still there after 60s: does it carry a finalizer of an older Slipway operator that is not running?`);
     await sleep(500);
   }
   io.out(`Destroyed app ${appName} (${releases.length} release(s)).\n`);

@@ -110,7 +110,7 @@ export async function setup(t: ExecutionContext, opts: { operator?: boolean; pip
     server.close();
     await builds.stop();
     if (operator) {
-      // Apps carry the operator's finalizer: delete them while the operator still runs, so the namespace can go.
+      // Delete the Apps first, so the garbage collector takes their Releases and children before the namespace goes.
       await cp.kubectl(["delete", "apps.slipway.dev", "--all", "-n", ns, "--timeout=30s"]);
       await operator.stop();
     }

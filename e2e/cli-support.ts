@@ -78,7 +78,7 @@ export async function setup(t: ExecutionContext): Promise<{ ns: string; alice: U
   const logger = createLogger({ level: process.env.LOG_LEVEL ?? "silent" });
   const operator = await startOperator({ kubeConfig: cp.kubeConfig(), namespace: ns, logger, concurrency: 2 });
   t.teardown(async () => {
-    // Apps carry the operator's finalizer: delete them while it runs, so the namespace can go.
+    // Delete the Apps first, so the garbage collector takes their Releases and children before the namespace goes.
     await cp.kubectl(["delete", "apps.slipway.dev", "--all", "-n", ns, "--timeout=30s"]);
     await operator.stop();
   });

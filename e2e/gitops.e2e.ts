@@ -241,7 +241,7 @@ test("deleting an app's directory in Git removes the App from the cluster", asyn
   await git(env.clone, "push", "-q", "origin", "HEAD:main");
   await env.gitops.syncNow();
   await until("the App is gone", async () => (await getApp(env, "shop")) === undefined);
-  // Its Config and Releases go after it (garbage collector, finalizer); GitOps commits what it sees meanwhile.
+  // Its Config and Releases go after it (garbage collector); GitOps commits what it sees meanwhile.
   await until("its Config is gone", async () => (await getConfig(env, "shop")) === undefined);
   t.truthy(await getApp(env, "other"));
   await env.gitops.idle();

@@ -45,7 +45,7 @@ async function setup(t: ExecutionContext, platform: Partial<PlatformSettings> = 
     },
   };
   t.teardown(async () => {
-    // Apps carry a finalizer: delete them while an operator still runs, so the namespace can go.
+    // Delete the Apps first, so the garbage collector takes their Releases and children before the namespace goes.
     await cp.kubectl(["delete", "apps.slipway.dev", "--all", "-n", ns, "--timeout=30s"]);
     await env.operator.stop();
   });
@@ -313,11 +313,26 @@ test("a rollout that passes its progress deadline stalls the App naming the depl
   await eventuallyEvent(env, "shop", "RolloutStalled", "Warning");
 });
 
-test("deleting an App removes its workloads and its Releases", async (t) => {
+test("deleting an App removes its workloads and its Releases, also one it adopted, and an App of the same name made again starts at v1", async (t) => {
   const env = await setup(t);
-  await deployShop(env);
+  const first = await deployShop(env);
+  // A Release without an owner, as GitOps applies one from Git: the next pass adopts it.
+  await kubectl(["patch", "-n", env.ns, "releases.slipway.dev/shop-v1", "--type=json", "-p", '[{"op":"remove","path":"/metadata/ownerReferences"}]']);
   await apply(env.ns, configYaml("shop", { FOO: "x" }));
   await eventuallyReady(env, "shop", "v2");
+  for (const r of await releases(env, "shop")) {
+    t.like(r.metadata.ownerReferences?.[0], { kind: "App", name: "shop", uid: first.metadata.uid, controller: true }, `${r.metadata.name} is owned by the App`);
+  }
+
+  await kubectl(["delete", "-n", env.ns, "apps.slipway.dev/shop", "--timeout=60s"]);
+  t.is(await env.kube.getIfExists("slipway.dev/v1alpha1", "App", env.ns, "shop"), undefined);
+  // Made again at once, while the garbage collector may still be deleting the old App's Releases.
+  await apply(env.ns, appYaml("shop", IMAGE_B));
+  const again = await eventuallyReady(env, "shop", "v1");
+  t.not(again.metadata.uid, first.metadata.uid);
+  const describe = async () => JSON.stringify((await releases(env, "shop")).map((r) => [r.spec.version, r.spec.build.image, r.metadata.ownerReferences?.[0]?.uid]));
+  await waitFor(async () => (await describe()) === JSON.stringify([[1, IMAGE_B, again.metadata.uid]]), 30_000,
+    async () => `the new App's only Release should be its v1; there are ${await describe()}`);
 
   await kubectl(["delete", "-n", env.ns, "apps.slipway.dev/shop", "--timeout=60s"]);
   await waitFor(
@@ -326,13 +341,13 @@ test("deleting an App removes its workloads and its Releases", async (t) => {
         ...(await env.kube.list("apps/v1", "Deployment", env.ns)).items,
         ...(await env.kube.list("v1", "Service", env.ns)).items,
         ...(await env.kube.list("networking.k8s.io/v1", "Ingress", env.ns)).items,
+        ...(await releases(env, "shop")),
       ];
       return left.length === 0;
     },
     60_000,
-    () => "children of the deleted App are still there",
+    async () => `children or Releases of the deleted App are still there: ${await kubectl(["get", "deploy,svc,ing,releases.slipway.dev", "-n", env.ns, "-o", "name"])}`,
   );
-  t.deepEqual(await releases(env, "shop"), []);
   t.is(await env.kube.getIfExists("slipway.dev/v1alpha1", "App", env.ns, "shop"), undefined);
 });
 

@@ -1,5 +1,5 @@
 // The App reconciler: from App + Config + Releases to rolled-out workloads, in Flux's fixed order —
-// get → deletion/finalizer → suspend → observe the new generation → rollback → cut a release → render →
+// get → deletion → suspend → observe the new generation → rollback → cut a release → render →
 // apply → prune → read the rollout — and status summarized in one place at the end.
 import { createHash } from "node:crypto";
 import type { Logger } from "pino";
@@ -69,7 +69,9 @@ export class AppReconciler {
    * server gave it then. While the cached child still has that generation (nobody changed its spec since) and
    * the render is the same, applying again would change nothing: the server-side apply is skipped.
    */
-  readonly #lastApplied = new Map<string, { hash: string; generation: number | undefined; owner: string }>();
+  readonly #lastApplied = new Map<string, { hash: string; generation: number | undefined; owner: string; app: string }>();
+  /** App objects the API server returned for this operator's own writes: current as of that write. */
+  readonly #fromServer = new WeakSet<AppObject>();
 
   constructor(options: AppReconcilerOptions) {
     this.#kube = options.kube;
@@ -82,15 +84,16 @@ export class AppReconciler {
   /** Brings one App (key "namespace/name") to its desired state; throws on transient failures (retried). */
   async reconcile(namespace: string, name: string): Promise<HandlerResult | void> {
     let app = await this.#reader.app(namespace, name);
-    if (!app) return; // deleted: owner references let the garbage collector remove the children
+    if (!app) {
+      // Deleted: owner references let the garbage collector remove the Releases and children.
+      for (const [key, last] of this.#lastApplied) if (last.app === `${namespace}/${name}`) this.#lastApplied.delete(key);
+      return;
+    }
     const log = this.#log.child({ app: name, namespace });
 
+    // The App owns its Releases and children through ownerReferences, so the garbage collector deletes them with
+    // it. The finalizer is only on Apps an older operator reconciled; it is honoured, never added.
     if (app.metadata.deletionTimestamp) return this.#finalize(app, log);
-    if (!app.metadata.finalizers?.includes(FINALIZER)) {
-      app = await this.#patchApp(app, {
-        metadata: { resourceVersion: app.metadata.resourceVersion, finalizers: [...(app.metadata.finalizers ?? []), FINALIZER] },
-      });
-    }
     if (app.spec.suspend) {
       log.debug("suspended; not reconciling");
       return;
@@ -129,7 +132,14 @@ export class AppReconciler {
   async #sync(app: App & KubeObject, log: Logger, fresh: boolean): Promise<{ app: App & KubeObject; outcome: Outcome }> {
     const { namespace = "", name } = app.metadata;
     let config = await this.#reader.config(namespace, name);
-    const releases: Release[] = await this.#reader.releases(namespace, name);
+    const releases: Release[] = [];
+    for (const release of await this.#reader.releases(namespace, name)) {
+      const owner = ownerUid(release);
+      // An earlier App of this name left it; the garbage collector is deleting it. Not this App's history.
+      if (owner !== undefined && owner !== app.metadata.uid) continue;
+      // Made without an owner (applied from Git, or by an older operator): adopt it, so it goes with the App.
+      releases.push(owner === undefined ? await this.#adopt(app, release as Release & KubeObject) : release);
+    }
 
     const rollbackTo = app.metadata.annotations?.[ANNOTATIONS.rollback];
     if (rollbackTo !== undefined) {
@@ -213,8 +223,9 @@ export class AppReconciler {
   async #confirm(app: AppObject, config: ConfigObject | undefined): Promise<void> {
     if (!this.#reader.cached) return;
     const { namespace = "", name } = app.metadata;
+    // An App this pass wrote (with its resourceVersion as precondition) came back from the server just now.
     const [liveApp, liveConfig] = await Promise.all([
-      this.#kube.getIfExists<AppObject>(API_VERSION, "App", namespace, name),
+      this.#fromServer.has(app) ? app : this.#kube.getIfExists<AppObject>(API_VERSION, "App", namespace, name),
       this.#kube.getIfExists<ConfigObject>(API_VERSION, "Config", namespace, name),
     ]);
     const changed =
@@ -232,11 +243,17 @@ export class AppReconciler {
     await this.#confirm(app, config);
     let created: Release;
     try {
-      created = await this.#kube.create<Release & KubeObject>(release as Release & KubeObject);
+      const owned = { ...release, metadata: { ...release.metadata, ownerReferences: [appOwner(app)] } };
+      created = await this.#kube.create<Release & KubeObject>(owned as Release & KubeObject);
     } catch (err) {
       if (!isConflict(err)) throw err;
-      const existing = await this.#kube.get<Release & KubeObject>(API_VERSION, "Release", release.metadata.namespace, release.metadata.name);
+      let existing = await this.#kube.get<Release & KubeObject>(API_VERSION, "Release", release.metadata.namespace, release.metadata.name);
+      const owner = ownerUid(existing);
+      if (owner !== undefined && owner !== app.metadata.uid) {
+        throw new KubeError(409, "Conflict", `release ${release.metadata.name} is left from an earlier App of this name; waiting for the garbage collector to delete it`, { cause: err });
+      }
       if (sameContent(existing.spec, release.spec)) {
+        if (owner === undefined) existing = await this.#adopt(app, existing);
         this.#reader.created(existing);
         return existing;
       }
@@ -256,6 +273,14 @@ export class AppReconciler {
       note: `Release v${version}: ${cause}${requestedBy ? ` (requested by ${requestedBy})` : ""}`,
     }, log);
     return created;
+  }
+
+  /** Gives a Release without an owner the App as its owner, so the garbage collector deletes it with the App. */
+  async #adopt(app: AppObject, release: Release & KubeObject): Promise<Release & KubeObject> {
+    const ownerReferences = [...(release.metadata.ownerReferences ?? []), appOwner(app)];
+    const adopted = await this.#kube.mergePatch<Release & KubeObject>(release, { metadata: { resourceVersion: release.metadata.resourceVersion, ownerReferences } });
+    this.#reader.wrote(release, adopted);
+    return adopted;
   }
 
   /**
@@ -292,14 +317,7 @@ export class AppReconciler {
 
   /** Applies every rendered object with a controller ownerReference to the App; returns what the server holds. */
   async #apply(app: App & KubeObject, objects: KubernetesObject[]): Promise<KubeObject[]> {
-    const owner = {
-      apiVersion: API_VERSION,
-      kind: "App",
-      name: app.metadata.name,
-      uid: app.metadata.uid ?? "",
-      controller: true,
-      blockOwnerDeletion: true,
-    };
+    const owner = appOwner(app);
     const applied: KubeObject[] = [];
     for (const object of objects) {
       const body = { ...object, metadata: { ...object.metadata, ownerReferences: [owner] } } as KubeObject;
@@ -313,7 +331,7 @@ export class AppReconciler {
       }
       try {
         const result = await this.#kube.apply(body);
-        this.#lastApplied.set(key, { hash, generation: result.metadata.generation, owner: owner.uid });
+        this.#lastApplied.set(key, { hash, generation: result.metadata.generation, owner: owner.uid, app: `${app.metadata.namespace}/${app.metadata.name}` });
         applied.push(result);
       } catch (err) {
         throw new Error(`cannot apply ${object.kind} ${object.metadata.name}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
@@ -361,7 +379,10 @@ export class AppReconciler {
     }
   }
 
-  /** The App is being deleted: delete its Releases (owner references cover the rest), then let it go. */
+  /**
+   * An App an older operator gave its finalizer is being deleted: delete its Releases (owner references cover the
+   * rest), then let it go. Apps without the finalizer have nothing to do here: the garbage collector does it all.
+   */
   async #finalize(app: App & KubeObject, log: Logger): Promise<void> {
     if (!app.metadata.finalizers?.includes(FINALIZER)) return;
     for (const release of await this.#reader.releases(app.metadata.namespace ?? "", app.metadata.name)) await this.#kube.deleteIfExists(release);
@@ -411,6 +432,7 @@ export class AppReconciler {
     if (Object.keys(patch).length === 0) return app;
     const updated = await this.#kube.patchStatus<App & KubeObject>(app, patch, app.metadata.resourceVersion);
     this.#reader.wrote(app, updated);
+    this.#fromServer.add(updated);
     return updated;
   }
 
@@ -418,6 +440,7 @@ export class AppReconciler {
   async #patchApp(app: AppObject, patch: Record<string, unknown>): Promise<AppObject> {
     const updated = await this.#kube.mergePatch<AppObject>(app, patch);
     this.#reader.wrote(app, updated);
+    this.#fromServer.add(updated);
     return updated;
   }
 
@@ -435,6 +458,16 @@ export class AppReconciler {
     const scheme = app.spec.routing?.tls ? "https" : "http";
     return `${scheme}://${app.metadata.name}.${app.metadata.namespace}.${this.#platform.domain}`;
   }
+}
+
+/** The controller ownerReference to the App that its children and Releases carry. */
+function appOwner(app: AppObject) {
+  return { apiVersion: API_VERSION, kind: "App", name: app.metadata.name, uid: app.metadata.uid ?? "", controller: true, blockOwnerDeletion: true };
+}
+
+/** The uid of the App that controls an object; undefined when no App does. */
+function ownerUid(obj: { metadata: { ownerReferences?: { kind: string; uid: string; controller?: boolean }[] } }): string | undefined {
+  return obj.metadata.ownerReferences?.find((r) => r.controller && r.kind === "App")?.uid;
 }
 
 /** The children a render produces, as status.inventory lists them: "<apiVersion>/<kind>/<name>", sorted. */

@@ -153,7 +153,7 @@ export class Operators {
     return this.processes.map((p) => p.tail()).join("\n");
   }
 
-  /** Deletes the namespace's Apps while an operator runs (they carry its finalizer), then kills every process. */
+  /** Deletes the namespace's Apps while an operator runs, then kills every process. */
   async cleanup(): Promise<void> {
     if (!this.processes.some((p) => p.running)) {
       await (await this.spawn("cleanup operator")).until("operator started").catch(() => undefined);

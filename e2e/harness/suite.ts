@@ -77,7 +77,35 @@ export async function installCrds(): Promise<ControlPlane> {
   const w = await cp.kubectl(["wait", "--for=condition=Established", "--timeout=60s",
     "crd/apps.slipway.dev", "crd/configs.slipway.dev", "crd/releases.slipway.dev"]);
   if (w.code !== 0) throw new Error(`CRDs not established: ${w.stderr}`);
+  gcWatchesReleases ??= untilGarbageCollectorWatchesReleases(cp);
+  await gcWatchesReleases;
   return cp;
+}
+
+let gcWatchesReleases: Promise<void> | undefined;
+
+/**
+ * The garbage collector deletes an App's Releases with it, but it learns of a new CRD only when it next rediscovers
+ * the API (every 30 s in the controller manager). A test that deletes an App right after the CRDs were installed
+ * would wait for that, so this waits first: a Release whose owner does not exist is deleted once the collector
+ * watches Releases.
+ */
+async function untilGarbageCollectorWatchesReleases(cp: ControlPlane): Promise<void> {
+  const app = `gc-probe-${randomBytes(3).toString("hex")}`;
+  const name = `${app}-v1`;
+  const release = {
+    apiVersion: "slipway.dev/v1alpha1",
+    kind: "Release",
+    metadata: {
+      name, namespace: "default",
+      ownerReferences: [{ apiVersion: "slipway.dev/v1alpha1", kind: "App", name: app, uid: "00000000-0000-0000-0000-000000000000" }],
+    },
+    spec: { app, version: 1, cause: "garbage collector probe", build: { image: `registry.example/probe@sha256:${"0".repeat(64)}` }, config: {} },
+  };
+  const r = await cp.kubectl(["create", "-f", "-"], { input: JSON.stringify(release) });
+  if (r.code !== 0) throw new Error(`cannot create the garbage collector probe: ${r.stderr}`);
+  await waitFor(async () => (await cp.kubectl(["get", "releases.slipway.dev", name, "-n", "default"])).code !== 0, 90_000,
+    async () => `the garbage collector did not delete Release default/${name}, whose owner does not exist; controller-manager log:\n${await cp.logTail("kube-controller-manager")}`);
 }
 
 export { waitFor };
