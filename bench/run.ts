@@ -174,6 +174,27 @@ function reportCpu(label: string, before: Map<string, number>, after: Map<string
   for (const [name, s] of used) report(`${label}: CPU time of ${name}`, s, "s");
 }
 
+/** Where the API server's request time went, by verb and resource, most first (BENCH_APISERVER_TOP=1). */
+async function printApiServerTop(cp: ControlPlane): Promise<void> {
+  const text = await kubectl(cp, ["get", "--raw", "/metrics"]);
+  const sums = new Map<string, { s: number; n: number }>();
+  for (const m of text.matchAll(/^apiserver_request_duration_seconds_(sum|count)\{([^}]*)\} (\S+)$/gm)) {
+    const labels = Object.fromEntries([...(m[2] ?? "").matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1], l[2]]));
+    if (labels.verb === "WATCH") continue;
+    const key = `${labels.verb} ${labels.group ? `${labels.group}/` : ""}${labels.resource}${labels.subresource ? `/${labels.subresource}` : ""}`;
+    const e = sums.get(key) ?? { s: 0, n: 0 };
+    if (m[1] === "sum") e.s += Number(m[3]);
+    else e.n += Number(m[3]);
+    sums.set(key, e);
+  }
+  for (const [key, { s, n }] of [...sums].sort((a, b) => b[1].s - a[1].s).slice(0, 20)) {
+    console.log(`${key.padEnd(60)} ${s.toFixed(1).padStart(8)} s ${String(n).padStart(7)} requests ${((s / Math.max(n, 1)) * 1000).toFixed(1).padStart(7)} ms each`);
+  }
+  for (const m of text.matchAll(/^(apiserver_cel_evaluation_duration_seconds_sum|apiserver_cel_compilation_duration_seconds_sum|apiextensions_apiserver_validation_ratcheting_seconds_sum)\S* (\S+)$/gm)) {
+    console.log(`${m[1]} ${m[2]}`);
+  }
+}
+
 async function kubectl(cp: ControlPlane, args: string[], input?: string): Promise<string> {
   const r = await cp.kubectl(args, input === undefined ? undefined : { input });
   if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed: ${r.stderr}`);
@@ -433,6 +454,7 @@ async function operatorAtScale(cp: ControlPlane, count: number): Promise<void> {
       report(`${label}: reconcile p${q * 100} (of ${reconciles})`, value * 1000, "ms");
     }
     if (count > 1) reportCpu(`${label}, kubectl apply → all Ready`, cpuBefore, await cpuByProcess(cp, { operator: operator.pid }));
+    if (process.env.BENCH_APISERVER_TOP) await printApiServerTop(cp);
     report(`${label}: operator CPU time (2 cores shared with the control plane)`, await cpuSeconds(operator.pid), "s");
     record(`${label}: operator RSS peak`, await rssMiB(operator.pid, "VmHWM"), "MiB", 200);
     record(`${label}: operator RSS at the end`, await rssMiB(operator.pid), "MiB", 200);
