@@ -235,9 +235,10 @@ export class AppReconciler {
   }
 
   /**
-   * Creates a Release under its deterministic name, once the App and Config it was planned from are confirmed
-   * (#confirm). A 409 for the same content means it was created before a
-   * crash or restart: done already. A 409 for other content means someone else took the number: retry.
+   * Creates a Release, owned by the App, under its deterministic name, once the App and Config it was planned
+   * from are confirmed (#confirm). A 409 for the same content means it was created before a crash or restart:
+   * done already. A 409 for other content means someone else took the number: retry. A 409 for a Release of an
+   * earlier App of the same name waits for the garbage collector to delete it.
    */
   async #cut(app: AppObject, config: ConfigObject | undefined, release: Release, log: Logger): Promise<Release> {
     await this.#confirm(app, config);
