@@ -37,6 +37,8 @@ function exec(cmd: string, args: string[], opts: { input?: string; env?: NodeJS.
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
     child.on("error", (cause) => reject(new Error(`cannot run ${cmd}`, { cause })));
     child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    // A command that exits without reading its input closes the pipe (EPIPE): its exit code and stderr say why.
+    child.stdin.on("error", () => undefined);
     child.stdin.end(opts.input ?? "");
   });
 }

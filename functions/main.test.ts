@@ -27,6 +27,7 @@ function runMain(input: string, env: NodeJS.ProcessEnv = {}): Promise<Run> {
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
     child.on("error", reject);
     child.on("close", (code) => resolve({ code, stdout, stderr }));
+    child.stdin.on("error", () => undefined); // EPIPE when the function exits without reading: its exit code tells
     child.stdin.end(input);
   });
 }
@@ -158,6 +159,7 @@ function runManifests(input: string, args: string[] = []): Promise<Run> {
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
     child.on("error", reject);
     child.on("close", (code) => resolve({ code, stdout, stderr }));
+    child.stdin.on("error", () => undefined); // EPIPE when the function exits without reading: its exit code tells
     child.stdin.end(input);
   });
 }

@@ -377,6 +377,8 @@ export function runKubectl(kubeconfig: string, args: string[], input?: string): 
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
     child.on("error", (cause) => rej(new Error(`kubectl ${args.join(" ")}: cannot run kubectl`, { cause })));
     child.on("close", (code) => res({ stdout, stderr, code: code ?? -1 }));
+    // A kubectl that exits without reading its input (a usage error) closes the pipe: its exit code says why.
+    child.stdin.on("error", () => undefined);
     child.stdin.end(input ?? "");
   });
 }
