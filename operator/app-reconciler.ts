@@ -6,7 +6,7 @@ import type { Logger } from "pino";
 import type { App, AppStatus, Config, Release } from "../crds/v1alpha1.js";
 import { ANNOTATIONS, API_VERSION, LABELS } from "../crds/v1alpha1.js";
 import { defaultPlatform, render, type KubernetesObject, type PlatformSettings, type RenderError } from "../functions/render.js";
-import { isTrue, READY, RECONCILING, sameConditions, STALLED, summarize, type Summary } from "./conditions.js";
+import { sameConditions, summarize, type Summary } from "./conditions.js";
 import { faultPoint } from "./fault.js";
 import { isConflict, isNotFound, KubeError, type EventInput, type Kube, type KubeObject } from "./kube.js";
 import type { HandlerResult } from "./queue.js";
@@ -45,8 +45,6 @@ interface Outcome {
   /** Recorded only when the summary is new, so a stuck App does not flood Events. */
   event?: EventInput;
   requeueAfterMs?: number;
-  /** Leave status as it is: the next pass, which is sure to come soon, writes it (see #sync). */
-  deferStatus?: boolean;
 }
 
 interface DeploymentObject extends KubeObject {
@@ -126,7 +124,7 @@ export class AppReconciler {
       }
       throw err;
     }
-    if (!outcome.deferStatus) await this.#finish(app, outcome, log);
+    await this.#finish(app, outcome, log);
     return outcome.requeueAfterMs === undefined ? undefined : { requeueAfterMs: outcome.requeueAfterMs };
   }
 
@@ -199,19 +197,9 @@ export class AppReconciler {
     };
     if (rollout.stalled) return { app, outcome: { ...stalled("RolloutStalled", rollout.stalled, "Rollout"), status } };
     if (!rollout.done) {
-      // A Deployment whose controller has not yet seen its new spec is about to get a status update, and that
-      // update runs the next pass. When the App already says it is reconciling this generation (the early
-      // write), this pass leaves the progress for that pass to write: one status write less per release. A
-      // change that found the App Ready (a Config change) says at once that it is rolling out.
-      const deferStatus = rollout.unobserved && reconcilingThisGeneration(app);
       return {
         app,
-        outcome: {
-          summary: { state: "progressing", reason: "RollingOut", message: rollout.message },
-          status,
-          requeueAfterMs: ROLLOUT_POLL_MS,
-          deferStatus,
-        },
+        outcome: { summary: { state: "progressing", reason: "RollingOut", message: rollout.message }, status, requeueAfterMs: ROLLOUT_POLL_MS },
       };
     }
     return {
@@ -496,17 +484,8 @@ function renderMessage(errors: readonly RenderError[]): string {
   return errors.map((e) => (e.field ? `${e.message} (${e.object ? `${e.object.kind} ` : ""}${e.field})` : e.message)).join("; ");
 }
 
-/** The App's status already says this generation is being reconciled (and is not Ready or Stalled). */
-function reconcilingThisGeneration(app: App): boolean {
-  const conditions = app.status?.conditions;
-  return app.status?.observedGeneration === app.metadata.generation && isTrue(conditions, RECONCILING) &&
-    !isTrue(conditions, READY) && !isTrue(conditions, STALLED);
-}
-
 interface Rollout {
   done: boolean;
-  /** Some Deployment's controller has not observed its current generation yet. */
-  unobserved: boolean;
   /** Set when a Deployment passed its progress deadline: what to tell the user. */
   stalled?: string;
   message: string;
@@ -518,7 +497,6 @@ export function readRollout(deployments: readonly DeploymentObject[], version: s
   const processes: Rollout["processes"] = {};
   const pending: string[] = [];
   let stalledMessage: string | undefined;
-  let unobserved = false;
   for (const d of deployments) {
     const type = d.metadata.labels?.[LABELS.process] ?? d.metadata.name;
     const desired = d.spec?.replicas ?? 1;
@@ -527,7 +505,6 @@ export function readRollout(deployments: readonly DeploymentObject[], version: s
     const available = st.availableReplicas ?? 0;
     processes[type] = { desired, available, updated };
     const observed = (st.observedGeneration ?? 0) >= (d.metadata.generation ?? 0);
-    if (!observed) unobserved = true;
     const progressing = st.conditions?.find((c) => c.type === "Progressing");
     if (observed && progressing?.reason === "ProgressDeadlineExceeded") {
       stalledMessage ??=
@@ -540,7 +517,6 @@ export function readRollout(deployments: readonly DeploymentObject[], version: s
   const summary = Object.entries(processes).map(([type, p]) => `${type} ${p.available}/${p.desired}`).join(", ");
   return {
     done: pending.length === 0 && !stalledMessage,
-    unobserved,
     stalled: stalledMessage,
     message: pending.length
       ? `rolling out release ${version}: ${pending.join("; ")}`
