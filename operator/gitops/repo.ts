@@ -207,16 +207,19 @@ export class ConfigRepo {
    * history the clone has.
    */
   async lastChangeBySlipway(path: string, from: string, options: { stopAt?: string; depth: number }): Promise<string | undefined> {
-    let oid: string | undefined = from;
+    const read = async (oid: string) => (await git.readCommit({ fs, dir: this.dir, oid, cache: this.#cache })).commit;
     try {
-      let blob = await this.#blobAt(oid, path);
+      let oid: string | undefined = from;
+      let commit = await read(from);
+      let blob = await this.#blobIn(commit.tree, path);
       for (let i = 0; i < options.depth && oid && oid !== options.stopAt; i++) {
-        const { commit }: { commit: { parent: string[]; committer: { email: string } } } =
-          await git.readCommit({ fs, dir: this.dir, oid, cache: this.#cache });
-        const parent: string | undefined = commit.parent[0];
-        const parentBlob = parent ? await this.#blobAt(parent, path) : undefined;
+        const parentOid: string | undefined = commit.parent[0];
+        const parent = parentOid ? await read(parentOid) : undefined;
+        const parentBlob = parent ? await this.#blobIn(parent.tree, path) : undefined;
         if (parentBlob !== blob && commit.committer.email === AUTHOR.email) return oid;
-        oid = parent;
+        oid = parentOid;
+        if (!parent) break;
+        commit = parent;
         blob = parentBlob;
       }
     } catch {
@@ -225,9 +228,8 @@ export class ConfigRepo {
     return undefined;
   }
 
-  /** The blob id of `path` at a commit; undefined when the path is absent. */
-  async #blobAt(commit: string, path: string): Promise<string | undefined> {
-    let tree = await this.#treeOf(commit);
+  /** The blob id of `path` in a tree; undefined when the path is absent. */
+  async #blobIn(tree: string, path: string): Promise<string | undefined> {
     const parts = path.split("/");
     for (const [i, part] of parts.entries()) {
       const entry = (await this.#readTree(tree, false)).find((e) => e.path === part);
