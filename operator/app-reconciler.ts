@@ -353,8 +353,7 @@ export class AppReconciler {
         throw err;
       }
       for (const item of items) {
-        const ownedByApp = item.metadata.ownerReferences?.some((r) => r.controller && r.uid === app.metadata.uid);
-        if (!ownedByApp || keep.has(`${kind}/${item.metadata.name}`)) continue;
+        if (ownerUid(item) !== app.metadata.uid || keep.has(`${kind}/${item.metadata.name}`)) continue;
         await this.#kube.deleteIfExists(item);
         log.info({ kind, name: item.metadata.name }, "pruned a child the App no longer needs");
       }
@@ -374,7 +373,7 @@ export class AppReconciler {
         if (isNotFound(err)) continue; // the kind is no longer served (e.g. Gateway API removed)
         throw err;
       }
-      if (!child?.metadata.ownerReferences?.some((r) => r.controller && r.uid === app.metadata.uid)) continue;
+      if (!child || ownerUid(child) !== app.metadata.uid) continue;
       await this.#kube.deleteIfExists(child);
       log.info({ kind, name }, "pruned a child the App no longer needs");
     }
