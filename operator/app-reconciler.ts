@@ -69,7 +69,7 @@ export class AppReconciler {
    * server gave it then. While the cached child still has that generation (nobody changed its spec since) and
    * the render is the same, applying again would change nothing: the server-side apply is skipped.
    */
-  readonly #lastApplied = new Map<string, { hash: string; generation: number | undefined; owner: string; app: string }>();
+  readonly #lastApplied = new Map<string, { hash: string; generation: number | undefined; app: string }>();
   /** App objects the API server returned for this operator's own writes: current as of that write. */
   readonly #fromServer = new WeakSet<AppObject>();
 
@@ -86,7 +86,7 @@ export class AppReconciler {
     let app = await this.#reader.app(namespace, name);
     if (!app) {
       // Deleted: owner references let the garbage collector remove the Releases and children.
-      for (const [key, last] of this.#lastApplied) if (last.app === `${namespace}/${name}`) this.#lastApplied.delete(key);
+      this.#forget(namespace, name);
       return;
     }
     const log = this.#log.child({ app: name, namespace });
@@ -332,7 +332,7 @@ export class AppReconciler {
       }
       try {
         const result = await this.#kube.apply(body);
-        this.#lastApplied.set(key, { hash, generation: result.metadata.generation, owner: owner.uid, app: `${app.metadata.namespace}/${app.metadata.name}` });
+        this.#lastApplied.set(key, { hash, generation: result.metadata.generation, app: `${app.metadata.namespace}/${app.metadata.name}` });
         applied.push(result);
       } catch (err) {
         throw new Error(`cannot apply ${object.kind} ${object.metadata.name}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
@@ -386,11 +386,19 @@ export class AppReconciler {
   async #finalize(app: App & KubeObject, log: Logger): Promise<void> {
     if (!app.metadata.finalizers?.includes(FINALIZER)) return;
     for (const release of await this.#reader.releases(app.metadata.namespace ?? "", app.metadata.name)) await this.#kube.deleteIfExists(release);
-    for (const [key, last] of this.#lastApplied) if (last.owner === app.metadata.uid) this.#lastApplied.delete(key);
+    this.#forget(app.metadata.namespace ?? "", app.metadata.name);
     await this.#patchApp(app, {
       metadata: { resourceVersion: app.metadata.resourceVersion, finalizers: app.metadata.finalizers.filter((f) => f !== FINALIZER) },
     });
     log.info("App deleted; its releases are deleted and the finalizer removed");
+  }
+
+  /**
+   * Drops what the operator remembers applying for a deleted App. (The hash includes the owner's uid, so an App
+   * made again under the same name is applied anew regardless.)
+   */
+  #forget(namespace: string, name: string): void {
+    for (const [key, last] of this.#lastApplied) if (last.app === `${namespace}/${name}`) this.#lastApplied.delete(key);
   }
 
   /** Writes the final status for an outcome and records its Event when the summary is new. */
