@@ -6,7 +6,7 @@ import type { Logger } from "pino";
 import type { App, AppStatus, Config, Release } from "../crds/v1alpha1.js";
 import { ANNOTATIONS, API_VERSION, LABELS } from "../crds/v1alpha1.js";
 import { defaultPlatform, render, type KubernetesObject, type PlatformSettings, type RenderError } from "../functions/render.js";
-import { sameConditions, summarize, type Summary } from "./conditions.js";
+import { isTrue, READY, RECONCILING, sameConditions, STALLED, summarize, type Summary } from "./conditions.js";
 import { faultPoint } from "./fault.js";
 import { isConflict, isNotFound, KubeError, type EventInput, type Kube, type KubeObject } from "./kube.js";
 import type { HandlerResult } from "./queue.js";
@@ -45,6 +45,17 @@ interface Outcome {
   /** Recorded only when the summary is new, so a stuck App does not flood Events. */
   event?: EventInput;
   requeueAfterMs?: number;
+  /** Leave status as it is: the next pass, which is sure to come soon, writes it (see #sync). */
+  deferStatus?: boolean;
+}
+
+/** One reconcile pass's App (as its latest write returned it) and the status it has yet to write. */
+interface Pass {
+  app: AppObject;
+  /** No operator had reconciled the App before this pass. */
+  readonly fresh: boolean;
+  /** observedGeneration and the Reconciling condition for a new generation, until #begin writes them. */
+  observe?: Partial<AppStatus>;
 }
 
 interface DeploymentObject extends KubeObject {
@@ -83,7 +94,7 @@ export class AppReconciler {
 
   /** Brings one App (key "namespace/name") to its desired state; throws on transient failures (retried). */
   async reconcile(namespace: string, name: string): Promise<HandlerResult | void> {
-    let app = await this.#reader.app(namespace, name);
+    const app = await this.#reader.app(namespace, name);
     if (!app) {
       // Deleted: owner references let the garbage collector remove the Releases and children.
       this.#forget(namespace, name);
@@ -100,69 +111,101 @@ export class AppReconciler {
     }
 
     const generation = app.metadata.generation;
-    // No operator has reconciled this App yet (the write below is the first), so it has no children to prune.
+    // No operator has reconciled this App yet (its first status write is this pass's), so it has no children.
     const fresh = app.status?.observedGeneration === undefined;
+    const pass: Pass = { app, fresh };
     if (app.status?.observedGeneration !== generation) {
-      // Say at once that this generation is being worked on, before anything slow can fail.
+      // Say that this generation is being worked on before the first request that changes anything (or can be
+      // slow to fail): #sync writes it with its first write, together with the children it is about to make.
       const summary: Summary = { state: "progressing", reason: "Progressing", message: `reconciling generation ${generation}` };
-      app = await this.#writeStatus(app, {
-        observedGeneration: generation,
-        conditions: summarize(app.status?.conditions, summary, generation, new Date()),
-      });
+      pass.observe = { observedGeneration: generation, conditions: summarize(app.status?.conditions, summary, generation, new Date()) };
     }
 
     let outcome: Outcome;
     try {
-      const result = await this.#sync(app, log, fresh);
-      app = result.app;
-      outcome = result.outcome;
+      outcome = await this.#sync(pass, log);
     } catch (err) {
       if (!isConflict(err)) {
         const message = err instanceof Error ? err.message : String(err);
         const summary: Summary = { state: "retrying", reason: "ReconcileFailed", message };
-        await this.#finish(app, { summary }, log).catch((statusErr: unknown) => log.warn({ err: statusErr }, "cannot record the failure in status"));
+        await this.#finish(pass.app, { summary }, log).catch((statusErr: unknown) => log.warn({ err: statusErr }, "cannot record the failure in status"));
       }
       throw err;
     }
-    await this.#finish(app, outcome, log);
+    if (!outcome.deferStatus) await this.#finish(pass.app, outcome, log);
     return outcome.requeueAfterMs === undefined ? undefined : { requeueAfterMs: outcome.requeueAfterMs };
   }
 
+  /**
+   * Writes the pass's pending observedGeneration/Reconciling status (if any) with `extra` in one status write.
+   * Called before every request of #sync that changes something.
+   */
+  async #begin(pass: Pass, extra: Partial<AppStatus> = {}): Promise<void> {
+    if (!pass.observe && Object.keys(extra).length === 0) return;
+    pass.app = await this.#writeStatus(pass.app, { ...pass.observe, ...extra });
+    pass.observe = undefined;
+  }
+
+  /**
+   * What status.inventory must list before `objects` are applied: what it listed plus them. A fresh App lists
+   * them from its first write. Undefined for an App whose inventory is unknown (an older operator rolled it out):
+   * it is pruned by listing its children, and gets its inventory with the pass's final status.
+   */
+  #listing(pass: Pass, objects: readonly KubernetesObject[]): Partial<AppStatus> {
+    const known = pass.app.status?.inventory ?? (pass.fresh ? [] : undefined);
+    return known ? { inventory: [...new Set([...known, ...inventoryOf(objects)])].sort() } : {};
+  }
+
   /** The ordered steps; each returns early with an outcome when the App cannot go further. */
-  async #sync(app: App & KubeObject, log: Logger, fresh: boolean): Promise<{ app: App & KubeObject; outcome: Outcome }> {
-    const { namespace = "", name } = app.metadata;
+  async #sync(pass: Pass, log: Logger): Promise<Outcome> {
+    const { namespace = "", name } = pass.app.metadata;
+    let app = pass.app;
     let config = await this.#reader.config(namespace, name);
     const releases: Release[] = [];
     for (const release of await this.#reader.releases(namespace, name)) {
       const owner = ownerUid(release);
       // An earlier App of this name left it; the garbage collector is deleting it. Not this App's history.
       if (owner !== undefined && owner !== app.metadata.uid) continue;
+      if (owner !== undefined) {
+        releases.push(release);
+        continue;
+      }
       // Made without an owner (applied from Git, or by an older operator): adopt it, so it goes with the App.
-      releases.push(owner === undefined ? await this.#adopt(app, release as Release & KubeObject) : release);
+      await this.#begin(pass);
+      releases.push(await this.#adopt(pass.app, release as Release & KubeObject));
     }
+    app = pass.app;
 
     const rollbackTo = app.metadata.annotations?.[ANNOTATIONS.rollback];
     if (rollbackTo !== undefined) {
       const plan = planRollback(app, releases, rollbackTo);
-      if (plan.kind === "stalled") return { app, outcome: stalled(plan.reason, plan.message, "Rollback") };
+      if (plan.kind === "stalled") return stalled(plan.reason, plan.message, "Rollback");
       if (plan.kind === "cut") {
         const candidate = releaseObject(app, plan.spec, config);
-        const errors = render({ app, config, release: candidate }, this.#platform).errors;
-        if (errors.length) return { app, outcome: stalled("InvalidSpec", renderMessage(errors), "Render") };
-        releases.push(await this.#cut(app, config, candidate, log));
+        const rendered = render({ app, config, release: candidate }, this.#platform);
+        if (rendered.errors.length) return stalled("InvalidSpec", renderMessage(rendered.errors), "Render");
+        await this.#begin(pass, this.#listing(pass, rendered.objects));
+        releases.push(await this.#cut(pass.app, config, candidate, log));
       }
-      if (plan.target) ({ app, config } = await this.#matchRelease(app, config, plan.target, log));
+      if (plan.target) {
+        await this.#begin(pass);
+        ({ app: pass.app, config } = await this.#matchRelease(pass.app, config, plan.target, log));
+      }
+      app = pass.app;
     }
 
     const plan = planRelease({ app, config, releases });
-    if (plan.kind === "stalled") return { app, outcome: stalled(plan.reason, plan.message, "CutRelease") };
-    if (plan.kind === "awaitingBuild") return { app, outcome: { summary: { state: "waiting", reason: "AwaitingBuild", message: plan.message } } };
+    if (plan.kind === "stalled") return stalled(plan.reason, plan.message, "CutRelease");
+    if (plan.kind === "awaitingBuild") return { summary: { state: "waiting", reason: "AwaitingBuild", message: plan.message } };
     if (plan.kind === "cut") {
       const candidate = releaseObject(app, plan.spec, config);
       // Render first: an invalid spec must not leave a release behind that can never run.
-      const errors = render({ app, config, release: candidate }, this.#platform).errors;
-      if (errors.length) return { app, outcome: stalled("InvalidSpec", renderMessage(errors), "Render") };
-      releases.push(await this.#cut(app, config, candidate, log));
+      const rendered = render({ app, config, release: candidate }, this.#platform);
+      if (rendered.errors.length) return stalled("InvalidSpec", renderMessage(rendered.errors), "Render");
+      // The children this release will have are listed with the first write (see below).
+      await this.#begin(pass, this.#listing(pass, rendered.objects));
+      releases.push(await this.#cut(pass.app, config, candidate, log));
+      app = pass.app;
     }
 
     const live = releases.at(-1);
@@ -171,22 +214,20 @@ export class AppReconciler {
     const latestReleaseNumber = Math.max(app.status?.latestReleaseNumber ?? 0, live.spec.version);
     const rendered = render({ app, config, release: live }, this.#platform);
     if (rendered.errors.length) {
-      return { app, outcome: { ...stalled("InvalidSpec", renderMessage(rendered.errors), "Render"), status: { latestReleaseNumber } } };
+      return { ...stalled("InvalidSpec", renderMessage(rendered.errors), "Render"), status: { latestReleaseNumber } };
     }
 
     // status.inventory lists every child the App may have. A child is listed before it is first applied, so a
     // crash cannot leave one unlisted; pruning then deletes what is listed but no longer rendered, with no list
-    // calls. An App without an inventory (new, or rolled out by an operator that kept none) is pruned by listing
-    // its children once; a fresh App, which no pass has reached before, has none.
+    // calls. An App without an inventory (rolled out by an operator that kept none) is pruned by listing its
+    // children once; a fresh App, which no pass has reached before, lists its children from its first write.
     const inventory = inventoryOf(rendered.objects);
-    const known = app.status?.inventory;
-    if (known) {
-      const pending = [...new Set([...known, ...inventory])].sort();
-      if (pending.length !== known.length) app = await this.#writeStatus(app, { inventory: pending });
-    }
+    const known = app.status?.inventory ?? (pass.fresh ? [] : undefined);
+    await this.#begin(pass, this.#listing(pass, rendered.objects));
+    app = pass.app;
     const applied = await this.#apply(app, rendered.objects);
     if (known) await this.#pruneListed(app, known.filter((id) => !inventory.includes(id)), log);
-    else if (!fresh) await this.#prune(app, rendered.objects, log);
+    else await this.#prune(app, rendered.objects, log);
     const rollout = readRollout(applied.filter((o): o is DeploymentObject => o.kind === "Deployment"), version);
     const status: Partial<AppStatus> = {
       currentRelease: version,
@@ -195,20 +236,19 @@ export class AppReconciler {
       processes: rollout.processes,
       inventory,
     };
-    if (rollout.stalled) return { app, outcome: { ...stalled("RolloutStalled", rollout.stalled, "Rollout"), status } };
+    if (rollout.stalled) return { ...stalled("RolloutStalled", rollout.stalled, "Rollout"), status };
     if (!rollout.done) {
-      return {
-        app,
-        outcome: { summary: { state: "progressing", reason: "RollingOut", message: rollout.message }, status, requeueAfterMs: ROLLOUT_POLL_MS },
-      };
+      // A Deployment whose controller has not yet seen its new spec is about to get a status update, and that
+      // update runs the next pass. When the App already says it is reconciling this generation (this pass's
+      // first write, which also listed the children), this pass leaves the progress for that pass to write: one
+      // status write less per release. A change that found the App Ready (a Config change) says so at once.
+      const deferStatus = rollout.unobserved && reconcilingThisGeneration(app);
+      return { summary: { state: "progressing", reason: "RollingOut", message: rollout.message }, status, requeueAfterMs: ROLLOUT_POLL_MS, deferStatus };
     }
     return {
-      app,
-      outcome: {
-        summary: { state: "ready", reason: "RolloutComplete", message: rollout.message },
-        status,
-        event: { type: "Normal", reason: "RolloutComplete", action: "Rollout", note: rollout.message },
-      },
+      summary: { state: "ready", reason: "RolloutComplete", message: rollout.message },
+      status,
+      event: { type: "Normal", reason: "RolloutComplete", action: "Rollout", note: rollout.message },
     };
   }
 
@@ -491,8 +531,17 @@ function renderMessage(errors: readonly RenderError[]): string {
   return errors.map((e) => (e.field ? `${e.message} (${e.object ? `${e.object.kind} ` : ""}${e.field})` : e.message)).join("; ");
 }
 
+/** The App's status already says this generation is being reconciled (and is not Ready or Stalled). */
+function reconcilingThisGeneration(app: App): boolean {
+  const conditions = app.status?.conditions;
+  return app.status?.observedGeneration === app.metadata.generation && isTrue(conditions, RECONCILING) &&
+    !isTrue(conditions, READY) && !isTrue(conditions, STALLED);
+}
+
 interface Rollout {
   done: boolean;
+  /** Some Deployment's controller has not observed its current generation yet. */
+  unobserved: boolean;
   /** Set when a Deployment passed its progress deadline: what to tell the user. */
   stalled?: string;
   message: string;
@@ -504,6 +553,7 @@ export function readRollout(deployments: readonly DeploymentObject[], version: s
   const processes: Rollout["processes"] = {};
   const pending: string[] = [];
   let stalledMessage: string | undefined;
+  let unobserved = false;
   for (const d of deployments) {
     const type = d.metadata.labels?.[LABELS.process] ?? d.metadata.name;
     const desired = d.spec?.replicas ?? 1;
@@ -512,6 +562,7 @@ export function readRollout(deployments: readonly DeploymentObject[], version: s
     const available = st.availableReplicas ?? 0;
     processes[type] = { desired, available, updated };
     const observed = (st.observedGeneration ?? 0) >= (d.metadata.generation ?? 0);
+    if (!observed) unobserved = true;
     const progressing = st.conditions?.find((c) => c.type === "Progressing");
     if (observed && progressing?.reason === "ProgressDeadlineExceeded") {
       stalledMessage ??=
@@ -524,6 +575,7 @@ export function readRollout(deployments: readonly DeploymentObject[], version: s
   const summary = Object.entries(processes).map(([type, p]) => `${type} ${p.available}/${p.desired}`).join(", ");
   return {
     done: pending.length === 0 && !stalledMessage,
+    unobserved,
     stalled: stalledMessage,
     message: pending.length
       ? `rolling out release ${version}: ${pending.join("; ")}`
