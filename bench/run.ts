@@ -440,14 +440,21 @@ async function operatorAtScale(cp: ControlPlane, count: number): Promise<void> {
     const cpuBefore = await cpuByProcess(cp, { operator: operator.pid });
     const t0 = performance.now();
     const waiting = watchUntil(cp, `/apis/${V}/namespaces/${ns}/apps`, count, (app) => isReady(app as App & KubeObject, "v1"), t0);
+    // The work queue's depth, sampled every second: a queue that grows says the operator, not the cluster, limits.
+    let peakDepth = 0;
+    const sampling = setInterval(() => void operator.metrics().then((m) => {
+      peakDepth = Math.max(peakDepth, Number(/^slipway_queue_depth (\S+)$/m.exec(m)?.[1] ?? 0));
+    }, () => undefined), 1000);
     await Promise.all(Array.from({ length: 4 }, async () => {
       for (let batch = batches.shift(); batch; batch = batches.shift()) await apply(cp, ns, batch.map(scaleAppYaml).join("---\n"));
     }));
     const applied = since(t0);
     const { ms, reached } = await waiting;
+    clearInterval(sampling);
     const stoppedEarly = reached < count ? ` (only ${reached} Ready when the bench stopped waiting)` : "";
     record(`${label}: kubectl apply → all Ready${stoppedEarly}`, ms / 1000, "s", 60);
     if (count > 1) report(`${label}: … of which kubectl apply of the Apps and Configs`, applied / 1000, "s");
+    if (count > 1) report(`${label}: work queue depth, peak of samples every second`, peakDepth, "Apps");
     const metrics = await operator.metrics();
     for (const q of [0.5, 0.99]) {
       const { value, count: reconciles } = histogramQuantile(metrics, "slipway_reconcile_duration_seconds", q);

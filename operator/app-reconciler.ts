@@ -27,6 +27,11 @@ const CHILD_KINDS: readonly { apiVersion: string; kind: string; optional?: boole
 
 /** How often a rollout in progress is looked at again even without a Deployment event. */
 const ROLLOUT_POLL_MS = 30_000;
+/**
+ * A rollout's progress (the counts in status.processes and the Reconciling message) is written at most this
+ * often per App; becoming Ready or Stalled is written at once.
+ */
+export const PROGRESS_WRITE_MS = 5_000;
 
 export interface AppReconcilerOptions {
   kube: Kube;
@@ -83,6 +88,8 @@ export class AppReconciler {
   readonly #lastApplied = new Map<string, { hash: string; generation: number | undefined; app: string }>();
   /** App objects the API server returned for this operator's own writes: current as of that write. */
   readonly #fromServer = new WeakSet<AppObject>();
+  /** When this process last wrote each App's status ("namespace/name" → ms), to space out progress writes. */
+  readonly #statusWrittenAt = new Map<string, number>();
 
   constructor(options: AppReconcilerOptions) {
     this.#kube = options.kube;
@@ -238,12 +245,18 @@ export class AppReconciler {
     };
     if (rollout.stalled) return { ...stalled("RolloutStalled", rollout.stalled, "Rollout"), status };
     if (!rollout.done) {
-      // A Deployment whose controller has not yet seen its new spec is about to get a status update, and that
-      // update runs the next pass. When the App already says it is reconciling this generation (this pass's
-      // first write, which also listed the children), this pass leaves the progress for that pass to write: one
-      // status write less per release. A change that found the App Ready (a Config change) says so at once.
-      const deferStatus = rollout.unobserved && reconcilingThisGeneration(app);
-      return { summary: { state: "progressing", reason: "RollingOut", message: rollout.message }, status, requeueAfterMs: ROLLOUT_POLL_MS, deferStatus };
+      const summary: Summary = { state: "progressing", reason: "RollingOut", message: rollout.message };
+      // When the App already says it is reconciling this generation (this pass's first write, which also listed
+      // the children), the progress can wait: a Deployment whose controller has not yet seen its new spec is
+      // about to get a status update, which runs the next pass; otherwise progress is written at most every
+      // PROGRESS_WRITE_MS, and the pass comes back to write it then. Each release thus usually costs one status
+      // write for its start and one for Ready. A change that found the App Ready (a Config change) says at once
+      // that it is rolling out.
+      if (reconcilingThisGeneration(app)) {
+        const wait = rollout.unobserved ? 0 : (this.#statusWrittenAt.get(appKey(app)) ?? 0) + PROGRESS_WRITE_MS - Date.now();
+        if (rollout.unobserved || wait > 0) return { summary, status, requeueAfterMs: rollout.unobserved ? ROLLOUT_POLL_MS : wait, deferStatus: true };
+      }
+      return { summary, status, requeueAfterMs: ROLLOUT_POLL_MS };
     }
     return {
       summary: { state: "ready", reason: "RolloutComplete", message: rollout.message },
@@ -434,10 +447,11 @@ export class AppReconciler {
   }
 
   /**
-   * Drops what the operator remembers applying for a deleted App. (The hash includes the owner's uid, so an App
+   * Drops what the operator remembers applying for a deleted App, and when it last wrote its status. (The hash includes the owner's uid, so an App
    * made again under the same name is applied anew regardless.)
    */
   #forget(namespace: string, name: string): void {
+    this.#statusWrittenAt.delete(`${namespace}/${name}`);
     for (const [key, last] of this.#lastApplied) if (last.app === `${namespace}/${name}`) this.#lastApplied.delete(key);
   }
 
@@ -479,6 +493,7 @@ export class AppReconciler {
     }
     if (Object.keys(patch).length === 0) return app;
     const updated = await this.#kube.patchStatus<App & KubeObject>(app, patch, app.metadata.resourceVersion);
+    this.#statusWrittenAt.set(appKey(app), Date.now());
     this.#reader.wrote(app, updated);
     this.#fromServer.add(updated);
     return updated;
@@ -529,6 +544,10 @@ function stalled(reason: string, message: string, action: string): Outcome {
 
 function renderMessage(errors: readonly RenderError[]): string {
   return errors.map((e) => (e.field ? `${e.message} (${e.object ? `${e.object.kind} ` : ""}${e.field})` : e.message)).join("; ");
+}
+
+function appKey(app: AppObject): string {
+  return `${app.metadata.namespace ?? ""}/${app.metadata.name}`;
 }
 
 /** The App's status already says this generation is being reconciled (and is not Ready or Stalled). */
