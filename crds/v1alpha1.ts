@@ -158,7 +158,7 @@ export interface AppStatus {
   latestReleaseNumber?: number;
   url?: string;
   latestBuild?: LatestBuild;
-  /** Rollout progress of the live release: available / desired replicas per process type. */
+  /** Rollout progress of the live release: available / desired replicas per process type (written at most every 5 s while rolling out). */
   processes?: Record<string, { desired: number; available: number; updated: number }>;
   /** Commit in the config repository that records the App as it is now. */
   commit?: string;

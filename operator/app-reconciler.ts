@@ -252,11 +252,8 @@ export class AppReconciler {
       // PROGRESS_WRITE_MS, and the pass comes back to write it then. Each release thus usually costs one status
       // write for its start and one for Ready. A change that found the App Ready (a Config change) says at once
       // that it is rolling out.
-      if (reconcilingThisGeneration(app)) {
-        const wait = rollout.unobserved ? 0 : (this.#statusWrittenAt.get(appKey(app)) ?? 0) + PROGRESS_WRITE_MS - Date.now();
-        if (rollout.unobserved || wait > 0) return { summary, status, requeueAfterMs: rollout.unobserved ? ROLLOUT_POLL_MS : wait, deferStatus: true };
-      }
-      return { summary, status, requeueAfterMs: ROLLOUT_POLL_MS };
+      const deferral = deferProgress(app, rollout, this.#statusWrittenAt.get(appKey(app)), Date.now());
+      return { summary, status, requeueAfterMs: deferral?.requeueAfterMs ?? ROLLOUT_POLL_MS, deferStatus: deferral !== undefined };
     }
     return {
       summary: { state: "ready", reason: "RolloutComplete", message: rollout.message },
@@ -550,6 +547,18 @@ function appKey(app: AppObject): string {
   return `${app.metadata.namespace ?? ""}/${app.metadata.name}`;
 }
 
+/**
+ * Whether a pass that found the App's rollout in progress leaves its status as it is, and when to look again;
+ * undefined when it writes the progress now. `lastWrite`: when this process last wrote the App's status (ms).
+ */
+export function deferProgress(app: App, rollout: Pick<Rollout, "unobserved">, lastWrite: number | undefined, now: number): { requeueAfterMs: number } | undefined {
+  if (!reconcilingThisGeneration(app)) return undefined;
+  // The Deployment's status update is coming, and runs the next pass; the poll is only the fallback.
+  if (rollout.unobserved) return { requeueAfterMs: ROLLOUT_POLL_MS };
+  const wait = (lastWrite ?? -Infinity) + PROGRESS_WRITE_MS - now;
+  return wait > 0 ? { requeueAfterMs: wait } : undefined;
+}
+
 /** The App's status already says this generation is being reconciled (and is not Ready or Stalled). */
 function reconcilingThisGeneration(app: App): boolean {
   const conditions = app.status?.conditions;
@@ -557,7 +566,7 @@ function reconcilingThisGeneration(app: App): boolean {
     !isTrue(conditions, READY) && !isTrue(conditions, STALLED);
 }
 
-interface Rollout {
+export interface Rollout {
   done: boolean;
   /** Some Deployment's controller has not observed its current generation yet. */
   unobserved: boolean;

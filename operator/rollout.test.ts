@@ -1,5 +1,6 @@
 import test from "ava";
-import { readRollout } from "./app-reconciler.js";
+import type { App } from "../crds/v1alpha1.js";
+import { deferProgress, PROGRESS_WRITE_MS, readRollout } from "./app-reconciler.js";
 
 const deployment = (generation: number, status: Record<string, unknown>) => ({
   apiVersion: "apps/v1",
@@ -32,4 +33,36 @@ test("a brand-new Deployment without status is not rolled out; one past its dead
   })], "v1");
   t.false(stuck.done);
   t.regex(stuck.stalled ?? "", /^Deployment shop-web of release v1 made no progress within its deadline \(1\/2 updated, 0\/2 available\)/);
+});
+
+const app = (conditions: { type: string; status: "True" | "False" }[], observedGeneration = 2): App => ({
+  apiVersion: "slipway.dev/v1alpha1",
+  kind: "App",
+  metadata: { name: "shop", namespace: "team-a", generation: 2 },
+  spec: { image: "registry.example/shop@sha256:" + "a".repeat(64) },
+  status: {
+    observedGeneration,
+    conditions: conditions.map((c) => ({ ...c, reason: "R", message: "m", lastTransitionTime: "2026-12-01T00:00:00Z", observedGeneration })),
+  },
+});
+const reconciling = app([{ type: "Reconciling", status: "True" }, { type: "Ready", status: "False" }]);
+
+test("a rollout that found the App Ready (a Config change) says at once that it is rolling out", (t) => {
+  t.is(deferProgress(app([{ type: "Ready", status: "True" }]), { unobserved: true }, 1_000, 2_000), undefined);
+});
+
+test("while the App says it reconciles this generation, progress waits for the Deployment's status update", (t) => {
+  t.deepEqual(deferProgress(reconciling, { unobserved: true }, undefined, 2_000), { requeueAfterMs: 30_000 });
+});
+
+test("rollout progress is written at most every PROGRESS_WRITE_MS, and the pass comes back to write it then", (t) => {
+  t.deepEqual(deferProgress(reconciling, { unobserved: false }, 10_000, 11_000), { requeueAfterMs: PROGRESS_WRITE_MS - 1_000 });
+  t.is(deferProgress(reconciling, { unobserved: false }, 10_000, 10_000 + PROGRESS_WRITE_MS), undefined);
+  // Status this process never wrote (after a restart, or another replica's) is not held back.
+  t.is(deferProgress(reconciling, { unobserved: false }, undefined, 11_000), undefined);
+});
+
+test("an App that says it reconciles an older generation, or is Stalled, gets its status written now", (t) => {
+  t.is(deferProgress(app([{ type: "Reconciling", status: "True" }], 1), { unobserved: true }, undefined, 0), undefined);
+  t.is(deferProgress(app([{ type: "Reconciling", status: "True" }, { type: "Stalled", status: "True" }]), { unobserved: true }, undefined, 0), undefined);
 });
