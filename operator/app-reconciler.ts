@@ -155,7 +155,7 @@ export class AppReconciler {
 
   /**
    * What status.inventory must list before `objects` are applied: what it listed plus them. A fresh App lists
-   * them from its first write. Undefined for an App whose inventory is unknown (an older operator rolled it out):
+   * them from its first write. Nothing for an App whose inventory is unknown (an older operator rolled it out):
    * it is pruned by listing its children, and gets its inventory with the pass's final status.
    */
   #listing(pass: Pass, objects: readonly KubernetesObject[]): Partial<AppStatus> {
