@@ -81,11 +81,11 @@ export class AppReconciler {
   readonly #onReleaseCut: (release: Release) => void;
   readonly #reader: ObjectReader;
   /**
-   * What the operator last applied to each watched child ("<namespace>/<kind>/<name>") and the generation the
-   * server gave it then. While the cached child still has that generation (nobody changed its spec since) and
-   * the render is the same, applying again would change nothing: the server-side apply is skipped.
+   * What the operator last applied to each watched child, per App ("<namespace>/<app>" → "<kind>/<name>" →), and
+   * the generation the server gave it then. While the cached child still has that generation (nobody changed its
+   * spec since) and the render is the same, applying again would change nothing: the server-side apply is skipped.
    */
-  readonly #lastApplied = new Map<string, { hash: string; generation: number | undefined; app: string }>();
+  readonly #lastApplied = new Map<string, Map<string, { hash: string; generation: number | undefined }>>();
   /** App objects the API server returned for this operator's own writes: current as of that write. */
   readonly #fromServer = new WeakSet<AppObject>();
   /** When this process last wrote each App's status ("namespace/name" → ms), to space out progress writes. */
@@ -370,11 +370,12 @@ export class AppReconciler {
   async #apply(app: App & KubeObject, objects: KubernetesObject[]): Promise<KubeObject[]> {
     const owner = appOwner(app);
     const applied: KubeObject[] = [];
+    let remembered = this.#lastApplied.get(appKey(app));
     for (const object of objects) {
       const body = { ...object, metadata: { ...object.metadata, ownerReferences: [owner] } } as KubeObject;
-      const key = `${app.metadata.namespace}/${object.kind}/${object.metadata.name}`;
+      const key = `${object.kind}/${object.metadata.name}`;
       const hash = createHash("sha256").update(JSON.stringify(body)).digest("base64");
-      const last = this.#lastApplied.get(key);
+      const last = remembered?.get(key);
       const cached = this.#reader.child(object.apiVersion, object.kind, app.metadata.namespace ?? "", object.metadata.name);
       if (cached && last?.hash === hash && cached.metadata.generation === last.generation) {
         applied.push(cached);
@@ -382,7 +383,8 @@ export class AppReconciler {
       }
       try {
         const result = await this.#kube.apply(body);
-        this.#lastApplied.set(key, { hash, generation: result.metadata.generation, app: `${app.metadata.namespace}/${app.metadata.name}` });
+        if (!remembered) this.#lastApplied.set(appKey(app), (remembered = new Map()));
+        remembered.set(key, { hash, generation: result.metadata.generation });
         applied.push(result);
       } catch (err) {
         throw new Error(`cannot apply ${object.kind} ${object.metadata.name}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
@@ -444,12 +446,12 @@ export class AppReconciler {
   }
 
   /**
-   * Drops what the operator remembers applying for a deleted App, and when it last wrote its status. (The hash includes the owner's uid, so an App
-   * made again under the same name is applied anew regardless.)
+   * Drops what the operator remembers applying for a deleted App, and when it last wrote its status. (The hash
+   * includes the owner's uid, so an App made again under the same name is applied anew regardless.)
    */
   #forget(namespace: string, name: string): void {
     this.#statusWrittenAt.delete(`${namespace}/${name}`);
-    for (const [key, last] of this.#lastApplied) if (last.app === `${namespace}/${name}`) this.#lastApplied.delete(key);
+    this.#lastApplied.delete(`${namespace}/${name}`);
   }
 
   /** Writes the final status for an outcome and records its Event when the summary is new. */

@@ -56,6 +56,8 @@ interface Watched {
    * it at once.
    */
   settle?: boolean;
+  /** Keep the objects' names per App key, so the reader gets one App's objects without a scan (Releases). */
+  indexed?: boolean;
 }
 
 /** See Watched.settle. */
@@ -88,9 +90,14 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
   const kube = new Kube(options.kubeConfig);
   // The reconciler reads Apps, Configs and Releases from the watches below (created further down).
   const informerOf = new Map<string, ListWatch<ClientObject>>();
+  // The names of the indexed kinds' objects per App key, kept from the watch events: a pass reads its App's
+  // Releases without scanning every Release of the namespace (Watched.indexed).
+  const namesByApp = new Map<string, Map<string, Set<string>>>();
   const cache = (name: string): Cache<KubeObject> => ({
     get: (n, namespace) => informerOf.get(name)?.get(n, namespace) as KubeObject | undefined,
     list: (namespace) => (informerOf.get(name)?.list(namespace) ?? []) as unknown as KubeObject[],
+    listOf: (namespace, app) => [...(namesByApp.get(name)?.get(`${namespace}/${app}`) ?? [])]
+      .flatMap((n) => informerOf.get(name)?.get(n, namespace) ?? []) as unknown as KubeObject[],
   });
   // Like client-go's WaitForCacheSync: no reconcile runs before every watch has listed once (an empty Release
   // cache would cut a release that exists). Should a watch still not have listed after the start's 30 s, reads
@@ -170,6 +177,7 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
       kind: "Release",
       trim: true,
       settle: true,
+      indexed: true,
       keyOf: (obj) => {
         const app = (obj as { spec?: { app?: string } }).spec?.app;
         return app ? `${obj.metadata.namespace}/${app}` : undefined;
@@ -215,11 +223,20 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
     const informer = new ListWatch<ClientObject>(w.path, w.trim ? new TrimmingWatch(options.kubeConfig) : new Watch(options.kubeConfig), list, false, w.labelSelector);
     informers.push(informer);
     informerOf.set(w.name, informer);
+    const index = w.indexed ? new Map<string, Set<string>>() : undefined;
+    if (index) namesByApp.set(w.name, index);
     const onEvent = (deleted: boolean) => (obj: ClientObject) => {
       failures = 0; // the watch works again
       const object = obj as unknown as KubeObject;
       const key = w.keyOf(object);
       if (!key) return;
+      if (index) {
+        const names = index.get(key) ?? new Set<string>();
+        if (deleted) names.delete(object.metadata.name);
+        else names.add(object.metadata.name);
+        if (names.size) index.set(key, names);
+        else index.delete(key);
+      }
       if (deleted) lastSeen.delete(`${w.kind}/${byName(object)}`);
       else if (w.changed && !w.changed(object)) return;
       if (w.settle && !deleted) queue.enqueueAfter(key, CHILD_SETTLE_MS);

@@ -80,6 +80,24 @@ test("a Release the operator created is listed, in version order, until the cach
   t.deepEqual(listed.map((r) => `${r.spec.version}@${r.metadata.resourceVersion}`), ["1@1", "2@6"]);
 });
 
+test("where the cache keeps the Releases per App, a pass reads its App's from there, without scanning the namespace", async (t) => {
+  class IndexedCache extends FakeCache {
+    override list(): KubeObject[] {
+      throw new Error("scanned the namespace");
+    }
+    listOf(namespace: string, app: string) {
+      return [...this.objects.values()].filter((o) => o.metadata.namespace === namespace && (o as ReleaseObject).spec.app === app);
+    }
+  }
+  const releases = new IndexedCache();
+  const reader = new CachedReader({ apps: new FakeCache(), configs: new FakeCache(), releases });
+  releases.put(release(2));
+  releases.put(release(1));
+  reader.created(release(3));
+  t.deepEqual((await reader.releases("ns", "shop")).map((r) => r.spec.version), [1, 2, 3]);
+  t.deepEqual(await reader.releases("ns", "other"), []);
+});
+
 test("children are read from the cache only where one is kept (Deployments)", (t) => {
   const deployments = new FakeCache();
   const reader = new CachedReader({ apps: new FakeCache(), configs: new FakeCache(), releases: new FakeCache(), deployments });

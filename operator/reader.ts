@@ -56,6 +56,8 @@ export class ApiReader implements ObjectReader {
 export interface Cache<T> {
   get(name: string, namespace?: string): T | undefined;
   list(namespace?: string): readonly T[];
+  /** The objects that concern one App (its Releases), where the cache keeps that index; else list() is filtered. */
+  listOf?(namespace: string, app: string): readonly T[];
 }
 
 interface Written {
@@ -115,7 +117,7 @@ export class CachedReader implements ObjectReader {
 
   async releases(namespace: string, app: string) {
     if (this.#instead) return this.#instead.releases(namespace, app);
-    const cached = this.#releases.list(namespace) as unknown as ReleaseObject[];
+    const cached = (this.#releases.listOf?.(namespace, app) ?? this.#releases.list(namespace)) as unknown as ReleaseObject[];
     const byName = new Map(releasesOf(app, cached).map((r) => [r.metadata.name, r as ReleaseObject]));
     for (const [key, release] of this.#created) {
       if (release.metadata.namespace !== namespace || release.spec.app !== app) continue;
