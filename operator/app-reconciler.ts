@@ -159,7 +159,7 @@ export class AppReconciler {
    * it is pruned by listing its children, and gets its inventory with the pass's final status.
    */
   #listing(pass: Pass, objects: readonly KubernetesObject[]): Partial<AppStatus> {
-    const known = pass.app.status?.inventory ?? (pass.fresh ? [] : undefined);
+    const known = knownInventory(pass);
     return known ? { inventory: [...new Set([...known, ...inventoryOf(objects)])].sort() } : {};
   }
 
@@ -229,7 +229,7 @@ export class AppReconciler {
     // calls. An App without an inventory (rolled out by an operator that kept none) is pruned by listing its
     // children once; a fresh App, which no pass has reached before, lists its children from its first write.
     const inventory = inventoryOf(rendered.objects);
-    const known = app.status?.inventory ?? (pass.fresh ? [] : undefined);
+    const known = knownInventory(pass);
     await this.#begin(pass, this.#listing(pass, rendered.objects));
     app = pass.app;
     const applied = await this.#apply(app, rendered.objects);
@@ -543,6 +543,11 @@ function stalled(reason: string, message: string, action: string): Outcome {
 
 function renderMessage(errors: readonly RenderError[]): string {
   return errors.map((e) => (e.field ? `${e.message} (${e.object ? `${e.object.kind} ` : ""}${e.field})` : e.message)).join("; ");
+}
+
+/** The children the App is known to have: its status.inventory, none for a fresh App, else unknown. */
+function knownInventory(pass: Pass): readonly string[] | undefined {
+  return pass.app.status?.inventory ?? (pass.fresh ? [] : undefined);
 }
 
 function appKey(app: AppObject): string {

@@ -96,8 +96,11 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
   const cache = (name: string): Cache<KubeObject> => ({
     get: (n, namespace) => informerOf.get(name)?.get(n, namespace) as KubeObject | undefined,
     list: (namespace) => (informerOf.get(name)?.list(namespace) ?? []) as unknown as KubeObject[],
-    listOf: (namespace, app) => [...(namesByApp.get(name)?.get(`${namespace}/${app}`) ?? [])]
-      .flatMap((n) => informerOf.get(name)?.get(n, namespace) ?? []) as unknown as KubeObject[],
+    listOf: (namespace, app) => {
+      const index = namesByApp.get(name);
+      if (!index) return undefined;
+      return [...(index.get(`${namespace}/${app}`) ?? [])].flatMap((n) => informerOf.get(name)?.get(n, namespace) ?? []) as unknown as KubeObject[];
+    },
   });
   // Like client-go's WaitForCacheSync: no reconcile runs before every watch has listed once (an empty Release
   // cache would cut a release that exists). Should a watch still not have listed after the start's 30 s, reads

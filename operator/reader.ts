@@ -56,8 +56,8 @@ export class ApiReader implements ObjectReader {
 export interface Cache<T> {
   get(name: string, namespace?: string): T | undefined;
   list(namespace?: string): readonly T[];
-  /** The objects that concern one App (its Releases), where the cache keeps that index; else list() is filtered. */
-  listOf?(namespace: string, app: string): readonly T[];
+  /** The objects that concern one App (its Releases); undefined where the cache keeps no such index. */
+  listOf?(namespace: string, app: string): readonly T[] | undefined;
 }
 
 interface Written {
