@@ -166,13 +166,12 @@ export class AppReconciler {
   /** The ordered steps; each returns early with an outcome when the App cannot go further. */
   async #sync(pass: Pass, log: Logger): Promise<Outcome> {
     const { namespace = "", name } = pass.app.metadata;
-    let app = pass.app;
     let config = await this.#reader.config(namespace, name);
     const releases: Release[] = [];
     for (const release of await this.#reader.releases(namespace, name)) {
       const owner = ownerUid(release);
       // An earlier App of this name left it; the garbage collector is deleting it. Not this App's history.
-      if (owner !== undefined && owner !== app.metadata.uid) continue;
+      if (owner !== undefined && owner !== pass.app.metadata.uid) continue;
       if (owner !== undefined) {
         releases.push(release);
         continue;
@@ -181,15 +180,14 @@ export class AppReconciler {
       await this.#begin(pass);
       releases.push(await this.#adopt(pass.app, release as Release & KubeObject));
     }
-    app = pass.app;
 
-    const rollbackTo = app.metadata.annotations?.[ANNOTATIONS.rollback];
+    const rollbackTo = pass.app.metadata.annotations?.[ANNOTATIONS.rollback];
     if (rollbackTo !== undefined) {
-      const plan = planRollback(app, releases, rollbackTo);
+      const plan = planRollback(pass.app, releases, rollbackTo);
       if (plan.kind === "stalled") return stalled(plan.reason, plan.message, "Rollback");
       if (plan.kind === "cut") {
-        const candidate = releaseObject(app, plan.spec, config);
-        const rendered = render({ app, config, release: candidate }, this.#platform);
+        const candidate = releaseObject(pass.app, plan.spec, config);
+        const rendered = render({ app: pass.app, config, release: candidate }, this.#platform);
         if (rendered.errors.length) return stalled("InvalidSpec", renderMessage(rendered.errors), "Render");
         await this.#begin(pass, this.#listing(pass, rendered.objects));
         releases.push(await this.#cut(pass.app, config, candidate, log));
@@ -198,28 +196,26 @@ export class AppReconciler {
         await this.#begin(pass);
         ({ app: pass.app, config } = await this.#matchRelease(pass.app, config, plan.target, log));
       }
-      app = pass.app;
     }
 
-    const plan = planRelease({ app, config, releases });
+    const plan = planRelease({ app: pass.app, config, releases });
     if (plan.kind === "stalled") return stalled(plan.reason, plan.message, "CutRelease");
     if (plan.kind === "awaitingBuild") return { summary: { state: "waiting", reason: "AwaitingBuild", message: plan.message } };
     if (plan.kind === "cut") {
-      const candidate = releaseObject(app, plan.spec, config);
+      const candidate = releaseObject(pass.app, plan.spec, config);
       // Render first: an invalid spec must not leave a release behind that can never run.
-      const rendered = render({ app, config, release: candidate }, this.#platform);
+      const rendered = render({ app: pass.app, config, release: candidate }, this.#platform);
       if (rendered.errors.length) return stalled("InvalidSpec", renderMessage(rendered.errors), "Render");
       // The children this release will have are listed with the first write (see below).
       await this.#begin(pass, this.#listing(pass, rendered.objects));
       releases.push(await this.#cut(pass.app, config, candidate, log));
-      app = pass.app;
     }
 
     const live = releases.at(-1);
     if (!live) throw new Error("no release to roll out");
     const version = `v${live.spec.version}`;
-    const latestReleaseNumber = Math.max(app.status?.latestReleaseNumber ?? 0, live.spec.version);
-    const rendered = render({ app, config, release: live }, this.#platform);
+    const latestReleaseNumber = Math.max(pass.app.status?.latestReleaseNumber ?? 0, live.spec.version);
+    const rendered = render({ app: pass.app, config, release: live }, this.#platform);
     if (rendered.errors.length) {
       return { ...stalled("InvalidSpec", renderMessage(rendered.errors), "Render"), status: { latestReleaseNumber } };
     }
@@ -231,15 +227,14 @@ export class AppReconciler {
     const inventory = inventoryOf(rendered.objects);
     const known = knownInventory(pass);
     await this.#begin(pass, this.#listing(pass, rendered.objects));
-    app = pass.app;
-    const applied = await this.#apply(app, rendered.objects);
-    if (known) await this.#pruneListed(app, known.filter((id) => !inventory.includes(id)), log);
-    else await this.#prune(app, rendered.objects, log);
+    const applied = await this.#apply(pass.app, rendered.objects);
+    if (known) await this.#pruneListed(pass.app, known.filter((id) => !inventory.includes(id)), log);
+    else await this.#prune(pass.app, rendered.objects, log);
     const rollout = readRollout(applied.filter((o): o is DeploymentObject => o.kind === "Deployment"), version);
     const status: Partial<AppStatus> = {
       currentRelease: version,
       latestReleaseNumber,
-      url: this.#url(app),
+      url: this.#url(pass.app),
       processes: rollout.processes,
       inventory,
     };
@@ -252,7 +247,7 @@ export class AppReconciler {
       // PROGRESS_WRITE_MS, and the pass comes back to write it then. Each release thus usually costs one status
       // write for its start and one for Ready. A change that found the App Ready (a Config change) says at once
       // that it is rolling out.
-      const deferral = deferProgress(app, rollout, this.#statusWrittenAt.get(appKey(app)), Date.now());
+      const deferral = deferProgress(pass.app, rollout, this.#statusWrittenAt.get(appKey(pass.app)), Date.now());
       return { summary, status, requeueAfterMs: deferral?.requeueAfterMs ?? ROLLOUT_POLL_MS, deferStatus: deferral !== undefined };
     }
     return {
