@@ -500,7 +500,7 @@ async function gitOpsRoundTrip(cp: ControlPlane): Promise<void> {
   const operator = await startOperator({ kubeConfig: cp.kubeConfig(), namespace: ns, logger: silent });
   await server.createBareRepo(ns);
   const url = server.url(ns);
-  const gitops = await startGitOps({ kubeConfig: cp.kubeConfig(), repo: { url, dir: join(clone, "operator") }, mode: "sync",
+  const gitops = await startGitOps({ kubeConfig: cp.kubeConfig(), cache: operator.cache, repo: { url, dir: join(clone, "operator") }, mode: "sync",
     pollIntervalMs: 3_600_000, webhookSecret: WEBHOOK_SECRET, namespace: ns, logger: silent });
   const webhooks = createServer(gitops.webhookHandler);
   await new Promise<void>((resolve) => webhooks.listen(0, "127.0.0.1", resolve));

@@ -77,6 +77,7 @@ async function setup(t: ExecutionContext, opts: { mode?: "sync" | "commit-only" 
   const start = () =>
     startGitOps({
       kubeConfig: cp.kubeConfig(),
+      cache: operator.cache,
       repo: { url, dir },
       mode: opts.mode ?? "sync",
       // Pushes reach the cluster through webhooks or syncNow() here; polling stays out of the way of races.

@@ -9,6 +9,7 @@ import { API_VERSION, LABELS } from "../crds/v1alpha1.js";
 import type { PlatformSettings } from "../functions/render.js";
 import type { Platform } from "./platform.js";
 import { AppReconciler } from "./app-reconciler.js";
+import type { CacheEvent, CachedKind, ClusterCache } from "./cache.js";
 import { ApiReader, CachedReader, type Cache } from "./reader.js";
 import { isConflict, Kube, type KubeObject } from "./kube.js";
 import { log as rootLog } from "./log.js";
@@ -34,6 +35,8 @@ export interface OperatorOptions {
 export interface OperatorHandle {
   /** Stops the watches, then waits for the reconciles in flight to finish. */
   stop(): Promise<void>;
+  /** The watch caches of Apps, Configs and Releases, for GitOps. */
+  cache: ClusterCache;
   /** True once every watch has listed its objects at least once. */
   synced(): boolean;
 }
@@ -203,6 +206,17 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
   ];
 
   let stopped = false;
+  const listeners = new Set<(event: CacheEvent) => void>();
+  const cacheOf = { App: cache("apps"), Config: cache("configs"), Release: cache("releases") };
+  const clusterCache: ClusterCache = {
+    get: (kind, namespace, name) => cacheOf[kind].get(name, namespace),
+    releasesOf: (namespace, app) => [...(cacheOf.Release.listOf?.(namespace, app) ?? [])],
+    list: (kind, namespace) => [...cacheOf[kind].list(namespace)],
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+  };
   const informers: ListWatch<ClientObject>[] = [];
   const synced = new Set<string>();
   const timers = new Set<NodeJS.Timeout>();
@@ -228,26 +242,29 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
     informerOf.set(w.name, informer);
     const index = w.indexed ? new Map<string, Set<string>>() : undefined;
     if (index) namesByApp.set(w.name, index);
-    const onEvent = (deleted: boolean) => (obj: ClientObject) => {
+    const shared = w.kind === "App" || w.kind === "Config" || w.kind === "Release";
+    const onEvent = (type: CacheEvent["type"]) => (obj: ClientObject) => {
       failures = 0; // the watch works again
+      const deleted = type === "delete";
       const object = obj as unknown as KubeObject;
       const key = w.keyOf(object);
-      if (!key) return;
-      if (index) {
+      if (key && index) {
         const names = index.get(key) ?? new Set<string>();
         if (deleted) names.delete(object.metadata.name);
         else names.add(object.metadata.name);
         if (names.size) index.set(key, names);
         else index.delete(key);
       }
+      if (shared) for (const listener of listeners) listener({ kind: w.kind as CachedKind, type, object });
+      if (!key) return;
       if (deleted) lastSeen.delete(`${w.kind}/${byName(object)}`);
       else if (w.changed && !w.changed(object)) return;
       if (w.settle && !deleted) queue.enqueueAfter(key, CHILD_SETTLE_MS);
       else void queue.enqueue(key);
     };
-    informer.on("add", onEvent(false));
-    informer.on("update", onEvent(false));
-    informer.on("delete", onEvent(true));
+    informer.on("add", onEvent("add"));
+    informer.on("update", onEvent("update"));
+    informer.on("delete", onEvent("delete"));
 
     // A watch that fails (API server restarting, connection dropped) is restarted with backoff. The informer
     // resumes from the last resourceVersion it saw, or relists when that is too old (410 Gone), and reports
@@ -287,6 +304,7 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
 
   log.info({ namespace: ns ?? "(all)", concurrency: options.concurrency ?? DEFAULT_CONCURRENCY }, "operator started");
   return {
+    cache: clusterCache,
     synced: () => synced.size === watched.length,
     async stop() {
       stopped = true;

@@ -16,7 +16,7 @@ export interface PlatformOptions {
   namespace?: string;
   concurrency?: number;
   /** The config repository; without it Slipway runs without GitOps (releases are not committed). */
-  gitops?: Omit<GitOpsOptions, "kubeConfig" | "namespace" | "webhookSecret">;
+  gitops?: Omit<GitOpsOptions, "kubeConfig" | "cache" | "namespace" | "webhookSecret">;
   /** Builds from source with Tekton; without it Apps with a `source` wait for a build forever. */
   builds?: { pollIntervalMs: number };
   /** Secret the Git hosts sign webhooks with (both the config repository's and the sources'). */
@@ -45,7 +45,7 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
     });
     stops.push(() => operator.stop());
     const gitops = options.gitops
-      ? await startGitOps({ ...options.gitops, kubeConfig: options.kubeConfig, namespace: options.namespace, webhookSecret: options.webhookSecret })
+      ? await startGitOps({ ...options.gitops, kubeConfig: options.kubeConfig, cache: operator.cache, namespace: options.namespace, webhookSecret: options.webhookSecret })
       : undefined;
     if (gitops) stops.push(() => gitops.stop());
     const builds = options.builds

@@ -62,6 +62,11 @@ export class WorkQueue {
     return this.#waiting.size + this.#dirty.size;
   }
 
+  /** True when no key is waiting, running or due later (a retry or an enqueueAfter). */
+  get idle(): boolean {
+    return this.#waiting.size + this.#dirty.size + this.#running.size + this.#timers.size === 0;
+  }
+
   /** How many times in a row the key has failed. */
   failures(key: string): number {
     return this.#failures.get(key) ?? 0;

@@ -1,15 +1,19 @@
 // The GitOps engine: keeps the config repository and the cluster's Apps, Configs and Releases in step.
-// Everything runs through one serial lane (the repository is one working clone); per App, a reconcile reads
-// the cluster, Git's head and each object's base (status.commit), decides with merge.ts, commits and pushes
-// cluster changes (replaying them on a rejected push), then applies Git's changes and records commits in status.
+// Per App, a reconcile reads the App's objects from the operator's watch caches, the App's directory at Git's
+// head and each object's base (status.commit), decides with merge.ts, commits and pushes cluster changes
+// (replaying them on a rejected push), then applies Git's changes and records commits in status. Passes for
+// different Apps run concurrently; whatever moves the local branch (a commit and its push, a fetch) runs one
+// at a time (#exclusive). A sync reconciles only the Apps whose directories a new head changed.
 import type { Logger } from "pino";
 import type { App, Config, ObjectMeta, Release } from "../../crds/v1alpha1.js";
 import { ANNOTATIONS, API_VERSION } from "../../crds/v1alpha1.js";
 import { faultPoint } from "../fault.js";
-import { isNotFound, type Kube, type KubeObject } from "../kube.js";
+import type { ClusterCache } from "../cache.js";
+import { isConflict, isNotFound, type Kube, type KubeObject } from "../kube.js";
 import { planRelease, planRollback } from "../releases.js";
 import {
   APPS_DIR,
+  appDir,
   canonical,
   cleanObject,
   parseObject,
@@ -30,10 +34,14 @@ const HISTORY_DEPTH = 500;
 
 export interface EngineOptions {
   kube: Kube;
+  /** The operator's watch caches: where a pass reads the cluster's side. */
+  cache: ClusterCache;
   repo: ConfigRepo;
   mode: "sync" | "commit-only";
   namespace?: string;
   log: Logger;
+  /** Called when a fetch made for a rejected push moved the local branch to others' commits. */
+  onHeadMoved?: () => void;
 }
 
 type ClusterObject = KubeObject & { spec?: unknown; status?: { commit?: string } };
@@ -61,10 +69,14 @@ interface ClusterView {
 
 export class GitOpsEngine {
   readonly #kube: Kube;
+  readonly #cache: ClusterCache;
+  /** The end of the chain of steps that move the local branch (see #exclusive). */
+  #writer: Promise<unknown> = Promise.resolve();
   readonly #repo: ConfigRepo;
   readonly #mode: "sync" | "commit-only";
   readonly #namespace: string | undefined;
   readonly #log: Logger;
+  readonly #onHeadMoved: () => void;
   /** Objects a watch saw deleted whose deletion is not yet in Git, by kind/namespace/name. */
   readonly #deleted = new Map<string, ObjectMeta>();
   /** Commits this process recorded per object, in case a status write was lost. */
@@ -81,10 +93,12 @@ export class GitOpsEngine {
 
   constructor(options: EngineOptions) {
     this.#kube = options.kube;
+    this.#cache = options.cache;
     this.#repo = options.repo;
     this.#mode = options.mode;
     this.#namespace = options.namespace;
     this.#log = options.log;
+    this.#onHeadMoved = options.onHeadMoved ?? (() => undefined);
   }
 
   /** Remembers a deletion seen by a watch, so the reconcile removes the file instead of re-creating the object. */
@@ -93,58 +107,71 @@ export class GitOpsEngine {
   }
 
   /** Whether the operator core is about to cut a release for this App, so its change should wait for it. */
-  async releaseExpected(namespace: string, app: string): Promise<boolean> {
-    return releaseComing(await this.#readCluster(namespace, app));
+  releaseExpected(namespace: string, app: string): boolean {
+    return releaseComing(this.#readCluster(namespace, app));
+  }
+
+  /** Runs `fn` after every earlier step that moves the local branch, and before any later one. */
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#writer.then(fn);
+    this.#writer = run.catch(() => undefined);
+    return run;
   }
 
   /**
-   * Fetches the remote; when its head is not the one last reconciled, reconciles every App in Git or the
-   * cluster. `force` reconciles everything regardless (on start: heals a crash between a change and its push).
-   * Returns the Apps ("namespace/name") held for the release the operator is about to cut: try them again shortly.
+   * Fetches the remote and returns the Apps ("namespace/name") to reconcile: those whose directories differ
+   * between the head last reconciled and the new one (none when the head did not move). `force`, or a head
+   * last reconciled that is unknown, returns every App in Git or the cluster (on start: heals a crash between a
+   * change and its push).
    */
-  async sync(force = false): Promise<string[]> {
-    const remote = await this.#repo.fetch();
-    const local = await this.#repo.head();
-    if (remote && remote !== local) await this.#repo.resetTo(remote);
-    const head = await this.#repo.head();
-    if (!force && head && head === this.#applied) return [];
-    this.#applied = head;
-    await this.#fixKustomizations();
-    const held: string[] = [];
-    for (const [namespace, app] of await this.#allApps()) {
-      try {
-        // A change made while the operator was down or starting waits for its release, as a watched one does.
-        if ((await this.reconcileApp(namespace, app, true)) === "held") held.push(`${namespace}/${app}`);
-      } catch (err) {
-        this.#applied = undefined;
-        this.#log.warn({ err, app: `${namespace}/${app}` }, "cannot reconcile an App with Git; will retry on the next sync");
+  sync(force = false): Promise<string[]> {
+    return this.#exclusive(async () => {
+      const remote = await this.#repo.fetch();
+      const local = await this.#repo.head();
+      if (remote && remote !== local) await this.#repo.resetTo(remote);
+      const head = await this.#repo.head();
+      if (!head || (!force && head === this.#applied)) return [];
+      const from = force ? undefined : this.#applied;
+      this.#applied = head;
+      const dirs = from && (await this.#repo.hasCommit(from)) ? await this.#repo.changedDirs(from, head) : undefined;
+      await this.#fixKustomizations(head, dirs);
+      if (!dirs) return this.#allApps();
+      const apps = new Set<string>();
+      for (const dir of dirs) {
+        const [top, namespace, app, ...rest] = dir.split("/");
+        if (top === APPS_DIR && namespace && app && !rest.length) apps.add(`${namespace}/${app}`);
       }
-    }
-    return held;
+      this.#log.debug({ from, head, apps: apps.size }, "new head: reconciling the Apps it changed");
+      return [...apps].filter((key) => !this.#namespace || key.startsWith(`${this.#namespace}/`)).sort();
+    });
   }
 
-  /** A push that added or removed app files without updating kustomization.yaml files gets them regenerated. */
-  async #fixKustomizations(): Promise<void> {
-    const head = await this.#repo.head();
-    const oid = await this.#repo.commit(new Map(), "Regenerate kustomization.yaml files for the apps in the tree");
+  /**
+   * A push that added or removed app files without updating kustomization.yaml files gets them regenerated:
+   * those of the directories it changed, or all of them when that is not known.
+   */
+  async #fixKustomizations(head: string, dirs: Set<string> | undefined): Promise<void> {
+    if (dirs && !dirs.size) return;
+    const oid = await this.#repo.commit(new Map(), "Regenerate kustomization.yaml files for the apps in the tree", dirs ? { dirs } : {});
     if (!oid) return;
     try {
       await this.#repo.push();
       if (this.#applied === head) this.#applied = oid;
     } catch (err) {
       // Someone pushed meanwhile; the next sync regenerates them on the new head.
-      if (head) await this.#repo.resetTo(head);
+      await this.#repo.resetTo(head);
       this.#log.info({ err }, "cannot push regenerated kustomization.yaml files yet");
     }
   }
 
-  /** Brings one App's objects and files in step; see the file comment. */
   /**
-   * With `holdForRelease`, an App/Config change is not committed while the operator is about to cut a release
-   * for it (so both land in one commit); returns "held" then, and the caller tries again a little later.
+   * Brings one App's objects and files in step; see the file comment. With `holdForRelease`, an App/Config
+   * change is not committed while the operator is about to cut a release for it (so both land in one commit);
+   * returns "held" then, and the caller tries again when the Release or the App's status changes.
    */
   async reconcileApp(namespace: string, app: string, holdForRelease = false): Promise<"done" | "held"> {
     if (this.#namespace && namespace !== this.#namespace) return "done";
+    const dir = appDir(namespace, app);
     for (let attempt = 1; ; attempt++) {
       const head = await this.#repo.head();
       // The hold is judged from the same read of the cluster as the plan: judged from a later read, a release
@@ -161,30 +188,34 @@ export class GitOpsEngine {
         this.#log.debug({ app: `${namespace}/${app}`, paths: commits.map((i) => i.path), holdForRelease, releaseInCommit }, "committing");
         const changes: FileChanges = new Map(commits.map((i) => [i.path, i.clusterText ?? null]));
         const message = commitMessage(namespace, app, commits.map((i) => this.#change(namespace, i)));
-        const oid = await this.#repo.commit(changes, message);
-        if (oid) {
+        const outcome = await this.#exclusive(async (): Promise<{ replan: true } | { replan: false; oid: string | undefined }> => {
+          // Other Apps' commits since the plan do not touch this App's directory; a fetch that did means plan again.
+          const now = await this.#repo.head();
+          if (now !== head && (await this.#repo.idAt(dir, now)) !== (await this.#repo.idAt(dir, head))) return { replan: true };
+          const oid = await this.#repo.commit(changes, message);
+          if (!oid) return { replan: false, oid: now };
           faultPoint("before-push");
           try {
             await this.#repo.push();
-            faultPoint("after-push");
-            if (this.#applied === head) this.#applied = oid;
-            recorded = oid;
-            this.#log.info({ app: `${namespace}/${app}`, commit: oid, subject: message.split("\n")[0] }, "committed a cluster change");
           } catch (err) {
+            const remote = await this.#repo.fetch().catch(() => undefined);
+            if (remote) await this.#repo.resetTo(remote);
+            else if (now) await this.#repo.resetTo(now);
             if (!(err instanceof PushRejectedError) || attempt >= PUSH_ATTEMPTS) {
-              const remote = await this.#repo.fetch().catch(() => undefined);
-              if (remote) await this.#repo.resetTo(remote);
-              this.#applied = undefined;
               throw new Error(`cannot push the change to ${namespace}/${app} after ${attempt} attempt(s)`, { cause: err });
             }
-            // The remote moved: take its head and replay the cluster's change on it.
+            // The remote moved: its new commits are reconciled by a sync; replay the cluster's change on them.
+            this.#onHeadMoved();
             this.#log.info({ app: `${namespace}/${app}`, attempt }, "push rejected; fetching and replaying the change");
-            const remote = await this.#repo.fetch();
-            if (remote) await this.#repo.resetTo(remote);
-            this.#applied = undefined;
-            continue;
+            return { replan: true };
           }
-        }
+          faultPoint("after-push");
+          if (this.#applied === now) this.#applied = oid;
+          this.#log.info({ app: `${namespace}/${app}`, commit: oid, subject: message.split("\n")[0] }, "committed a cluster change");
+          return { replan: false, oid };
+        });
+        if (outcome.replan) continue;
+        recorded = outcome.oid;
       }
       await this.#carryOut(namespace, app, items, recorded);
       return "done";
@@ -192,12 +223,12 @@ export class GitOpsEngine {
   }
 
   async #plan(namespace: string, app: string, head: string | undefined): Promise<{ items: Item[]; cluster: ClusterView }> {
-    const cluster = await this.#readCluster(namespace, app);
+    const cluster = this.#readCluster(namespace, app);
     const byPath = new Map<string, ClusterObject>();
     for (const obj of [cluster.app, cluster.config, ...cluster.releases]) {
       if (obj && !obj.metadata.deletionTimestamp) byPath.set(pathOf(obj as StoredObject), obj);
     }
-    const files = await this.#repo.files(head);
+    const files = await this.#repo.filesIn(appDir(namespace, app), head);
     const paths = new Set(byPath.keys());
     for (const path of files.keys()) {
       const parsed = parsePath(path);
@@ -218,7 +249,8 @@ export class GitOpsEngine {
       const kind = parsePath(path)?.kind;
       if (!kind) continue;
       const obj = byPath.get(path);
-      const gitText = files.has(path) ? await this.#repo.readFile(path, head) : undefined;
+      const file = files.get(path);
+      const gitText = file ? await this.#repo.readBlob(file.oid) : undefined;
       const gitCanonical = canonical(gitText);
       const name = obj?.metadata.name ?? this.#nameOf(kind, app, path, gitText);
       const key = objectKey(kind, namespace, name);
@@ -269,11 +301,13 @@ export class GitOpsEngine {
     return { kind: item.kind, path: item.path, before, after, meta };
   }
 
+  /** Carries out each object's decision; throws after trying them all when one failed (the pass is retried). */
   async #carryOut(namespace: string, app: string, items: Item[], head: string | undefined): Promise<void> {
     const sync = this.#mode === "sync";
-    const files = await this.#repo.files(head);
-    const appRemovedFromGit = !files.has(`${APPS_DIR}/${namespace}/${app}/app.yaml`);
-    const namespaceInGit = [...files.keys()].some((p) => p.startsWith(`${APPS_DIR}/${namespace}/`));
+    const appRemovedFromGit = !(await this.#repo.idAt(`${appDir(namespace, app)}/app.yaml`, head));
+    const namespaceInGit = !!(await this.#repo.idAt(`${APPS_DIR}/${namespace}`, head));
+    const failed: string[] = [];
+    let firstError: unknown;
     for (const item of items) {
       const key = objectKey(item.kind, namespace, item.name);
       const { action } = item.decision;
@@ -293,10 +327,14 @@ export class GitOpsEngine {
         }
         this.#settled.add(key);
       } catch (err) {
-        this.#log.warn({ err, object: key, action }, "cannot carry out a GitOps decision; will retry on the next sync");
-        this.#applied = undefined;
+        // A 409: the object changed since the cache showed it; the retry plans with the change (three-way).
+        if (isConflict(err)) this.#log.debug({ object: key, action }, "the object changed since it was read; planning again");
+        else this.#log.warn({ err, object: key, action }, "cannot carry out a GitOps decision; retrying");
+        failed.push(key);
+        firstError ??= err;
       }
     }
+    if (failed.length) throw new Error(`cannot carry out GitOps decisions for ${failed.join(", ")}`, { cause: firstError });
   }
 
   /** Makes the cluster hold Git's version of an object: apply it, or delete it when Git removed it. */
@@ -313,16 +351,20 @@ export class GitOpsEngine {
       return;
     }
     const desired = cleanObject(parseObject(item.gitText));
-    const applied = await this.#apply(desired);
+    const applied = await this.#apply(desired, item.cluster?.metadata.resourceVersion);
     if (head) await this.#recordCommit(applied, key, head);
     this.#log.info({ object: key, commit: head }, "applied from Git");
   }
 
-  /** Server-side apply as slipway-gitops, then drop fields the cluster holds that Git does not (owned by others). */
-  async #apply(desired: StoredObject): Promise<ClusterObject> {
+  /**
+   * Server-side apply as slipway-gitops, then drop fields the cluster holds that Git does not (owned by others).
+   * Both writes carry the resourceVersion the plan was made on (none for an object the plan saw missing), so a
+   * change made since (a `config:set` a moment ago) fails them with 409 instead of being overwritten unseen.
+   */
+  async #apply(desired: StoredObject, resourceVersion: string | undefined): Promise<ClusterObject> {
     const path = await this.#kube.path(desired.apiVersion, desired.kind, desired.metadata.namespace, desired.metadata.name);
     let live = await this.#kube.request<ClusterObject>("PATCH", path, {
-      body: desired,
+      body: resourceVersion ? { ...desired, metadata: { ...desired.metadata, resourceVersion } } : desired,
       contentType: "application/apply-patch+yaml",
       query: { fieldManager: GITOPS_FIELD_MANAGER, force: true, fieldValidation: "Strict" },
     });
@@ -332,7 +374,7 @@ export class GitOpsEngine {
     );
     if (removal) {
       live = await this.#kube.request<ClusterObject>("PATCH", path, {
-        body: removal,
+        body: { ...removal, metadata: { ...(removal.metadata as object | undefined), resourceVersion: live.metadata.resourceVersion } },
         contentType: "application/merge-patch+json",
         query: { fieldManager: GITOPS_FIELD_MANAGER },
       });
@@ -359,14 +401,18 @@ export class GitOpsEngine {
   async #keepConflict(namespace: string, item: Item, head: string | undefined): Promise<void> {
     const seen = `${item.path}\n${item.clusterText ?? ""}\n${item.gitCanonical ?? ""}`;
     if (this.#kept.has(seen) || !head) return;
-    const oid = await this.#repo.commit(
-      new Map([[item.path, item.clusterText ?? null]]),
-      conflictMessage(item.kind, namespace, item.name, head),
-      { parent: head, ref: "refs/slipway/conflict", allowEmpty: true },
-    );
-    if (!oid) return;
-    const branch = `conflict/${namespace}-${item.kind.toLowerCase()}-${item.name}-${oid.slice(0, 7)}`;
-    await this.#repo.pushNewBranch(branch, oid);
+    const branch = await this.#exclusive(async () => {
+      const oid = await this.#repo.commit(
+        new Map([[item.path, item.clusterText ?? null]]),
+        conflictMessage(item.kind, namespace, item.name, head),
+        { parent: head, ref: "refs/slipway/conflict", allowEmpty: true },
+      );
+      if (!oid) return undefined;
+      const name = `conflict/${namespace}-${item.kind.toLowerCase()}-${item.name}-${oid.slice(0, 7)}`;
+      await this.#repo.pushNewBranch(name, oid);
+      return name;
+    });
+    if (!branch) return;
     this.#kept.add(seen);
     this.#log.warn({ object: objectKey(item.kind, namespace, item.name), branch }, "Git and the cluster both changed an object; Git wins");
     const subject = item.cluster ?? { apiVersion: API_VERSION, kind: item.kind, metadata: { name: item.name, namespace } };
@@ -382,30 +428,23 @@ export class GitOpsEngine {
     }
   }
 
-  async #readCluster(namespace: string, app: string): Promise<ClusterView> {
-    const get = (kind: string) => this.#kube.getIfExists<ClusterObject>(API_VERSION, kind, namespace, app);
-    const [appObj, config, releases] = await Promise.all([
-      get("App"),
-      get("Config"),
-      this.#kube.list<ClusterObject>(API_VERSION, "Release", namespace),
-    ]);
+  /** The App's objects as the watch caches hold them. */
+  #readCluster(namespace: string, app: string): ClusterView {
     return {
-      app: appObj as (ClusterObject & { spec?: { suspend?: boolean } }) | undefined,
-      config,
-      releases: releases.items.filter((r) => (r.spec as { app?: string } | undefined)?.app === app),
+      app: this.#cache.get("App", namespace, app) as (ClusterObject & { spec?: { suspend?: boolean } }) | undefined,
+      config: this.#cache.get("Config", namespace, app) as ClusterObject | undefined,
+      releases: this.#cache.releasesOf(namespace, app) as ClusterObject[],
     };
   }
 
-  /** Every App (namespace, name) that has files in Git or objects in the cluster. */
-  async #allApps(): Promise<[string, string][]> {
+  /** Every App ("namespace/name") that has a directory in Git or objects in the cluster. */
+  async #allApps(): Promise<string[]> {
     const found = new Set<string>();
-    for (const path of (await this.#repo.files()).keys()) {
-      const parsed = parsePath(path);
-      if (parsed?.kind) found.add(`${parsed.namespace}/${parsed.app}`);
+    for (const namespace of await this.#repo.dirsIn(APPS_DIR)) {
+      for (const app of await this.#repo.dirsIn(`${APPS_DIR}/${namespace}`)) found.add(`${namespace}/${app}`);
     }
     for (const kind of ["App", "Config", "Release"] as const) {
-      const list = await this.#kube.list<ClusterObject>(API_VERSION, kind, this.#namespace);
-      for (const obj of list.items) {
+      for (const obj of this.#cache.list(kind, this.#namespace)) {
         const app = kind === "Release" ? (obj.spec as { app?: string } | undefined)?.app : obj.metadata.name;
         if (app && obj.metadata.namespace) found.add(`${obj.metadata.namespace}/${app}`);
       }
@@ -414,10 +453,7 @@ export class GitOpsEngine {
       const [, ns = "", name = ""] = key.split("/");
       found.add(`${ns}/${name.replace(/-v[0-9]+$/, "")}`);
     }
-    return [...found]
-      .map((k) => k.split("/") as [string, string])
-      .filter(([ns]) => !this.#namespace || ns === this.#namespace)
-      .sort();
+    return [...found].filter((key) => !this.#namespace || key.startsWith(`${this.#namespace}/`)).sort();
   }
 }
 

@@ -1,22 +1,26 @@
-// GitOps for Slipway, wired into the operator with one call: startGitOps(). Cluster → Git: watches Apps,
-// Configs and Releases and commits every change. Git → cluster (mode "sync"): applies pushes, on a webhook
-// or by polling. See README.md in this directory for the repository layout and the rules.
+// GitOps for Slipway, wired into the operator with one call: startGitOps(). Cluster → Git: hears every change
+// of Apps, Configs and Releases from the operator's watch caches and commits it. Git → cluster (mode "sync"):
+// applies pushes, on a webhook or by polling, to the Apps whose directories they changed. Each App is a key of
+// one work queue, so different Apps are reconciled concurrently and one App never twice at once. See README.md
+// in this directory for the repository layout and the rules.
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { makeInformer, type KubeConfig, type KubernetesListObject, type KubernetesObject } from "@kubernetes/client-node";
+import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import type { ObjectMeta } from "../../crds/v1alpha1.js";
-import { API_VERSION } from "../../crds/v1alpha1.js";
-import { Kube, type KubeObject } from "../kube.js";
+import type { CacheEvent, ClusterCache } from "../cache.js";
+import { isConflict, Kube } from "../kube.js";
 import { log as rootLog } from "../log.js";
+import { WorkQueue } from "../queue.js";
 import { verifyWebhook } from "../webhooks.js";
 import { GitOpsEngine } from "./engine.js";
-import type { SlipwayKind } from "./layout.js";
 import { ConfigRepo } from "./repo.js";
 
 export { GITOPS_FIELD_MANAGER } from "./engine.js";
 
 export interface GitOpsOptions {
   kubeConfig: KubeConfig;
+  /** The operator's watch caches (OperatorHandle.cache), where GitOps reads and hears of the cluster's side. */
+  cache: ClusterCache;
   repo: {
     /** Smart-HTTP(S) URL of the config repository (the embedded default serves a local one over HTTP). */
     url: string;
@@ -42,6 +46,8 @@ export interface GitOpsOptions {
    * commit; default 60 s. Only a slow operator gets near it (an overloaded cluster can take 10 s to cut one).
    */
   releaseWaitMs?: number;
+  /** How many Apps are reconciled at once (commits and pushes still go one at a time); default 8. */
+  concurrency?: number;
 }
 
 export interface GitOpsHandle {
@@ -54,9 +60,7 @@ export interface GitOpsHandle {
   idle(): Promise<void>;
 }
 
-const RESOURCES: Record<SlipwayKind, string> = { App: "apps", Config: "configs", Release: "releases" };
-
-/** Starts GitOps: opens the config repository, reconciles everything once, then watches and polls. */
+/** Starts GitOps: opens the config repository, reconciles everything once, then listens and polls. */
 export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle> {
   const log = (options.logger ?? rootLog).child({ component: "gitops" });
   const kube = new Kube(options.kubeConfig);
@@ -66,114 +70,90 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
   } catch (err) {
     throw new Error(`cannot open the config repository ${options.repo.url}`, { cause: err });
   }
-  const engine = new GitOpsEngine({ kube, repo, mode: options.mode, namespace: options.namespace, log });
   const settleMs = options.settleMs ?? 500;
   const releaseWaitMs = options.releaseWaitMs ?? 60_000;
   let stopped = false;
 
-  // One lane: every use of the repository runs after the previous one.
-  let tail: Promise<void> = Promise.resolve();
-  const lane = (what: string, fn: () => Promise<void>): Promise<void> => {
-    const run = tail.then(fn);
-    tail = run.catch((err: unknown) => log.warn({ err, what }, "GitOps step failed; it is retried on the next event or poll"));
+  // An App held for the release the operator is about to cut for it: since when, and the timer that gives up
+  // waiting. The Release's arrival, or a change of the App's status (the operator stalled), wakes it earlier.
+  const held = new Map<string, { since: number; timer: NodeJS.Timeout }>();
+  const release = (key: string) => {
+    clearTimeout(held.get(key)?.timer);
+    held.delete(key);
+  };
+  const queue = new WorkQueue(
+    async (key) => {
+      const [namespace = "", app = ""] = key.split("/");
+      const since = held.get(key)?.since ?? Date.now();
+      const result = await engine.reconcileApp(namespace, app, Date.now() - since < releaseWaitMs);
+      if (result === "done") release(key);
+      else if (!held.has(key)) {
+        const timer = setTimeout(() => void queue.enqueue(key), releaseWaitMs);
+        timer.unref();
+        held.set(key, { since, timer });
+      }
+    },
+    {
+      concurrency: options.concurrency ?? 8,
+      onError: (key, err, retryInMs) => (isConflict((err as { cause?: unknown }).cause ?? err)
+        ? log.debug({ app: key, retryInMs }, "an object changed while GitOps reconciled it; retrying")
+        : log.warn({ err, app: key, retryInMs }, "GitOps could not reconcile an App; retrying")),
+    },
+  );
+
+  // Syncs run one at a time; one asked for while another runs runs after it (it may have missed a push).
+  let syncing: Promise<void> = Promise.resolve();
+  const sync = (force: boolean): Promise<void> => {
+    const run = syncing.then(async () => {
+      if (stopped) return;
+      const apps = await engine.sync(force);
+      await Promise.all(apps.map((key) => queue.enqueue(key)));
+    });
+    syncing = run.catch((err: unknown) => log.warn({ err }, "cannot sync with the config repository; retrying at the next webhook or poll"));
     return run;
   };
-  // An App or Config change waits briefly, and for the Release the operator cuts for it, so both share a commit.
-  const timers = new Map<string, NodeJS.Timeout>();
-  const waiting = new Map<string, number>();
-  const queuedApps = new Set<string>();
-  const enqueueApp = (key: string) => {
-    if (queuedApps.has(key) || stopped) return;
-    queuedApps.add(key);
-    const since = waiting.get(key) ?? Date.now();
-    void lane(`reconcile ${key}`, async () => {
-      queuedApps.delete(key);
-      const [ns = "", app = ""] = key.split("/");
-      const result = await engine.reconcileApp(ns, app, Date.now() - since < releaseWaitMs);
-      if (result === "held") {
-        waiting.set(key, since);
-        schedule(key, 250);
-      }
-    }).catch(() => undefined);
-  };
-  function schedule(key: string, delay: number): void {
-    clearTimeout(timers.get(key));
-    if (!waiting.has(key)) waiting.set(key, Date.now());
-    timers.set(
-      key,
-      setTimeout(async () => {
-        timers.delete(key);
-        const [ns = "", app = ""] = key.split("/");
-        const since = waiting.get(key) ?? Date.now();
-        try {
-          if (Date.now() - since < releaseWaitMs && (await engine.releaseExpected(ns, app))) {
-            schedule(key, 250);
-            return;
-          }
-        } catch (err) {
-          log.debug({ err, app: key }, "cannot tell whether a release is coming; committing now");
-        }
-        enqueueApp(key);
-        waiting.delete(key);
-      }, delay),
-    );
-  }
-  const now = (key: string) => {
-    clearTimeout(timers.get(key));
-    timers.delete(key);
-    enqueueApp(key);
-    waiting.delete(key);
-  };
+  const syncNow = () => sync(false);
 
-  const sync = async (force: boolean) => {
-    for (const key of await engine.sync(force)) schedule(key, 250);
-  };
-  const syncNow = () => lane("sync", () => sync(false));
-  await lane("initial sync", () => sync(true));
-
-  // Watches: status-only writes (ours included) change nothing Git holds, so they are skipped.
-  const fingerprints = new Map<string, string>();
-  const informers = (Object.keys(RESOURCES) as SlipwayKind[]).map((kind) => {
-    const inNs = options.namespace ? `/namespaces/${encodeURIComponent(options.namespace)}` : "";
-    const path = `/apis/${API_VERSION}${inNs}/${RESOURCES[kind]}`;
-    const list = () =>
-      kube.list<KubeObject>(API_VERSION, kind, options.namespace) as unknown as Promise<KubernetesListObject<KubernetesObject>>;
-    const informer = makeInformer<KubernetesObject>(options.kubeConfig, path, list);
-    const appKey = (obj: KubernetesObject) => {
-      const ns = obj.metadata?.namespace ?? "";
-      const app = kind === "Release" ? (obj as { spec?: { app?: string } }).spec?.app : obj.metadata?.name;
-      return app ? `${ns}/${app}` : undefined;
-    };
-    const onChange = (obj: KubernetesObject) => {
-      const m = obj.metadata ?? {};
-      const id = `${kind}/${m.namespace}/${m.name}`;
-      const print = JSON.stringify([m.uid, m.generation, m.labels ?? {}, m.annotations ?? {}, m.deletionTimestamp ?? null]);
-      if (fingerprints.get(id) === print) return;
-      fingerprints.set(id, print);
-      const key = appKey(obj);
-      if (!key) return;
-      if (kind === "Release") now(key);
-      else schedule(key, settleMs);
-    };
-    informer.on("add", onChange);
-    informer.on("update", onChange);
-    informer.on("delete", (obj) => {
-      const m = obj.metadata ?? {};
-      fingerprints.delete(`${kind}/${m.namespace}/${m.name}`);
-      engine.noteDeleted(kind, m as ObjectMeta);
-      const key = appKey(obj);
-      if (key) schedule(key, settleMs);
-    });
-    informer.on("error", (err: unknown) => {
-      if (stopped) return;
-      log.warn({ err, kind }, "watch failed; restarting it");
-      setTimeout(() => {
-        if (!stopped) informer.start().catch((e: unknown) => log.warn({ err: e, kind }, "cannot restart the watch"));
-      }, 2_000);
-    });
-    return informer;
+  const engine = new GitOpsEngine({
+    kube, cache: options.cache, repo, mode: options.mode, namespace: options.namespace, log,
+    // A rejected push fetched commits of others: the Apps they changed are reconciled like a webhook's.
+    onHeadMoved: () => void syncNow().catch(() => undefined),
   });
-  await Promise.all(informers.map((i) => i.start()));
+
+  // Status-only writes (ours included) change nothing Git holds, so they are skipped, unless the App is held:
+  // its status (or its Release's arrival) is what it waits for.
+  const fingerprints = new Map<string, string>();
+  const onEvent = ({ kind, type, object }: CacheEvent) => {
+    if (stopped) return;
+    const m = object.metadata;
+    if (options.namespace && m.namespace !== options.namespace) return;
+    const id = `${kind}/${m.namespace}/${m.name}`;
+    const app = kind === "Release" ? (object.spec as { app?: string } | undefined)?.app : m.name;
+    const key = app ? `${m.namespace}/${app}` : undefined;
+    if (type === "delete") {
+      fingerprints.delete(id);
+      engine.noteDeleted(kind, m as ObjectMeta);
+      if (key) queue.enqueueAfter(key, settleMs);
+      return;
+    }
+    const print = JSON.stringify([m.uid, m.generation, m.labels ?? {}, m.annotations ?? {}, m.deletionTimestamp ?? null]);
+    const same = fingerprints.get(id) === print;
+    fingerprints.set(id, print);
+    if (!key) return;
+    if (same) {
+      if (held.has(key) && kind !== "Config") void queue.enqueue(key);
+    } else if (kind === "Release") void queue.enqueue(key);
+    else queue.enqueueAfter(key, settleMs);
+  };
+  const unsubscribe = options.cache.subscribe(onEvent);
+
+  try {
+    await sync(true);
+  } catch (err) {
+    unsubscribe();
+    await queue.stop();
+    throw new Error(`cannot sync with the config repository ${options.repo.url}`, { cause: err });
+  }
 
   const poll = setInterval(() => {
     if (!stopped) void syncNow().catch(() => undefined);
@@ -199,10 +179,10 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
 
   const idle = async () => {
     for (;;) {
-      const mark = tail;
-      while (timers.size) await new Promise((r) => setTimeout(r, 50));
+      const mark = syncing;
       await mark;
-      if (mark === tail && timers.size === 0) return;
+      if (mark === syncing && queue.idle && held.size === 0) return;
+      await new Promise((r) => setTimeout(r, 50));
     }
   };
 
@@ -213,10 +193,10 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
     async stop() {
       stopped = true;
       clearInterval(poll);
-      for (const timer of timers.values()) clearTimeout(timer);
-      timers.clear();
-      await Promise.all(informers.map((i) => i.stop()));
-      await tail;
+      unsubscribe();
+      for (const key of [...held.keys()]) release(key);
+      await queue.stop();
+      await syncing;
     },
   };
 }

@@ -376,3 +376,48 @@ test("the newest commit of Slipway's that changed a file is found past other peo
   t.is(await ours.lastChangeBySlipway(path, second, { depth: 100, stopAt: first }), second);
   t.is(await ours.lastChangeBySlipway("apps/team-a/none/app.yaml", head, { depth: 100 }), undefined);
 });
+
+test("changedDirs names the App directories a push changed, and filesIn reads one App's files only", async (t) => {
+  const url = await remoteRepo("changed-dirs");
+  const repo = await ConfigRepo.open({ url, dir: await temp() });
+  const files = new Map<string, string>();
+  for (const name of ["a", "b", "c"]) {
+    files.set(`apps/team-a/${name}/app.yaml`, renderObject(app(name, "r/x@sha256:" + "1".repeat(64))));
+    files.set(`apps/team-a/${name}/releases/v1.yaml`, renderObject(release(name, 1)));
+  }
+  const first = await repo.commit(files, "three apps");
+  if (!first) throw new Error("no commit");
+  await repo.push();
+
+  // A user edits b, removes c and adds team-b/d, by hand, without touching any kustomization.yaml.
+  const clone = await temp();
+  await run("git", ["clone", "-q", url, clone]);
+  await writeFile(join(clone, "apps/team-a/b/app.yaml"), renderObject(app("b", "r/x@sha256:" + "2".repeat(64))));
+  await rm(join(clone, "apps/team-a/c"), { recursive: true });
+  await mkdir(join(clone, "apps/team-b/d"), { recursive: true });
+  await writeFile(join(clone, "apps/team-b/d/app.yaml"), renderObject({ ...app("d", "r/x@sha256:" + "3".repeat(64)), metadata: { name: "d", namespace: "team-b" } }));
+  await gitCli(clone, "add", "-A");
+  await gitCli(clone, "commit", "-qm", "by hand");
+  await gitCli(clone, "push", "-q", "origin", "HEAD:main");
+
+  const head = await repo.fetch();
+  if (!head) throw new Error("no head");
+  await repo.resetTo(head);
+  const dirs = await repo.changedDirs(first, head);
+  t.deepEqual([...dirs].filter((d) => d.split("/").length === 3).sort(), ["apps/team-a/b", "apps/team-a/c", "apps/team-b/d"]);
+  t.false(dirs.has("apps/team-a/a"));
+  t.deepEqual([...(await repo.changedDirs(head, head))], []);
+
+  t.deepEqual([...(await repo.filesIn("apps/team-a/a")).keys()].sort(), ["apps/team-a/a/app.yaml", "apps/team-a/a/kustomization.yaml", "apps/team-a/a/releases/kustomization.yaml", "apps/team-a/a/releases/v1.yaml"]);
+  t.deepEqual([...(await repo.filesIn("apps/team-a/c")).keys()], []);
+  t.deepEqual((await repo.dirsIn("apps")).sort(), ["team-a", "team-b"]);
+
+  // Regenerating the kustomization.yaml files of just those directories fixes the lists the user left stale.
+  const fixed = await repo.commit(new Map(), "regenerate", { dirs });
+  t.truthy(fixed);
+  t.regex((await repo.readFile("apps/team-b/kustomization.yaml")) ?? "", /- d\n/);
+  t.notRegex((await repo.readFile("apps/team-a/kustomization.yaml")) ?? "", /- c\n/);
+  t.regex((await repo.readFile("apps/kustomization.yaml")) ?? "", /- team-b\n/);
+  // … and gives the same tree as regenerating every one of them.
+  t.is(await repo.commit(new Map(), "all", { regenerateAll: true }), undefined);
+});

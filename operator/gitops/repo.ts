@@ -58,6 +58,39 @@ interface TreeNode {
 type Level = "apps" | "namespace" | "app" | "releases";
 
 const ZERO = "0".repeat(40);
+/** Bounds of the object caches: about 30 MiB of tree entries, 16 MiB of file text, and commits. */
+const TREE_ENTRIES = 200_000;
+const BLOB_BYTES = 16 * 2 ** 20;
+const COMMITS = 20_000;
+
+/** A map that forgets its least recently used entries once their total size passes a bound. */
+class Lru<V> {
+  readonly #map = new Map<string, V>();
+  #size = 0;
+  constructor(readonly max: number, readonly sizeOf: (value: V) => number) {}
+  get(key: string): V | undefined {
+    const value = this.#map.get(key);
+    if (value !== undefined) {
+      this.#map.delete(key);
+      this.#map.set(key, value);
+    }
+    return value;
+  }
+  set(key: string, value: V): void {
+    const old = this.#map.get(key);
+    if (old !== undefined) {
+      this.#size -= this.sizeOf(old);
+      this.#map.delete(key);
+    }
+    this.#map.set(key, value);
+    this.#size += this.sizeOf(value);
+    for (const [k, v] of this.#map) {
+      if (this.#size <= this.max || k === key) break;
+      this.#map.delete(k);
+      this.#size -= this.sizeOf(v);
+    }
+  }
+}
 const AGENT = "git/isomorphic-git (slipway)";
 
 export class PushRejectedError extends Error {
@@ -75,8 +108,16 @@ export class ConfigRepo {
   #cache = {};
   /** Whether HEAD is known to name the branch (written once, not with every commit). */
   #headOnBranch = false;
-  /** The trees commits wrote or changed lately, by id: the next commit and the push read them again. */
-  #recentTrees = new Map<string, TreeEntry[]>();
+  /**
+   * Trees read or written lately, by id, up to TREE_ENTRIES entries in all. Git objects never change, so a
+   * pass that reads an App's directory at a head reads its trees from memory, not from loose objects or packs
+   * (isomorphic-git looks for every object as a loose file first, and throws on a miss).
+   */
+  #trees = new Lru<TreeEntry[]>(TREE_ENTRIES, (tree) => tree.length + 1);
+  /** Blob texts read lately, by id, up to BLOB_BYTES characters in all. */
+  #blobs = new Lru<string>(BLOB_BYTES, (text) => text.length + 64);
+  /** Commits known to be in the clone, with their tree. */
+  #commits = new Lru<{ tree: string; parent: string[] }>(COMMITS, () => 1);
 
   private constructor(options: RepoOptions) {
     this.url = options.url;
@@ -114,10 +155,14 @@ export class ConfigRepo {
     return `refs/heads/${this.branch}`;
   }
 
+  /** The local branch's commit, as this process last wrote it (a read never sees a ref file half written). */
+  #head: string | undefined;
+
   /** The local branch's commit. */
   async head(): Promise<string | undefined> {
+    if (this.#head) return this.#head;
     try {
-      return await git.resolveRef({ fs, dir: this.dir, ref: this.#ref });
+      return (this.#head = await git.resolveRef({ fs, dir: this.dir, ref: this.#ref }));
     } catch {
       return undefined;
     }
@@ -156,6 +201,7 @@ export class ConfigRepo {
   /** Moves the local branch to a commit (after a fetch: the remote's head). */
   async resetTo(oid: string): Promise<void> {
     await git.writeRef({ fs, dir: this.dir, ref: this.#ref, value: oid, force: true });
+    this.#head = oid;
     await git.writeRef({ fs, dir: this.dir, ref: "HEAD", value: this.#ref, symbolic: true, force: true });
     this.#headOnBranch = true;
   }
@@ -165,17 +211,98 @@ export class ConfigRepo {
     const out = new Map<string, TreeFile>();
     const oid = commit ?? (await this.head());
     if (!oid) return out;
-    const walk = async (treeOid: string, prefix: string) => {
-      const { tree } = await git.readTree({ fs, dir: this.dir, oid: treeOid, cache: this.#cache });
-      for (const entry of tree) {
-        const path = prefix ? `${prefix}/${entry.path}` : entry.path;
-        if (entry.type === "tree") await walk(entry.oid, path);
-        else out.set(path, { oid: entry.oid, mode: entry.mode });
+    await this.#filesBelow(await this.#treeOf(oid), "", out);
+    return out;
+  }
+
+  async #filesBelow(tree: string, prefix: string, out: Map<string, TreeFile>): Promise<void> {
+    for (const entry of await this.#readTree(tree, false)) {
+      const path = prefix ? `${prefix}/${entry.path}` : entry.path;
+      if (entry.type === "tree") await this.#filesBelow(entry.oid, path, out);
+      else out.set(path, { oid: entry.oid, mode: entry.mode });
+    }
+  }
+
+  /**
+   * The files below one directory of a commit (default: the local head), by path from the root: what a pass
+   * for one App reads (apps/<namespace>/<app>), without reading the rest of the tree.
+   */
+  async filesIn(dir: string, commit?: string): Promise<Map<string, TreeFile>> {
+    const out = new Map<string, TreeFile>();
+    const oid = commit ?? (await this.head());
+    if (!oid) return out;
+    const entry = await this.#entryAt(await this.#treeOf(oid), dir);
+    if (entry?.type === "tree") await this.#filesBelow(entry.oid, dir, out);
+    return out;
+  }
+
+  /** The id of the tree or blob at `path` in a commit (default: the local head); undefined when absent. */
+  async idAt(path: string, commit?: string): Promise<string | undefined> {
+    const oid = commit ?? (await this.head());
+    if (!oid) return undefined;
+    return (await this.#entryAt(await this.#treeOf(oid), path))?.oid;
+  }
+
+  /** The names of the subdirectories of a directory of a commit (default: the local head). */
+  async dirsIn(dir: string, commit?: string): Promise<string[]> {
+    const oid = commit ?? (await this.head());
+    if (!oid) return [];
+    const entry = await this.#entryAt(await this.#treeOf(oid), dir);
+    if (entry?.type !== "tree") return [];
+    return (await this.#readTree(entry.oid)).filter((e) => e.type === "tree").map((e) => e.path);
+  }
+
+  /** The entry at `path` below a tree ("" is the tree itself). */
+  async #entryAt(tree: string, path: string): Promise<{ oid: string; type: string } | undefined> {
+    let entry: { oid: string; type: string } = { oid: tree, type: "tree" };
+    for (const part of path ? path.split("/") : []) {
+      if (entry.type !== "tree") return undefined;
+      const next = (await this.#readTree(entry.oid)).find((e) => e.path === part);
+      if (!next) return undefined;
+      entry = next;
+    }
+    return entry;
+  }
+
+  /**
+   * The directories whose files differ between two commits, at the depth of an App (apps/<namespace>/<app>)
+   * or above it for files outside apps: only the trees on changed paths are read.
+   */
+  async changedDirs(from: string, to: string): Promise<Set<string>> {
+    const out = new Set<string>();
+    const diff = async (a: string | undefined, b: string | undefined, prefix: string, depth: number): Promise<void> => {
+      if (a === b) return;
+      if (depth === 3 || a === undefined || b === undefined) {
+        // An App's directory (or a whole directory that appeared or went): everything below is one change.
+        out.add(prefix);
+        if (depth < 3) for (const tree of [a, b]) if (tree) await this.#dirsBelow(tree, prefix, depth, out);
+        return;
+      }
+      const before = new Map((await this.#readTree(a)).map((e) => [e.path, e]));
+      const after = new Map((await this.#readTree(b)).map((e) => [e.path, e]));
+      for (const name of new Set([...before.keys(), ...after.keys()])) {
+        const x = before.get(name);
+        const y = after.get(name);
+        if (x?.oid === y?.oid) continue;
+        const path = prefix ? `${prefix}/${name}` : name;
+        const below = depth > 0 || name === APPS_DIR;
+        if (below && (x?.type ?? "tree") === "tree" && (y?.type ?? "tree") === "tree") await diff(x?.oid, y?.oid, path, depth + 1);
+        else out.add(prefix);
       }
     };
-    const { commit: c } = await git.readCommit({ fs, dir: this.dir, oid, cache: this.#cache });
-    await walk(c.tree, "");
+    await diff(await this.#treeOf(from), await this.#treeOf(to), "", 0);
     return out;
+  }
+
+  /** Adds the App directories (depth 3) below a tree at `depth` to `out`. */
+  async #dirsBelow(tree: string, prefix: string, depth: number, out: Set<string>): Promise<void> {
+    for (const entry of await this.#readTree(tree)) {
+      if (entry.type !== "tree") continue;
+      const path = prefix ? `${prefix}/${entry.path}` : entry.path;
+      if (depth === 0 && entry.path !== APPS_DIR) continue;
+      if (depth + 1 === 3) out.add(path);
+      else await this.#dirsBelow(entry.oid, path, depth + 1, out);
+    }
   }
 
   /** A file's text at a commit (default: the local head); undefined when absent or the commit is unknown. */
@@ -183,21 +310,42 @@ export class ConfigRepo {
     const oid = commit ?? (await this.head());
     if (!oid) return undefined;
     try {
-      const { blob } = await git.readBlob({ fs, dir: this.dir, oid, filepath: path, cache: this.#cache });
-      return Buffer.from(blob).toString("utf8");
+      const entry = await this.#entryAt(await this.#treeOf(oid), path);
+      return entry?.type === "blob" ? await this.readBlob(entry.oid) : undefined;
     } catch {
       return undefined;
     }
   }
 
+  /** A blob's text by id. */
+  async readBlob(oid: string): Promise<string> {
+    let text = this.#blobs.get(oid);
+    if (text === undefined) {
+      const { blob } = await git.readBlob({ fs, dir: this.dir, oid, cache: this.#cache });
+      text = Buffer.from(blob).toString("utf8");
+      this.#blobs.set(oid, text);
+    }
+    return text;
+  }
+
   /** Whether a commit is in the local clone. */
   async hasCommit(oid: string): Promise<boolean> {
     try {
-      await git.readCommit({ fs, dir: this.dir, oid, cache: this.#cache });
+      await this.#readCommit(oid);
       return true;
     } catch {
       return false;
     }
+  }
+
+  async #readCommit(oid: string): Promise<{ tree: string; parent: string[] }> {
+    let commit = this.#commits.get(oid);
+    if (!commit) {
+      const read = (await git.readCommit({ fs, dir: this.dir, oid, cache: this.#cache })).commit;
+      commit = { tree: read.tree, parent: read.parent };
+      this.#commits.set(oid, commit);
+    }
+    return commit;
   }
 
   /**
@@ -207,7 +355,10 @@ export class ConfigRepo {
    * history the clone has.
    */
   async lastChangeBySlipway(path: string, from: string, options: { stopAt?: string; depth: number }): Promise<string | undefined> {
-    const read = async (oid: string) => (await git.readCommit({ fs, dir: this.dir, oid, cache: this.#cache })).commit;
+    const read = async (oid: string) => {
+      const { commit } = await git.readCommit({ fs, dir: this.dir, oid, cache: this.#cache });
+      return { tree: commit.tree, parent: commit.parent, email: commit.committer.email };
+    };
     try {
       let oid: string | undefined = from;
       let commit = await read(from);
@@ -216,7 +367,7 @@ export class ConfigRepo {
         const parentOid: string | undefined = commit.parent[0];
         const parent = parentOid ? await read(parentOid) : undefined;
         const parentBlob = parent ? await this.#blobIn(parent.tree, path) : undefined;
-        if (parentBlob !== blob && commit.committer.email === AUTHOR.email) return oid;
+        if (parentBlob !== blob && commit.email === AUTHOR.email) return oid;
         oid = parentOid;
         if (!parent) break;
         commit = parent;
@@ -250,18 +401,20 @@ export class ConfigRepo {
    * change are regenerated: those of the changed directories, and a parent's when the set of children it lists
    * changes. On a tree whose kustomization.yaml files are right (every tree this class writes) that is the same
    * tree a regeneration of them all gives. No changes (or `regenerateAll`) regenerates every kustomization.yaml
-   * of the tree from scratch, which also repairs a tree someone else broke.
+   * of the tree from scratch, which also repairs a tree someone else broke. `dirs` regenerates those of the
+   * given directories (and, when they are App directories, of their namespace and above) instead: what a push
+   * that changed those directories can have left wrong.
    */
   async commit(
     changes: FileChanges,
     message: string,
-    options: { allowEmpty?: boolean; parent?: string; ref?: string; regenerateAll?: boolean } = {},
+    options: { allowEmpty?: boolean; parent?: string; ref?: string; regenerateAll?: boolean; dirs?: Iterable<string> } = {},
   ): Promise<string | undefined> {
     const parent = options.parent ?? (await this.head());
     const allowEmpty = options.allowEmpty ?? false;
     const tree =
-      parent && changes.size > 0 && !options.regenerateAll
-        ? await this.#changedTree(parent, changes, allowEmpty)
+      parent && (changes.size > 0 || options.dirs) && !options.regenerateAll
+        ? await this.#changedTree(parent, changes, allowEmpty, options.dirs ?? [])
         : await this.#regeneratedTree(parent, changes, allowEmpty);
     if (tree === undefined) return undefined;
     const now = { timestamp: Math.floor(Date.now() / 1000), timezoneOffset: 0 };
@@ -277,6 +430,7 @@ export class ConfigRepo {
       },
     });
     await git.writeRef({ fs, dir: this.dir, ref: options.ref ?? this.#ref, value: oid, force: true });
+    if (!options.ref || options.ref === this.#ref) this.#head = oid;
     if (!options.ref && !this.#headOnBranch) {
       await git.writeRef({ fs, dir: this.dir, ref: "HEAD", value: this.#ref, symbolic: true, force: true });
       this.#headOnBranch = true;
@@ -312,10 +466,15 @@ export class ConfigRepo {
    * `parent`'s tree with `changes`, reading and writing only the trees on the changed paths; undefined when
    * that is `parent`'s tree and `allowEmpty` is not set.
    */
-  async #changedTree(parent: string, changes: FileChanges, allowEmpty: boolean): Promise<string | undefined> {
+  async #changedTree(parent: string, changes: FileChanges, allowEmpty: boolean, extra: Iterable<string>): Promise<string | undefined> {
     const base = await this.#treeOf(parent);
     const root = await this.#load(base);
     const dirs = new Set<string>();
+    for (const dir of extra) {
+      const parts = dir ? dir.split("/") : [];
+      // Someone else's push may have added or removed the directory without updating its parents' lists.
+      for (let i = parts.length; i >= 0; i--) if (parts[0] === APPS_DIR || i === 0) dirs.add(parts.slice(0, i).join("/"));
+    }
     for (const [path, content] of changes) {
       const parts = path.split("/");
       const name = parts.pop() ?? path;
@@ -481,12 +640,12 @@ export class ConfigRepo {
   }
 
   async #treeOf(commit: string): Promise<string> {
-    return (await git.readCommit({ fs, dir: this.dir, oid: commit, cache: this.#cache })).commit.tree;
+    return (await this.#readCommit(commit)).tree;
   }
 
-  /** A tree's entries, from the recent trees when there. */
+  /** A tree's entries, from memory when read lately; `remember` false for one-off reads (history walks). */
   async #readTree(oid: string, remember = true): Promise<TreeEntry[]> {
-    let tree = this.#recentTrees.get(oid);
+    let tree = this.#trees.get(oid);
     if (!tree) {
       tree = (await git.readTree({ fs, dir: this.dir, oid, cache: this.#cache })).tree;
       if (remember) this.#remember(oid, tree);
@@ -495,9 +654,7 @@ export class ConfigRepo {
   }
 
   #remember(oid: string, tree: TreeEntry[]): void {
-    this.#recentTrees.delete(oid);
-    this.#recentTrees.set(oid, tree);
-    if (this.#recentTrees.size > 64) this.#recentTrees.delete(this.#recentTrees.keys().next().value ?? "");
+    this.#trees.set(oid, tree);
   }
 
   async #load(oid: string, remember = true): Promise<TreeNode> {
@@ -612,7 +769,7 @@ export class ConfigRepo {
         reached.add(next);
         continue;
       }
-      const { commit } = await git.readCommit({ fs, dir: this.dir, oid: next, cache: this.#cache });
+      const commit = await this.#readCommit(next);
       commits.push({ oid: next, tree: commit.tree, parent: commit.parent[0] });
       for (const parent of commit.parent.filter((p) => !seen.has(p))) {
         seen.add(parent);
