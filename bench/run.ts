@@ -26,7 +26,9 @@ import { startOperator } from "../operator/main.js";
 import { WorkQueue } from "../operator/queue.js";
 import { Watch } from "@kubernetes/client-node";
 import { repoRoot, startControlPlane, waitFor, type ControlPlane } from "../e2e/harness/controlplane.js";
-import { startGitServer } from "../e2e/harness/gitserver.js";
+import { startGitServer, type GitServer } from "../e2e/harness/gitserver.js";
+import { signWebhookBody } from "../operator/webhooks.js";
+import { mkdir, writeFile } from "node:fs/promises";
 
 // ------------------------------------------------------------------------------------------ the table
 
@@ -328,10 +330,10 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function startOperatorProcess(cp: ControlPlane, ns: string): Promise<OperatorProcess> {
+async function startOperatorProcess(cp: ControlPlane, ns: string, env: Record<string, string> = {}): Promise<OperatorProcess> {
   const port = await freePort();
   const child = spawn(process.execPath, [join(repoRoot, "dist", "operator", "main.js")], {
-    env: { ...process.env, KUBECONFIG: cp.kubeconfigPath, WATCH_NAMESPACE: ns, HTTP_PORT: String(port), LOG_LEVEL: "warn" },
+    env: { ...process.env, KUBECONFIG: cp.kubeconfigPath, WATCH_NAMESPACE: ns, HTTP_PORT: String(port), LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";
@@ -368,7 +370,7 @@ function histogramQuantile(metrics: string, name: string, q: number): { value: n
   return { value: NaN, count };
 }
 
-const SCALE_WAIT_S = 240;
+const SCALE_WAIT_S = 480;
 
 /**
  * Watches a namespace's objects of one collection and resolves with ms since `t0` once `count` of them pass
@@ -666,7 +668,135 @@ async function gitOpsHistory(): Promise<void> {
 
 // ------------------------------------------------------------------------------------------------ run
 
-// BENCH_ONLY=scale (or render, queue, history, controlplane, operator, gitops) runs one group of rows.
+/**
+ * GitOps with `count` apps in one namespace of the config repository, the operator as its own process in sync
+ * mode with a webhook (no polling): the user's side is the git CLI. A push of all the apps → all Ready with
+ * v1 committed; 20 pushes each editing one app → its new release Ready; one push editing 100 apps → all 100
+ * Ready. With 1,000 apps also: a minute of idling (operator and API server CPU), and 1,000 Config changes
+ * made in the cluster at once → 1,000 commits.
+ */
+async function gitOpsAtScale(cp: ControlPlane, server: GitServer, count: number): Promise<void> {
+  const ns = `bench-gitops-${count}`;
+  const label = `GitOps, ${count} apps in the config repository`;
+  await createNamespace(cp, ns);
+  const kube = new Kube(cp.kubeConfig());
+  await server.createBareRepo(ns);
+  const url = server.url(ns);
+  const work = await mkdtemp(join(tmpdir(), "slipway-bench-gitops-scale-"));
+  const webhookPort = await freePort();
+  const operator = await startOperatorProcess(cp, ns, {
+    SLIPWAY_GIT_URL: url, SLIPWAY_GIT_DIR: join(work, "operator"), SLIPWAY_GIT_POLL_SECONDS: "3600",
+    SLIPWAY_WEBHOOK_SECRET: WEBHOOK_SECRET, WEBHOOK_PORT: String(webhookPort),
+  });
+  const clone = join(work, "user");
+  const user = (...args: string[]) => git(clone, "-c", "user.name=Dev", "-c", "user.email=dev@example.com", ...args);
+  const webhook = async () => {
+    const body = JSON.stringify({ ref: "refs/heads/main" });
+    const res = await fetch(`http://127.0.0.1:${webhookPort}/webhooks/config`, {
+      method: "POST", body, headers: { "content-type": "application/json", "x-slipway-signature": signWebhookBody(body, WEBHOOK_SECRET) },
+    });
+    if (res.status !== 202) throw new Error(`the config webhook answered ${res.status}`);
+  };
+  const app = (name: string) => `apiVersion: ${V}\nkind: App\nmetadata:\n  name: ${name}\n  namespace: ${ns}\nspec:\n  image: ${IMAGE}\n  processes:\n    web:\n      replicas: 1\n  routing:\n    enabled: false\n`;
+  const config = (name: string, greeting: string) => `apiVersion: ${V}\nkind: Config\nmetadata:\n  name: ${name}\n  namespace: ${ns}\nspec:\n  env:\n    GREETING: "${greeting}"\n`;
+  const dirOf = (name: string) => join(clone, "apps", ns, name);
+  const remoteFiles = async () => {
+    const head = (await git(work, "ls-remote", url, "refs/heads/main")).split("\t")[0] ?? "";
+    await user("fetch", "-q", "origin");
+    return (await user("ls-tree", "-r", "--name-only", head)).split("\n");
+  };
+  try {
+    await git(work, "clone", "-q", url, clone);
+    const names = Array.from({ length: count }, (_, i) => `app-${i}`);
+    for (const name of names) {
+      await mkdir(dirOf(name), { recursive: true });
+      await writeFile(join(dirOf(name), "app.yaml"), app(name));
+      await writeFile(join(dirOf(name), "config.yaml"), config(name, "hello"));
+    }
+    await user("add", "-A");
+    await user("commit", "-qm", `${count} apps`);
+    let t0 = performance.now();
+    await user("push", "-q", "origin", "HEAD:main");
+    await webhook();
+    const { ms, reached } = await watchUntil(cp, `/apis/${V}/namespaces/${ns}/apps`, count, (a) => isReady(a as App & KubeObject, "v1"), t0);
+    await pollEvery(2000, SCALE_WAIT_S * 1000, async () => (await remoteFiles()).filter((f) => f.endsWith("/releases/v1.yaml")).length === count, `v1 of ${count} apps committed`);
+    report(`${label}: push of all → all Ready${reached < count ? ` (only ${reached})` : ""}`, ms / 1000, "s");
+    report(`${label}: push of all → all Ready and release v1 committed`, since(t0) / 1000, "s");
+
+    // One app edited per push, 20 times, each a different app.
+    await user("pull", "-q", "--rebase", "origin", "main");
+    const one: number[] = [];
+    const step = Math.floor(count / 20);
+    for (let i = 0; i < 20; i++) {
+      const name = `app-${i * step}`;
+      await writeFile(join(dirOf(name), "config.yaml"), config(name, `edit-${i}`));
+      await user("commit", "-qam", `${name}: edit ${i}`);
+      t0 = performance.now();
+      await user("push", "-q", "origin", "HEAD:main");
+      await webhook();
+      await pollEvery(20, 60_000, async () => isReady(await kube.get<App & KubeObject>(V, "App", ns, name), "v2"), `${name} Ready with v2`);
+      one.push(since(t0));
+    }
+    record(`${label}: push editing 1 app → its new release Ready (p50 of 20)`, median(one) / 1000, "s", 1);
+    record(`${label}: push editing 1 app → its new release Ready (max of 20)`, Math.max(...one) / 1000, "s", 2);
+
+    // 100 apps edited in one push.
+    await user("pull", "-q", "--rebase", "origin", "main");
+    const hundred = names.filter((_, i) => i % step !== 0).slice(0, 100);
+    for (const name of hundred) await writeFile(join(dirOf(name), "config.yaml"), config(name, "edit-100"));
+    await user("commit", "-qam", "100 apps edited");
+    const wanted = new Set(hundred);
+    t0 = performance.now();
+    await user("push", "-q", "origin", "HEAD:main");
+    await webhook();
+    const all = await watchUntil(cp, `/apis/${V}/namespaces/${ns}/apps`, hundred.length,
+      (a) => wanted.has(a.metadata.name) && isReady(a as App & KubeObject, "v2"), t0);
+    record(`${label}: push editing ${hundred.length} apps → all their new releases Ready${all.reached < hundred.length ? ` (only ${all.reached})` : ""}`, all.ms / 1000, "s", 15);
+
+    if (count === 1000) {
+      // Idle: nothing changes for a minute.
+      await new Promise((r) => setTimeout(r, 5_000));
+      const before = await cpuByProcess(cp, { operator: operator.pid });
+      const idleMs = 60_000;
+      await new Promise((r) => setTimeout(r, idleMs));
+      const after = await cpuByProcess(cp, { operator: operator.pid });
+      const share = (name: string) => (100 * ((after.get(name) ?? 0) - (before.get(name) ?? 0))) / (idleMs / 1000);
+      record(`${label}: operator CPU while idle for 60 s`, share("operator"), "% of a core", 2);
+      report(`${label}: kube-apiserver CPU meanwhile`, share("kube-apiserver"), "% of a core");
+
+      // 1,000 Config changes in the cluster at once (what 1,000 `config:set` calls make), 16 at a time.
+      const mark = (await git(work, "ls-remote", url, "refs/heads/main")).split("\t")[0] ?? "";
+      const queue = [...names];
+      t0 = performance.now();
+      await Promise.all(Array.from({ length: 16 }, async () => {
+        for (let name = queue.shift(); name; name = queue.shift()) {
+          await kube.request("PATCH", `/apis/${V}/namespaces/${ns}/configs/${name}`, {
+            body: { spec: { env: { BENCH_SET: "1" } } }, contentType: "application/merge-patch+json", query: { fieldManager: "bench-user" },
+          });
+        }
+      }));
+      const made = () => user("log", "--format=%s", `${mark}..origin/main`).then((log) => log.split("\n").filter((s) => /: release v[0-9]+: set BENCH_SET /.test(s)).length);
+      let commits = 0;
+      await pollEvery(1000, SCALE_WAIT_S * 1000, async () => {
+        await user("fetch", "-q", "origin");
+        commits = await made();
+        return commits >= count;
+      }, `${count} commits of the Config changes`);
+      const took = since(t0) / 1000;
+      record(`${label}: ${count} Config changes at once → commits (none lost)`, commits, "commits", count, false);
+      report(`${label}: … throughput`, commits / took, "commits/s");
+    }
+    record(`${label}: operator RSS peak`, await rssMiB(operator.pid, "VmHWM"), "MiB", 300);
+    const metrics = await operator.metrics();
+    const passes = [...metrics.matchAll(/^slipway_gitops_passes_total\{result="([a-z]+)"\} (\S+)$/gm)].map((m) => `${m[1]} ${m[2]}`).join(", ");
+    report(`${label}: GitOps passes (${passes})`, histogramQuantile(metrics, "slipway_gitops_pass_duration_seconds", 0.5).value * 1000, "ms p50");
+  } finally {
+    await operator.stop();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+// BENCH_ONLY=scale (or render, queue, history, controlplane, operator, gitops, gitops-scale) runs one group of rows.
 const only = process.env.BENCH_ONLY;
 const run = (group: string) => !only || only.split(",").includes(group);
 if (run("render")) {
@@ -679,10 +809,11 @@ if (run("queue")) {
 }
 if (run("history")) await gitOpsHistory();
 
-if (["controlplane", "operator", "gitops", "scale"].some(run)) {
+if (["controlplane", "operator", "gitops", "scale", "gitops-scale"].some(run)) {
   const t0 = performance.now();
-  // Enough kwok nodes (110 pods each) for the 1,000-App run, the 1,000-Deployment baseline and everything before.
-  const cp = await startControlPlane({ nodes: 24 });
+  // Enough kwok nodes (110 pods each) for the 1,000-App run, the 1,000-Deployment baseline, the GitOps rows'
+  // 100 + 1,000 + 3,000 apps and everything before.
+  const cp = await startControlPlane({ nodes: 64 });
   record("control plane warm start (binaries cached)", since(t0) / 1000, "s", 20);
   try {
     if (run("controlplane")) {
@@ -698,6 +829,16 @@ if (["controlplane", "operator", "gitops", "scale"].some(run)) {
     if (run("scale")) {
       for (const count of sizes) await operatorAtScale(cp, count);
       if (sizes.includes(1000)) await deploymentsAtScale(cp, 1000);
+    }
+    // BENCH_GITOPS_SCALE=1000 runs one size.
+    if (run("gitops-scale")) {
+      const server = await startGitServer();
+      try {
+        const gitopsSizes = process.env.BENCH_GITOPS_SCALE ? process.env.BENCH_GITOPS_SCALE.split(",").map(Number) : [100, 1000, 3000];
+        for (const count of gitopsSizes) await gitOpsAtScale(cp, server, count);
+      } finally {
+        await server.stop();
+      }
     }
   } finally {
     await cp.stop();

@@ -38,3 +38,18 @@ export const releasesCut: Counter = new Counter({
   help: "Releases cut by the operator.",
   registers: [registry],
 });
+
+/** GitOps passes over one App, by result (done, held, error). */
+export const gitopsPasses: Counter<"result"> = new Counter({
+  name: "slipway_gitops_passes_total",
+  help: "GitOps passes over one App (its objects in the cluster against its directory in Git), by result.",
+  labelNames: ["result"] as const,
+  registers: [registry],
+});
+
+export const gitopsPassDuration: Histogram = new Histogram({
+  name: "slipway_gitops_pass_duration_seconds",
+  help: "Time spent in one GitOps pass over one App, commit and push included.",
+  buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  registers: [registry],
+});

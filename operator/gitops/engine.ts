@@ -111,6 +111,36 @@ export class GitOpsEngine {
     return releaseComing(this.#readCluster(namespace, app));
   }
 
+  /** The push that will carry every commit made so far, while it has not started. */
+  #nextPush: Promise<boolean> | undefined;
+
+  /**
+   * Pushes the local branch, with every commit made before the push starts: the commits of several Apps made
+   * while one push is in flight go in the next one (each still a commit of its own). False when the remote had
+   * moved: the local branch is then the remote's head, the commits are gone, and their Apps plan again.
+   */
+  async #pushed(commit: string | undefined): Promise<boolean> {
+    if (!commit || commit === (await this.#repo.remoteHead())) return true;
+    this.#nextPush ??= this.#exclusive(async () => {
+      this.#nextPush = undefined;
+      faultPoint("before-push");
+      try {
+        await this.#repo.push();
+      } catch (err) {
+        // Nothing unpushed stays on the local branch: a status must never name a commit the remote lacks.
+        const back = (await this.#repo.fetch().catch(() => undefined)) ?? (await this.#repo.remoteHead());
+        if (back) await this.#repo.resetTo(back);
+        if (!(err instanceof PushRejectedError)) throw new Error("cannot push to the config repository", { cause: err });
+        // The remote moved: the Apps its new commits changed are reconciled by a sync.
+        this.#onHeadMoved();
+        return false;
+      }
+      faultPoint("after-push");
+      return true;
+    });
+    return this.#nextPush;
+  }
+
   /** Runs `fn` after every earlier step that moves the local branch, and before any later one. */
   #exclusive<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.#writer.then(fn);
@@ -184,39 +214,30 @@ export class GitOpsEngine {
         return "held";
       }
       let recorded = head;
+      let subject: string | undefined;
       if (commits.length) {
         this.#log.debug({ app: `${namespace}/${app}`, paths: commits.map((i) => i.path), holdForRelease, releaseInCommit }, "committing");
         const changes: FileChanges = new Map(commits.map((i) => [i.path, i.clusterText ?? null]));
         const message = commitMessage(namespace, app, commits.map((i) => this.#change(namespace, i)));
-        const outcome = await this.#exclusive(async (): Promise<{ replan: true } | { replan: false; oid: string | undefined }> => {
+        const outcome = await this.#exclusive(async (): Promise<{ replan: true } | { replan: false; oid: string | undefined; committed: boolean }> => {
           // Other Apps' commits since the plan do not touch this App's directory; a fetch that did means plan again.
           const now = await this.#repo.head();
           if (now !== head && (await this.#repo.idAt(dir, now)) !== (await this.#repo.idAt(dir, head))) return { replan: true };
           const oid = await this.#repo.commit(changes, message);
-          if (!oid) return { replan: false, oid: now };
-          faultPoint("before-push");
-          try {
-            await this.#repo.push();
-          } catch (err) {
-            const remote = await this.#repo.fetch().catch(() => undefined);
-            if (remote) await this.#repo.resetTo(remote);
-            else if (now) await this.#repo.resetTo(now);
-            if (!(err instanceof PushRejectedError) || attempt >= PUSH_ATTEMPTS) {
-              throw new Error(`cannot push the change to ${namespace}/${app} after ${attempt} attempt(s)`, { cause: err });
-            }
-            // The remote moved: its new commits are reconciled by a sync; replay the cluster's change on them.
-            this.#onHeadMoved();
-            this.#log.info({ app: `${namespace}/${app}`, attempt }, "push rejected; fetching and replaying the change");
-            return { replan: true };
-          }
-          faultPoint("after-push");
-          if (this.#applied === now) this.#applied = oid;
-          this.#log.info({ app: `${namespace}/${app}`, commit: oid, subject: message.split("\n")[0] }, "committed a cluster change");
-          return { replan: false, oid };
+          if (oid && this.#applied === now) this.#applied = oid;
+          return { replan: false, oid: oid ?? now, committed: !!oid };
         });
         if (outcome.replan) continue;
+        if (outcome.committed) subject = message.split("\n")[0];
         recorded = outcome.oid;
       }
+      // What status records must be on the remote: this pass's commit, or another App's not pushed yet.
+      if (!(await this.#pushed(recorded))) {
+        if (attempt >= PUSH_ATTEMPTS) throw new Error(`cannot push the change to ${namespace}/${app}: rejected ${attempt} times`);
+        this.#log.info({ app: `${namespace}/${app}`, attempt }, "push rejected; fetching and replaying the change");
+        continue;
+      }
+      if (subject) this.#log.info({ app: `${namespace}/${app}`, commit: recorded, subject }, "committed a cluster change");
       await this.#carryOut(namespace, app, items, recorded);
       return "done";
     }

@@ -10,6 +10,7 @@ import type { ObjectMeta } from "../../crds/v1alpha1.js";
 import type { CacheEvent, ClusterCache } from "../cache.js";
 import { isConflict, Kube } from "../kube.js";
 import { log as rootLog } from "../log.js";
+import { gitopsPassDuration, gitopsPasses } from "../metrics.js";
 import { WorkQueue } from "../queue.js";
 import { verifyWebhook } from "../webhooks.js";
 import { GitOpsEngine } from "./engine.js";
@@ -48,6 +49,8 @@ export interface GitOpsOptions {
   releaseWaitMs?: number;
   /** How many Apps are reconciled at once (commits and pushes still go one at a time); default 8. */
   concurrency?: number;
+  /** Called as each pass over an App ("namespace/name") starts (tests count them). */
+  onPass?: (app: string) => void;
 }
 
 export interface GitOpsHandle {
@@ -85,7 +88,18 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
     async (key) => {
       const [namespace = "", app = ""] = key.split("/");
       const since = held.get(key)?.since ?? Date.now();
-      const result = await engine.reconcileApp(namespace, app, Date.now() - since < releaseWaitMs);
+      options.onPass?.(key);
+      const end = gitopsPassDuration.startTimer();
+      let result: "done" | "held";
+      try {
+        result = await engine.reconcileApp(namespace, app, Date.now() - since < releaseWaitMs);
+        gitopsPasses.inc({ result });
+      } catch (err) {
+        gitopsPasses.inc({ result: "error" });
+        throw err;
+      } finally {
+        end();
+      }
       if (result === "done") release(key);
       else if (!held.has(key)) {
         const timer = setTimeout(() => void queue.enqueue(key), releaseWaitMs);

@@ -749,6 +749,11 @@ export class ConfigRepo {
     await git.writeRef({ fs, dir: this.dir, ref: `refs/remotes/origin/${branch}`, value: oid, force: true });
   }
 
+  /** What the remote had of the branch when we last fetched or pushed it. */
+  async remoteHead(): Promise<string | undefined> {
+    return this.#tracking(this.branch);
+  }
+
   /** What the remote had of a branch when we last fetched or pushed it. */
   async #tracking(branch: string): Promise<string | undefined> {
     try {
