@@ -308,6 +308,9 @@ test("a rollout that passes its progress deadline stalls the App naming the depl
   const app = await eventuallyStalled(env, "shop", "RolloutStalled", 90_000);
   t.is(app.status?.currentRelease, "v2");
   t.regex(condition(app, "Stalled")!.message, /Deployment shop-web of release v2 made no progress within its deadline/);
+  // It says why, in the scheduler's words, and which release keeps serving.
+  t.regex(condition(app, "Stalled")!.message, /pod shop-web-[a-z0-9-]+ is not scheduled: Unschedulable: 0\/1 nodes are available: 1 Insufficient cpu/);
+  t.regex(condition(app, "Stalled")!.message, /the previous release v1 keeps serving$/);
   t.like(condition(app, "Ready"), { status: "False", reason: "RolloutStalled" });
   t.is((await getDeployment(env, "shop-web")).status?.availableReplicas, 1, "the previous release keeps serving");
   await eventuallyEvent(env, "shop", "RolloutStalled", "Warning");

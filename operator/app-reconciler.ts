@@ -230,7 +230,14 @@ export class AppReconciler {
     const applied = await this.#apply(pass.app, rendered.objects);
     if (known) await this.#pruneListed(pass.app, known.filter((id) => !inventory.includes(id)), log);
     else await this.#prune(pass.app, rendered.objects, log);
-    const rollout = readRollout(applied.filter((o): o is DeploymentObject => o.kind === "Deployment"), version);
+    const deployments = applied.filter((o): o is DeploymentObject => o.kind === "Deployment");
+    const previous = releases.at(-2);
+    let rollout = readRollout(deployments, version, { previous: previous ? `v${previous.spec.version}` : undefined });
+    if (rollout.stalled) {
+      // Only a stalled rollout reads its pods: to say why they are stuck (unschedulable, crashing, no image).
+      const podProblems = await this.#podProblems(deployments, log);
+      rollout = readRollout(deployments, version, { previous: previous ? `v${previous.spec.version}` : undefined, podProblems });
+    }
     const status: Partial<AppStatus> = {
       currentRelease: version,
       latestReleaseNumber,
@@ -501,6 +508,24 @@ export class AppReconciler {
     return updated;
   }
 
+  /** Why each Deployment's pods are not available, from one list of its pods; none when it cannot tell. */
+  async #podProblems(deployments: readonly DeploymentObject[], log: Logger): Promise<Map<string, string>> {
+    const problems = new Map<string, string>();
+    for (const d of deployments) {
+      const labels = (d.spec as { selector?: { matchLabels?: Record<string, string> } } | undefined)?.selector?.matchLabels;
+      if (!labels || !d.metadata.namespace) continue;
+      const selector = Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(",");
+      try {
+        const pods = await this.#kube.list<PodObject>("v1", "Pod", d.metadata.namespace, selector);
+        const problem = pods.items.map(podProblem).find((p) => p !== undefined);
+        if (problem) problems.set(d.metadata.name, problem);
+      } catch (err) {
+        log.debug({ err, deployment: d.metadata.name }, "cannot list the pods of a stalled rollout");
+      }
+    }
+    return problems;
+  }
+
   async #event(app: App & KubeObject, event: EventInput, log: Logger): Promise<void> {
     try {
       await this.#kube.event(app, event);
@@ -515,6 +540,38 @@ export class AppReconciler {
     const scheme = app.spec.routing?.tls ? "https" : "http";
     return `${scheme}://${app.metadata.name}.${app.metadata.namespace}.${this.#platform.domain}`;
   }
+}
+
+/** The parts of a Pod that say why it is not available. */
+export interface PodObject extends KubeObject {
+  status?: {
+    conditions?: { type: string; status: string; reason?: string; message?: string }[];
+    containerStatuses?: {
+      name: string;
+      ready?: boolean;
+      restartCount?: number;
+      state?: { waiting?: { reason?: string; message?: string } };
+      lastState?: { terminated?: { exitCode?: number; reason?: string } };
+    }[];
+  };
+}
+
+/**
+ * Why a pod is not available, as `kubectl describe` would show it: the scheduler's reason
+ * ("Unschedulable: 0/1 nodes are available: 1 Too many pods."), or a container's waiting reason with its last
+ * exit code ("CrashLoopBackOff (exit code 1)"); undefined for a pod that is running or just starting.
+ */
+export function podProblem(pod: PodObject): string | undefined {
+  const name = pod.metadata.name;
+  const scheduled = pod.status?.conditions?.find((c) => c.type === "PodScheduled");
+  if (scheduled?.status === "False") return `pod ${name} is not scheduled: ${[scheduled.reason, scheduled.message].filter(Boolean).join(": ")}`;
+  for (const c of pod.status?.containerStatuses ?? []) {
+    const waiting = c.state?.waiting;
+    if (c.ready || !waiting?.reason || waiting.reason === "ContainerCreating" || waiting.reason === "PodInitializing") continue;
+    const exit = c.lastState?.terminated?.exitCode;
+    return `container ${c.name} of pod ${name} is ${waiting.reason}${exit !== undefined ? ` (exit code ${exit})` : ""}${waiting.message ? `: ${waiting.message}` : ""}`;
+  }
+  return undefined;
 }
 
 /** The controller ownerReference to the App that its children and Releases carry. */
@@ -578,8 +635,16 @@ export interface Rollout {
   processes: NonNullable<AppStatus["processes"]>;
 }
 
+/** What a stalled rollout's message adds: the release before the live one, and why its pods are stuck. */
+export interface RolloutContext {
+  /** The release that was live before this one ("v3"); undefined for an App's first release. */
+  previous?: string;
+  /** Why a Deployment's new pods are not available, by Deployment name (see podProblem). */
+  podProblems?: ReadonlyMap<string, string>;
+}
+
 /** Reads the rollout of the live release from its Deployments as the API server returned them. */
-export function readRollout(deployments: readonly DeploymentObject[], version: string): Rollout {
+export function readRollout(deployments: readonly DeploymentObject[], version: string, context: RolloutContext = {}): Rollout {
   const processes: Rollout["processes"] = {};
   const pending: string[] = [];
   let stalledMessage: string | undefined;
@@ -595,9 +660,11 @@ export function readRollout(deployments: readonly DeploymentObject[], version: s
     if (!observed) unobserved = true;
     const progressing = st.conditions?.find((c) => c.type === "Progressing");
     if (observed && progressing?.reason === "ProgressDeadlineExceeded") {
+      const why = context.podProblems?.get(d.metadata.name) ?? progressing.message ?? "";
       stalledMessage ??=
         `Deployment ${d.metadata.name} of release ${version} made no progress within its deadline (${updated}/${desired} updated, ` +
-        `${available}/${desired} available): ${progressing.message ?? ""}; the previous release keeps serving`;
+        `${available}/${desired} available): ${why}; ` +
+        (context.previous ? `the previous release ${context.previous} keeps serving` : "there is no earlier release to keep serving");
     }
     const done = observed && updated >= desired && available >= desired && (st.replicas ?? 0) === updated;
     if (!done) pending.push(`${type} ${updated}/${desired} updated, ${available}/${desired} available`);

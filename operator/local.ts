@@ -83,7 +83,10 @@ async function main(): Promise<void> {
 
   try {
     say("Starting Slipway on its embedded default (a local control plane; pods simulated by kwok).");
-    const cp = await startControlPlane({ progress: (line) => say(`  ${line}`) });
+    // Each kwok node takes 110 pods; SLIPWAY_NODES sets how many (default 4: room for 440 pods).
+    const nodes = Number(process.env.SLIPWAY_NODES ?? 4);
+    if (!Number.isInteger(nodes) || nodes < 1) throw new Error(`SLIPWAY_NODES must be a whole number of nodes, 1 or more; got "${process.env.SLIPWAY_NODES}"`);
+    const cp = await startControlPlane({ nodes, progress: (line) => say(`  ${line}`) });
     cleanups.push(() => cp.stop());
     say("  installing the Slipway CRDs and, for builds, Tekton's CRDs and the buildpacks Pipeline");
     await kubectlOk(cp, ["apply", "--server-side", "-f", "crds/"]);

@@ -1,6 +1,6 @@
 import test from "ava";
 import type { App } from "../crds/v1alpha1.js";
-import { deferProgress, PROGRESS_WRITE_MS, readRollout } from "./app-reconciler.js";
+import { deferProgress, podProblem, PROGRESS_WRITE_MS, readRollout } from "./app-reconciler.js";
 
 const deployment = (generation: number, status: Record<string, unknown>) => ({
   apiVersion: "apps/v1",
@@ -33,6 +33,27 @@ test("a brand-new Deployment without status is not rolled out; one past its dead
   })], "v1");
   t.false(stuck.done);
   t.regex(stuck.stalled ?? "", /^Deployment shop-web of release v1 made no progress within its deadline \(1\/2 updated, 0\/2 available\)/);
+  t.regex(stuck.stalled ?? "", /timed out progressing\.; there is no earlier release to keep serving$/);
+});
+
+test("a stalled rollout names the pods' reason and the release that keeps serving", (t) => {
+  const status = {
+    observedGeneration: 1, replicas: 1, updatedReplicas: 1, availableReplicas: 0,
+    conditions: [{ type: "Progressing", status: "False", reason: "ProgressDeadlineExceeded", message: "timed out" }],
+  };
+  const unschedulable = podProblem({
+    apiVersion: "v1", kind: "Pod", metadata: { name: "shop-web-abc" },
+    status: { conditions: [{ type: "PodScheduled", status: "False", reason: "Unschedulable", message: "0/1 nodes are available: 1 Too many pods." }] },
+  });
+  t.is(unschedulable, "pod shop-web-abc is not scheduled: Unschedulable: 0/1 nodes are available: 1 Too many pods.");
+  const stuck = readRollout([deployment(1, status)], "v4", { previous: "v3", podProblems: new Map([["shop-web", unschedulable ?? ""]]) });
+  t.is(stuck.stalled, "Deployment shop-web of release v4 made no progress within its deadline (1/2 updated, 0/2 available): " +
+    "pod shop-web-abc is not scheduled: Unschedulable: 0/1 nodes are available: 1 Too many pods.; the previous release v3 keeps serving");
+  t.is(podProblem({
+    apiVersion: "v1", kind: "Pod", metadata: { name: "p" },
+    status: { containerStatuses: [{ name: "web", state: { waiting: { reason: "CrashLoopBackOff", message: "back-off 10s" } }, lastState: { terminated: { exitCode: 3 } } }] },
+  }), "container web of pod p is CrashLoopBackOff (exit code 3): back-off 10s");
+  t.is(podProblem({ apiVersion: "v1", kind: "Pod", metadata: { name: "p" }, status: { containerStatuses: [{ name: "web", state: { waiting: { reason: "ContainerCreating" } } }] } }), undefined);
 });
 
 const app = (conditions: { type: string; status: "True" | "False" }[], observedGeneration = 2): App => ({
