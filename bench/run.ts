@@ -675,6 +675,9 @@ async function gitOpsHistory(): Promise<void> {
  * Ready. With 1,000 apps also: a minute of idling (operator and API server CPU), and 1,000 Config changes
  * made in the cluster at once → 1,000 commits.
  */
+/** p50 of "push editing 1 app → its new release Ready" by the number of apps, to compare sizes within a run. */
+const editOneP50 = new Map<number, number>();
+
 async function gitOpsAtScale(cp: ControlPlane, server: GitServer, count: number): Promise<void> {
   const ns = `bench-gitops-${count}`;
   const label = `GitOps, ${count} apps in the config repository`;
@@ -738,6 +741,7 @@ async function gitOpsAtScale(cp: ControlPlane, server: GitServer, count: number)
       one.push(since(t0));
     }
     record(`${label}: push editing 1 app → its new release Ready (p50 of 20)`, median(one) / 1000, "s", 1);
+    editOneP50.set(count, median(one));
     record(`${label}: push editing 1 app → its new release Ready (max of 20)`, Math.max(...one) / 1000, "s", 2);
 
     // 100 apps edited in one push.
@@ -836,6 +840,11 @@ if (["controlplane", "operator", "gitops", "scale", "gitops-scale"].some(run)) {
       try {
         const gitopsSizes = process.env.BENCH_GITOPS_SCALE ? process.env.BENCH_GITOPS_SCALE.split(",").map(Number) : [100, 1000, 3000];
         for (const count of gitopsSizes) await gitOpsAtScale(cp, server, count);
+        // Flat: the time for one app's edit does not grow with the number of apps beside it.
+        const smallest = Math.min(...editOneP50.keys());
+        for (const [count, p50] of editOneP50) {
+          if (count !== smallest) record(`GitOps: push editing 1 app, p50 at ${count} apps ÷ p50 at ${smallest} apps (same run)`, p50 / (editOneP50.get(smallest) ?? NaN), "×", 1.5);
+        }
       } finally {
         await server.stop();
       }
