@@ -9,7 +9,7 @@ import {
   type App, type AppSpec, type Config, type ConfigSpec, type ProcessSpec, type Release,
 } from "../crds/v1alpha1.js";
 import { CliError, UsageError } from "./errors.js";
-import { Kube, lineStream } from "./kube.js";
+import { ConflictError, Kube, lineStream } from "./kube.js";
 import {
   checkProcessType, listFlag, parseAssignments, parseInteger, parseScale, parseVersion, stringFlag, type ParsedCommand,
 } from "./parse.js";
@@ -52,30 +52,59 @@ function show(cmd: ParsedCommand, io: Io, data: unknown, table: () => string): v
 
 // ------------------------------------------------------------------------------------------ writes
 
-/** Applies the whole desired spec (so this manager keeps owning what it set), then removes what stayed behind. */
+/**
+ * Applies the whole desired spec (so this manager keeps owning what it set), then removes what stayed behind.
+ * Every write carries the resourceVersion of what the spec was computed from: a concurrent change (another
+ * `config:set` of another key) makes it fail with a ConflictError instead of being dropped, and the caller
+ * reads again and recomputes (see edit()).
+ */
 async function writeSpec<T extends App | Config>(
   kube: Kube, kind: "App" | "Config", objName: string, current: T | undefined, desired: T["spec"],
   extra: { annotations?: Record<string, string> } = {},
 ): Promise<T> {
+  let resourceVersion = current?.metadata.resourceVersion;
   const emptying = emptyingRemovals(desired, current?.spec);
-  if (emptying) await kube.mergePatch(kind, objName, { spec: emptying });
+  if (emptying) resourceVersion = (await kube.mergePatch(kind, objName, { metadata: { resourceVersion }, spec: emptying }))?.metadata.resourceVersion;
   const applied = await kube.apply<T>({
-    apiVersion: API_VERSION, kind, metadata: { name: objName, annotations: extra.annotations }, spec: desired,
+    apiVersion: API_VERSION, kind, metadata: { name: objName, annotations: extra.annotations, resourceVersion }, spec: desired,
   });
   const leftover = pendingRemovals(desired, current?.spec, applied.spec);
-  if (leftover) await kube.mergePatch(kind, objName, { spec: leftover });
+  if (leftover) return (await kube.mergePatch(kind, objName, { metadata: { resourceVersion: applied.metadata.resourceVersion }, spec: leftover })) as T ?? applied;
   return applied;
 }
 
-async function editApp(kube: Kube, appName: string, edit: (spec: AppSpec) => AppSpec, annotations?: Record<string, string>): Promise<App> {
-  const app = await kube.app(appName);
-  return writeSpec<App>(kube, "App", appName, app, edit(structuredClone(app.spec)), { annotations });
+const EDIT_ATTEMPTS = 10;
+
+/** Reads, edits and writes again until no one else changed the object in between (at most EDIT_ATTEMPTS times). */
+async function edit<T>(attempt: () => Promise<T>): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if (!(err instanceof ConflictError) || i >= EDIT_ATTEMPTS) throw err;
+      await new Promise((r) => setTimeout(r, Math.random() * 50 * i));
+    }
+  }
 }
 
-async function editConfig(kube: Kube, appName: string, edit: (spec: ConfigSpec) => ConfigSpec): Promise<Config> {
+async function editApp(kube: Kube, appName: string, change: (spec: AppSpec, app: App) => AppSpec, annotations?: Record<string, string>): Promise<App> {
+  return edit(async () => {
+    const app = await kube.app(appName);
+    return writeSpec<App>(kube, "App", appName, app, change(structuredClone(app.spec), app), { annotations });
+  });
+}
+
+async function editConfig(kube: Kube, appName: string, change: (spec: ConfigSpec) => ConfigSpec): Promise<Config> {
   await kube.app(appName);
-  const config = await kube.get("Config", appName);
-  return writeSpec<Config>(kube, "Config", appName, config, edit(structuredClone(config?.spec ?? {})));
+  return edit(async () => {
+    let config = await kube.get("Config", appName);
+    // Created empty first, so that concurrent first edits (each its own key) all have a version to build on.
+    config ??= await kube.create<Config>({ ...emptyConfig(appName) }).catch(async (err: unknown) => {
+      if (err instanceof ConflictError) return kube.get("Config", appName);
+      throw err;
+    });
+    return writeSpec<Config>(kube, "Config", appName, config, change(structuredClone(config?.spec ?? {})));
+  });
 }
 
 function editProcess(spec: AppSpec, type: string, edit: (p: ProcessSpec) => ProcessSpec): AppSpec {
@@ -87,9 +116,28 @@ function editProcess(spec: AppSpec, type: string, edit: (p: ProcessSpec) => Proc
 
 // ------------------------------------------------------------------------------------------ apps
 
+/** The App CRD's own rules for a name (crds/app.yaml), checked before any API call so the message is ours. */
+export function checkAppName(appName: string): void {
+  if (!/^[a-z]([-a-z0-9]*[a-z0-9])?$/.test(appName) || appName.length > 40) {
+    throw new UsageError(`"${appName}" is not a valid app name: app names are lowercase DNS labels of at most 40 characters ` +
+      "(lowercase letters, digits and '-', starting with a letter and ending with a letter or digit), because they name " +
+      `a Service and a host${/[A-Z_]/.test(appName) ? `; try "${appName.toLowerCase().replace(/_/g, "-")}"` : ""}`);
+  }
+}
+
+/** An image that is not pinned by digest cannot be deployed (the App goes Stalled, ImageNotPinned); says how to pin it. */
+export function unpinnedImageWarning(image: string): string | undefined {
+  if (/@sha256:[0-9a-f]{64}$/.test(image)) return undefined;
+  const repo = image.replace(/:[^/:@]+$/, "");
+  return `warning: ${image} is not pinned by digest, so Slipway will not deploy it (the app stays Stalled with reason ` +
+    `ImageNotPinned). Name it as ${repo}@sha256:<digest>; the digest of a tag is shown by, for example, ` +
+    `\`crane digest ${image}\`, \`skopeo inspect docker://${image}\` or \`docker buildx imagetools inspect ${image}\`.\n`;
+}
+
 const appsCreate: Handler = async (cmd, io, k) => {
-  const kube = k();
   const appName = name(cmd);
+  checkAppName(appName);
+  const kube = k();
   const image = stringFlag(cmd.flags, "image");
   const git = stringFlag(cmd.flags, "git");
   if (!image === !git) throw new UsageError("apps:create needs exactly one of --image IMAGE and --git URL");
@@ -105,6 +153,8 @@ const appsCreate: Handler = async (cmd, io, k) => {
   await kube.apply({ apiVersion: API_VERSION, kind: "App", metadata: { name: appName }, spec });
   await kube.apply({ apiVersion: API_VERSION, kind: "Config", metadata: { name: appName }, spec: {} });
   io.out(`Created app ${appName} in namespace ${kube.namespace} from ${image ?? git}.\n`);
+  const warning = image ? unpinnedImageWarning(image) : undefined;
+  if (warning) io.err(warning);
 };
 
 const apps: Handler = async (cmd, io, k) => {
@@ -308,10 +358,22 @@ const rollback: Handler = async (cmd, io, k) => {
 
 // ------------------------------------------------------------------------------------------ processes
 
+/** The process types an App has: declared in its spec, or rolled out (from its release's Procfile); web by default. */
+export function processTypes(app: App): string[] {
+  const types = new Set([...Object.keys(app.spec.processes ?? {}), ...Object.keys(app.status?.processes ?? {})]);
+  if (!types.size) types.add("web");
+  return [...types].sort();
+}
+
 const scale: Handler = async (cmd, io, k) => {
   const counts = parseScale(cmd.args.slice(1));
   const appName = name(cmd);
-  await editApp(k(), appName, (spec) => {
+  await editApp(k(), appName, (spec, app) => {
+    const known = processTypes(app);
+    const unknown = Object.keys(counts).filter((type) => !known.includes(type));
+    if (unknown.length) {
+      throw new CliError(`app ${appName} has no process type ${unknown.map((u) => `"${u}"`).join(", ")}; its process types are: ${known.join(", ")}`);
+    }
     let s = spec;
     for (const [type, replicas] of Object.entries(counts)) s = editProcess(s, type, (p) => ({ ...p, replicas }));
     return s;

@@ -24,6 +24,8 @@ export interface Applied {
   kind: string;
   metadata: {
     name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string>; ownerReferences?: OwnerReference[];
+    /** A precondition: the write fails with a ConflictError when the object has changed since. */
+    resourceVersion?: string;
   };
   [field: string]: unknown;
 }
@@ -114,6 +116,7 @@ export class Kube {
     try {
       return (await this.#api.patch(body as KubernetesObject, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply)) as unknown as T;
     } catch (e) {
+      if (isConflict(e)) throw new ConflictError(obj.kind, obj.metadata.name, { cause: e });
       throw this.#error(e, { verb: "patch", resource: resourceOf[obj.kind as keyof Kinds] ?? obj.kind, name: obj.metadata.name });
     }
   }
@@ -133,6 +136,7 @@ export class Kube {
       return (await this.#api.patch(body as KubernetesObject, undefined, undefined, FIELD_MANAGER, undefined, PatchStrategy.MergePatch)) as unknown as Kinds[K];
     } catch (e) {
       if (isNotFound(e)) return undefined;
+      if (isConflict(e)) throw new ConflictError(kind, name, { cause: e });
       throw this.#error(e, { verb: "patch", resource: resourceOf[kind], name });
     }
   }
@@ -143,6 +147,7 @@ export class Kube {
     try {
       return (await this.#api.create(body as KubernetesObject, undefined, undefined, FIELD_MANAGER)) as unknown as T;
     } catch (e) {
+      if (isConflict(e)) throw new ConflictError(obj.kind, obj.metadata.name, { cause: e });
       throw this.#error(e, { verb: "create", resource: resourceOf[obj.kind as keyof Kinds] ?? obj.kind, name: obj.metadata.name });
     }
   }
@@ -194,6 +199,18 @@ async function retryTransient<T>(read: () => Promise<T>): Promise<T> {
       await new Promise((r) => setTimeout(r, 200 * attempt));
     }
   }
+}
+
+/** A write whose resourceVersion precondition failed: the object changed since it was read. */
+export class ConflictError extends Error {
+  constructor(kind: string, name: string, options?: { cause?: unknown }) {
+    super(`${kind} ${name} changed while this command edited it`, options);
+    this.name = "ConflictError";
+  }
+}
+
+function isConflict(e: unknown): boolean {
+  return typeof e === "object" && e !== null && (e as { code?: unknown }).code === 409;
 }
 
 function isNotFound(e: unknown): boolean {

@@ -254,3 +254,44 @@ test("errors are one line: unknown app, invalid value from the API server, unrea
   t.is(down.code, 1);
   t.regex(down.stderr, /^error: cannot reach the cluster at https:\/\/127\.0\.0\.1:1: [^\n]*ECONNREFUSED[^\n]*\n$/);
 });
+
+test("20 concurrent config:set of different keys all land, and every release cut says what it set", async (t) => {
+  const { alice } = await setup(t);
+  await createApp(t, alice, "busy");
+  const keys = Array.from({ length: 20 }, (_, i) => `KEY_${i}`);
+  const results = await Promise.all(keys.map((key) => alice.slipway(["config:set", "busy", `${key}=v`])));
+  for (const [i, r] of results.entries()) t.is(r.code, 0, `config:set ${keys[i]}: ${r.stderr}`);
+  const env = await json<{ env: Record<string, string> }>(t, alice, ["config", "busy"]);
+  t.deepEqual(Object.keys(env.env).sort(), [...keys].sort(), "no key was dropped by a concurrent edit");
+  // Each release's config is its cause applied to the release before it: nothing is claimed that is not there.
+  let all: Release[] = [];
+  await waitFor(async () => {
+    all = await json<Release[]>(t, alice, ["releases", "busy"]);
+    return Object.keys(all[0]?.spec.config?.env ?? {}).length === keys.length;
+  }, 90_000, () => `the newest release has ${Object.keys(all[0]?.spec.config?.env ?? {}).length} of ${keys.length} keys`);
+  const ordered = [...all].sort((a, b) => a.spec.version - b.spec.version);
+  for (let i = 1; i < ordered.length; i++) {
+    const before = Object.keys(ordered[i - 1]?.spec.config?.env ?? {});
+    const after = Object.keys(ordered[i]?.spec.config?.env ?? {});
+    const added = after.filter((k) => !before.includes(k)).sort();
+    t.is(ordered[i]?.spec.cause, `set ${added.join(", ")}`, `v${ordered[i]?.spec.version}`);
+    t.true(before.every((k) => after.includes(k)), `v${ordered[i]?.spec.version} keeps every earlier key`);
+  }
+});
+
+test("the CLI refuses an unknown process type, a bad app name and warns about an image tag, before calling the API", async (t) => {
+  const { alice } = await setup(t);
+  await createApp(t, alice, "web1");
+  const scaled = await alice.slipway(["scale", "web1", "nosuch=2"]);
+  t.is(scaled.code, 1);
+  t.regex(scaled.stderr, /app web1 has no process type "nosuch"; its process types are: web/);
+  t.is((await json<{ app: App }>(t, alice, ["info", "web1"])).app.spec.processes?.nosuch, undefined);
+
+  const bad = await alice.slipway(["apps:create", "Bad_Name", "--image", IMAGE]);
+  t.not(bad.code, 0);
+  t.regex(bad.stderr, /"Bad_Name" is not a valid app name: app names are lowercase DNS labels .*try "bad-name"/);
+
+  const tagged = await alice.slipway(["apps:create", "tagged", "--image", "nginx:latest"]);
+  t.is(tagged.code, 0);
+  t.regex(tagged.stderr, /warning: nginx:latest is not pinned by digest, so Slipway will not deploy it .*nginx@sha256:<digest>/);
+});
