@@ -2,8 +2,12 @@
 # Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok from the Go module proxy,
 # pinned by the go.mod files beside this script, into a cache outside the repository keyed by version and
 # go.sum, so only the first run on a machine pays for the build. Prints the binary directory.
-# Also builds the standalone kustomize the render tests use (kubectl's own cannot run exec functions);
-# `build.sh --kustomize` prints the path of that binary instead.
+# Also builds the standalone kustomize the render tests use (kubectl's own cannot run exec functions), and
+# kubectl and kpt, which the tests and `npm start` put first on PATH, so no machine needs them installed.
+#   build.sh --kustomize   builds only kustomize and prints the path of that binary
+#   build.sh --tools       builds only kubectl and kpt and prints the directory holding them (and nothing else)
+#   build.sh --argocd-lua  builds only argocd-lua (Argo CD's own Lua health-check evaluation, for
+#                          operator/gitops/health.test.ts) and prints the path of that binary
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -23,12 +27,59 @@ build() {
   mkdir -p "$dir" && mv "$tmp"/* "$dir"/ && rm -rf "$tmp"
 }
 
-kustomize_dir="$cache/kustomize-$KUSTOMIZE_VERSION-$(cat "$here"/kustomize/go.sum "$here"/kustomize/go.mod | sha256sum | cut -c1-12)"
-if [ ! -x "$kustomize_dir/kustomize" ]; then
-  echo "build.sh: building kustomize $KUSTOMIZE_VERSION into $kustomize_dir" >&2
-  build "$kustomize_dir" kustomize "-s -w" sigs.k8s.io/kustomize/kustomize/v5
-fi
-if [ "${1:-}" = "--kustomize" ]; then echo "$kustomize_dir/kustomize"; exit 0; fi
+# publish TMP DIR : moves a finished build into place in one rename. Several build.sh may run at once (test
+# runs in parallel): if another one got there first, its directory is kept and this one's dropped.
+publish() { chmod 755 "$1" && mv -T "$1" "$2" 2>/dev/null || rm -rf "$1"; }
+tmptools="" tmpbin=""
+trap 'rm -rf ${tmptools:+"$tmptools"} ${tmpbin:+"$tmpbin"}' EXIT
+
+# hash FILE... : a short hash of the files, for cache keys.
+hash() { cat "$@" | sha256sum | cut -c1-12; }
+
+ver="k8s.io/component-base/version"
+kver=${KUBERNETES_VERSION#v}
+kldflags="-s -w -X $ver.gitVersion=$KUBERNETES_VERSION -X $ver.gitMajor=${kver%%.*} -X $ver.gitMinor=$(echo "$kver" | cut -d. -f2) -X $ver.buildDate=1970-01-01T00:00:00Z -X $ver.gitTreeState=clean"
+
+# argo-cd's go.mod says go 1.27.0, newer than the Go these machines start with: GOTOOLCHAIN makes the go
+# command fetch that toolchain from the Go module proxy (about 76 MB, once per machine) for this module only;
+# everything else builds with the machine's Go. Part of the cache key, like the version.
+argocd_lua_toolchain=go1.27.3
+argocd_lua_dir="$cache/argocd-lua-$ARGOCD_VERSION-$argocd_lua_toolchain-$(hash "$here"/argocd-lua/{go.sum,go.mod,main.go})"
+argocd_lua() {
+  if [ ! -x "$argocd_lua_dir/argocd-lua" ]; then
+    echo "build.sh: building argocd-lua (Argo CD $ARGOCD_VERSION's util/lua) into $argocd_lua_dir (first run on this machine; takes several minutes)" >&2
+    (export GOTOOLCHAIN=$argocd_lua_toolchain; build "$argocd_lua_dir" argocd-lua "-s -w" .)
+  fi
+}
+
+kustomize_dir="$cache/kustomize-$KUSTOMIZE_VERSION-$(hash "$here"/kustomize/go.sum "$here"/kustomize/go.mod)"
+kustomize() {
+  if [ ! -x "$kustomize_dir/kustomize" ]; then
+    echo "build.sh: building kustomize $KUSTOMIZE_VERSION into $kustomize_dir" >&2
+    build "$kustomize_dir" kustomize "-s -w" sigs.k8s.io/kustomize/kustomize/v5
+  fi
+}
+
+# kubectl (from the pinned kubernetes module, stamped with its version like the control plane) and kpt's fn
+# commands (kpt/main.go says why not all of kpt), in one directory that holds nothing else, for PATH.
+tools_dir="$cache/tools-k8s-$KUBERNETES_VERSION-kpt-$KPT_VERSION-$(hash "$here"/kubernetes/{go.sum,go.mod} "$here"/kpt/{go.sum,go.mod,main.go})"
+tools() {
+  if [ ! -x "$tools_dir/kubectl" ] || [ ! -x "$tools_dir/kpt" ]; then
+    echo "build.sh: building kubectl $KUBERNETES_VERSION and kpt $KPT_VERSION into $tools_dir" >&2
+    mkdir -p "$cache" && tmptools=$(mktemp -d "$cache/.tools-XXXXXX")
+    build "$tmptools" kubernetes "$kldflags" k8s.io/kubernetes/cmd/kubectl
+    build "$tmptools" kpt "-s -w -X main.version=$KPT_VERSION" .
+    publish "$tmptools" "$tools_dir"
+  fi
+}
+
+case "${1:-}" in
+  --argocd-lua) argocd_lua; echo "$argocd_lua_dir/argocd-lua"; exit 0 ;;
+  --kustomize) kustomize; echo "$kustomize_dir/kustomize"; exit 0 ;;
+  --tools) tools; echo "$tools_dir"; exit 0 ;;
+  "") kustomize; tools ;;
+  *) echo "usage: build.sh [--kustomize | --tools | --argocd-lua]" >&2; exit 2 ;;
+esac
 
 key="k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-$(cat "$here"/{etcd,kubernetes,kwok}/go.sum "$here"/{etcd,kubernetes,kwok}/go.mod | sha256sum | cut -c1-12)"
 bin="$cache/$key"
@@ -37,17 +88,13 @@ if [ -x "$bin/kube-apiserver" ] && [ -x "$bin/etcd" ] && [ -x "$bin/kwok" ] \
   echo "$bin"; exit 0
 fi
 start=$(date +%s)
-ver="k8s.io/component-base/version"
-kver=${KUBERNETES_VERSION#v}
-kldflags="-s -w -X $ver.gitVersion=$KUBERNETES_VERSION -X $ver.gitMajor=${kver%%.*} -X $ver.gitMinor=$(echo "$kver" | cut -d. -f2) -X $ver.buildDate=1970-01-01T00:00:00Z -X $ver.gitTreeState=clean"
 echo "build.sh: building the control plane into $bin (first run on this machine; takes several minutes)" >&2
-tmpbin="$bin.partial"
-rm -rf "$tmpbin"
+mkdir -p "$cache" && tmpbin=$(mktemp -d "$cache/.k8s-XXXXXX")
 build "$tmpbin" etcd "-s -w" go.etcd.io/etcd/server/v3
 # Go names a binary after its package path minus the /vN suffix: etcd's server package builds as "server".
 mv "$tmpbin/server" "$tmpbin/etcd"
 build "$tmpbin" kwok "-s -w" sigs.k8s.io/kwok/cmd/kwok
 build "$tmpbin" kubernetes "$kldflags" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler
-rm -rf "$bin" && mv "$tmpbin" "$bin"
+publish "$tmpbin" "$bin"
 echo "build.sh: built in $(( $(date +%s) - start ))s" >&2
 echo "$bin"

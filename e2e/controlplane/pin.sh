@@ -17,14 +17,28 @@ go 1.24.0
 $replaces
 MOD
   (cd "$here/$dir" && go get "$module@$version" && for pkg in "$@"; do go get "$pkg@$version"; done) 2>/dev/null
+  # A wrapper with its own main.go (kpt, argocd-lua) also needs the requirements of what that imports.
+  if [ -f "$here/$dir/main.go" ]; then (cd "$here/$dir" && go mod tidy) 2>/dev/null; fi
 }
 
 kmod=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
 staging_version="v0${KUBERNETES_VERSION#v1}"
 replaces=$(printf 'replace (\n'; sed -n 's#^\t\(k8s.io/[a-z0-9.-]*\) => ./staging/src/.*#\t\1 => \1 '"$staging_version"'#p' "$kmod"; printf ')\n')
 pin kubernetes k8s.io/kubernetes "$KUBERNETES_VERSION" "$replaces" \
-  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler
+  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler \
+  k8s.io/kubernetes/cmd/kubectl
 pin etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" "" go.etcd.io/etcd/server/v3
 pin kwok sigs.k8s.io/kwok "$KWOK_VERSION" "" sigs.k8s.io/kwok/cmd/kwok
 pin kustomize sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION" "" sigs.k8s.io/kustomize/kustomize/v5
-echo "pinned kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, kustomize $KUSTOMIZE_VERSION"
+# kpt's root package cannot be fetched whole (kpt/main.go says why): pin its fn commands, which main.go builds.
+pin kpt github.com/kptdev/kpt/commands/fn "$KPT_VERSION" ""
+# Argo CD: its go.mod's replace block (k8s.io staging modules and the like), without the replace of its
+# gitops-engine by the ./gitops-engine directory of its repository; gitops-engine is required at the same
+# version instead. Its go.mod needs Go 1.27: see GOTOOLCHAIN in build.sh.
+(
+  export GOTOOLCHAIN=go1.27.3
+  amod=$(go mod download -json "github.com/argoproj/argo-cd/v3@$ARGOCD_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  areplaces=$(sed -n '/^replace (/,/^)/p' "$amod" | grep -v '=> \./')
+  pin argocd-lua github.com/argoproj/argo-cd/v3 "$ARGOCD_VERSION" "$areplaces" github.com/argoproj/argo-cd/gitops-engine/v3
+)
+echo "pinned kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, kustomize $KUSTOMIZE_VERSION, kpt $KPT_VERSION, argo-cd $ARGOCD_VERSION"
