@@ -1,18 +1,26 @@
-// Runs the Argo CD health checks shipped in samples/gitops/argocd/argocd-cm-health.yaml under a real Lua 5.1
-// (Argo CD's gopher-lua has Lua 5.1 semantics), against statuses built by the operator's own code.
+// Runs the Argo CD health checks shipped in samples/gitops/argocd/argocd-cm-health.yaml with Argo CD's own
+// evaluation (argocd-lua: Argo CD's util/lua VM.ExecuteHealthLua, built by e2e/controlplane/build.sh from the
+// pinned Argo CD module): its gopher-lua (Lua 5.1), its sandbox (no io, no string or math library, unless
+// useOpenLibs), its conversion of the object into Lua tables and its checks of the returned status,
+// against statuses built by the operator's own code. One argocd-lua process evaluates every case of this file.
 import test from "ava";
-import { execFileSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parse } from "yaml";
 import { LABELS, type Condition } from "../../crds/v1alpha1.js";
+import { argocdLuaPath } from "../../e2e/harness/tools.js";
 import { readRollout } from "../app-reconciler.js";
 import { summarize, type Summary } from "../conditions.js";
 
 const CONFIG_MAP = fileURLToPath(new URL("../../../samples/gitops/argocd/argocd-cm-health.yaml", import.meta.url));
-const LUA = process.env.LUA ?? "lua5.1";
+// $SLIPWAY_ARGOCD_LUA, or built (once per machine) and found by build.sh --argocd-lua; throws if neither works.
+const ARGOCD_LUA = argocdLuaPath();
 const ARGO_HEALTH = ["Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"];
 const NOW = new Date("2025-01-01T00:00:00Z");
+/** What Argo CD's ExecuteHealthLua puts in place of a status that is not one of ARGO_HEALTH. */
+const INVALID_STATUS = "Lua returned an invalid health status";
 
 interface Health {
   status: string;
@@ -29,47 +37,52 @@ function script(kind: Kind): string {
   return lua;
 }
 
-/** A Lua table literal for a JSON value; strings are escaped byte by byte, as Lua 5.1 has no \u escapes. */
-function luaValue(value: unknown): string {
-  if (value === null || value === undefined) return "nil";
-  if (typeof value === "boolean" || typeof value === "number") return String(value);
-  if (typeof value === "string") {
-    let out = '"';
-    for (const byte of Buffer.from(value, "utf8")) {
-      out += byte >= 0x20 && byte < 0x7f && byte !== 0x22 && byte !== 0x5c ? String.fromCharCode(byte) : `\\${byte}`;
-    }
-    return `${out}"`;
-  }
-  if (Array.isArray(value)) return `{${value.map(luaValue).join(", ")}}`;
-  return `{${Object.entries(value as object).map(([k, v]) => `[${luaValue(k)}] = ${luaValue(v)}`).join(", ")}}`;
+interface Result {
+  health: { status?: string; message?: string } | null;
+  error?: string;
 }
 
-function lua(program: string): string {
-  try {
-    return execFileSync(LUA, ["-"], { input: program, encoding: "utf8", stdio: ["pipe", "pipe", "pipe"] });
-  } catch (err) {
-    const cause = err as NodeJS.ErrnoException & { stderr?: string };
-    if (cause.code === "ENOENT") throw new Error(`${LUA} is not installed (apt-get install -y lua5.1)`, { cause });
-    throw new Error(`the Lua health check failed: ${cause.stderr ?? cause.message}`, { cause });
-  }
+/** One argocd-lua process for the file: a JSON request per line in, a JSON result per line out, in order. */
+const evaluator = (() => {
+  const child = spawn(ARGOCD_LUA, [], { stdio: ["pipe", "pipe", "pipe"] });
+  const pending: { resolve: (r: Result) => void; reject: (e: Error) => void }[] = [];
+  let stderr = "";
+  let failure: Error | undefined;
+  const fail = (err: Error) => {
+    failure ??= err;
+    for (const p of pending.splice(0)) p.reject(failure);
+  };
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  child.on("error", (cause) => fail(new Error(`cannot run ${ARGOCD_LUA}`, { cause })));
+  child.on("close", (code) => fail(new Error(`${ARGOCD_LUA} exited (${code}): ${stderr}`)));
+  child.stdin.on("error", (cause) => fail(new Error(`cannot write to ${ARGOCD_LUA}: ${stderr}`, { cause })));
+  createInterface({ input: child.stdout }).on("line", (line) => pending.shift()?.resolve(JSON.parse(line) as Result));
+  return {
+    evaluate(request: { script: string; obj: unknown }): Promise<Result> {
+      if (failure) return Promise.reject(failure);
+      return new Promise((resolve, reject) => {
+        pending.push({ resolve, reject });
+        child.stdin.write(`${JSON.stringify(request)}\n`);
+      });
+    },
+    close: () => child.stdin.end(),
+  };
+})();
+
+test.after.always("stop argocd-lua", () => evaluator.close());
+
+/** Runs a Lua health script on `obj` as Argo CD does; throws where Argo CD would not get a valid status. */
+async function lua(source: string, obj: unknown, name: string): Promise<Health> {
+  const result = await evaluator.evaluate({ script: source, obj });
+  if (result.error !== undefined) throw new Error(`the Lua health check ${name} failed: ${result.error}`);
+  if (result.health === null) throw new Error(`the Lua health check ${name} returned nil`);
+  if (result.health.message === INVALID_STATUS) throw new Error(`the Lua health check ${name} returned an invalid status`);
+  return { status: result.health.status ?? "", message: result.health.message ?? "" };
 }
 
-/** Runs a kind's script with `obj` set, as Argo CD does, and returns the table it returns. */
-function health(kind: Kind, obj: object): Health {
-  const source = script(kind);
-  let level = "";
-  while (source.includes(`]${level}]`)) level += "=";
-  const harness = [
-    `obj = ${luaValue(obj)}`,
-    `local chunk = assert(loadstring([${level}[${source}]${level}], "slipway.dev_${kind}"))`,
-    `local hs = chunk()`,
-    `assert(type(hs) == "table", "the health check returned " .. type(hs))`,
-    `assert(type(hs.status) == "string", "hs.status is " .. type(hs.status))`,
-    `io.write(hs.status, "\\n", tostring(hs.message or ""))`,
-  ].join("\n");
-  const out = lua(harness);
-  const newline = out.indexOf("\n");
-  return { status: out.slice(0, newline), message: out.slice(newline + 1) };
+/** Runs a kind's script with `obj` set, as Argo CD does, and returns the status and message it returns. */
+function health(kind: Kind, obj: object): Promise<Health> {
+  return lua(script(kind), obj, `slipway.dev_${kind}`);
 }
 
 function app(generation: number, status?: object, spec: object = { image: "registry.example.com/web@sha256:" + "a".repeat(64) }) {
@@ -103,108 +116,109 @@ function deployment(generation: number, replicas: number, available: number, pro
   } as unknown as Parameters<typeof readRollout>[0][number];
 }
 
-test("the checks run under Lua 5.1, as Argo CD's gopher-lua reads them", (t) => {
-  t.is(lua(`io.write(_VERSION)`), "Lua 5.1");
+test("the checks run under Lua 5.1, as Argo CD's gopher-lua reads them", async (t) => {
+  t.is((await lua(`return { status = "Healthy", message = _VERSION }`, {}, "_VERSION")).message, "Lua 5.1");
 });
 
-test("every shipped health check returns an Argo CD health status for a bare object", (t) => {
+test("every shipped health check returns an Argo CD health status for a bare object", async (t) => {
   for (const kind of ["App", "Config", "Release"] as const) {
     const bare = { apiVersion: "slipway.dev/v1alpha1", kind, metadata: { name: "web", namespace: "team-a", generation: 1 }, spec: {} };
-    t.true(ARGO_HEALTH.includes(health(kind, bare).status), kind);
+    t.true(ARGO_HEALTH.includes((await health(kind, bare)).status), kind);
   }
 });
 
-test("an App the operator has not written status for yet is Progressing", (t) => {
-  t.deepEqual(health("App", app(1)), { status: "Progressing", message: "Waiting for the Slipway operator" });
+test("an App the operator has not written status for yet is Progressing", async (t) => {
+  t.deepEqual(await health("App", app(1)), { status: "Progressing", message: "Waiting for the Slipway operator" });
 });
 
-test("an App whose new generation the operator has not observed is Progressing, whatever its old conditions say", (t) => {
+test("an App whose new generation the operator has not observed is Progressing, whatever its old conditions say", async (t) => {
   const ready = statusFor({ state: "ready", reason: "RolloutComplete", message: "release v2 is rolled out: web 2/2" }, 2);
-  t.deepEqual(health("App", app(3, ready)), {
+  t.deepEqual(await health("App", app(3, ready)), {
     status: "Progressing",
     message: "Waiting for the Slipway operator to observe generation 3",
   });
 });
 
-test("an App the operator has just picked up is Progressing with the generation it reconciles", (t) => {
+test("an App the operator has just picked up is Progressing with the generation it reconciles", async (t) => {
   // The first write of a reconcile: Reconciling=True and Ready=Unknown, reason Progressing.
   const status = statusFor({ state: "progressing", reason: "Progressing", message: "reconciling generation 4" }, 4);
-  t.deepEqual(health("App", app(4, status)), { status: "Progressing", message: "reconciling generation 4" });
+  t.deepEqual(await health("App", app(4, status)), { status: "Progressing", message: "reconciling generation 4" });
 });
 
-test("an App rolling out a release is Progressing with the rollout message", (t) => {
+test("an App rolling out a release is Progressing with the rollout message", async (t) => {
   const rollout = readRollout([deployment(1, 3, 1)], "v5");
   const status = statusFor({ state: "progressing", reason: "RollingOut", message: rollout.message }, 2);
-  t.deepEqual(health("App", app(2, status)), {
+  t.deepEqual(await health("App", app(2, status)), {
     status: "Progressing",
     message: "rolling out release v5: web 3/3 updated, 1/3 available",
   });
 });
 
-test("an App rolled out at the generation it observed is Healthy with the Ready message", (t) => {
+test("an App rolled out at the generation it observed is Healthy with the Ready message", async (t) => {
   const rollout = readRollout([deployment(1, 2, 2)], "v5");
   t.true(rollout.done);
   const built: Condition = { type: "Built", status: "True", reason: "Succeeded", message: "Built commit 1a2b3c4", lastTransitionTime: "2025-01-01T00:00:00Z" };
   const status = statusFor({ state: "ready", reason: "RolloutComplete", message: rollout.message }, 7, [built]);
-  t.deepEqual(health("App", app(7, status)), { status: "Healthy", message: "release v5 is rolled out: web 2/2" });
+  t.deepEqual(await health("App", app(7, status)), { status: "Healthy", message: "release v5 is rolled out: web 2/2" });
 });
 
-test("an App waiting for its first build is Progressing, not Degraded, though Ready is False", (t) => {
+test("an App waiting for its first build is Progressing, not Degraded, though Ready is False", async (t) => {
   const message = "waiting for the first build of https://git.example.com/team-a/web.git";
   const status = statusFor({ state: "waiting", reason: "AwaitingBuild", message }, 1);
-  t.deepEqual(health("App", app(1, status)), { status: "Progressing", message });
+  t.deepEqual(await health("App", app(1, status)), { status: "Progressing", message });
 });
 
-test("an App retrying a transient failure is Progressing with the failure", (t) => {
+test("an App retrying a transient failure is Progressing with the failure", async (t) => {
   const message = "cannot apply Deployment web-web: connect ECONNREFUSED 10.96.0.1:443";
   const status = statusFor({ state: "retrying", reason: "ReconcileFailed", message }, 2);
-  t.deepEqual(health("App", app(2, status)), { status: "Progressing", message });
+  t.deepEqual(await health("App", app(2, status)), { status: "Progressing", message });
 });
 
-test("an App with an invalid spec is Degraded with the Stalled message", (t) => {
+test("an App with an invalid spec is Degraded with the Stalled message", async (t) => {
   const message = "the App needs spec.image or spec.source";
   const status = statusFor({ state: "stalled", reason: "InvalidSpec", message }, 3);
-  t.deepEqual(health("App", app(3, status)), { status: "Degraded", message });
+  t.deepEqual(await health("App", app(3, status)), { status: "Degraded", message });
 });
 
-test("an App whose rollout passed its deadline is Degraded with the Stalled message", (t) => {
+test("an App whose rollout passed its deadline is Degraded with the Stalled message", async (t) => {
   const rollout = readRollout(
     [deployment(1, 2, 1, { reason: "ProgressDeadlineExceeded", message: 'ReplicaSet "web-web-5d8f" has timed out progressing.' })],
     "v6",
+    { previous: "v5" },
   );
   t.truthy(rollout.stalled);
   const status = statusFor({ state: "stalled", reason: "RolloutStalled", message: rollout.stalled ?? "" }, 5);
-  t.deepEqual(health("App", app(5, status)), {
+  t.deepEqual(await health("App", app(5, status)), {
     status: "Degraded",
     message:
       "Deployment web-web of release v6 made no progress within its deadline (2/2 updated, 1/2 available): " +
-      'ReplicaSet "web-web-5d8f" has timed out progressing.; the previous release keeps serving',
+      'ReplicaSet "web-web-5d8f" has timed out progressing.; the previous release v5 keeps serving',
   });
 });
 
-test("an App with Ready=False and neither Reconciling nor Stalled is Progressing, as kstatus reads it", (t) => {
+test("an App with Ready=False and neither Reconciling nor Stalled is Progressing, as kstatus reads it", async (t) => {
   const status = {
     observedGeneration: 2,
     conditions: [{ type: "Ready", status: "False", reason: "RollingOut", message: "rolling out release v3", lastTransitionTime: "2025-01-01T00:00:00Z" }],
   };
-  t.deepEqual(health("App", app(2, status)), { status: "Progressing", message: "rolling out release v3" });
+  t.deepEqual(await health("App", app(2, status)), { status: "Progressing", message: "rolling out release v3" });
 });
 
-test("a suspended App is Suspended, even with a generation the operator has not observed", (t) => {
+test("a suspended App is Suspended, even with a generation the operator has not observed", async (t) => {
   const ready = statusFor({ state: "ready", reason: "RolloutComplete", message: "release v2 is rolled out: web 1/1" }, 2);
   const suspended = app(3, ready, { image: "registry.example.com/web@sha256:" + "b".repeat(64), suspend: true });
-  t.is(health("App", suspended).status, "Suspended");
-  t.is(health("App", app(1, undefined, { image: "registry.example.com/web", suspend: true })).status, "Suspended");
+  t.is((await health("App", suspended)).status, "Suspended");
+  t.is((await health("App", app(1, undefined, { image: "registry.example.com/web", suspend: true }))).status, "Suspended");
 });
 
-test("an App with suspend: false is read as any other App", (t) => {
-  t.is(health("App", app(1, undefined, { image: "registry.example.com/web", suspend: false })).status, "Progressing");
+test("an App with suspend: false is read as any other App", async (t) => {
+  t.is((await health("App", app(1, undefined, { image: "registry.example.com/web", suspend: false }))).status, "Progressing");
 });
 
-test("messages with quotes, backslashes and non-ASCII text come through unchanged", (t) => {
+test("messages with quotes, backslashes and non-ASCII text come through unchanged", async (t) => {
   const message = 'cannot roll back to "v9": App web has no release v9 (v1–v3) \\ fix it';
   const status = statusFor({ state: "stalled", reason: "RollbackTargetNotFound", message }, 1);
-  t.deepEqual(health("App", app(1, status)), { status: "Degraded", message });
+  t.deepEqual(await health("App", app(1, status)), { status: "Degraded", message });
 });
 
 function release(status?: object) {
@@ -217,24 +231,24 @@ function release(status?: object) {
   };
 }
 
-test("a Release is Healthy once created: the operator writes no conditions on it", (t) => {
-  t.deepEqual(health("Release", release()), { status: "Healthy", message: "" });
-  t.deepEqual(health("Release", release({ commit: "1a2b3c4d5e6f" })), { status: "Healthy", message: "" });
+test("a Release is Healthy once created: the operator writes no conditions on it", async (t) => {
+  t.deepEqual(await health("Release", release()), { status: "Healthy", message: "" });
+  t.deepEqual(await health("Release", release({ commit: "1a2b3c4d5e6f" })), { status: "Healthy", message: "" });
 });
 
-test("a Release that is not live (Ready=False) is still Healthy: it is a record", (t) => {
+test("a Release that is not live (Ready=False) is still Healthy: it is a record", async (t) => {
   const notLive = { conditions: [{ type: "Ready", status: "False", reason: "Superseded", message: "v4 is live", lastTransitionTime: "2025-01-01T00:00:00Z" }] };
-  t.is(health("Release", release(notLive)).status, "Healthy");
+  t.is((await health("Release", release(notLive))).status, "Healthy");
 });
 
-test("a Release with Reconciling=True is Progressing, whatever Ready says", (t) => {
+test("a Release with Reconciling=True is Progressing, whatever Ready says", async (t) => {
   const retrying = statusFor({ state: "retrying", reason: "ReconcileFailed", message: "timeout" }, 1);
-  t.deepEqual(health("Release", release(retrying)), { status: "Progressing", message: "timeout" });
+  t.deepEqual(await health("Release", release(retrying)), { status: "Progressing", message: "timeout" });
 });
 
-test("a Release with Stalled=True is Degraded", (t) => {
+test("a Release with Stalled=True is Degraded", async (t) => {
   const stalled = { conditions: [{ type: "Stalled", status: "True", reason: "InvalidSpec", message: "bad", lastTransitionTime: "2025-01-01T00:00:00Z" }] };
-  t.deepEqual(health("Release", release(stalled)), { status: "Degraded", message: "bad" });
+  t.deepEqual(await health("Release", release(stalled)), { status: "Degraded", message: "bad" });
 });
 
 function config(generation: number, status?: object) {
@@ -247,25 +261,25 @@ function config(generation: number, status?: object) {
   };
 }
 
-test("a Config is Healthy with no status and with the commit GitOps records", (t) => {
-  t.deepEqual(health("Config", config(1)), { status: "Healthy", message: "" });
-  t.deepEqual(health("Config", config(2, { commit: "1a2b3c4d5e6f" })), { status: "Healthy", message: "" });
+test("a Config is Healthy with no status and with the commit GitOps records", async (t) => {
+  t.deepEqual(await health("Config", config(1)), { status: "Healthy", message: "" });
+  t.deepEqual(await health("Config", config(2, { commit: "1a2b3c4d5e6f" })), { status: "Healthy", message: "" });
 });
 
-test("a Config is Healthy when its generation is observed, Progressing while it is not", (t) => {
+test("a Config is Healthy when its generation is observed, Progressing while it is not", async (t) => {
   const ready = (generation: number) => statusFor({ state: "ready", reason: "Released", message: "in release v3" }, generation);
-  t.is(health("Config", config(2, ready(2))).status, "Healthy");
-  t.deepEqual(health("Config", config(3, ready(2))), {
+  t.is((await health("Config", config(2, ready(2)))).status, "Healthy");
+  t.deepEqual(await health("Config", config(3, ready(2))), {
     status: "Progressing",
     message: "Waiting for the Slipway operator to observe generation 3",
   });
 });
 
-test("a Config with Stalled=True is Degraded, with Reconciling=True Progressing", (t) => {
+test("a Config with Stalled=True is Degraded, with Reconciling=True Progressing", async (t) => {
   const stalled = statusFor({ state: "stalled", reason: "InvalidSpec", message: "FOO is set in env and secretEnv" }, 1);
-  t.deepEqual(health("Config", config(1, stalled)), { status: "Degraded", message: "FOO is set in env and secretEnv" });
+  t.deepEqual(await health("Config", config(1, stalled)), { status: "Degraded", message: "FOO is set in env and secretEnv" });
   const retrying = statusFor({ state: "retrying", reason: "ReconcileFailed", message: "timeout" }, 1);
-  t.deepEqual(health("Config", config(1, retrying)), { status: "Progressing", message: "timeout" });
+  t.deepEqual(await health("Config", config(1, retrying)), { status: "Progressing", message: "timeout" });
 });
 
 /**
@@ -283,7 +297,7 @@ function kstatus(obj: { metadata: { generation?: number }; status?: { observedGe
   return "Current";
 }
 
-test("Flux's kstatus reads every state the operator writes on an App as Argo CD does", (t) => {
+test("Flux's kstatus reads every state the operator writes on an App as Argo CD does", async (t) => {
   const argo = { Current: "Healthy", InProgress: "Progressing", Failed: "Degraded" } as const;
   const states: Summary[] = [
     { state: "progressing", reason: "Progressing", message: "reconciling generation 2" },
@@ -296,7 +310,7 @@ test("Flux's kstatus reads every state the operator writes on an App as Argo CD 
   for (const summary of states) {
     for (const generation of [2, 3]) {
       const obj = app(generation, statusFor(summary, 2)) as Parameters<typeof kstatus>[0];
-      t.is(health("App", obj).status, argo[kstatus(obj)], `${summary.state} (${summary.reason}) at generation ${generation}`);
+      t.is((await health("App", obj)).status, argo[kstatus(obj)], `${summary.state} (${summary.reason}) at generation ${generation}`);
     }
   }
 });

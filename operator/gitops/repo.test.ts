@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { startGitServer, type GitServer } from "../../e2e/harness/gitserver.js";
+import { kubectlPath } from "../../e2e/harness/tools.js";
 import { renderObject, type StoredObject } from "./layout.js";
 import { ConfigRepo, PushRejectedError } from "./repo.js";
 
@@ -85,7 +86,8 @@ test("a committed App, Config and releases build with kubectl kustomize as they 
     await readFile(join(clone, "apps/team-a/web/releases/kustomization.yaml"), "utf8"),
     "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - v1.yaml\n  - v2.yaml\n  - v10.yaml\n",
   );
-  const { stdout } = await run("kubectl", ["kustomize", clone]);
+  // The kubectl e2e/controlplane/build.sh builds (the version the control plane runs), not the machine's.
+  const { stdout } = await run(kubectlPath(), ["kustomize", clone]);
   const kinds = [...stdout.matchAll(/^kind: (\w+)$/gm)].map((m) => m[1]).sort();
   t.deepEqual(kinds, ["App", "App", "Config", "Release", "Release", "Release"]);
   t.notRegex(stdout, /status:|uid:|resourceVersion:/);
