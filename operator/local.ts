@@ -4,7 +4,7 @@
 // Simulated here, and said so: pods (kwok marks them Running without containers) and builds (there is no
 // Tekton controller; a stand-in completes PipelineRuns).
 import { execFile } from "node:child_process";
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -18,6 +18,7 @@ import type { Platform } from "./platform.js";
 process.env.LOG_LEVEL ??= "warn";
 const { startControlPlane, repoRoot } = await import("../e2e/harness/controlplane.js");
 const { startGitServer } = await import("../e2e/harness/gitserver.js");
+const { kubectlPath } = await import("../e2e/harness/tools.js");
 const { log } = await import("./log.js");
 const { startTektonStandIn } = await import("./local/tekton-standin.js");
 const { startPlatform, listenForWebhooks } = await import("./platform.js");
@@ -127,6 +128,9 @@ async function main(): Promise<void> {
       await writeFile(join(bin, name), `#!/bin/sh\nexec node ${JSON.stringify(join(repoRoot, "dist", "cli", file))} "$@"\n`);
       await chmod(join(bin, name), 0o755);
     }
+    // The kubectl this ran (built by e2e/controlplane/build.sh, the control plane's version), so the commands
+    // below work on a machine that has no kubectl installed.
+    await symlink(kubectlPath(), join(bin, "kubectl"));
 
     say("");
     say(ready.code === 0 ? `Slipway is up in ${Math.round((Date.now() - started) / 1000)}s; every sample app is Ready:` : "Slipway is up, but not every sample app became Ready within 2 minutes:");

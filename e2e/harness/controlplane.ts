@@ -4,24 +4,19 @@
 import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
 import { mkdtemp, mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
-import { createWriteStream, existsSync } from "node:fs";
+import { createWriteStream } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, dirname, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { request } from "node:https";
 import { request as httpRequest } from "node:http";
 import { promisify } from "node:util";
-import { fileURLToPath } from "node:url";
 import { KubeConfig } from "@kubernetes/client-node";
 import { writeKwokLogsConfig } from "./kwok-logs.js";
+import { putToolsOnPath, repoRoot } from "./tools.js";
 
 const execFileAsync = promisify(execFile);
 
-/** The repository root, found from this file in either e2e/harness (source) or dist/e2e/harness (compiled). */
-export const repoRoot = (() => {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, "package.json"))) dir = dirname(dir);
-  return dir;
-})();
+export { repoRoot };
 
 const controlPlaneDir = join(repoRoot, "e2e", "controlplane");
 /** kwokctl's "unlimited" client rate for kube-controller-manager and kube-scheduler (kwok itself has no limit). */
@@ -64,9 +59,19 @@ export interface StartOptions {
   progress?: (line: string) => void;
 }
 
-/** Builds the binaries if this machine has not built them yet, and returns their directory. */
+/**
+ * Builds the binaries if this machine has not built them yet, and returns their directory. Also puts the
+ * directory holding the built kubectl and kpt (build.sh builds them too) first on this process's PATH, so it
+ * and every process it starts (kubectl calls, the e2e test files) run those, not whatever the machine has.
+ */
 export async function ensureBinaries(progress?: (line: string) => void): Promise<string> {
   progress?.("control plane: checking binaries (the first run on a machine builds them from the Go module proxy)");
+  const bin = await buildControlPlane(progress);
+  putToolsOnPath();
+  return bin;
+}
+
+function buildControlPlane(progress?: (line: string) => void): Promise<string> {
   return new Promise((resolveDir, reject) => {
     const child = spawn(join(controlPlaneDir, "build.sh"), [], { stdio: ["ignore", "pipe", "pipe"] });
     let out = "";

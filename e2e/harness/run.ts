@@ -2,6 +2,7 @@
 // If the control plane cannot start, this fails loudly with the component's last log lines: e2e is never skipped.
 import { spawn } from "node:child_process";
 import { ENV_DIR, ENV_KUBECONFIG, startControlPlane, repoRoot } from "./controlplane.js";
+import { ENV_TOOLS_DIR, pathWithTools, toolsDir } from "./tools.js";
 
 const started = Date.now();
 let cp;
@@ -23,7 +24,8 @@ const ava = spawn(process.execPath, [`${repoRoot}/node_modules/ava/entrypoints/c
   ...(files.length ? files : ["dist/e2e/**/*.e2e.js"])], {
   stdio: "inherit",
   cwd: repoRoot,
-  env: { ...process.env, [ENV_KUBECONFIG]: cp.kubeconfigPath, [ENV_DIR]: cp.dir },
+  // The built kubectl and kpt first on PATH: no test runs the machine's own (or needs it installed).
+  env: { ...process.env, PATH: pathWithTools(), [ENV_TOOLS_DIR]: toolsDir(), [ENV_KUBECONFIG]: cp.kubeconfigPath, [ENV_DIR]: cp.dir },
 });
 const stop = async (code: number) => {
   await cp.stop();

@@ -5,8 +5,13 @@ import test, { type ExecutionContext } from "ava";
 import { randomBytes } from "node:crypto";
 import { KubeConfig } from "@kubernetes/client-node";
 import { ENV_DIR, ENV_KUBECONFIG, runKubectl, startControlPlane, waitFor, type ControlPlane } from "./controlplane.js";
+import { putToolsOnPath } from "./tools.js";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+
+// Every e2e file runs the built kubectl and kpt (harness/run.ts already put them first on PATH; a file run on
+// its own builds or finds them here), before any test runs one.
+putToolsOnPath();
 
 
 let shared: Promise<ControlPlane> | undefined;
