@@ -73,7 +73,8 @@ async function writeSpec<T extends App | Config>(
   return applied;
 }
 
-const EDIT_ATTEMPTS = 10;
+/** Enough for 20 users editing one app at once: each round, one of them wins. */
+const EDIT_ATTEMPTS = 30;
 
 /** Reads, edits and writes again until no one else changed the object in between (at most EDIT_ATTEMPTS times). */
 async function edit<T>(attempt: () => Promise<T>): Promise<T> {
@@ -82,7 +83,8 @@ async function edit<T>(attempt: () => Promise<T>): Promise<T> {
       return await attempt();
     } catch (err) {
       if (!(err instanceof ConflictError) || i >= EDIT_ATTEMPTS) throw err;
-      await new Promise((r) => setTimeout(r, Math.random() * 50 * i));
+      // Jittered and growing, so that the writers that lost do not collide again in step.
+      await new Promise((r) => setTimeout(r, Math.random() * Math.min(1_000, 20 * 2 ** i)));
     }
   }
 }
