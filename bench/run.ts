@@ -675,6 +675,9 @@ async function gitOpsHistory(): Promise<void> {
  * Ready. With 1,000 apps also: a minute of idling (operator and API server CPU), and 1,000 Config changes
  * made in the cluster at once → 1,000 commits.
  */
+/** BENCH_GITOPS_SCALE=1000 runs one size of the GitOps-at-scale rows. */
+const gitopsSizes = () => (process.env.BENCH_GITOPS_SCALE ? process.env.BENCH_GITOPS_SCALE.split(",").map(Number) : [100, 1000, 3000]);
+
 /** p50 of "push editing 1 app → its new release Ready" by the number of apps, to compare sizes within a run. */
 const editOneP50 = new Map<number, number>();
 
@@ -815,9 +818,10 @@ if (run("history")) await gitOpsHistory();
 
 if (["controlplane", "operator", "gitops", "scale", "gitops-scale"].some(run)) {
   const t0 = performance.now();
-  // Enough kwok nodes (110 pods each) for the 1,000-App run, the 1,000-Deployment baseline, the GitOps rows'
-  // 100 + 1,000 + 3,000 apps and everything before.
-  const cp = await startControlPlane({ nodes: 64 });
+  // Enough kwok nodes (110 pods each) for the 1,000-App run, the 1,000-Deployment baseline and everything
+  // before, plus one pod per app of the GitOps rows.
+  const gitopsPods = run("gitops-scale") ? gitopsSizes().reduce((a, b) => a + b, 0) : 0;
+  const cp = await startControlPlane({ nodes: 24 + Math.ceil(Math.max(0, gitopsPods - 1500) / 110) });
   record("control plane warm start (binaries cached)", since(t0) / 1000, "s", 20);
   try {
     if (run("controlplane")) {
@@ -838,8 +842,7 @@ if (["controlplane", "operator", "gitops", "scale", "gitops-scale"].some(run)) {
     if (run("gitops-scale")) {
       const server = await startGitServer();
       try {
-        const gitopsSizes = process.env.BENCH_GITOPS_SCALE ? process.env.BENCH_GITOPS_SCALE.split(",").map(Number) : [100, 1000, 3000];
-        for (const count of gitopsSizes) await gitOpsAtScale(cp, server, count);
+        for (const count of gitopsSizes()) await gitOpsAtScale(cp, server, count);
         // Flat: the time for one app's edit does not grow with the number of apps beside it.
         const smallest = Math.min(...editOneP50.keys());
         for (const [count, p50] of editOneP50) {
