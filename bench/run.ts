@@ -706,6 +706,17 @@ async function gitOpsAtScale(cp: ControlPlane, server: GitServer, count: number)
   const app = (name: string) => `apiVersion: ${V}\nkind: App\nmetadata:\n  name: ${name}\n  namespace: ${ns}\nspec:\n  image: ${IMAGE}\n  processes:\n    web:\n      replicas: 1\n  routing:\n    enabled: false\n`;
   const config = (name: string, greeting: string) => `apiVersion: ${V}\nkind: Config\nmetadata:\n  name: ${name}\n  namespace: ${ns}\nspec:\n  env:\n    GREETING: "${greeting}"\n`;
   const dirOf = (name: string) => join(clone, "apps", ns, name);
+  // As a user does: a push rejected because Slipway committed meanwhile is rebased and pushed again.
+  const push = async () => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await user("push", "-q", "origin", "HEAD:main");
+      } catch (err) {
+        if (attempt >= 5) throw err;
+        await user("pull", "-q", "--rebase", "origin", "main");
+      }
+    }
+  };
   const remoteFiles = async () => {
     const head = (await git(work, "ls-remote", url, "refs/heads/main")).split("\t")[0] ?? "";
     await user("fetch", "-q", "origin");
@@ -735,10 +746,11 @@ async function gitOpsAtScale(cp: ControlPlane, server: GitServer, count: number)
     const step = Math.floor(count / 20);
     for (let i = 0; i < 20; i++) {
       const name = `app-${i * step}`;
+      await user("pull", "-q", "--rebase", "origin", "main");
       await writeFile(join(dirOf(name), "config.yaml"), config(name, `edit-${i}`));
       await user("commit", "-qam", `${name}: edit ${i}`);
       t0 = performance.now();
-      await user("push", "-q", "origin", "HEAD:main");
+      await push();
       await webhook();
       await pollEvery(20, 60_000, async () => isReady(await kube.get<App & KubeObject>(V, "App", ns, name), "v2"), `${name} Ready with v2`);
       one.push(since(t0));
@@ -754,7 +766,7 @@ async function gitOpsAtScale(cp: ControlPlane, server: GitServer, count: number)
     await user("commit", "-qam", "100 apps edited");
     const wanted = new Set(hundred);
     t0 = performance.now();
-    await user("push", "-q", "origin", "HEAD:main");
+    await push();
     await webhook();
     const all = await watchUntil(cp, `/apis/${V}/namespaces/${ns}/apps`, hundred.length,
       (a) => wanted.has(a.metadata.name) && isReady(a as App & KubeObject, "v2"), t0);
