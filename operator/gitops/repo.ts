@@ -215,10 +215,11 @@ export class ConfigRepo {
     return out;
   }
 
-  async #filesBelow(tree: string, prefix: string, out: Map<string, TreeFile>): Promise<void> {
-    for (const entry of await this.#readTree(tree, false)) {
+  /** `remember` false for a walk of the whole tree, which would push out the trees passes read again. */
+  async #filesBelow(tree: string, prefix: string, out: Map<string, TreeFile>, remember = false): Promise<void> {
+    for (const entry of await this.#readTree(tree, remember)) {
       const path = prefix ? `${prefix}/${entry.path}` : entry.path;
-      if (entry.type === "tree") await this.#filesBelow(entry.oid, path, out);
+      if (entry.type === "tree") await this.#filesBelow(entry.oid, path, out, remember);
       else out.set(path, { oid: entry.oid, mode: entry.mode });
     }
   }
@@ -232,7 +233,7 @@ export class ConfigRepo {
     const oid = commit ?? (await this.head());
     if (!oid) return out;
     const entry = await this.#entryAt(await this.#treeOf(oid), dir);
-    if (entry?.type === "tree") await this.#filesBelow(entry.oid, dir, out);
+    if (entry?.type === "tree") await this.#filesBelow(entry.oid, dir, out, true);
     return out;
   }
 
