@@ -332,7 +332,9 @@ async function freePort(): Promise<number> {
 
 async function startOperatorProcess(cp: ControlPlane, ns: string, env: Record<string, string> = {}): Promise<OperatorProcess> {
   const port = await freePort();
-  const child = spawn(process.execPath, [join(repoRoot, "dist", "operator", "main.js")], {
+  // BENCH_PROFILE_DIR=dir writes a V8 CPU profile of each operator process there when it stops.
+  const profile = process.env.BENCH_PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : [];
+  const child = spawn(process.execPath, [...profile, join(repoRoot, "dist", "operator", "main.js")], {
     env: { ...process.env, KUBECONFIG: cp.kubeconfigPath, WATCH_NAMESPACE: ns, HTTP_PORT: String(port), LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -575,6 +577,43 @@ async function gitOpsRoundTrip(cp: ControlPlane): Promise<void> {
 }
 
 /**
+ * The e2e Git server (git http-backend) in a process of its own, as it would be in production: in the bench's
+ * process, each git-http-backend it spawns costs a fork of the bench's heap and blocks its event loop, which
+ * delays what the bench measures.
+ */
+async function startGitServerProcess(root: string): Promise<Pick<GitServer, "url" | "createBareRepo" | "stop">> {
+  await mkdir(root, { recursive: true });
+  const child = spawn(process.execPath, ["--input-type=module", "-e", `
+    const { startGitServer } = await import(${JSON.stringify(join(repoRoot, "dist", "e2e", "harness", "gitserver.js"))});
+    const server = await startGitServer({ root: ${JSON.stringify(root)} });
+    console.log(JSON.stringify({ url: server.url("REPO") }));
+    process.stdin.on("end", () => void server.stop().then(() => process.exit(0)));
+    process.stdin.resume();`], { stdio: ["pipe", "pipe", "inherit"] });
+  const exited = new Promise((resolve) => child.on("exit", resolve));
+  const { url } = await new Promise<{ url: string }>((resolve, reject) => {
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+      if (out.includes("\n")) resolve(JSON.parse(out.split("\n")[0] ?? "") as { url: string });
+    });
+    child.on("exit", (code) => reject(new Error(`the Git server process exited with ${code}`)));
+  });
+  return {
+    url: (repo) => url.replace("REPO.git", repo.endsWith(".git") ? repo : `${repo}.git`),
+    async createBareRepo(name) {
+      const path = join(root, name.endsWith(".git") ? name : `${name}.git`);
+      await git(root, "init", "--quiet", "--bare", "--initial-branch=main", path);
+      await git(path, "config", "http.receivepack", "true");
+      return path;
+    },
+    async stop() {
+      child.stdin?.end();
+      await exited;
+    },
+  };
+}
+
+/**
  * GitOps's Git wrapper (ConfigRepo, the commit + push every cluster change goes through) on a config repository
  * with 10,000 commits of history, made cheaply with `git fast-import`: the first clone, the kustomization.yaml
  * files regenerated as the engine's first sync does, then 10 commit + push of a Config change with 100 apps in
@@ -583,25 +622,10 @@ async function gitOpsRoundTrip(cp: ControlPlane): Promise<void> {
 async function gitOpsHistory(): Promise<void> {
   const historyConfig = (app: number, n: string) => `apiVersion: ${V}\nkind: Config\nmetadata:\n  name: app-${app}\n  namespace: history\nspec:\n  env:\n    N: "${n}"\n`;
   const clone = await mkdtemp(join(tmpdir(), "slipway-bench-history-"));
-  // The Git server runs in a process of its own, as it would in production: in this one, which grows by a few
-  // hundred MiB with the clone, each git-http-backend it spawns costs a fork of all that (10 to 15 ms a push).
-  const serverProcess = spawn(process.execPath, ["--input-type=module", "-e", `
-    const { startGitServer } = await import(${JSON.stringify(join(repoRoot, "dist", "e2e", "harness", "gitserver.js"))});
-    const server = await startGitServer({ root: ${JSON.stringify(join(clone, "server"))} });
-    const bare = await server.createBareRepo("history");
-    console.log(JSON.stringify({ url: server.url("history"), bare }));
-    process.stdin.on("end", () => void server.stop().then(() => process.exit(0)));
-    process.stdin.resume();`], { stdio: ["pipe", "pipe", "inherit"] });
-  const serverExited = new Promise((resolve) => serverProcess.on("exit", resolve));
+  const server = await startGitServerProcess(join(clone, "server"));
   try {
-    const { url, bare } = await new Promise<{ url: string; bare: string }>((resolve, reject) => {
-      let out = "";
-      serverProcess.stdout.on("data", (d: Buffer) => {
-        out += d.toString();
-        if (out.includes("\n")) resolve(JSON.parse(out.split("\n")[0] ?? "") as { url: string; bare: string });
-      });
-      serverProcess.on("exit", (code) => reject(new Error(`the Git server process exited with ${code}`)));
-    });
+    const url = server.url("history");
+    const bare = await server.createBareRepo("history");
     const data = (text: string) => `data ${Buffer.byteLength(text)}\n${text}\n`;
     const history = Array.from({ length: 10_000 }, (_, i) => `commit refs/heads/main\n` +
       `committer Bench <bench@example.com> ${1_700_000_000 + i} +0000\n${data(`history ${i}`)}` +
@@ -660,8 +684,7 @@ async function gitOpsHistory(): Promise<void> {
     report("GitOps: 900 apps added in one commit, and pushed", since(t0), "ms");
     await measure(1000);
   } finally {
-    serverProcess.stdin.end();
-    await serverExited;
+    await server.stop();
     await rm(clone, { recursive: true, force: true });
   }
 }
@@ -678,10 +701,40 @@ async function gitOpsHistory(): Promise<void> {
 /** BENCH_GITOPS_SCALE=1000 runs one size of the GitOps-at-scale rows. */
 const gitopsSizes = () => (process.env.BENCH_GITOPS_SCALE ? process.env.BENCH_GITOPS_SCALE.split(",").map(Number) : [100, 1000, 3000]);
 
+/**
+ * BENCH_TRACE=1: when each step after a push editing an App's Config happened, in ms from `t0` (polled every
+ * 20 ms): the Config applied, Release v2 cut, the Deployment updated, its rollout done. Call the result to stop.
+ */
+function traceEdit(kube: Kube, ns: string, name: string, t0: number): () => Promise<string[]> {
+  const seen = new Map<string, number>();
+  let stop = false;
+  const note = (step: string, yes: boolean) => yes && !seen.has(step) && seen.set(step, Math.round(since(t0)));
+  const loop = (async () => {
+    while (!stop) {
+      const [config, release, deployment] = await Promise.all([
+        kube.get<KubeObject & { metadata: { generation?: number } }>(V, "Config", ns, name).catch(() => undefined),
+        kube.get<KubeObject>(V, "Release", ns, `${name}-v2`).catch(() => undefined),
+        kube.get<KubeObject & { metadata: { generation?: number }; status?: { observedGeneration?: number; updatedReplicas?: number; availableReplicas?: number; replicas?: number } }>("apps/v1", "Deployment", ns, `${name}-web`).catch(() => undefined),
+      ]);
+      note("Config applied", (config?.metadata.generation ?? 0) > 1);
+      note("Release cut", !!release);
+      note("Deployment updated", (deployment?.metadata.generation ?? 0) > 1);
+      note("rollout done", (deployment?.metadata.generation ?? 0) > 1 && deployment?.status?.observedGeneration === deployment?.metadata.generation
+        && deployment?.status?.updatedReplicas === 1 && deployment.status.replicas === 1 && deployment.status.availableReplicas === 1);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  return async () => {
+    stop = true;
+    await loop;
+    return [...seen].map(([step, ms]) => `${step} ${ms} ms`);
+  };
+}
+
 /** p50 of "push editing 1 app → its new release Ready" by the number of apps, to compare sizes within a run. */
 const editOneP50 = new Map<number, number>();
 
-async function gitOpsAtScale(cp: ControlPlane, server: GitServer, count: number): Promise<void> {
+async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "createBareRepo">, count: number): Promise<void> {
   const ns = `bench-gitops-${count}`;
   const label = `GitOps, ${count} apps in the config repository`;
   await createNamespace(cp, ns);
@@ -739,6 +792,7 @@ async function gitOpsAtScale(cp: ControlPlane, server: GitServer, count: number)
     let committed = 0;
     await pollEvery(2000, SCALE_WAIT_S * 1000, async () => {
       committed = (await remoteFiles()).filter((f) => f.endsWith("/releases/v1.yaml")).length;
+      process.stderr.write(`  ${label}: ${Math.round(since(t0) / 1000)} s, release v1 committed for ${committed} apps\n`);
       return committed === count;
     }, `v1 of ${count} apps committed`).catch(() => undefined);
     report(`${label}: push of all → all Ready${reached < count ? ` (only ${reached})` : ""}`, ms / 1000, "s");
@@ -758,8 +812,10 @@ async function gitOpsAtScale(cp: ControlPlane, server: GitServer, count: number)
       t0 = performance.now();
       await push();
       await webhook();
+      const steps = process.env.BENCH_TRACE ? traceEdit(kube, ns, name, t0) : undefined;
       await pollEvery(20, 60_000, async () => isReady(await kube.get<App & KubeObject>(V, "App", ns, name), "v2"), `${name} Ready with v2`);
       one.push(since(t0));
+      if (steps) process.stderr.write(`  ${name}: ${(await steps()).join(", ")}, Ready ${Math.round(since(t0))} ms\n`);
     }
     record(`${label}: push editing 1 app → its new release Ready (p50 of 20)`, median(one) / 1000, "s", 1);
     editOneP50.set(count, median(one));
@@ -858,7 +914,8 @@ if (["controlplane", "operator", "gitops", "scale", "gitops-scale"].some(run)) {
     }
     // BENCH_GITOPS_SCALE=1000 runs one size.
     if (run("gitops-scale")) {
-      const server = await startGitServer();
+      const root = await mkdtemp(join(tmpdir(), "slipway-bench-gitserver-"));
+      const server = await startGitServerProcess(root);
       try {
         for (const count of gitopsSizes()) await gitOpsAtScale(cp, server, count);
         // Flat: the time for one app's edit does not grow with the number of apps beside it.
@@ -868,6 +925,7 @@ if (["controlplane", "operator", "gitops", "scale", "gitops-scale"].some(run)) {
         }
       } finally {
         await server.stop();
+        await rm(root, { recursive: true, force: true });
       }
     }
   } finally {

@@ -63,7 +63,7 @@ interface Pass {
   observe?: Partial<AppStatus>;
 }
 
-interface DeploymentObject extends KubeObject {
+export interface DeploymentObject extends KubeObject {
   spec?: { replicas?: number };
   status?: {
     observedGeneration?: number;
@@ -270,7 +270,9 @@ export class AppReconciler {
    * would outlive the App. So before a cut the App and Config are read again from the server; if they differ
    * from what the pass used, it is a conflict and the pass runs again (quietly, like any 409). The Releases are
    * not listed again (that list cost the API server more than every other read of a 1,000-App run together):
-   * a release's name is its number, so creating one the cache did not show yet fails with a 409.
+   * a release's name is its number, so creating one the cache did not show yet fails with a 409. Only what a
+   * release is made from is compared, not the resourceVersion: a status write (GitOps records its commit on
+   * the Config it just applied) changes nothing the release holds, and would cost a retry half a second later.
    */
   async #confirm(app: AppObject, config: ConfigObject | undefined): Promise<void> {
     if (!this.#reader.cached) return;
@@ -280,9 +282,7 @@ export class AppReconciler {
       this.#fromServer.has(app) ? app : this.#kube.getIfExists<AppObject>(API_VERSION, "App", namespace, name),
       this.#kube.getIfExists<ConfigObject>(API_VERSION, "Config", namespace, name),
     ]);
-    const changed =
-      liveApp?.metadata.resourceVersion !== app.metadata.resourceVersion ||
-      liveConfig?.metadata.resourceVersion !== config?.metadata.resourceVersion;
+    const changed = inputsOf(liveApp) !== inputsOf(app) || inputsOf(liveConfig) !== inputsOf(config);
     if (changed) throw new KubeError(409, "Conflict", `App ${namespace}/${name}: the watch caches were behind the API server before a release cut; reconciling again`);
   }
 
@@ -644,6 +644,22 @@ export interface RolloutContext {
 }
 
 /** Reads the rollout of the live release from its Deployments as the API server returned them. */
+/** What of an App or Config a release is made from: its spec (generation), labels, annotations and life. */
+function inputsOf(obj: KubeObject | undefined): string {
+  if (!obj) return "";
+  const m = obj.metadata;
+  return JSON.stringify([m.uid, m.generation, m.labels ?? {}, m.annotations ?? {}, m.deletionTimestamp ?? null]);
+}
+
+/** Whether a Deployment's rollout is done: its controller saw the spec, and every pod is updated and available. */
+export function rolledOut(d: DeploymentObject): boolean {
+  const desired = d.spec?.replicas ?? 1;
+  const st = d.status ?? {};
+  const updated = st.updatedReplicas ?? 0;
+  return (st.observedGeneration ?? 0) >= (d.metadata.generation ?? 0) && updated >= desired && (st.availableReplicas ?? 0) >= desired
+    && (st.replicas ?? 0) === updated;
+}
+
 export function readRollout(deployments: readonly DeploymentObject[], version: string, context: RolloutContext = {}): Rollout {
   const processes: Rollout["processes"] = {};
   const pending: string[] = [];
@@ -666,8 +682,7 @@ export function readRollout(deployments: readonly DeploymentObject[], version: s
         `${available}/${desired} available): ${why}; ` +
         (context.previous ? `the previous release ${context.previous} keeps serving` : "there is no earlier release to keep serving");
     }
-    const done = observed && updated >= desired && available >= desired && (st.replicas ?? 0) === updated;
-    if (!done) pending.push(`${type} ${updated}/${desired} updated, ${available}/${desired} available`);
+    if (!rolledOut(d)) pending.push(`${type} ${updated}/${desired} updated, ${available}/${desired} available`);
   }
   const summary = Object.entries(processes).map(([type, p]) => `${type} ${p.available}/${p.desired}`).join(", ");
   return {

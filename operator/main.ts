@@ -8,7 +8,7 @@ import type { Logger } from "pino";
 import { API_VERSION, LABELS } from "../crds/v1alpha1.js";
 import type { PlatformSettings } from "../functions/render.js";
 import type { Platform } from "./platform.js";
-import { AppReconciler } from "./app-reconciler.js";
+import { AppReconciler, rolledOut, type DeploymentObject } from "./app-reconciler.js";
 import type { CacheEvent, CachedKind, ClusterCache } from "./cache.js";
 import { ApiReader, CachedReader, type Cache } from "./reader.js";
 import { isConflict, Kube, type KubeObject } from "./kube.js";
@@ -59,6 +59,11 @@ interface Watched {
    * it at once.
    */
   settle?: boolean;
+  /**
+   * With `settle`: whether an object's change finishes what the App waits for (a rollout done), so the pass runs
+   * at once. Only the first such change after one that did not: the updates after it settle again.
+   */
+  finished?: (obj: KubeObject) => boolean;
   /** Keep the objects' names per App key, so the reader gets one App's objects without a scan (Releases). */
   indexed?: boolean;
 }
@@ -197,6 +202,7 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
       labelSelector: LABELS.app,
       trim: true,
       settle: true,
+      finished: (obj) => rolledOut(obj as DeploymentObject),
       keyOf: (obj) => {
         const owner = obj.metadata.ownerReferences?.find((r) => r.controller && r.kind === "App" && r.apiVersion === API_VERSION);
         const app = owner?.name ?? obj.metadata.labels?.[LABELS.app];
@@ -228,6 +234,8 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
     timers.add(timer);
   };
 
+  // Children seen in the middle of something (a rollout) whose end runs the App's pass at once (Watched.finished).
+  const unfinished = new Set<string>();
   const firstSyncs = watched.map((w) => {
     let failures = 0;
     const list = async (): Promise<KubernetesListObject<ClientObject>> => {
@@ -259,8 +267,14 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
       if (!key) return;
       if (deleted) lastSeen.delete(`${w.kind}/${byName(object)}`);
       else if (w.changed && !w.changed(object)) return;
-      if (w.settle && !deleted) queue.enqueueAfter(key, CHILD_SETTLE_MS);
-      else void queue.enqueue(key);
+      const id = `${w.kind}/${object.metadata.namespace}/${object.metadata.name}`;
+      let now = !w.settle || deleted;
+      if (w.finished && !deleted) {
+        if (!w.finished(object)) unfinished.add(id);
+        else if (unfinished.delete(id)) now = true;
+      } else if (deleted) unfinished.delete(id);
+      if (now) void queue.enqueue(key);
+      else queue.enqueueAfter(key, CHILD_SETTLE_MS);
     };
     informer.on("add", onEvent("add"));
     informer.on("update", onEvent("update"));

@@ -106,6 +106,15 @@ export class GitOpsEngine {
     if (meta.namespace) this.#deleted.set(objectKey(kind, meta.namespace, meta.name), meta);
   }
 
+  /**
+   * Notes an object whose creation this process's watch saw: no earlier process can have committed it, so its
+   * base needs no search of the history (see #base). That search reads hundreds of commits' trees; without this,
+   * every Release the operator cuts would pay it.
+   */
+  noteCreated(kind: SlipwayKind, meta: ObjectMeta): void {
+    if (meta.namespace) this.#settled.add(objectKey(kind, meta.namespace, meta.name));
+  }
+
   /** Whether the operator core is about to cut a release for this App, so its change should wait for it. */
   releaseExpected(namespace: string, app: string): boolean {
     return releaseComing(this.#readCluster(namespace, app));

@@ -66,6 +66,8 @@ export interface GitOpsHandle {
 /** Starts GitOps: opens the config repository, reconciles everything once, then listens and polls. */
 export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle> {
   const log = (options.logger ?? rootLog).child({ component: "gitops" });
+  // creationTimestamp has whole seconds.
+  const startedAt = Math.floor(Date.now() / 1000) * 1000;
   const kube = new Kube(options.kubeConfig);
   let repo: ConfigRepo;
   try {
@@ -150,6 +152,8 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
       if (key) queue.enqueueAfter(key, settleMs);
       return;
     }
+    // Created since this process started (not an object of the first list): no earlier process committed it.
+    if (type === "add" && m.creationTimestamp && new Date(m.creationTimestamp as string).getTime() >= startedAt) engine.noteCreated(kind, m as ObjectMeta);
     const print = JSON.stringify([m.uid, m.generation, m.labels ?? {}, m.annotations ?? {}, m.deletionTimestamp ?? null]);
     const same = fingerprints.get(id) === print;
     fingerprints.set(id, print);
