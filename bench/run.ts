@@ -835,8 +835,15 @@ async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "
     record(`${label}: push editing ${hundred.length} apps → all their new releases Ready${all.reached < hundred.length ? ` (only ${all.reached})` : ""}`, all.ms / 1000, "s", 15);
 
     if (count === 1000) {
-      // Idle: nothing changes for a minute.
-      await new Promise((r) => setTimeout(r, 5_000));
+      // Idle: nothing changes for a minute, from when the operator has finished the work above (the commits of
+      // the 100 releases): its counts of passes have not moved for 5 s.
+      const counts = async () => [...(await operator.metrics()).matchAll(/^slipway_(?:gitops_passes|reconcile)_total\{.*\} (\S+)$/gm)].map((m) => m[1]).join();
+      for (let last = await counts(), still = 0; still < 5; ) {
+        await new Promise((r) => setTimeout(r, 1000));
+        const now = await counts();
+        still = now === last ? still + 1 : 0;
+        last = now;
+      }
       const before = await cpuByProcess(cp, { operator: operator.pid });
       const idleMs = 60_000;
       await new Promise((r) => setTimeout(r, idleMs));
@@ -869,6 +876,9 @@ async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "
     }
     record(`${label}: operator RSS peak`, await rssMiB(operator.pid, "VmHWM"), "MiB", 300);
     const metrics = await operator.metrics();
+    const gauge = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(metrics)?.[1] ?? NaN) / 2 ** 20;
+    report(`${label}: … the JS heap in use now (of ${gauge("nodejs_heap_size_total_bytes").toFixed(0)} MiB; external ${gauge("nodejs_external_memory_bytes").toFixed(0)} MiB)`,
+      gauge("nodejs_heap_size_used_bytes"), "MiB");
     const passes = [...metrics.matchAll(/^slipway_gitops_passes_total\{result="([a-z]+)"\} (\S+)$/gm)].map((m) => `${m[1]} ${m[2]}`).join(", ");
     report(`${label}: GitOps passes (${passes})`, histogramQuantile(metrics, "slipway_gitops_pass_duration_seconds", 0.5).value * 1000, "ms p50");
   } finally {

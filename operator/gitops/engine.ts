@@ -240,7 +240,13 @@ export class GitOpsEngine {
         if (outcome.committed) subject = message.split("\n")[0];
         recorded = outcome.oid;
       }
-      // What status records must be on the remote: this pass's commit, or another App's not pushed yet.
+      // What status records must be on the remote. A pass that committed nothing records the remote's head
+      // when this App's directory is the same there: it need not wait for the push of other Apps' commits.
+      if (!subject && recorded) {
+        const remote = await this.#repo.remoteHead();
+        const here = remote && remote !== recorded && (await this.#repo.hasCommit(remote)) ? await this.#repo.idAt(dir, recorded) : undefined;
+        if (remote && here && (await this.#repo.idAt(dir, remote)) === here) recorded = remote;
+      }
       if (!(await this.#pushed(recorded))) {
         if (attempt >= PUSH_ATTEMPTS) throw new Error(`cannot push the change to ${namespace}/${app}: rejected ${attempt} times`);
         this.#log.info({ app: `${namespace}/${app}`, attempt }, "push rejected; fetching and replaying the change");

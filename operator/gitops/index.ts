@@ -47,7 +47,7 @@ export interface GitOpsOptions {
    * commit; default 60 s. Only a slow operator gets near it (an overloaded cluster can take 10 s to cut one).
    */
   releaseWaitMs?: number;
-  /** How many Apps are reconciled at once (commits and pushes still go one at a time); default 8. */
+  /** How many Apps are reconciled at once (commits and pushes still go one at a time); default 16. */
   concurrency?: number;
   /** Called as each pass over an App ("namespace/name") starts (tests count them). */
   onPass?: (app: string) => void;
@@ -110,7 +110,7 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
       }
     },
     {
-      concurrency: options.concurrency ?? 8,
+      concurrency: options.concurrency ?? 16,
       onError: (key, err, retryInMs) => (isConflict((err as { cause?: unknown }).cause ?? err)
         ? log.debug({ app: key, retryInMs }, "an object changed while GitOps reconciled it; retrying")
         : log.warn({ err, app: key, retryInMs }, "GitOps could not reconcile an App; retrying")),
