@@ -10,6 +10,9 @@ export const FIELD_MANAGER = "slipway";
 export const REPORTING_CONTROLLER = "slipway.dev/operator";
 
 /** The smallest shape of a Kubernetes object this client reads and writes. */
+/** Requests made through Kube in this process, by "VERB status" (watches excluded); /metrics serves them. */
+export const requestCounts = new Map<string, number>();
+
 export interface KubeObject {
   apiVersion: string;
   kind: string;
@@ -262,6 +265,7 @@ export class Kube {
       if (payload !== undefined) req.write(payload);
       req.end();
     });
+    requestCounts.set(`${method} ${status}`, (requestCounts.get(`${method} ${status}`) ?? 0) + 1);
     if (status < 200 || status >= 300) {
       let reason = "Unknown";
       let message = text;

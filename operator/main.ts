@@ -9,6 +9,7 @@ import { API_VERSION, LABELS } from "../crds/v1alpha1.js";
 import type { PlatformSettings } from "../functions/render.js";
 import type { Platform } from "./platform.js";
 import { AppReconciler, rolledOut, type DeploymentObject } from "./app-reconciler.js";
+import { ownershipOnly, type ManagedFieldsEntry } from "./releases.js";
 import type { CacheEvent, CachedKind, ClusterCache } from "./cache.js";
 import { ApiReader, CachedReader, type Cache } from "./reader.js";
 import { isConflict, Kube, type KubeObject } from "./kube.js";
@@ -51,8 +52,8 @@ interface Watched {
   keyOf: (obj: KubeObject) => string | undefined;
   /** Whether a changed object is worth a reconcile (filters out the App's own status writes). */
   changed?: (obj: KubeObject) => boolean;
-  /** Cache the objects without managedFields. */
-  trim?: boolean;
+  /** What of the objects' managedFields the cache keeps (see trim); default all. */
+  trim?: Trim;
   /**
    * Objects the operator makes itself (Releases, Deployments): their additions and changes run the App's pass
    * CHILD_SETTLE_MS later, so the burst of status updates a rollout brings is one pass, not five. Deletions run
@@ -73,19 +74,28 @@ const CHILD_SETTLE_MS = 1_000;
 const DEFAULT_CONCURRENCY = 16;
 
 /**
- * What the Release and Deployment caches keep of an object: all but metadata.managedFields, which nothing reads
- * there and which is a large part of an object (a third of a Deployment's size). Apps and Configs keep theirs:
- * the field manager of a change says who asked for the release it cuts.
+ * What the caches keep of an object's metadata.managedFields, which is a large part of an object (a third of a
+ * Deployment's size). Releases and Deployments keep none: nothing reads it there. Apps and Configs keep who
+ * owns their spec and the rollback annotation: the field manager of a change says who asked for the release
+ * it cuts (releases.ts, ownershipOnly).
  */
-function trim<T extends { metadata?: object }>(obj: T): T {
-  if (obj.metadata) delete (obj.metadata as { managedFields?: unknown }).managedFields;
+type Trim = "managedFields" | "ownership";
+function trim<T extends { metadata?: object }>(obj: T, how: Trim): T {
+  const meta = obj.metadata as { managedFields?: ManagedFieldsEntry[] } | undefined;
+  if (!meta) return obj;
+  if (how === "managedFields") delete meta.managedFields;
+  else meta.managedFields = ownershipOnly(meta.managedFields);
   return obj;
 }
 
 /** A Watch whose events carry trimmed objects, so the informer caches hold them trimmed. */
 class TrimmingWatch extends Watch {
+  constructor(config: KubeConfig, private readonly how: Trim) {
+    super(config);
+  }
+
   override watch(...[path, query, callback, done]: Parameters<Watch["watch"]>): ReturnType<Watch["watch"]> {
-    return super.watch(path, query, (phase, obj: unknown, raw?: unknown) => callback(phase, trim(obj as { metadata?: object }), raw), done);
+    return super.watch(path, query, (phase, obj: unknown, raw?: unknown) => callback(phase, trim(obj as { metadata?: object }, this.how), raw), done);
   }
 }
 
@@ -169,6 +179,7 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
       apiVersion: API_VERSION,
       kind: "App",
       keyOf: byName,
+      trim: "ownership",
       // Status writes (the operator's own among them) do not need a reconcile; spec, labels (copied onto the
       // children), annotations (rollback) and deletion do.
       changed: unlessOnlyStatus("App", (m) => [m.generation, m.labels ?? {}, m.annotations ?? {}, m.deletionTimestamp ?? null, m.finalizers ?? []]),
@@ -179,6 +190,7 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
       apiVersion: API_VERSION,
       kind: "Config",
       keyOf: byName,
+      trim: "ownership",
       changed: unlessOnlyStatus("Config", (m) => [m.generation, m.deletionTimestamp ?? null]),
     },
     {
@@ -186,7 +198,7 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
       path: `/apis/${API_VERSION}${inNs}/releases`,
       apiVersion: API_VERSION,
       kind: "Release",
-      trim: true,
+      trim: "managedFields",
       settle: true,
       indexed: true,
       keyOf: (obj) => {
@@ -200,7 +212,7 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
       apiVersion: "apps/v1",
       kind: "Deployment",
       labelSelector: LABELS.app,
-      trim: true,
+      trim: "managedFields",
       settle: true,
       finished: (obj) => rolledOut(obj as DeploymentObject),
       keyOf: (obj) => {
@@ -240,12 +252,12 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
     let failures = 0;
     const list = async (): Promise<KubernetesListObject<ClientObject>> => {
       const result = await kube.list<KubeObject>(w.apiVersion, w.kind, ns, w.labelSelector);
-      if (w.trim) for (const item of result.items) trim(item);
+      if (w.trim) for (const item of result.items) trim(item, w.trim);
       synced.add(w.name);
       failures = 0;
       return result as unknown as KubernetesListObject<ClientObject>;
     };
-    const informer = new ListWatch<ClientObject>(w.path, w.trim ? new TrimmingWatch(options.kubeConfig) : new Watch(options.kubeConfig), list, false, w.labelSelector);
+    const informer = new ListWatch<ClientObject>(w.path, w.trim ? new TrimmingWatch(options.kubeConfig, w.trim) : new Watch(options.kubeConfig), list, false, w.labelSelector);
     informers.push(informer);
     informerOf.set(w.name, informer);
     const index = w.indexed ? new Map<string, Set<string>>() : undefined;

@@ -1,5 +1,6 @@
 // Prometheus metrics of the operator, served on /metrics by http.ts.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { requestCounts } from "./kube.js";
 
 export const registry: Registry = new Registry();
 collectDefaultMetrics({ register: registry });
@@ -52,4 +53,19 @@ export const gitopsPassDuration: Histogram = new Histogram({
   help: "Time spent in one GitOps pass over one App, commit and push included.",
   buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
   registers: [registry],
+});
+
+/** API requests the process made (not its watches), by verb and HTTP status, as client-go's rest_client_requests_total. */
+export const apiRequests: Counter<"verb" | "code"> = new Counter({
+  name: "slipway_api_requests_total",
+  help: "Kubernetes API requests made (watches excluded), by verb and HTTP status code.",
+  labelNames: ["verb", "code"] as const,
+  registers: [registry],
+  collect() {
+    this.reset();
+    for (const [key, count] of requestCounts) {
+      const [verb = "", code = ""] = key.split(" ");
+      this.inc({ verb, code }, count);
+    }
+  },
 });

@@ -5,6 +5,8 @@ import {
   isPinned,
   lastManagerOf,
   nextReleaseNumber,
+  OWNERSHIP_PATHS,
+  ownershipOnly,
   parseVersion,
   planRelease,
   planRollback,
@@ -117,6 +119,24 @@ test("the requester falls back to the last field manager of the spec", (t) => {
   t.is(lastManagerOf({ name: "shop", managedFields }, ["f:spec"]), "bob-cli");
   const plan = planRelease({ app: app({ image: IMAGE_B }, { managedFields }), releases: [release(1, IMAGE_A)] });
   t.like(plan, { kind: "cut", spec: { requestedBy: "bob-cli", cause: "deploy registry.example/shop@sha256:bbbbbbbbbbbb" } });
+});
+
+test("what the cache keeps of managedFields names the same requester for the spec and the rollback annotation", (t) => {
+  const rollback = "f:slipway.dev/rollback-to";
+  const managedFields = [
+    { manager: "alice-cli", operation: "Apply", time: "2025-01-01T00:00:00Z", fieldsV1: { "f:metadata": { "f:annotations": { [rollback]: {} } }, "f:spec": { "f:image": {}, "f:processes": { "f:web": { "f:replicas": {} } } } } },
+    { manager: "bob-cli", operation: "Apply", time: "2025-01-02T00:00:00Z", fieldsV1: { "f:spec": { "f:processes": { "f:worker": {} } } } },
+    { manager: "carol", operation: "Update", time: "2025-01-03T00:00:00Z", fieldsV1: { "f:metadata": { "f:labels": { "f:team": {} } } } },
+    { manager: "slipway", operation: "Update", time: "2025-01-04T00:00:00Z", fieldsV1: { "f:metadata": { "f:finalizers": {} } } },
+    { manager: "status-writer", operation: "Update", time: "2025-01-05T00:00:00Z", subresource: "status", fieldsV1: { "f:status": { "f:conditions": {} } } },
+  ];
+  const kept = ownershipOnly(managedFields);
+  t.deepEqual(kept?.map((e) => e.manager), ["alice-cli", "bob-cli"]);
+  t.deepEqual(kept?.[0]?.fieldsV1, { "f:metadata": { "f:annotations": { [rollback]: {} } }, "f:spec": {} });
+  for (const path of OWNERSHIP_PATHS) {
+    t.is(lastManagerOf({ name: "shop", managedFields: kept }, path), lastManagerOf({ name: "shop", managedFields }, path), path.join("."));
+  }
+  t.is(lastManagerOf({ name: "shop", managedFields: kept }, ["f:spec"]), "bob-cli");
 });
 
 test("the same change seen again after a restart cuts nothing, even with a stale release number in status", (t) => {

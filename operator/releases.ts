@@ -87,7 +87,7 @@ export function releaseCause(previous: ReleaseSpec | undefined, build: Build, co
   return parts.length ? parts.join(", ") : `deploy ${what}`;
 }
 
-interface ManagedFieldsEntry {
+export interface ManagedFieldsEntry {
   manager?: string;
   operation?: string;
   time?: string;
@@ -111,6 +111,33 @@ export function lastManagerOf(meta: ObjectMeta, path: readonly string[]): string
     if (!best || (entry.time ?? "") >= (best.time ?? "")) best = entry;
   }
   return best?.manager;
+}
+
+/** The fields whose managers `requestedBy` and the rollback's requester are read from. */
+export const OWNERSHIP_PATHS: readonly (readonly string[])[] = [["f:spec"], ["f:metadata", "f:annotations", `f:${ANNOTATIONS.rollback}`]];
+
+/**
+ * The part of an object's managedFields that lastManagerOf reads for OWNERSHIP_PATHS: the entries of the main
+ * resource, each with only whether it owns a field there. A cached App or Config keeps this much; the rest (a
+ * copy of the spec's shape per manager, and the status entries) is most of an object's size. Never send it
+ * back to the server: it would replace the object's real managedFields.
+ */
+export function ownershipOnly(managedFields: readonly ManagedFieldsEntry[] | undefined): ManagedFieldsEntry[] | undefined {
+  if (!managedFields) return undefined;
+  const kept: ManagedFieldsEntry[] = [];
+  for (const entry of managedFields) {
+    if (entry.subresource || !entry.manager || entry.manager === MANAGED_BY) continue;
+    const fieldsV1: Record<string, unknown> = {};
+    for (const path of OWNERSHIP_PATHS) {
+      let node: unknown = entry.fieldsV1;
+      for (const step of path) node = node && typeof node === "object" ? (node as Record<string, unknown>)[step] : undefined;
+      if (node === undefined) continue;
+      let at = fieldsV1;
+      for (const step of path) at = (at[step] ??= {}) as Record<string, unknown>;
+    }
+    if (Object.keys(fieldsV1).length) kept.push({ manager: entry.manager, operation: entry.operation, time: entry.time, fieldsV1 });
+  }
+  return kept;
 }
 
 /** Who asked for a change to an object: the `slipway.dev/changed-by` annotation, else the last manager of `path`. */

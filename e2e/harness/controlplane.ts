@@ -53,6 +53,8 @@ export interface ControlPlane {
 export interface StartOptions {
   /** Number of kwok fake nodes; default 1. */
   nodes?: number;
+  /** Pods each kwok node takes (its capacity); default 110, the kubelet's default maxPods. */
+  podsPerNode?: number;
   /** Extra kwok configuration files (Stages, ClusterLogs, …) besides e2e/controlplane/kwok/*.yaml. */
   kwokConfigs?: string[];
   /** Called with progress lines, e.g. for `npm start`. */
@@ -323,7 +325,7 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
     const kubectl = (args: string[], o?: { input?: string }) => runKubectl(kubeconfigPath, args, o?.input);
     const nodes = Array.from({ length: opts.nodes ?? 1 }, (_, i) => `kwok-node-${i}`);
     progress(`control plane: registering ${nodes.length} kwok node(s)`);
-    const nodeYaml = nodes.map((n) => fakeNode(n)).join("---\n");
+    const nodeYaml = nodes.map((n) => fakeNode(n, opts.podsPerNode ?? 110)).join("---\n");
     const applied = await kubectl(["apply", "-f", "-"], { input: nodeYaml });
     if (applied.code !== 0) throw new Error(`control plane: cannot create kwok nodes: ${applied.stderr}`);
     await waitFor(async () => {
@@ -356,7 +358,7 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
   }
 }
 
-function fakeNode(name: string): string {
+function fakeNode(name: string, pods: number): string {
   return `apiVersion: v1
 kind: Node
 metadata:
@@ -370,8 +372,8 @@ metadata:
     kubernetes.io/arch: amd64
     type: kwok
 status:
-  allocatable: { cpu: "32", memory: 256Gi, pods: "110" }
-  capacity: { cpu: "32", memory: 256Gi, pods: "110" }
+  allocatable: { cpu: "32", memory: 256Gi, pods: "${pods}" }
+  capacity: { cpu: "32", memory: 256Gi, pods: "${pods}" }
 `;
 }
 

@@ -58,8 +58,11 @@ interface TreeNode {
 type Level = "apps" | "namespace" | "app" | "releases";
 
 const ZERO = "0".repeat(40);
-/** Bounds of the object caches: about 30 MiB of tree entries, 16 MiB of file text, and commits. */
-const TREE_ENTRIES = 200_000;
+/**
+ * Bounds of the object caches: about 15 MiB of tree entries (the trees a pass reads for 3,000 Apps are about
+ * 25,000 entries, and each commit writes a namespace tree of one entry per App), 16 MiB of file text, commits.
+ */
+const TREE_ENTRIES = 100_000;
 const BLOB_BYTES = 16 * 2 ** 20;
 const COMMITS = 20_000;
 
