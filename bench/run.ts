@@ -330,13 +330,27 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+/**
+ * The memory settings operator/deploy/deployment.yaml gives the operator's container (NODE_OPTIONS bounding the
+ * JS heap, MALLOC_ARENA_MAX), read from it so that the bench's operator process runs as deployed.
+ */
+async function deployedMemoryEnv(): Promise<Record<string, string>> {
+  const text = await readFile(join(repoRoot, "operator", "deploy", "deployment.yaml"), "utf8");
+  const env: Record<string, string> = {};
+  for (const name of ["NODE_OPTIONS", "MALLOC_ARENA_MAX"]) {
+    const value = new RegExp(`- name: ${name}\\n\\s+value: "?([^"\\n]+)"?`).exec(text)?.[1];
+    if (!value) throw new Error(`operator/deploy/deployment.yaml sets no ${name}`);
+    env[name] = value;
+  }
+  return env;
+}
+
 async function startOperatorProcess(cp: ControlPlane, ns: string, env: Record<string, string> = {}): Promise<OperatorProcess> {
   const port = await freePort();
   // BENCH_PROFILE_DIR=dir writes a V8 CPU profile of each operator process there when it stops.
   const profile = process.env.BENCH_PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : [];
-  // With the heap bound operator/deploy/deployment.yaml and the image give it.
-  const child = spawn(process.execPath, [...profile, "--max-old-space-size=256", join(repoRoot, "dist", "operator", "main.js")], {
-    env: { ...process.env, KUBECONFIG: cp.kubeconfigPath, WATCH_NAMESPACE: ns, HTTP_PORT: String(port), LOG_LEVEL: "warn", ...env },
+  const child = spawn(process.execPath, [...profile, join(repoRoot, "dist", "operator", "main.js")], {
+    env: { ...process.env, ...(await deployedMemoryEnv()), KUBECONFIG: cp.kubeconfigPath, WATCH_NAMESPACE: ns, HTTP_PORT: String(port), LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";

@@ -38,7 +38,11 @@ interface TreeFile {
   mode: string;
 }
 
-/** A tree entry; `node` once the subtree is loaded to be changed by a commit. */
+/**
+ * A tree entry; `node` once the subtree is loaded to be changed by a commit. A tree read from the cache has
+ * the cache's own entry objects (TreeEntry) as its entries, shared with every other commit that reads it:
+ * they are never changed; an entry that changes is replaced by an object of its own (#child).
+ */
 interface Entry {
   mode: string;
   oid: string;
@@ -534,7 +538,7 @@ export class ConfigRepo {
       const releasesEntry = node.entries.get("releases");
       const releases: string[] = [];
       if (releasesEntry?.type === "tree") {
-        const dir = await this.#child(releasesEntry);
+        const dir = await this.#child(node, "releases", releasesEntry);
         for (const [name, entry] of dir.entries) if (entry.type !== "tree" && isReleaseFile(name)) releases.push(name);
         await this.#setKustomization(dir, releases.length ? kustomization(releases.sort(releaseOrder)) : undefined);
       }
@@ -663,13 +667,16 @@ export class ConfigRepo {
 
   async #load(oid: string, remember = true): Promise<TreeNode> {
     const tree = await this.#readTree(oid, remember);
-    const entries = () => new Map(tree.map((e) => [e.path, { mode: e.mode, oid: e.oid, type: e.type }]));
+    const entries = () => new Map<string, Entry>(tree.map((e) => [e.path, e]));
     return { base: oid, original: entries(), entries: entries(), dirty: false };
   }
 
-  async #child(entry: Entry): Promise<TreeNode> {
-    entry.node ??= await this.#load(entry.oid);
-    return entry.node;
+  /** The loaded subtree of `parent`'s entry `name`, which becomes an entry of `parent`'s own. */
+  async #child(parent: TreeNode, name: string, entry: Entry): Promise<TreeNode> {
+    if (entry.node) return entry.node;
+    const node = await this.#load(entry.oid);
+    parent.entries.set(name, { mode: entry.mode, oid: entry.oid, type: entry.type, node });
+    return node;
   }
 
   /** The directory at `parts` below `node`, loaded; made (replacing a file in the way) when `create`. */
@@ -677,7 +684,7 @@ export class ConfigRepo {
     for (const part of parts) {
       const entry = node.entries.get(part);
       if (entry?.type === "tree") {
-        node = await this.#child(entry);
+        node = await this.#child(node, part, entry);
       } else if (create) {
         const next: TreeNode = { base: undefined, original: new Map(), entries: new Map(), dirty: true };
         node.entries.set(part, { mode: "040000", oid: "", type: "tree", node: next });
@@ -703,7 +710,8 @@ export class ConfigRepo {
     }
     if (!node.entries.size) return undefined;
     if (!changed && node.base) return node.base;
-    const tree = [...node.entries].map(([path, e]) => ({ path, mode: e.mode, oid: e.oid, type: e.type }));
+    // An unchanged entry is the cached tree's own object: a new namespace tree costs its changed entries only.
+    const tree = [...node.entries].map(([path, e]): TreeEntry => (!e.node && "path" in e && e.path === path ? (e as TreeEntry) : { path, mode: e.mode, oid: e.oid, type: e.type }));
     const oid = await git.writeTree({ fs, dir: this.dir, tree });
     this.#remember(oid, tree);
     return oid;
