@@ -181,9 +181,15 @@ test("run starts a one-off pod with the live release's image, env and exact comm
 test("run deletes its one-off pod when interrupted with Ctrl-C", async (t) => {
   const { ns, alice } = await setup(t);
   await createApp(t, alice, "hello");
-  const pods = await recordPods(t, ns);
   const run = runCli(["run", "hello", "--", "sleep", "3600"], { KUBECONFIG: alice.kubeconfig });
-  await waitFor(async () => pods.length === 1, 30_000, () => "no one-off pod was created");
+  let said = "";
+  run.child.stderr?.on("data", (d: Buffer) => (said += d.toString()));
+  let exited = false;
+  void run.done.then(() => (exited = true));
+  // Polled rather than watched: a watch that drops under load would miss the pod.
+  await waitFor(async () => exited || (await kubectl(["get", "pods", "-n", ns, "-l", "slipway.dev/run", "-o", "name"])).trim() !== "", 60_000,
+    () => `no one-off pod was created; the CLI said: ${said}`);
+  t.false(exited, `kubectl slipway run exited before Ctrl-C: ${said}`);
   run.child.kill("SIGINT");
   const r = await run.done;
   t.is(r.code, 130);
