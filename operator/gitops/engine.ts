@@ -281,7 +281,11 @@ export class GitOpsEngine {
       }
     }
     const items: Item[] = [];
-    for (const path of [...paths].sort()) {
+    // The Config is applied before its App: an App that a push creates or resumes together with a Config change
+    // then finds the new Config when the operator cuts its release, instead of a release with the old one and
+    // a second one a moment later.
+    const rank = (path: string) => ({ Config: 0, App: 1, Release: 2 })[parsePath(path)?.kind ?? "Release"];
+    for (const path of [...paths].sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0))) {
       const kind = parsePath(path)?.kind;
       if (!kind) continue;
       const obj = byPath.get(path);
