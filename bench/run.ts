@@ -23,6 +23,7 @@ import { ConfigRepo } from "../operator/gitops/repo.js";
 import { Kube, type KubeObject } from "../operator/kube.js";
 import { createLogger } from "../operator/log.js";
 import { startOperator } from "../operator/main.js";
+import { rolledOut, type DeploymentObject } from "../operator/app-reconciler.js";
 import { WorkQueue } from "../operator/queue.js";
 import { Watch } from "@kubernetes/client-node";
 import { repoRoot, startControlPlane, waitFor, type ControlPlane } from "../e2e/harness/controlplane.js";
@@ -372,6 +373,11 @@ async function startOperatorProcess(cp: ControlPlane, ns: string, env: Record<st
   };
 }
 
+/** The sum of a Prometheus counter's samples over all its labels (0 when it has none yet). */
+function counterTotal(metrics: string, name: string): number {
+  return [...metrics.matchAll(new RegExp(`^${name}(?:\\{.*\\})? (\\S+)$`, "gm"))].reduce((sum, m) => sum + Number(m[1]), 0);
+}
+
 /** A quantile of a Prometheus histogram, interpolated within its bucket as `histogram_quantile()` does. */
 function histogramQuantile(metrics: string, name: string, q: number): { value: number; count: number } {
   const buckets = [...metrics.matchAll(new RegExp(`^${name}_bucket\\{.*le="([^"]+)".*\\} (\\d+)$`, "gm"))]
@@ -706,13 +712,6 @@ async function gitOpsHistory(): Promise<void> {
 
 // ------------------------------------------------------------------------------------------------ run
 
-/**
- * GitOps with `count` apps in one namespace of the config repository, the operator as its own process in sync
- * mode with a webhook (no polling): the user's side is the git CLI. A push of all the apps → all Ready with
- * v1 committed; 20 pushes each editing one app → its new release Ready; one push editing 100 apps → all 100
- * Ready. With 1,000 apps also: a minute of idling (operator and API server CPU), and 1,000 Config changes
- * made in the cluster at once → 1,000 commits.
- */
 /** BENCH_GITOPS_SCALE=1000 runs one size of the GitOps-at-scale rows. */
 const gitopsSizes = () => (process.env.BENCH_GITOPS_SCALE ? process.env.BENCH_GITOPS_SCALE.split(",").map(Number) : [100, 1000, 3000]);
 
@@ -729,13 +728,13 @@ function traceEdit(kube: Kube, ns: string, name: string, t0: number): () => Prom
       const [config, release, deployment] = await Promise.all([
         kube.get<KubeObject & { metadata: { generation?: number } }>(V, "Config", ns, name).catch(() => undefined),
         kube.get<KubeObject>(V, "Release", ns, `${name}-v2`).catch(() => undefined),
-        kube.get<KubeObject & { metadata: { generation?: number }; status?: { observedGeneration?: number; updatedReplicas?: number; availableReplicas?: number; replicas?: number } }>("apps/v1", "Deployment", ns, `${name}-web`).catch(() => undefined),
+        kube.get<DeploymentObject>("apps/v1", "Deployment", ns, `${name}-web`).catch(() => undefined),
       ]);
+      const updated = (deployment?.metadata.generation ?? 0) > 1;
       note("Config applied", (config?.metadata.generation ?? 0) > 1);
       note("Release cut", !!release);
-      note("Deployment updated", (deployment?.metadata.generation ?? 0) > 1);
-      note("rollout done", (deployment?.metadata.generation ?? 0) > 1 && deployment?.status?.observedGeneration === deployment?.metadata.generation
-        && deployment?.status?.updatedReplicas === 1 && deployment.status.replicas === 1 && deployment.status.availableReplicas === 1);
+      note("Deployment updated", updated);
+      note("rollout done", updated && !!deployment && rolledOut(deployment));
       await new Promise((r) => setTimeout(r, 20));
     }
   })();
@@ -749,6 +748,13 @@ function traceEdit(kube: Kube, ns: string, name: string, t0: number): () => Prom
 /** p50 of "push editing 1 app → its new release Ready" by the number of apps, to compare sizes within a run. */
 const editOneP50 = new Map<number, number>();
 
+/**
+ * GitOps with `count` apps in one namespace of the config repository, the operator as its own process in sync
+ * mode with a webhook (no polling): the user's side is the git CLI. A push of all the apps → all Ready with
+ * v1 committed; 20 pushes each editing one app → its new release Ready; one push editing 100 apps → all 100
+ * Ready. With 1,000 apps also: a minute of idling (operator and API server CPU), and 1,000 Config changes
+ * made in the cluster at once → 1,000 commits.
+ */
 async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "createBareRepo">, count: number): Promise<void> {
   const ns = `bench-gitops-${count}`;
   const label = `GitOps, ${count} apps in the config repository`;
@@ -852,14 +858,17 @@ async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "
     if (count === 1000) {
       // Idle: nothing changes for a minute, from when the operator has finished the work above (the commits of
       // the 100 releases): its counts of passes have not moved for 5 s.
-      const counts = async () => [...(await operator.metrics()).matchAll(/^slipway_(?:gitops_passes|reconcile)_total\{.*\} (\S+)$/gm)].map((m) => m[1]).join();
+      const counts = async () => {
+        const metrics = await operator.metrics();
+        return counterTotal(metrics, "slipway_gitops_passes_total") + counterTotal(metrics, "slipway_reconcile_total");
+      };
       for (let last = await counts(), still = 0; still < 5; ) {
         await new Promise((r) => setTimeout(r, 1000));
         const now = await counts();
         still = now === last ? still + 1 : 0;
         last = now;
       }
-      const requests = async () => [...(await operator.metrics()).matchAll(/^slipway_api_requests_total\{.*\} (\S+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+      const requests = async () => counterTotal(await operator.metrics(), "slipway_api_requests_total");
       const before = await cpuByProcess(cp, { operator: operator.pid });
       const requestsBefore = await requests();
       const idleMs = 60_000;
@@ -868,7 +877,8 @@ async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "
       const requestsMade = (await requests()) - requestsBefore;
       const share = (name: string) => (100 * ((after.get(name) ?? 0) - (before.get(name) ?? 0))) / (idleMs / 1000);
       record(`${label}: operator CPU while idle for 60 s`, share("operator"), "% of a core", 2);
-      // The API server's own CPU meanwhile is mostly kwok's nodes' heartbeats; the operator's share is its requests.
+      // The API server's CPU meanwhile is that of all its clients (kwok's simulated nodes among them); the
+      // operator's share shows as its requests.
       report(`${label}: kube-apiserver CPU meanwhile (all clients)`, share("kube-apiserver"), "% of a core");
       record(`${label}: API requests by the operator meanwhile (watches aside)`, requestsMade, "requests", 0);
 

@@ -8,7 +8,7 @@ import { ANNOTATIONS, API_VERSION, LABELS } from "../crds/v1alpha1.js";
 import { defaultPlatform, render, type KubernetesObject, type PlatformSettings, type RenderError } from "../functions/render.js";
 import { isTrue, READY, RECONCILING, sameConditions, STALLED, summarize, type Summary } from "./conditions.js";
 import { faultPoint } from "./fault.js";
-import { isConflict, isNotFound, KubeError, type EventInput, type Kube, type KubeObject } from "./kube.js";
+import { isConflict, isNotFound, KubeError, specFingerprint, type EventInput, type Kube, type KubeObject } from "./kube.js";
 import type { HandlerResult } from "./queue.js";
 import { ApiReader, type AppObject, type ConfigObject, type ObjectReader } from "./reader.js";
 import { normalizeConfig, planRelease, planRollback, releaseObject, sameConfig, sameContent } from "./releases.js";
@@ -282,7 +282,7 @@ export class AppReconciler {
       this.#fromServer.has(app) ? app : this.#kube.getIfExists<AppObject>(API_VERSION, "App", namespace, name),
       this.#kube.getIfExists<ConfigObject>(API_VERSION, "Config", namespace, name),
     ]);
-    const changed = inputsOf(liveApp) !== inputsOf(app) || inputsOf(liveConfig) !== inputsOf(config);
+    const changed = specFingerprint(liveApp) !== specFingerprint(app) || specFingerprint(liveConfig) !== specFingerprint(config);
     if (changed) throw new KubeError(409, "Conflict", `App ${namespace}/${name}: the watch caches were behind the API server before a release cut; reconciling again`);
   }
 
@@ -643,14 +643,6 @@ export interface RolloutContext {
   podProblems?: ReadonlyMap<string, string>;
 }
 
-/** Reads the rollout of the live release from its Deployments as the API server returned them. */
-/** What of an App or Config a release is made from: its spec (generation), labels, annotations and life. */
-function inputsOf(obj: KubeObject | undefined): string {
-  if (!obj) return "";
-  const m = obj.metadata;
-  return JSON.stringify([m.uid, m.generation, m.labels ?? {}, m.annotations ?? {}, m.deletionTimestamp ?? null]);
-}
-
 /** Whether a Deployment's rollout is done: its controller saw the spec, and every pod is updated and available. */
 export function rolledOut(d: DeploymentObject): boolean {
   const desired = d.spec?.replicas ?? 1;
@@ -660,6 +652,7 @@ export function rolledOut(d: DeploymentObject): boolean {
     && (st.replicas ?? 0) === updated;
 }
 
+/** Reads the rollout of the live release from its Deployments as the API server returned them. */
 export function readRollout(deployments: readonly DeploymentObject[], version: string, context: RolloutContext = {}): Rollout {
   const processes: Rollout["processes"] = {};
   const pending: string[] = [];

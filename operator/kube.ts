@@ -9,10 +9,10 @@ import type { KubeConfig } from "@kubernetes/client-node";
 export const FIELD_MANAGER = "slipway";
 export const REPORTING_CONTROLLER = "slipway.dev/operator";
 
-/** The smallest shape of a Kubernetes object this client reads and writes. */
 /** Requests made through Kube in this process, by "VERB status" (watches excluded); /metrics serves them. */
 export const requestCounts = new Map<string, number>();
 
+/** The smallest shape of a Kubernetes object this client reads and writes. */
 export interface KubeObject {
   apiVersion: string;
   kind: string;
@@ -93,6 +93,16 @@ const KNOWN_PLURALS: Record<string, string> = {
   "slipway.dev/v1alpha1/Config": "configs",
   "slipway.dev/v1alpha1/Release": "releases",
 };
+
+/**
+ * What a change of an App or Config can matter by, as one string: uid, generation (the spec), labels,
+ * annotations and deletion. Equal for two versions that differ only in status (or resourceVersion).
+ */
+export function specFingerprint(obj: KubeObject | undefined): string {
+  if (!obj) return "";
+  const m = obj.metadata;
+  return JSON.stringify([m.uid, m.generation, m.labels ?? {}, m.annotations ?? {}, m.deletionTimestamp ?? null]);
+}
 
 export class Kube {
   readonly kubeConfig: KubeConfig;

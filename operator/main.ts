@@ -279,12 +279,13 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
       if (!key) return;
       if (deleted) lastSeen.delete(`${w.kind}/${byName(object)}`);
       else if (w.changed && !w.changed(object)) return;
-      const id = `${w.kind}/${object.metadata.namespace}/${object.metadata.name}`;
       let now = !w.settle || deleted;
-      if (w.finished && !deleted) {
-        if (!w.finished(object)) unfinished.add(id);
+      if (w.finished) {
+        const id = `${w.kind}/${object.metadata.namespace}/${object.metadata.name}`;
+        if (deleted) unfinished.delete(id);
+        else if (!w.finished(object)) unfinished.add(id);
         else if (unfinished.delete(id)) now = true;
-      } else if (deleted) unfinished.delete(id);
+      }
       if (now) void queue.enqueue(key);
       else queue.enqueueAfter(key, CHILD_SETTLE_MS);
     };

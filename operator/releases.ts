@@ -95,6 +95,16 @@ export interface ManagedFieldsEntry {
   fieldsV1?: Record<string, unknown>;
 }
 
+/** A managedFields entry that can name who asked: the main resource's, by a manager other than Slipway. */
+const isRequester = (entry: ManagedFieldsEntry): boolean => !entry.subresource && !!entry.manager && entry.manager !== MANAGED_BY;
+
+/** The part of a fieldsV1 set under `path` (e.g. ["f:spec"]); undefined when the entry owns nothing there. */
+function fieldsAt(fieldsV1: unknown, path: readonly string[]): unknown {
+  let node = fieldsV1;
+  for (const step of path) node = node && typeof node === "object" ? (node as Record<string, unknown>)[step] : undefined;
+  return node;
+}
+
 /**
  * Who last changed the fields under `path` (e.g. ["f:spec"]) of an object, from its managedFields: the
  * manager with the newest timestamp among those owning a field there. Slipway's own writes are skipped:
@@ -104,10 +114,7 @@ export function lastManagerOf(meta: ObjectMeta, path: readonly string[]): string
   const entries = (meta.managedFields ?? []) as ManagedFieldsEntry[];
   let best: ManagedFieldsEntry | undefined;
   for (const entry of entries) {
-    if (entry.subresource || !entry.manager || entry.manager === MANAGED_BY) continue;
-    let node: unknown = entry.fieldsV1;
-    for (const step of path) node = node && typeof node === "object" ? (node as Record<string, unknown>)[step] : undefined;
-    if (node === undefined) continue;
+    if (!isRequester(entry) || fieldsAt(entry.fieldsV1, path) === undefined) continue;
     if (!best || (entry.time ?? "") >= (best.time ?? "")) best = entry;
   }
   return best?.manager;
@@ -126,12 +133,10 @@ export function ownershipOnly(managedFields: readonly ManagedFieldsEntry[] | und
   if (!managedFields) return undefined;
   const kept: ManagedFieldsEntry[] = [];
   for (const entry of managedFields) {
-    if (entry.subresource || !entry.manager || entry.manager === MANAGED_BY) continue;
+    if (!isRequester(entry)) continue;
     const fieldsV1: Record<string, unknown> = {};
     for (const path of OWNERSHIP_PATHS) {
-      let node: unknown = entry.fieldsV1;
-      for (const step of path) node = node && typeof node === "object" ? (node as Record<string, unknown>)[step] : undefined;
-      if (node === undefined) continue;
+      if (fieldsAt(entry.fieldsV1, path) === undefined) continue;
       let at = fieldsV1;
       for (const step of path) at = (at[step] ??= {}) as Record<string, unknown>;
     }

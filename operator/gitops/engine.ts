@@ -242,10 +242,10 @@ export class GitOpsEngine {
       }
       // What status records must be on the remote. A pass that committed nothing records the remote's head
       // when this App's directory is the same there: it need not wait for the push of other Apps' commits.
-      if (!subject && recorded) {
-        const remote = await this.#repo.remoteHead();
-        const here = remote && remote !== recorded && (await this.#repo.hasCommit(remote)) ? await this.#repo.idAt(dir, recorded) : undefined;
-        if (remote && here && (await this.#repo.idAt(dir, remote)) === here) recorded = remote;
+      const remote = !subject && recorded ? await this.#repo.remoteHead() : undefined;
+      if (remote && remote !== recorded && (await this.#repo.hasCommit(remote))) {
+        const here = await this.#repo.idAt(dir, recorded);
+        if (here && (await this.#repo.idAt(dir, remote)) === here) recorded = remote;
       }
       if (!(await this.#pushed(recorded))) {
         if (attempt >= PUSH_ATTEMPTS) throw new Error(`cannot push the change to ${namespace}/${app}: rejected ${attempt} times`);
@@ -284,10 +284,12 @@ export class GitOpsEngine {
     // The Config is applied before its App: an App that a push creates or resumes together with a Config change
     // then finds the new Config when the operator cuts its release, instead of a release with the old one and
     // a second one a moment later.
-    const rank = (path: string) => ({ Config: 0, App: 1, Release: 2 })[parsePath(path)?.kind ?? "Release"];
-    for (const path of [...paths].sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0))) {
+    const rank = { Config: 0, App: 1, Release: 2 };
+    const kinded = [...paths].sort().flatMap((path) => {
       const kind = parsePath(path)?.kind;
-      if (!kind) continue;
+      return kind ? [{ path, kind }] : [];
+    });
+    for (const { path, kind } of kinded.sort((a, b) => rank[a.kind] - rank[b.kind])) {
       const obj = byPath.get(path);
       const file = files.get(path);
       const gitText = file ? await this.#repo.readBlob(file.oid) : undefined;

@@ -8,7 +8,7 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import type { ObjectMeta } from "../../crds/v1alpha1.js";
 import type { CacheEvent, ClusterCache } from "../cache.js";
-import { isConflict, Kube } from "../kube.js";
+import { isConflict, Kube, specFingerprint } from "../kube.js";
 import { log as rootLog } from "../log.js";
 import { gitopsPassDuration, gitopsPasses } from "../metrics.js";
 import { WorkQueue } from "../queue.js";
@@ -154,7 +154,7 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
     }
     // Created since this process started (not an object of the first list): no earlier process committed it.
     if (type === "add" && m.creationTimestamp && new Date(m.creationTimestamp as string).getTime() >= startedAt) engine.noteCreated(kind, m as ObjectMeta);
-    const print = JSON.stringify([m.uid, m.generation, m.labels ?? {}, m.annotations ?? {}, m.deletionTimestamp ?? null]);
+    const print = specFingerprint(object);
     const same = fingerprints.get(id) === print;
     fingerprints.set(id, print);
     if (!key) return;
