@@ -8,6 +8,8 @@
 #   build.sh --tools       builds only kubectl and kpt and prints the directory holding them (and nothing else)
 #   build.sh --argocd-lua  builds only argocd-lua (Argo CD's own Lua health-check evaluation, for
 #                          operator/gitops/health.test.ts) and prints the path of that binary
+#   build.sh --argocd      builds Argo CD (argocd, argocd-redis, argocd-lua and its manifests, for
+#                          e2e/argocd.e2e.ts) and prints the directory holding them
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -27,6 +29,15 @@ build() {
   mkdir -p "$dir" && mv "$tmp"/* "$dir"/ && rm -rf "$tmp"
 }
 
+# build_as DIR MODULE LDFLAGS NAME PKG : builds one package's binary into DIR under NAME, atomically.
+build_as() {
+  local dir=$1 module=$2 ldflags=$3 name=$4 pkg=$5
+  mkdir -p "$cache" "$dir"
+  local tmp; tmp=$(mktemp -d "$cache/.build-XXXXXX")
+  (cd "$here/$module" && go build -trimpath -ldflags="$ldflags" -o "$tmp/$name" "$pkg") >&2 || { rm -rf "$tmp"; exit 1; }
+  mv "$tmp/$name" "$dir/$name" && rm -rf "$tmp"
+}
+
 # publish TMP DIR : moves a finished build into place in one rename. Several build.sh may run at once (test
 # runs in parallel): if another one got there first, its directory is kept and this one's dropped.
 publish() { chmod 755 "$1" && mv -T "$1" "$2" 2>/dev/null || rm -rf "$1"; }
@@ -40,15 +51,37 @@ ver="k8s.io/component-base/version"
 kver=${KUBERNETES_VERSION#v}
 kldflags="-s -w -X $ver.gitVersion=$KUBERNETES_VERSION -X $ver.gitMajor=${kver%%.*} -X $ver.gitMinor=$(echo "$kver" | cut -d. -f2) -X $ver.buildDate=1970-01-01T00:00:00Z -X $ver.gitTreeState=clean"
 
+# Argo CD (e2e/controlplane/argocd, one wrapper module): the argocd binary (application controller,
+# repo-server and cmp-server in one; it picks its role from its name or ARGOCD_BINARY_NAME), argocd-redis
+# (miniredis, the Redis their caches need) and argocd-lua (Argo CD's own Lua health-check evaluation), plus the
+# module's own manifests/crds and manifests/base/config, copied beside them for the e2e harness to install.
 # argo-cd's go.mod says go 1.27.0, newer than the Go these machines start with: GOTOOLCHAIN makes the go
 # command fetch that toolchain from the Go module proxy (about 76 MB, once per machine) for this module only;
 # everything else builds with the machine's Go. Part of the cache key, like the version.
-argocd_lua_toolchain=go1.27.3
-argocd_lua_dir="$cache/argocd-lua-$ARGOCD_VERSION-$argocd_lua_toolchain-$(hash "$here"/argocd-lua/{go.sum,go.mod,main.go})"
+argocd_toolchain=go1.27.3
+argocd_dir="$cache/argocd-$ARGOCD_VERSION-$argocd_toolchain-$(hash "$here"/argocd/{go.sum,go.mod,lua/main.go,redis/main.go})"
 argocd_lua() {
-  if [ ! -x "$argocd_lua_dir/argocd-lua" ]; then
-    echo "build.sh: building argocd-lua (Argo CD $ARGOCD_VERSION's util/lua) into $argocd_lua_dir (first run on this machine; takes several minutes)" >&2
-    (export GOTOOLCHAIN=$argocd_lua_toolchain; build "$argocd_lua_dir" argocd-lua "-s -w" .)
+  if [ ! -x "$argocd_dir/argocd-lua" ]; then
+    echo "build.sh: building argocd-lua (Argo CD $ARGOCD_VERSION's util/lua) into $argocd_dir (first run on this machine; takes several minutes)" >&2
+    (export GOTOOLCHAIN=$argocd_toolchain; build_as "$argocd_dir" argocd "-s -w" argocd-lua ./lua)
+  fi
+}
+argocd() {
+  argocd_lua
+  if [ ! -x "$argocd_dir/argocd" ] || [ ! -x "$argocd_dir/argocd-redis" ] || [ ! -d "$argocd_dir/manifests" ]; then
+    echo "build.sh: building Argo CD $ARGOCD_VERSION into $argocd_dir (first run on this machine; about 6 minutes on 2 cores)" >&2
+    local start; start=$(date +%s)
+    (
+      export GOTOOLCHAIN=$argocd_toolchain
+      build_as "$argocd_dir" argocd "-s -w" argocd-redis ./redis
+      build_as "$argocd_dir" argocd "-s -w -X github.com/argoproj/argo-cd/v3/common.version=$ARGOCD_VERSION" argocd github.com/argoproj/argo-cd/v3/cmd
+      # The manifests Argo CD's release is made of, from the module itself (never hand-written copies).
+      src=$(cd "$here/argocd" && go mod download -json "github.com/argoproj/argo-cd/v3@$ARGOCD_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+      tmpm=$(mktemp -d "$cache/.manifests-XXXXXX")
+      mkdir -p "$tmpm/base" && cp -r "$src/manifests/crds" "$tmpm/crds" && cp -r "$src/manifests/base/config" "$tmpm/base/config"
+      chmod -R u+w "$tmpm" && chmod 755 "$tmpm" && mv -T "$tmpm" "$argocd_dir/manifests" 2>/dev/null || rm -rf "$tmpm"
+    )
+    echo "build.sh: built Argo CD in $(( $(date +%s) - start ))s" >&2
   fi
 }
 
@@ -74,11 +107,12 @@ tools() {
 }
 
 case "${1:-}" in
-  --argocd-lua) argocd_lua; echo "$argocd_lua_dir/argocd-lua"; exit 0 ;;
+  --argocd-lua) argocd_lua; echo "$argocd_dir/argocd-lua"; exit 0 ;;
+  --argocd) argocd; echo "$argocd_dir"; exit 0 ;;
   --kustomize) kustomize; echo "$kustomize_dir/kustomize"; exit 0 ;;
   --tools) tools; echo "$tools_dir"; exit 0 ;;
   "") kustomize; tools ;;
-  *) echo "usage: build.sh [--kustomize | --tools | --argocd-lua]" >&2; exit 2 ;;
+  *) echo "usage: build.sh [--kustomize | --tools | --argocd-lua | --argocd]" >&2; exit 2 ;;
 esac
 
 key="k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-$(cat "$here"/{etcd,kubernetes,kwok}/go.sum "$here"/{etcd,kubernetes,kwok}/go.mod | sha256sum | cut -c1-12)"

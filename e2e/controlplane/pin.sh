@@ -34,11 +34,13 @@ pin kustomize sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION" "" sigs.k8
 pin kpt github.com/kptdev/kpt/commands/fn "$KPT_VERSION" ""
 # Argo CD: its go.mod's replace block (k8s.io staging modules and the like), without the replace of its
 # gitops-engine by the ./gitops-engine directory of its repository; gitops-engine is required at the same
-# version instead. Its go.mod needs Go 1.27: see GOTOOLCHAIN in build.sh.
+# version instead. Its cmd package (the argocd binary) is a `tool` of the module, so tidy keeps what it needs
+# beside what lua/ and redis/ import. Its go.mod needs Go 1.27: see GOTOOLCHAIN in build.sh.
 (
   export GOTOOLCHAIN=go1.27.3
   amod=$(go mod download -json "github.com/argoproj/argo-cd/v3@$ARGOCD_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
   areplaces=$(sed -n '/^replace (/,/^)/p' "$amod" | grep -v '=> \./')
-  pin argocd-lua github.com/argoproj/argo-cd/v3 "$ARGOCD_VERSION" "$areplaces" github.com/argoproj/argo-cd/gitops-engine/v3
+  pin argocd github.com/argoproj/argo-cd/v3 "$ARGOCD_VERSION" "$areplaces" github.com/argoproj/argo-cd/gitops-engine/v3
+  (cd "$here/argocd" && go get -tool "github.com/argoproj/argo-cd/v3/cmd@$ARGOCD_VERSION" && go mod tidy) 2>/dev/null
 )
 echo "pinned kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, kustomize $KUSTOMIZE_VERSION, kpt $KPT_VERSION, argo-cd $ARGOCD_VERSION"

@@ -22,7 +22,7 @@ export const ENV_TOOLS_DIR = "SLIPWAY_TOOLS_DIR";
 export const ENV_ARGOCD_LUA = "SLIPWAY_ARGOCD_LUA";
 
 /** Runs build.sh with one of its single-tool flags; its progress goes to this process's stderr. Throws if it fails. */
-export function build(flag: "--tools" | "--argocd-lua" | "--kustomize"): string {
+export function build(flag: "--tools" | "--argocd-lua" | "--argocd" | "--kustomize"): string {
   let out: string;
   try {
     out = execFileSync(buildScript, [flag], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
