@@ -106,5 +106,16 @@ export function gitopsFromEnv(env: NodeJS.ProcessEnv): PlatformOptions["gitops"]
     },
     mode,
     pollIntervalMs: Number(env.SLIPWAY_GIT_POLL_SECONDS ?? 60) * 1000,
+    ...argocdFromEnv(env.SLIPWAY_ARGOCD_APPLICATION),
   };
+}
+
+/** SLIPWAY_ARGOCD_APPLICATION="<namespace>/<name>": the Argo CD Application that applies the repository. */
+function argocdFromEnv(value: string | undefined): { argocd?: { application: { namespace: string; name: string } } } {
+  if (!value) return {};
+  const [namespace, name, ...rest] = value.split("/");
+  if (!namespace || !name || rest.length) {
+    throw new Error(`SLIPWAY_ARGOCD_APPLICATION must be "<namespace>/<name>" of an Argo CD Application, not ${JSON.stringify(value)}`);
+  }
+  return { argocd: { application: { namespace, name } } };
 }

@@ -54,7 +54,8 @@ kldflags="-s -w -X $ver.gitVersion=$KUBERNETES_VERSION -X $ver.gitMajor=${kver%%
 # Argo CD (e2e/controlplane/argocd, one wrapper module): the argocd binary (application controller,
 # repo-server and cmp-server in one; it picks its role from its name or ARGOCD_BINARY_NAME), argocd-redis
 # (miniredis, the Redis their caches need) and argocd-lua (Argo CD's own Lua health-check evaluation), plus the
-# module's own manifests/crds and manifests/base/config, copied beside them for the e2e harness to install.
+# module's own manifests/crds and manifests/base/config, copied beside them for the e2e harness to install, and
+# the hack/ scripts Argo CD's image puts on PATH.
 # argo-cd's go.mod says go 1.27.0, newer than the Go these machines start with: GOTOOLCHAIN makes the go
 # command fetch that toolchain from the Go module proxy (about 76 MB, once per machine) for this module only;
 # everything else builds with the machine's Go. Part of the cache key, like the version.
@@ -68,18 +69,23 @@ argocd_lua() {
 }
 argocd() {
   argocd_lua
-  if [ ! -x "$argocd_dir/argocd" ] || [ ! -x "$argocd_dir/argocd-redis" ] || [ ! -d "$argocd_dir/manifests" ]; then
+  if [ ! -x "$argocd_dir/argocd" ] || [ ! -x "$argocd_dir/argocd-redis" ] || [ ! -d "$argocd_dir/manifests" ] \
+    || [ ! -x "$argocd_dir/scripts/git-verify-wrapper.sh" ]; then
     echo "build.sh: building Argo CD $ARGOCD_VERSION into $argocd_dir (first run on this machine; about 6 minutes on 2 cores)" >&2
     local start; start=$(date +%s)
     (
       export GOTOOLCHAIN=$argocd_toolchain
       build_as "$argocd_dir" argocd "-s -w" argocd-redis ./redis
-      build_as "$argocd_dir" argocd "-s -w -X github.com/argoproj/argo-cd/v3/common.version=$ARGOCD_VERSION" argocd github.com/argoproj/argo-cd/v3/cmd
+      build_as "$argocd_dir" argocd "-s -w -X github.com/argoproj/argo-cd/v3/common.version=${ARGOCD_VERSION#v}" argocd github.com/argoproj/argo-cd/v3/cmd
       # The manifests Argo CD's release is made of, from the module itself (never hand-written copies).
       src=$(cd "$here/argocd" && go mod download -json "github.com/argoproj/argo-cd/v3@$ARGOCD_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+      # And the scripts its image puts on PATH: the repo-server runs git-verify-wrapper.sh for every revision.
       tmpm=$(mktemp -d "$cache/.manifests-XXXXXX")
-      mkdir -p "$tmpm/base" && cp -r "$src/manifests/crds" "$tmpm/crds" && cp -r "$src/manifests/base/config" "$tmpm/base/config"
-      chmod -R u+w "$tmpm" && chmod 755 "$tmpm" && mv -T "$tmpm" "$argocd_dir/manifests" 2>/dev/null || rm -rf "$tmpm"
+      mkdir -p "$tmpm/manifests/base" "$tmpm/scripts" && cp -r "$src/manifests/crds" "$tmpm/manifests/crds"
+      cp -r "$src/manifests/base/config" "$tmpm/manifests/base/config"
+      cp "$src/hack/git-verify-wrapper.sh" "$src/hack/gpg-wrapper.sh" "$tmpm/scripts/"
+      chmod -R u+w,go+rX "$tmpm" && chmod 755 "$tmpm" "$tmpm"/scripts/*.sh
+      mv -T "$tmpm/manifests" "$argocd_dir/manifests" 2>/dev/null; mv -T "$tmpm/scripts" "$argocd_dir/scripts" 2>/dev/null; rm -rf "$tmpm"
     )
     echo "build.sh: built Argo CD in $(( $(date +%s) - start ))s" >&2
   fi

@@ -25,6 +25,7 @@ import {
 } from "./layout.js";
 import { decide, UNKNOWN, type Base, type Decision } from "./merge.js";
 import { commitMessage, conflictMessage, type ObjectChange } from "./messages.js";
+import type { ArgoCdLink } from "./argocd.js";
 import { PushRejectedError, type ConfigRepo, type FileChanges } from "./repo.js";
 
 export const GITOPS_FIELD_MANAGER = "slipway-gitops";
@@ -42,6 +43,8 @@ export interface EngineOptions {
   log: Logger;
   /** Called when a fetch made for a rejected push moved the local branch to others' commits. */
   onHeadMoved?: () => void;
+  /** The Argo CD Application that applies the repository (mode "commit-only"): told of pushes, see argocd.ts. */
+  argocd?: ArgoCdLink;
 }
 
 type ClusterObject = KubeObject & { spec?: unknown; status?: { commit?: string } };
@@ -77,6 +80,7 @@ export class GitOpsEngine {
   readonly #namespace: string | undefined;
   readonly #log: Logger;
   readonly #onHeadMoved: () => void;
+  readonly #argocd: ArgoCdLink | undefined;
   /** Objects a watch saw deleted whose deletion is not yet in Git, by kind/namespace/name. */
   readonly #deleted = new Map<string, ObjectMeta>();
   /** Commits this process recorded per object, in case a status write was lost. */
@@ -99,6 +103,7 @@ export class GitOpsEngine {
     this.#namespace = options.namespace;
     this.#log = options.log;
     this.#onHeadMoved = options.onHeadMoved ?? (() => undefined);
+    this.#argocd = options.argocd;
   }
 
   /** Remembers a deletion seen by a watch, so the reconcile removes the file instead of re-creating the object. */
@@ -145,6 +150,7 @@ export class GitOpsEngine {
         return false;
       }
       faultPoint("after-push");
+      if (this.#argocd) void this.#argocd.refresh();
       return true;
     });
     return this.#nextPush;
@@ -253,6 +259,10 @@ export class GitOpsEngine {
         continue;
       }
       if (subject) this.#log.info({ app: `${namespace}/${app}`, commit: recorded, subject }, "committed a cluster change");
+      if (subject && recorded && this.#argocd) {
+        const ignored = commits.flatMap((i) => (i.cluster && this.#argocd?.needsHandoff(i.cluster) ? [i.cluster] : []));
+        if (ignored.length) this.#argocd.handOff(recorded, ignored);
+      }
       await this.#carryOut(namespace, app, items, recorded);
       return "done";
     }

@@ -13,6 +13,7 @@ import { log as rootLog } from "../log.js";
 import { gitopsPassDuration, gitopsPasses } from "../metrics.js";
 import { WorkQueue } from "../queue.js";
 import { verifyWebhook } from "../webhooks.js";
+import { ArgoCdLink, type ArgoCdOptions } from "./argocd.js";
 import { GitOpsEngine } from "./engine.js";
 import { ConfigRepo } from "./repo.js";
 
@@ -49,6 +50,11 @@ export interface GitOpsOptions {
   releaseWaitMs?: number;
   /** How many Apps are reconciled at once (commits and pushes still go one at a time); default 16. */
   concurrency?: number;
+  /**
+   * Mode "commit-only" beside Argo CD: the Application that applies the repository. Slipway asks it to refresh
+   * after each push, and hands changes made with the CLI over to Git once Argo CD has seen them (argocd.ts).
+   */
+  argocd?: ArgoCdOptions;
   /** Called as each pass over an App ("namespace/name") starts (tests count them). */
   onPass?: (app: string) => void;
 }
@@ -130,8 +136,9 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
   };
   const syncNow = () => sync(false);
 
+  const argocd = options.argocd && options.mode === "commit-only" ? new ArgoCdLink(kube, repo, options.argocd, log) : undefined;
   const engine = new GitOpsEngine({
-    kube, cache: options.cache, repo, mode: options.mode, namespace: options.namespace, log,
+    kube, cache: options.cache, repo, mode: options.mode, namespace: options.namespace, log, argocd,
     // A rejected push fetched commits of others: the Apps they changed are reconciled like a webhook's.
     onHeadMoved: () => void syncNow().catch(() => undefined),
   });
@@ -215,6 +222,7 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
       for (const key of [...held.keys()]) release(key);
       await queue.stop();
       await syncing;
+      await argocd?.stop();
     },
   };
 }

@@ -346,6 +346,30 @@ export class ConfigRepo {
     }
   }
 
+  /**
+   * Whether commit `oid` is `ancestor` or has it in its history, both in the local clone (false when either is
+   * not). Walks parents through the commit cache, at most `depth` commits back.
+   */
+  async descends(oid: string, ancestor: string, depth = 1000): Promise<boolean> {
+    let frontier = [oid];
+    const seen = new Set<string>();
+    for (let step = 0; frontier.length && step <= depth; step++) {
+      const next: string[] = [];
+      for (const c of frontier) {
+        if (c === ancestor) return true;
+        if (seen.has(c)) continue;
+        seen.add(c);
+        try {
+          next.push(...(await this.#readCommit(c)).parent);
+        } catch {
+          // Not in the local clone: nothing to follow.
+        }
+      }
+      frontier = next;
+    }
+    return false;
+  }
+
   async #readCommit(oid: string): Promise<{ tree: string; parent: string[] }> {
     let commit = this.#commits.get(oid);
     if (!commit) {
