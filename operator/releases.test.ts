@@ -183,13 +183,6 @@ test("a rollback to an unknown release names the known ones", (t) => {
 test("a release object is named after the app and version and records the generations it covers", (t) => {
   const obj = releaseObject(app({ image: IMAGE_A }, { generation: 4 }), release(2, IMAGE_A).spec, config({}, { generation: 3 }));
   t.is(obj.metadata.name, "shop-v2");
-  t.deepEqual(obj.metadata.annotations, {
-    "slipway.dev/app-generation": "4",
-    "slipway.dev/config-generation": "3",
-    // Argo CD and Flux keep it when its file leaves Git.
-    "argocd.argoproj.io/sync-options": "Prune=false",
-    "argocd.argoproj.io/compare-options": "IgnoreExtraneous",
-    "kustomize.toolkit.fluxcd.io/prune": "disabled",
-  });
+  t.deepEqual(obj.metadata.annotations, { "slipway.dev/app-generation": "4", "slipway.dev/config-generation": "3" });
   t.is(obj.metadata.labels?.["slipway.dev/app"], "shop");
 });

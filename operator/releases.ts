@@ -10,19 +10,6 @@ export const RELEASE_ANNOTATIONS = {
   configGeneration: "slipway.dev/config-generation",
 } as const;
 
-/**
- * Annotations every Release carries from its creation so that the tools that apply the config repository keep
- * the release history when a Release's file leaves Git (`git revert` of a release commit removes it): Argo CD
- * neither prunes it nor counts it as out of sync, and Flux's kustomize-controller does not prune it. They
- * read these on the live object, and the GitOps engine never writes them to Git (they are the tools'
- * keys). Releases are deleted with their App only.
- */
-export const KEEP_RELEASE_ANNOTATIONS: Readonly<Record<string, string>> = Object.freeze({
-  "argocd.argoproj.io/sync-options": "Prune=false",
-  "argocd.argoproj.io/compare-options": "IgnoreExtraneous",
-  "kustomize.toolkit.fluxcd.io/prune": "disabled",
-});
-
 const DIGEST = /@sha256:[0-9a-f]{64}$/;
 
 /** True when an image is pinned by digest (`repo@sha256:<64 hex>`), the only form a Release may hold. */
@@ -266,7 +253,7 @@ export function planRollback(app: App, releases: readonly Release[], target: str
 
 /** The Release object for a spec, named `<app>-v<version>` so that cutting it twice can only collide. */
 export function releaseObject(app: App, spec: ReleaseSpec, config?: Config): Release {
-  const annotations: Record<string, string> = { ...KEEP_RELEASE_ANNOTATIONS, [RELEASE_ANNOTATIONS.appGeneration]: String(app.metadata.generation ?? 0) };
+  const annotations: Record<string, string> = { [RELEASE_ANNOTATIONS.appGeneration]: String(app.metadata.generation ?? 0) };
   if (config?.metadata.generation !== undefined) annotations[RELEASE_ANNOTATIONS.configGeneration] = String(config.metadata.generation);
   return {
     apiVersion: API_VERSION,
