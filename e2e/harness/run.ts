@@ -7,7 +7,7 @@ import { ENV_TOOLS_DIR, pathWithTools, toolsDir } from "./tools.js";
 const started = Date.now();
 let cp;
 try {
-  cp = await startControlPlane({ progress: (line) => console.log(`e2e: ${line}`) });
+  cp = await startControlPlane({ tekton: true, progress: (line) => console.log(`e2e: ${line}`) });
 } catch (e) {
   console.error(`e2e: FAILED to start the control plane — the e2e suite did not run.\n${(e as Error).message}`);
   process.exit(1);

@@ -32,7 +32,7 @@ async function connectOrStart(): Promise<ControlPlane> {
   const dir = process.env[ENV_DIR];
   if (!kubeconfigPath || !dir) {
     ownsControlPlane = true;
-    return startControlPlane();
+    return startControlPlane({ tekton: true });
   }
   const kc = new KubeConfig();
   kc.loadFromFile(kubeconfigPath);

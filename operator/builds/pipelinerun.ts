@@ -190,6 +190,27 @@ export function buildOutcome(run: PipelineRun): BuildOutcome {
   return { phase: "Succeeded", image: `${imageRepository(url)}@${digest}` };
 }
 
+/** The parts of a Tekton v1 TaskRun that say why it failed. */
+export interface TaskRunSummary {
+  metadata: { name: string; labels?: Record<string, string> };
+  status?: { conditions?: { type: string; status: string; reason?: string; message?: string }[] };
+}
+
+/**
+ * Why a PipelineRun's tasks failed, in Tekton's words: each failed TaskRun with its pipeline task and its
+ * Succeeded message (which names the step, e.g. `"step-create" exited with code 1: Error`). Undefined when no
+ * TaskRun failed (a timeout or a cancellation before any task failed).
+ */
+export function failedTasks(taskRuns: readonly TaskRunSummary[]): string | undefined {
+  const failed = taskRuns.flatMap((tr) => {
+    const cond = tr.status?.conditions?.find((c) => c.type === "Succeeded");
+    if (cond?.status !== "False" || cond.reason === "TaskRunCancelled") return [];
+    const task = tr.metadata.labels?.["tekton.dev/pipelineTask"];
+    return [`task ${task ?? tr.metadata.name} (TaskRun ${tr.metadata.name}) ${cond.reason ?? "Failed"}: ${cond.message ?? "no message"}`];
+  });
+  return failed.length ? failed.sort().join("; ") : undefined;
+}
+
 /** registry/repo:tag@sha256:… → registry/repo (a registry port's colon is kept). */
 export function imageRepository(image: string): string {
   const noDigest = image.split("@")[0] ?? image;
