@@ -46,7 +46,7 @@ test("a GitHub push starts a Tekton v1 PipelineRun with the buildpacks params, t
   t.like(run.spec.taskRunTemplate, { serviceAccountName: "default" });
   t.like(run.metadata.labels, { "slipway.dev/app": "shop", "slipway.dev/commit": first });
   t.like(run.metadata.ownerReferences?.[0], { kind: "App", name: "shop", uid: app.metadata.uid, controller: true });
-  t.like(run.spec.workspaces[1], { name: "cache", persistentVolumeClaim: { claimName: "shop-build-cache" } });
+  t.deepEqual(run.spec.workspaces[0], { name: "build", persistentVolumeClaim: { claimName: "shop-build-cache" } });
   const pvc = await env.kube.get<KubeObject>("v1", "PersistentVolumeClaim", env.ns, "shop-build-cache");
   t.like(pvc.metadata.ownerReferences?.[0], { kind: "App", name: "shop", uid: app.metadata.uid });
 

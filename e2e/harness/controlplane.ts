@@ -408,9 +408,9 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
 
 /**
  * kube-scheduler's configuration: no client-side rate limit (as kwokctl's --disable-qps-limits), no leader
- * election, and no VolumeBinding plugin. No storage is provisioned here, so a PersistentVolumeClaim (a Tekton
- * workspace, an App's build cache) stays Pending; without the plugin the pods that mount one are still placed
- * on a kwok node, which runs no container and so needs no volume.
+ * election, and neither the VolumeBinding nor the VolumeZone plugin. No storage is provisioned here, so a
+ * PersistentVolumeClaim (a Tekton workspace, an App's build cache) stays Pending; without those plugins the pods
+ * that mount one are still placed on a kwok node, which runs no container and so needs no volume.
  */
 async function writeSchedulerConfig(dir: string, kubeconfigPath: string): Promise<string> {
   const path = join(dir, "kube-scheduler.yaml");
@@ -428,6 +428,7 @@ profiles:
     multiPoint:
       disabled:
       - name: VolumeBinding
+      - name: VolumeZone
 `);
   return path;
 }

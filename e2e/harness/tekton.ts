@@ -65,15 +65,17 @@ type Doc = Record<string, unknown> & { kind?: string; metadata?: { name?: string
 type ClientConfig = { service?: { name?: string; namespace?: string; port?: number } };
 
 /**
- * Tekton's release objects from config/*.yaml and config/300-crds/, in file order, without what would run as
+ * Tekton's release objects from config/ (without resolvers/), in path order, without what would run as
  * pods, with the webhook's clientConfigs pointed at `webhookPort`; and the ExternalName Service that routes
  * the API server's calls to the webhook process.
  */
 export async function tektonObjects(configDir: string, webhookPort: number): Promise<Doc[]> {
-  const files = [
-    ...(await readdir(configDir)).filter((f) => f.endsWith(".yaml")).sort().map((f) => join(configDir, f)),
-    ...(await readdir(join(configDir, "300-crds"))).filter((f) => f.endsWith(".yaml")).sort().map((f) => join(configDir, "300-crds", f)),
-  ];
+  // What Tekton's release is made of: config/ and its directories (100-namespace, 300-crds), in path order,
+  // which puts the Namespace first; not resolvers/, which Tekton releases separately.
+  const files = (await readdir(configDir, { recursive: true }))
+    .filter((f) => f.endsWith(".yaml") && !f.startsWith("resolvers/"))
+    .sort()
+    .map((f) => join(configDir, f));
   const docs: Doc[] = [];
   for (const file of files) {
     for (const parsed of parseAllDocuments(await readFile(file, "utf8"))) {

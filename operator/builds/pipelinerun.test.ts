@@ -39,12 +39,9 @@ test("a PipelineRun is labelled with the App and the full commit and owned by th
   ]);
 });
 
-test("a PipelineRun gets a fresh source workspace and the App's own cache PVC", (t) => {
-  const run = buildPipelineRun(app({ git: "https://git.example.com/acme/shop.git" }), SHA, { sourceSize: "3Gi" });
-  t.deepEqual(run.spec.workspaces, [
-    { name: "source", volumeClaimTemplate: { spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "3Gi" } } } } },
-    { name: "cache", persistentVolumeClaim: { claimName: "shop-build-cache" } },
-  ]);
+test("a PipelineRun binds one workspace, the App's build PVC, as Tekton's affinity assistant requires", (t) => {
+  const run = buildPipelineRun(app({ git: "https://git.example.com/acme/shop.git" }), SHA);
+  t.deepEqual(run.spec.workspaces, [{ name: "build", persistentVolumeClaim: { claimName: "shop-build-cache" } }]);
 });
 
 test("source credentials are given to the clone as the basic-auth workspace", (t) => {

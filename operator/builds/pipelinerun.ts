@@ -26,10 +26,8 @@ export interface PipelineSettings {
   timeout?: string;
   /** ServiceAccount the build's TaskRuns run as (registry push credentials); default Tekton's. */
   serviceAccountName?: string;
-  /** Size of the per-App build cache PVC; default "2Gi". */
+  /** Size of the per-App build PVC (the source checkout and the buildpacks cache); default "2Gi". */
   cacheSize?: string;
-  /** Size of the per-run source workspace; default "1Gi". */
-  sourceSize?: string;
   /** Finished PipelineRuns kept per App; older ones are pruned. Default 3. */
   keep?: number;
 }
@@ -41,7 +39,6 @@ export const DEFAULT_SETTINGS: Required<Omit<PipelineSettings, "serviceAccountNa
   builderImage: "paketobuildpacks/builder-jammy-base:latest",
   timeout: "1h",
   cacheSize: "2Gi",
-  sourceSize: "1Gi",
   keep: 3,
 };
 
@@ -54,7 +51,7 @@ export function pipelineRunName(app: string, commit: string): string {
   return `${app}-build-${shortSha(commit)}`;
 }
 
-/** The per-App build cache PVC, kept across builds. */
+/** The per-App build PVC, kept across builds: the source checkout (subPath source) and the buildpacks cache (subPath cache). */
 export function cacheClaimName(app: string): string {
   return `${app}-build-cache`;
 }
@@ -122,14 +119,12 @@ export function buildPipelineRun(app: App, commit: string, settings: PipelineSet
       { name: "git-url", value: source.git },
       { name: "git-revision", value: commit },
     ];
+  // One workspace, the App's build claim, which the Pipeline splits by subPath into the checkout and the cache.
+  // With Tekton's default affinity assistant (coschedule: workspaces) a TaskRun may bind only one claim ("more
+  // than one PersistentVolumeClaim is bound"), and one claim bound as two pipeline workspaces leaves the TaskRuns
+  // waiting for an affinity assistant that Tekton never creates.
   const workspaces: Record<string, unknown>[] = [
-    {
-      name: "source",
-      volumeClaimTemplate: {
-        spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: s.sourceSize } } },
-      },
-    },
-    { name: "cache", persistentVolumeClaim: { claimName: cacheClaimName(app.metadata.name) } },
+    { name: "build", persistentVolumeClaim: { claimName: cacheClaimName(app.metadata.name) } },
   ];
   if (source.credentialsSecret) workspaces.push({ name: "basic-auth", secret: { secretName: source.credentialsSecret } });
   const run: PipelineRun = {
