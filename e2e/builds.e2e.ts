@@ -304,7 +304,8 @@ spec:
     t.true(run.spec.workspaces.every((w) => pipeline.spec.workspaces.some((pw) => pw.name === w.name)));
     t.deepEqual(pipeline.spec.results.map((r) => r.name).sort(), ["APP_IMAGE_DIGEST", "APP_IMAGE_URL"]);
     const finished = await eventuallyFinished(env, run.metadata.name);
-    t.like(succeeded(finished), { status: "True", reason: "Succeeded" }, `${pipeline.metadata.name} runs to the end in Tekton's controller`);
+    const why = Object.values(await taskRuns(env, run.metadata.name)).map((tr) => `${tr.metadata.name}: ${JSON.stringify(tr.status?.conditions)}`);
+    t.like(succeeded(finished), { status: "True", reason: "Succeeded" }, `${pipeline.metadata.name} runs to the end in Tekton's controller; ${why.join("; ")}`);
     t.regex(finished.status?.results?.find((r) => r.name === "APP_IMAGE_DIGEST")?.value ?? "", /^sha256:[0-9a-f]{64}$/);
   }
 });
