@@ -363,7 +363,7 @@ async function buildsWithTekton(cp: ControlPlane): Promise<void> {
     const url = git.url("bench-src");
     const g = (...args: string[]) => promisify(execFile)("git", ["-C", work, "-c", "user.name=Bench", "-c", "user.email=bench@slipway.dev", ...args]);
     await g("init", "-q", "-b", "main");
-    await apply(cp, ns, `apiVersion: ${V}\nkind: App\nmetadata:\n  name: built\nspec:\n  source:\n    git: ${url}\n    branch: main\n  processes:\n    web: { replicas: 1 }\n`);
+    await apply(cp, ns, `${configYaml("built", "hello")}---\napiVersion: ${V}\nkind: App\nmetadata:\n  name: built\nspec:\n  source:\n    git: ${url}\n    branch: main\n  processes:\n    web: { replicas: 1 }\n`);
     const created: number[] = [];
     const released: number[] = [];
     let before = "0".repeat(40);
@@ -389,7 +389,9 @@ async function buildsWithTekton(cp: ControlPlane): Promise<void> {
         if (done) succeededAt = performance.now();
         return done;
       }, 180_000, () => `PipelineRun ${name} did not succeed: ${JSON.stringify(last?.status?.conditions)}`);
-      await pollUntil(async () => isReady(await kube.get<App & KubeObject>(V, "App", ns, "built"), `v${i}`), 120_000, () => `App built never Ready with v${i}`, 50);
+      let app: (App & KubeObject) | undefined;
+      await pollUntil(async () => isReady(app = await kube.get<App & KubeObject>(V, "App", ns, "built"), `v${i}`), 120_000,
+        () => `App built never Ready with v${i}: ${JSON.stringify(app?.status)}`, 50);
       released.push(since(succeededAt));
     }
     record("builds (real Tekton): push webhook → PipelineRun created (p50 of 20)", median(created), "ms", 1000);
