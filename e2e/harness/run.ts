@@ -1,4 +1,5 @@
-// `npm run test:e2e`: starts one real control plane, runs every e2e file against it with ava, stops it.
+// `npm run test:e2e`: starts one real control plane (with Tekton Pipelines' controller and webhook, for the build and
+// preview tests), runs every e2e file against it with ava, stops it.
 // If the control plane cannot start, this fails loudly with the component's last log lines: e2e is never skipped.
 import { spawn } from "node:child_process";
 import { ENV_DIR, ENV_KUBECONFIG, startControlPlane, repoRoot } from "./controlplane.js";
