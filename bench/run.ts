@@ -18,6 +18,9 @@ import type { App, Condition, Release } from "../crds/v1alpha1.js";
 import { collectInputs, slipwayObjects } from "../functions/inputs.js";
 import { readManifests } from "../functions/manifests.js";
 import { render } from "../functions/render.js";
+import { startBuilds } from "../operator/builds/index.js";
+import type { PipelineRun } from "../operator/builds/pipelinerun.js";
+import { githubPush } from "../operator/builds/testdata/payloads.js";
 import { startGitOps } from "../operator/gitops/index.js";
 import { ConfigRepo } from "../operator/gitops/repo.js";
 import { Kube, type KubeObject } from "../operator/kube.js";
@@ -315,6 +318,93 @@ async function operatorEndToEnd(cp: ControlPlane): Promise<void> {
     record("bench process heap, operator in-process with 50 Apps (upper bound)", heapUsed / MiB, "MiB", 200);
   } finally {
     await operator.stop();
+  }
+}
+
+// ------------------------------------------------------------------------------------------- builds
+
+/** Polls `check` every `everyMs` (finer than waitFor's 250 ms, for latencies under a second); throws with `what` on timeout. */
+async function pollUntil(check: () => Promise<boolean>, timeoutMs: number, what: () => string, everyMs = 20): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
+    if (await check().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(`timed out after ${timeoutMs / 1000}s: ${what()}`);
+}
+
+/**
+ * Builds run by Tekton Pipelines' real controller and webhook (the control plane's `tekton: true`; only the
+ * steps are simulated, by kwok, 1 s per task): 20 pushes to one App's source, one after another, each waited
+ * for until its release is Ready. Two figures are Slipway's own part of the path; the build in between is
+ * Tekton's and kwok's.
+ * - push webhook → PipelineRun created: the webhook handler, the build queue (App read, cache claim, create)
+ *   and Tekton's admission (defaulting and validation webhooks). Target p50 ≤ 1 s, p99 ≤ 3 s: a handful of API
+ *   calls take tens of milliseconds on an idle machine; the slack is for two busy cores.
+ * - PipelineRun succeeded → Release Ready: the PipelineRun watch, the TaskRun read, the Procfile read from Git,
+ *   the release cut, the App reconcile and the rollout on kwok. Target p50 ≤ 5 s, p99 ≤ 10 s, the operator
+ *   row "Config change → new release Ready" (10 s) with a build's extra Git read and Release write.
+ */
+async function buildsWithTekton(cp: ControlPlane): Promise<void> {
+  const ns = "bench-builds";
+  const secret = "bench-webhook-secret";
+  await createNamespace(cp, ns);
+  await kubectl(cp, ["apply", "--server-side", "-k", "samples/tekton", "-n", ns]);
+  const kube = new Kube(cp.kubeConfig());
+  const git = await startGitServer();
+  const work = await mkdtemp(join(tmpdir(), "slipway-bench-src-"));
+  const operator = await startOperator({ kubeConfig: cp.kubeConfig(), namespace: ns, logger: silent });
+  const builds = await startBuilds({ kubeConfig: cp.kubeConfig(), namespace: ns, pollIntervalMs: 3_600_000, webhookSecret: secret, logger: silent });
+  const server = createServer((req, res) => builds.webhookHandler(req, res));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as AddressInfo).port;
+  try {
+    await git.createBareRepo("bench-src");
+    const url = git.url("bench-src");
+    const g = (...args: string[]) => promisify(execFile)("git", ["-C", work, "-c", "user.name=Bench", "-c", "user.email=bench@slipway.dev", ...args]);
+    await g("init", "-q", "-b", "main");
+    await apply(cp, ns, `${configYaml("built", "hello")}---\napiVersion: ${V}\nkind: App\nmetadata:\n  name: built\nspec:\n  source:\n    git: ${url}\n    branch: main\n  processes:\n    web: { replicas: 1 }\n`);
+    const created: number[] = [];
+    const released: number[] = [];
+    let before = "0".repeat(40);
+    for (let i = 1; i <= 20; i++) {
+      await writeFile(join(work, "Procfile"), `web: ./server --build ${i}\n`);
+      await g("add", "-A");
+      await g("commit", "-q", "-m", `build ${i}`);
+      await g("push", "-q", url, "main");
+      const commit = (await g("rev-parse", "HEAD")).stdout.trim();
+      const delivery = githubPush({ repo: { url, fullName: "bench/src", id: 1 }, branch: "main", before, after: commit, secret });
+      before = commit;
+      const name = `built-build-${commit.slice(0, 7)}`;
+      const t0 = performance.now();
+      const res = await fetch(`http://127.0.0.1:${port}/hooks/source`, { method: "POST", headers: delivery.headers, body: new Uint8Array(delivery.body) });
+      if (res.status !== 202) throw new Error(`the push webhook answered ${res.status}: ${await res.text()}`);
+      await pollUntil(async () => (await kube.getIfExists("tekton.dev/v1", "PipelineRun", ns, name)) !== undefined, 60_000, () => `no PipelineRun ${name}`);
+      created.push(since(t0));
+      let succeededAt = 0;
+      let last: PipelineRun | undefined;
+      await pollUntil(async () => {
+        last = await kube.getIfExists<PipelineRun & KubeObject>("tekton.dev/v1", "PipelineRun", ns, name);
+        const done = last?.status?.conditions?.find((c) => c.type === "Succeeded")?.status === "True";
+        if (done) succeededAt = performance.now();
+        return done;
+      }, 180_000, () => `PipelineRun ${name} did not succeed: ${JSON.stringify(last?.status?.conditions)}`);
+      let app: (App & KubeObject) | undefined;
+      await pollUntil(async () => isReady(app = await kube.get<App & KubeObject>(V, "App", ns, "built"), `v${i}`), 120_000,
+        () => `App built never Ready with v${i}: ${JSON.stringify(app?.status)}`, 50);
+      released.push(since(succeededAt));
+    }
+    record("builds (real Tekton): push webhook → PipelineRun created (p50 of 20)", median(created), "ms", 1000);
+    record("builds (real Tekton): push webhook → PipelineRun created (p99 of 20)", percentile(created, 99), "ms", 3000);
+    record("builds (real Tekton): PipelineRun succeeded → Release Ready (p50 of 20)", median(released) / 1000, "s", 5);
+    record("builds (real Tekton): PipelineRun succeeded → Release Ready (p99 of 20)", percentile(released, 99) / 1000, "s", 10);
+  } finally {
+    server.closeAllConnections();
+    server.close();
+    await builds.stop();
+    await operator.stop();
+    await git.stop();
+    await rm(work, { recursive: true, force: true });
   }
 }
 
@@ -917,7 +1007,7 @@ async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "
   }
 }
 
-// BENCH_ONLY=scale (or render, queue, history, controlplane, operator, gitops, gitops-scale) runs one group of rows.
+// BENCH_ONLY=scale (or render, queue, history, controlplane, operator, gitops, scale, gitops-scale, builds) runs one group of rows.
 const only = process.env.BENCH_ONLY;
 const run = (group: string) => !only || only.split(",").includes(group);
 if (run("render")) {
@@ -969,6 +1059,19 @@ if (["controlplane", "operator", "gitops", "scale", "gitops-scale"].some(run)) {
         await rm(root, { recursive: true, force: true });
       }
     }
+  } finally {
+    await cp.stop();
+  }
+}
+
+if (run("builds")) {
+  // A control plane of its own, with Tekton's controller and webhook, so the rows above measure the same plane as before.
+  const t0 = performance.now();
+  const cp = await startControlPlane({ tekton: true });
+  record("control plane with Tekton warm start (binaries cached)", since(t0) / 1000, "s", 40);
+  try {
+    await installCrds(cp);
+    await buildsWithTekton(cp);
   } finally {
     await cp.stop();
   }

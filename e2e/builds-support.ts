@@ -1,9 +1,11 @@
-// Shared by builds.e2e.ts and previews.e2e.ts: Tekton's CRDs, real source repositories on the real Git server,
-// the build module (and optionally the operator) running in-process against the real control plane, webhook
-// deliveries over real HTTP, and the Tekton stand-in. There is no Tekton controller here: completeRun() writes
-// a PipelineRun's status through the status subresource exactly as Tekton reports a finished run.
+// Shared by builds.e2e.ts and previews.e2e.ts: real source repositories on the real Git server, the build
+// module (and optionally the operator) running in-process against the real control plane, webhook deliveries
+// over real HTTP, and Tekton Pipelines' real controller and webhook (started with the control plane), which
+// run every PipelineRun with the sample Pipelines and Tasks of samples/tekton. The only simulated thing is
+// the containers: kwok reports each TaskRun pod's steps as finished (e2e/controlplane/kwok/tekton.yaml).
 import type { ExecutionContext } from "ava";
 import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
@@ -17,23 +19,22 @@ import type { Delivery } from "../operator/builds/testdata/payloads.js";
 import { Kube, type KubeObject } from "../operator/kube.js";
 import { createLogger } from "../operator/log.js";
 import { startOperator, type OperatorHandle } from "../operator/main.js";
-import { repoRoot } from "./harness/controlplane.js";
 import { startGitServer, type GitServer } from "./harness/gitserver.js";
 import { controlPlane, freshNamespace, installCrds, waitFor } from "./harness/suite.js";
 
 const run = promisify(execFile);
 
 export const SECRET = "webhook-secret-for-e2e";
-export const digest = (c: string) => `sha256:${c.repeat(64).slice(0, 64)}`;
 
-/** Installs Slipway's CRDs and the test-only Tekton CRDs (idempotent, never removed: other files share them). */
-export async function installTekton(): Promise<void> {
+/**
+ * Installs Slipway's CRDs (idempotent) and checks that the control plane runs Tekton (harness/run.ts and a
+ * file run on its own start it with `tekton: true`): its CRDs are served and its webhook admits a Task.
+ */
+export async function requireTekton(): Promise<void> {
   const cp = await installCrds();
-  const r = await cp.kubectl(["apply", "--server-side", "--force-conflicts", "-f", join(repoRoot, "e2e", "tekton-crds")]);
-  if (r.code !== 0) throw new Error(`cannot install the Tekton CRDs: ${r.stderr}`);
   const w = await cp.kubectl(["wait", "--for=condition=Established", "--timeout=60s",
     "crd/pipelineruns.tekton.dev", "crd/taskruns.tekton.dev", "crd/pipelines.tekton.dev", "crd/tasks.tekton.dev"]);
-  if (w.code !== 0) throw new Error(`Tekton CRDs not established: ${w.stderr}`);
+  if (w.code !== 0) throw new Error(`this control plane runs no Tekton (start it with tekton: true): ${w.stderr}`);
 }
 
 let gitServer: Promise<GitServer> | undefined;
@@ -93,10 +94,32 @@ export interface Env {
   kubectl(args: string[], input?: string): Promise<string>;
 }
 
-/** A fresh namespace with the build module (and, when asked, the operator) scoped to it. */
-export async function setup(t: ExecutionContext, opts: { operator?: boolean; pipeline?: PipelineSettings; pollIntervalMs?: number } = {}): Promise<Env> {
+/** How kwok reports the steps of one Task's pods (labels and annotation Tekton copies from the Task to its pods). */
+export interface SimulatedSteps {
+  /** This step exits with code 1 (and the steps after it). */
+  failStep?: string;
+  /** The pods never finish. */
+  hang?: boolean;
+  /** How long the steps take, e.g. "5s"; default 1s. */
+  duration?: string;
+}
+
+/**
+ * A fresh namespace with the sample Pipelines and Tasks (admitted by Tekton's webhook), the build module (and,
+ * when asked, the operator) scoped to it. `tasks` sets how kwok reports the pods of a sample Task, by name.
+ */
+export async function setup(t: ExecutionContext, opts: {
+  operator?: boolean; pipeline?: PipelineSettings; pollIntervalMs?: number; tasks?: Record<string, SimulatedSteps>;
+} = {}): Promise<Env> {
   const cp = await controlPlane();
   const ns = await freshNamespace(t);
+  const samples = await cp.kubectl(["apply", "--server-side", "-k", "samples/tekton", "-n", ns]);
+  if (samples.code !== 0) throw new Error(`cannot install samples/tekton in ${ns}: ${samples.stderr}`);
+  for (const [task, sim] of Object.entries(opts.tasks ?? {})) {
+    const labels = [...(sim.failStep ? [`kwok.slipway.dev/fail-step=${sim.failStep}`] : []), ...(sim.hang ? ["kwok.slipway.dev/hang=true"] : [])];
+    if (labels.length) await cp.kubectl(["label", "-n", ns, "task.tekton.dev", task, ...labels]);
+    if (sim.duration) await cp.kubectl(["annotate", "-n", ns, "task.tekton.dev", task, `kwok.slipway.dev/step-duration=${sim.duration}`]);
+  }
   const kube = new Kube(cp.kubeConfig());
   const logger = createLogger({ level: process.env.LOG_LEVEL ?? "silent" });
   const operator = opts.operator ? await startOperator({ kubeConfig: cp.kubeConfig(), namespace: ns, logger }) : undefined;
@@ -168,44 +191,26 @@ export async function eventuallyApp(env: Env, name: string, check: (a: App) => b
   return last!;
 }
 
-/**
- * The Tekton stand-in: writes the status a real Tekton controller reports when a PipelineRun ends, through
- * the status subresource: condition Succeeded with Tekton's reason and message, and the pipeline results.
- */
-export async function completeRun(env: Env, name: string, outcome:
-  | { succeeded: true; digest: string; imageUrl?: string }
-  | { succeeded: false; reason: "Failed" | "PipelineRunTimeout" | "Cancelled"; message?: string }): Promise<void> {
-  const run = await env.kube.get<PipelineRun & KubeObject>("tekton.dev/v1", "PipelineRun", env.ns, name);
-  const image = run.spec.params.find((p) => p.name === "APP_IMAGE")?.value ?? "";
-  const start = new Date(Date.now() - 60_000).toISOString().replace(/\.\d{3}Z$/, "Z");
-  const end = new Date().toISOString().replace(/\.\d{3}Z$/, "Z");
-  const status = outcome.succeeded
-    ? {
-      startTime: start,
-      completionTime: end,
-      conditions: [{ type: "Succeeded", status: "True", reason: "Succeeded", message: "Tasks Completed: 2 (Failed: 0, Cancelled 0), Skipped: 0", lastTransitionTime: end }],
-      results: [
-        { name: "APP_IMAGE_DIGEST", value: outcome.digest },
-        { name: "APP_IMAGE_URL", value: outcome.imageUrl ?? image },
-      ],
-      pipelineSpec: { tasks: [{ name: "clone", taskRef: { name: "slipway-git-clone", kind: "Task" } }, { name: "build", taskRef: { name: "slipway-buildpacks", kind: "Task" } }] },
-      childReferences: [
-        { apiVersion: "tekton.dev/v1", kind: "TaskRun", name: `${name}-clone`, pipelineTaskName: "clone" },
-        { apiVersion: "tekton.dev/v1", kind: "TaskRun", name: `${name}-build`, pipelineTaskName: "build" },
-      ],
-    }
-    : {
-      startTime: start,
-      completionTime: end,
-      conditions: [{
-        type: "Succeeded", status: "False", reason: outcome.reason, lastTransitionTime: end,
-        message: outcome.message ?? (outcome.reason === "PipelineRunTimeout"
-          ? `PipelineRun "${name}" failed to finish within "1h0m0s"`
-          : outcome.reason === "Cancelled" ? `PipelineRun "${name}" was cancelled`
-            : "Tasks Completed: 2 (Failed: 1, Cancelled 0), Skipped: 0"),
-      }],
-    };
-  await env.kubectl(["patch", "pipelinerun.tekton.dev", name, "-n", env.ns, "--subresource=status", "--type=merge", "-p", JSON.stringify({ status })]);
+/** A finished PipelineRun's Succeeded condition, as Tekton's controller set it. */
+export function succeeded(run: PipelineRun): { status: string; reason?: string; message?: string } | undefined {
+  return run.status?.conditions?.find((c) => c.type === "Succeeded");
+}
+
+/** Waits until Tekton's controller finishes the PipelineRun (Succeeded is True or False). */
+export function eventuallyFinished(env: Env, name: string, timeoutMs = 90_000): Promise<PipelineRun & KubeObject> {
+  return eventuallyRun(env, name, (r) => ["True", "False"].includes(succeeded(r)?.status ?? ""), timeoutMs);
+}
+
+/** The TaskRuns Tekton's controller created for a PipelineRun, by pipeline task ("clone", "build"). */
+export async function taskRuns(env: Env, pipelineRun: string): Promise<Record<string, KubeObject & { status?: { conditions?: { type: string; status: string; reason?: string; message?: string }[]; results?: { name: string; value: string }[]; podName?: string } }>> {
+  const list = await env.kube.list<KubeObject & { status?: { podName?: string } }>("tekton.dev/v1", "TaskRun", env.ns, `tekton.dev/pipelineRun=${pipelineRun}`);
+  return Object.fromEntries(list.items.map((tr) => [tr.metadata.labels?.["tekton.dev/pipelineTask"] ?? tr.metadata.name, tr]));
+}
+
+/** The digest kwok reports for the image a TaskRun's pod built: "sha256:" + sha256 of the pod's uid. */
+export async function podDigest(env: Env, podName: string): Promise<string> {
+  const pod = await env.kube.get<KubeObject>("v1", "Pod", env.ns, podName);
+  return `sha256:${createHash("sha256").update(pod.metadata.uid ?? "").digest("hex")}`;
 }
 
 export function sourceAppYaml(name: string, git: string, extra = ""): string {

@@ -1,18 +1,18 @@
 // Pull-request previews against the real control plane: pull-request webhooks shaped and signed as GitHub,
 // GitLab and Gitea send them, head branches pushed to a real Git server (a fork is a second repository).
-// There is no Tekton controller: where a test name says "the Tekton stand-in", the test writes the
-// PipelineRun's status through the status subresource, as Tekton does when a run ends.
+// Previews are built by the real Tekton Pipelines controller and webhook with the sample Pipelines; only
+// running containers are simulated (kwok reports each TaskRun pod's steps, e2e/controlplane/kwok/tekton.yaml).
 import test from "ava";
 import type { KubeObject } from "../operator/kube.js";
 import { giteaPullRequest, githubPullRequest, gitlabMergeRequest, type PullRequestInput } from "../operator/builds/testdata/payloads.js";
 import {
-  applyYaml, completeRun, digest, eventuallyApp, eventuallyRun, getApp, getConfig, installTekton, pipelineRuns, releases,
-  SECRET, setup, sourceAppYaml, sourceRepo, stopGitServer, type Env, type SourceRepo,
+  applyYaml, eventuallyApp, eventuallyFinished, eventuallyRun, getApp, getConfig, pipelineRuns, podDigest, releases, requireTekton,
+  SECRET, setup, sourceAppYaml, sourceRepo, stopGitServer, succeeded, taskRuns, type Env, type SourceRepo,
 } from "./builds-support.js";
 import { waitFor } from "./harness/suite.js";
 
 test.before(async () => {
-  await installTekton();
+  await requireTekton();
 });
 test.after.always(async () => {
   await stopGitServer();
@@ -41,7 +41,7 @@ function prInput(src: SourceRepo, base: string, head: { repo?: SourceRepo; sha: 
   return { number, base: { repo: baseRepo, branch: "main", sha: base }, head: { repo: headRepo, branch: head.branch ?? "feature", sha: head.sha }, secret: SECRET };
 }
 
-test("a GitHub pull request opened creates preview App shop-pr-7 at its own host with the parent's Config, built from the head commit and rolled out once the Tekton stand-in completes", async (t) => {
+test("a GitHub pull request opened creates preview App shop-pr-7 at its own host with the parent's Config, built from the head commit by Tekton's controller and rolled out", async (t) => {
   const env = await setup(t, { operator: true });
   const { src, base } = await parentApp(t, env);
   const head = await src.commit({ "Procfile": "web: ./shop --preview\n" }, "feature");
@@ -64,32 +64,34 @@ test("a GitHub pull request opened creates preview App shop-pr-7 at its own host
   t.is(param("APP_IMAGE"), `registry.slipway.local/${env.ns}/shop-pr-7:${head.slice(0, 7)}`);
   t.is(param("git-url"), src.url);
   t.is(param("git-revision"), head);
-  await completeRun(env, run.metadata.name, { succeeded: true, digest: digest("7") });
+  const finished = await eventuallyFinished(env, run.metadata.name);
+  t.like(succeeded(finished), { status: "True", reason: "Succeeded" });
+  const digest = await podDigest(env, (await taskRuns(env, run.metadata.name)).build?.status?.podName ?? "");
   const [v1] = await waitForReleases(env, "shop-pr-7", 1);
-  t.deepEqual(v1?.spec.build, { image: `registry.slipway.local/${env.ns}/shop-pr-7@${digest("7")}`, sourceCommit: head, pipelineRun: run.metadata.name, procfile: { web: "./shop --preview" } });
+  t.deepEqual(v1?.spec.build, { image: `registry.slipway.local/${env.ns}/shop-pr-7@${digest}`, sourceCommit: head, pipelineRun: run.metadata.name, procfile: { web: "./shop --preview" } });
   const live = await eventuallyApp(env, "shop-pr-7", (a) => a.status?.currentRelease === "v1", "rolled out v1", 60_000);
   t.is(live.status?.currentRelease, "v1");
   t.deepEqual(await releases(env, "shop"), [], "the parent App is not deployed by its pull request");
 });
 
 async function waitForReleases(env: Env, app: string, n: number) {
-  await waitFor(async () => (await releases(env, app)).length === n, 30_000, async () => `releases of ${app}: ${JSON.stringify((await releases(env, app)).map((r) => r.spec))}`);
+  await waitFor(async () => (await releases(env, app)).length === n, 90_000, async () => `releases of ${app}: ${JSON.stringify((await releases(env, app)).map((r) => r.spec))}`);
   return releases(env, app);
 }
 
-test("a GitHub pull request synchronize rebuilds the preview from the new head and the Tekton stand-in's completion redeploys it", async (t) => {
+test("a GitHub pull request synchronize rebuilds the preview from the new head with Tekton's controller and redeploys it", async (t) => {
   const env = await setup(t);
   const { src, base } = await parentApp(t, env);
   const first = await src.commit({ "Procfile": "web: ./one\n" }, "feature");
   await env.deliver(githubPullRequest("opened", prInput(src, base, { sha: first })));
-  await completeRun(env, (await eventuallyRun(env, `shop-pr-7-build-${first.slice(0, 7)}`)).metadata.name, { succeeded: true, digest: digest("1") });
+  await eventuallyFinished(env, (await eventuallyRun(env, `shop-pr-7-build-${first.slice(0, 7)}`)).metadata.name);
   await waitForReleases(env, "shop-pr-7", 1);
 
   const second = await src.commit({ "Procfile": "web: ./two\n" }, "feature");
   await env.deliver(githubPullRequest("synchronize", prInput(src, base, { sha: second })));
   const run = await eventuallyRun(env, `shop-pr-7-build-${second.slice(0, 7)}`);
   t.is((await getApp(env, "shop-pr-7")).metadata.annotations?.["slipway.dev/preview-commit"], second);
-  await completeRun(env, run.metadata.name, { succeeded: true, digest: digest("2") });
+  await eventuallyFinished(env, run.metadata.name);
   const all = await waitForReleases(env, "shop-pr-7", 2);
   t.deepEqual(all.map((r) => [r.spec.version, r.spec.build.sourceCommit, r.spec.build.procfile]), [[1, first, { web: "./one" }], [2, second, { web: "./two" }]]);
 });

@@ -37,15 +37,20 @@ export interface KubeList<T> {
   items: T[];
 }
 
-/** A failed API call: `code` is the HTTP status, `reason` the Status reason (NotFound, Conflict, …). */
+/**
+ * A failed API call: `code` is the HTTP status, `reason` the Status reason (NotFound, Conflict, …), `status`
+ * the API server's own message (an admission webhook's denial, a validation error), without the request.
+ */
 export class KubeError extends Error {
   readonly code: number;
   readonly reason: string;
-  constructor(code: number, reason: string, message: string, options?: { cause?: unknown }) {
+  readonly status: string;
+  constructor(code: number, reason: string, message: string, options?: { cause?: unknown; status?: string }) {
     super(message, options);
     this.name = "KubeError";
     this.code = code;
     this.reason = reason;
+    this.status = options?.status ?? message;
   }
 }
 
@@ -55,6 +60,11 @@ export function isNotFound(err: unknown): boolean {
 
 export function isConflict(err: unknown): boolean {
   return err instanceof KubeError && err.code === 409;
+}
+
+/** The API server refused the object itself (invalid, or denied by an admission webhook): sending it again cannot help. */
+export function isRefused(err: unknown): err is KubeError {
+  return err instanceof KubeError && (err.code === 400 || err.code === 422 || (err.code === 403 && err.status.includes("denied the request")));
 }
 
 /** Who an Event is about. */
@@ -286,7 +296,7 @@ export class Kube {
       } catch {
         // not a Status object; keep the raw text
       }
-      throw new KubeError(status, reason, `${method} ${path}: ${status} ${reason}: ${message}`);
+      throw new KubeError(status, reason, `${method} ${path}: ${status} ${reason}: ${message}`, { status: message });
     }
     return (text ? JSON.parse(text) : undefined) as T;
   }

@@ -1,8 +1,8 @@
 // `npm start`: Slipway on its embedded default. A local control plane (etcd, kube-apiserver, controller
 // manager, scheduler, kwok), a local Git server holding the config repository and a sample source
-// repository, the operator with GitOps and builds, and the sample apps. Ctrl-C stops everything.
-// Simulated here, and said so: pods (kwok marks them Running without containers) and builds (there is no
-// Tekton controller; a stand-in completes PipelineRuns).
+// repository, Tekton Pipelines' controller and webhook, the operator with GitOps and builds, and the sample
+// apps. Ctrl-C stops everything. Simulated here, and said so: running containers (kwok marks pods Running
+// without them, and reports a build's steps as finished, e2e/controlplane/kwok/tekton.yaml).
 import { execFile } from "node:child_process";
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -11,7 +11,6 @@ import { promisify } from "node:util";
 import { parseAllDocuments } from "yaml";
 import type { ControlPlane } from "../e2e/harness/controlplane.js";
 import type { GitServer } from "../e2e/harness/gitserver.js";
-import type { StandIn } from "./local/tekton-standin.js";
 import type { Platform } from "./platform.js";
 
 // The operator's JSON logs would drown the walkthrough printed here; LOG_LEVEL=info shows them.
@@ -20,7 +19,6 @@ const { startControlPlane, repoRoot } = await import("../e2e/harness/controlplan
 const { startGitServer } = await import("../e2e/harness/gitserver.js");
 const { kubectlPath } = await import("../e2e/harness/tools.js");
 const { log } = await import("./log.js");
-const { startTektonStandIn } = await import("./local/tekton-standin.js");
 const { startPlatform, listenForWebhooks } = await import("./platform.js");
 
 const run = promisify(execFile);
@@ -83,15 +81,14 @@ async function main(): Promise<void> {
   process.on("SIGTERM", () => void stop(0));
 
   try {
-    say("Starting Slipway on its embedded default (a local control plane; pods simulated by kwok).");
+    say("Starting Slipway on its embedded default (a local control plane and Tekton; containers simulated by kwok).");
     // Each kwok node takes 110 pods; SLIPWAY_NODES sets how many (default 4: room for 440 pods).
     const nodes = Number(process.env.SLIPWAY_NODES ?? 4);
     if (!Number.isInteger(nodes) || nodes < 1) throw new Error(`SLIPWAY_NODES must be a whole number of nodes, 1 or more; got "${process.env.SLIPWAY_NODES}"`);
-    const cp = await startControlPlane({ nodes, progress: (line) => say(`  ${line}`) });
+    const cp = await startControlPlane({ nodes, tekton: true, progress: (line) => say(`  ${line}`) });
     cleanups.push(() => cp.stop());
-    say("  installing the Slipway CRDs and, for builds, Tekton's CRDs and the buildpacks Pipeline");
+    say("  installing the Slipway CRDs and, for builds, the sample Tekton Pipelines and Tasks");
     await kubectlOk(cp, ["apply", "--server-side", "-f", "crds/"]);
-    await kubectlOk(cp, ["apply", "--server-side", "-f", "e2e/tekton-crds/"]);
     await kubectlOk(cp, ["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"]);
     await kubectlOk(cp, ["create", "namespace", NAMESPACE]);
     await kubectlOk(cp, ["apply", "--server-side", "-n", NAMESPACE, "-k", "samples/tekton"]);
@@ -112,8 +109,6 @@ async function main(): Promise<void> {
     cleanups.push(() => platform.stop());
     const webhooks = await listenForWebhooks(0, () => platform.webhookHandler);
     cleanups.push(() => webhooks.close());
-    const standIn: StandIn = startTektonStandIn(cp.kubeConfig(), NAMESPACE);
-    cleanups.push(() => standIn.stop());
 
     say(`  applying the sample apps into namespace "${NAMESPACE}"`);
     await kubectlOk(cp, ["apply", "--server-side", "--field-manager=slipway-samples", "-n", NAMESPACE, "-f", "-"], await sampleObjects(sourceUrl));
@@ -144,8 +139,10 @@ async function main(): Promise<void> {
     say("Commits in the config repository (git log):");
     say((await run("git", ["-C", clone, "log", "--format=  %h %s"])).stdout.trimEnd());
     say(`
-Simulated here: pods (kwok marks them Running and Ready; no containers run) and builds (no Tekton
-controller: a stand-in completes each PipelineRun with a made-up digest). Everything else is real.
+Simulated here: running containers. kwok marks pods Running and Ready without running them, and reports
+the steps of each build's TaskRun pods as a kubelet would (exit 0, Tekton's results; the image digest is
+derived from the pod). Everything else is real, Tekton Pipelines ${cp.tekton?.version ?? ""} included: its
+controller ran the builds and its webhook admitted them.
 
 Try it:
   export KUBECONFIG=${cp.kubeconfigPath}

@@ -10,6 +10,8 @@
 #                          operator/gitops/health.test.ts) and prints the path of that binary
 #   build.sh --argocd      builds Argo CD (argocd, argocd-redis, argocd-lua and its manifests, for
 #                          e2e/argocd.e2e.ts) and prints the directory holding them
+#   build.sh --tekton      builds only Tekton Pipelines' controller and webhook (as tekton-controller and
+#                          tekton-webhook) and prints the directory holding them
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -112,13 +114,31 @@ tools() {
   fi
 }
 
+# Tekton Pipelines' controller and webhook, which the e2e harness and `npm start` run as processes beside the
+# control plane. Their CRDs, RBAC and ConfigMaps are read from the same module's config/ directory in the Go
+# module cache (e2e/harness/tekton.ts).
+tekton_dir="$cache/tekton-$TEKTON_VERSION-$(hash "$here"/tekton/{go.sum,go.mod})"
+tekton() {
+  if [ ! -x "$tekton_dir/tekton-controller" ] || [ ! -x "$tekton_dir/tekton-webhook" ]; then
+    local start; start=$(date +%s)
+    echo "build.sh: building Tekton Pipelines $TEKTON_VERSION (controller, webhook) into $tekton_dir (first run on this machine; takes several minutes)" >&2
+    mkdir -p "$cache" && tmptools=$(mktemp -d "$cache/.tekton-XXXXXX")
+    build "$tmptools" tekton "-s -w" \
+      github.com/tektoncd/pipeline/cmd/controller github.com/tektoncd/pipeline/cmd/webhook
+    mv "$tmptools/controller" "$tmptools/tekton-controller" && mv "$tmptools/webhook" "$tmptools/tekton-webhook"
+    publish "$tmptools" "$tekton_dir"
+    echo "build.sh: built Tekton in $(( $(date +%s) - start ))s" >&2
+  fi
+}
+
 case "${1:-}" in
   --argocd-lua) argocd_lua; echo "$argocd_dir/argocd-lua"; exit 0 ;;
   --argocd) argocd; echo "$argocd_dir"; exit 0 ;;
   --kustomize) kustomize; echo "$kustomize_dir/kustomize"; exit 0 ;;
   --tools) tools; echo "$tools_dir"; exit 0 ;;
+  --tekton) tekton; echo "$tekton_dir"; exit 0 ;;
   "") kustomize; tools ;;
-  *) echo "usage: build.sh [--kustomize | --tools | --argocd-lua | --argocd]" >&2; exit 2 ;;
+  *) echo "usage: build.sh [--kustomize | --tools | --argocd-lua | --argocd | --tekton]" >&2; exit 2 ;;
 esac
 
 key="k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-$(cat "$here"/{etcd,kubernetes,kwok}/go.sum "$here"/{etcd,kubernetes,kwok}/go.mod | sha256sum | cut -c1-12)"

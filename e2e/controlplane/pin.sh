@@ -43,4 +43,10 @@ pin kpt github.com/kptdev/kpt/commands/fn "$KPT_VERSION" ""
   pin argocd github.com/argoproj/argo-cd/v3 "$ARGOCD_VERSION" "$areplaces" github.com/argoproj/argo-cd/gitops-engine/v3
   (cd "$here/argocd" && go get -tool "github.com/argoproj/argo-cd/v3/cmd@$ARGOCD_VERSION" && go mod tidy) 2>/dev/null
 )
-echo "pinned kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, kustomize $KUSTOMIZE_VERSION, kpt $KPT_VERSION, argo-cd $ARGOCD_VERSION"
+# Tekton Pipelines: its go.mod's replace lines (both the block and the single ones), copied as Argo CD's are.
+# The proxy does not list Tekton's versions; it serves the exact one versions.env names.
+tmod=$(go mod download -json "github.com/tektoncd/pipeline@$TEKTON_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+treplaces=$(sed -n -e '/^replace (/,/^)/p' -e '/^replace [^(]/p' "$tmod" | grep -v '=> \./')
+pin tekton github.com/tektoncd/pipeline "$TEKTON_VERSION" "$treplaces" \
+  github.com/tektoncd/pipeline/cmd/controller github.com/tektoncd/pipeline/cmd/webhook
+echo "pinned kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, kustomize $KUSTOMIZE_VERSION, kpt $KPT_VERSION, argo-cd $ARGOCD_VERSION, tekton $TEKTON_VERSION"

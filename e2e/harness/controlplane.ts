@@ -1,5 +1,6 @@
 // A real Kubernetes control plane on loopback: etcd, kube-apiserver, kube-controller-manager, kube-scheduler
-// and kwok (simulated nodes and pods), built from the Go module proxy by e2e/controlplane/build.sh.
+// and kwok (simulated nodes and pods), built from the Go module proxy by e2e/controlplane/build.sh; with
+// `tekton: true` also Tekton Pipelines' controller and webhook (harness/tekton.ts).
 // Used by the e2e suite and by `npm start`; there is no fake API server anywhere in this project.
 import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
@@ -12,6 +13,8 @@ import { request as httpRequest } from "node:http";
 import { promisify } from "node:util";
 import { KubeConfig } from "@kubernetes/client-node";
 import { writeKwokLogsConfig } from "./kwok-logs.js";
+import { stringify } from "yaml";
+import { serviceAccountKubeconfig, tektonBinaries, tektonModuleDir, tektonObjects, tektonProcesses, TEKTON_NAMESPACE } from "./tekton.js";
 import { putToolsOnPath, repoRoot } from "./tools.js";
 
 const execFileAsync = promisify(execFile);
@@ -43,7 +46,9 @@ export interface ControlPlane {
   readonly nodes: readonly string[];
   kubeConfig(): KubeConfig;
   kubectl(args: string[], opts?: { input?: string }): Promise<KubectlResult>;
-  /** Last lines of a component's log (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok). */
+  /** Tekton Pipelines' version when its controller and webhook run here (`tekton: true`). */
+  readonly tekton?: { version: string };
+  /** Last lines of a component's log (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, tekton-controller, tekton-webhook). */
   logTail(component: string, lines?: number): Promise<string>;
   /** Process ids of the running components by name (etcd, kube-apiserver, …), for CPU and memory figures. */
   pids(): Record<string, number>;
@@ -57,6 +62,8 @@ export interface StartOptions {
   podsPerNode?: number;
   /** Extra kwok configuration files (Stages, ClusterLogs, …) besides e2e/controlplane/kwok/*.yaml. */
   kwokConfigs?: string[];
+  /** Also run Tekton Pipelines' controller and webhook (built on first use), for builds. */
+  tekton?: boolean;
   /** Called with progress lines, e.g. for `npm start`. */
   progress?: (line: string) => void;
 }
@@ -222,10 +229,10 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
   const components: Component[] = [];
   let stopped = false;
 
-  const startComponent = (name: string, args: string[]): Component => {
+  const startComponent = (name: string, args: string[], o: { binary?: string; env?: Record<string, string> } = {}): Component => {
     const logPath = join(logs, `${name}.log`);
     const out = createWriteStream(logPath);
-    const child = spawn(join(bin, name), args, { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(o.binary ?? join(bin, name), args, { stdio: ["ignore", "pipe", "pipe"], env: o.env ? { ...process.env, ...o.env } : process.env });
     child.stdout?.pipe(out);
     child.stderr?.pipe(out);
     const exited = new Promise<number | null>((r) => {
@@ -299,9 +306,9 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
       ...UNLIMITED_CLIENT, "--profiling=false", "--v=0",
     ]);
     const scheduler = startComponent("kube-scheduler", [
-      `--kubeconfig=${kubeconfigPath}`, `--authentication-kubeconfig=${kubeconfigPath}`, `--authorization-kubeconfig=${kubeconfigPath}`,
-      "--bind-address=127.0.0.1", `--secure-port=${schedPort}`, "--leader-elect=false", ...UNLIMITED_CLIENT,
-      "--profiling=false", "--v=0",
+      `--config=${await writeSchedulerConfig(dir, kubeconfigPath)}`,
+      `--authentication-kubeconfig=${kubeconfigPath}`, `--authorization-kubeconfig=${kubeconfigPath}`,
+      "--bind-address=127.0.0.1", `--secure-port=${schedPort}`, "--profiling=false", "--v=0",
     ]);
     const kwokConfigDir = join(controlPlaneDir, "kwok");
     const kwokConfigs = [
@@ -336,12 +343,53 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
     await waitFor(async () => (await kubectl(["get", "serviceaccount", "default", "-n", "default"])).code === 0, 60_000,
       async () => `no default ServiceAccount; controller-manager log:\n${await tail(kcm.logPath)}`);
 
+    let tekton: { version: string } | undefined;
+    if (opts.tekton) {
+      const binDir = await tektonBinaries(progress);
+      const { dir: moduleDir, version } = await tektonModuleDir();
+      progress(`control plane: installing Tekton Pipelines ${version} (CRDs, RBAC, ConfigMaps, webhook configurations from its module's config/)`);
+      const ports = {
+        webhook: await freePort(), webhookProbes: await freePort(), webhookProfiling: await freePort(),
+        controllerProbes: await freePort(), controllerProfiling: await freePort(),
+      };
+      const objects = await tektonObjects(join(moduleDir, "config"), ports.webhook);
+      const applied = await kubectl(["apply", "--server-side", "--force-conflicts", "--field-manager=slipway-local-control-plane", "-f", "-"],
+        { input: objects.map((o) => stringify(o)).join("---\n") });
+      if (applied.code !== 0) throw new Error(`control plane: cannot install Tekton from ${moduleDir}/config: ${applied.stderr}`);
+      const established = await kubectl(["wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", "app.kubernetes.io/part-of=tekton-pipelines"]);
+      if (established.code !== 0) throw new Error(`control plane: Tekton's CRDs not established: ${established.stderr}`);
+      const caFile = join(dir, "ca.crt");
+      const kubeconfigs = {
+        controller: await serviceAccountKubeconfig(kubectl, server, caFile, "tekton-pipelines-controller", join(dir, "tekton-controller.kubeconfig")),
+        webhook: await serviceAccountKubeconfig(kubectl, server, caFile, "tekton-pipelines-webhook", join(dir, "tekton-webhook.kubeconfig")),
+      };
+      progress("control plane: starting the Tekton webhook and controller");
+      for (const p of tektonProcesses({ binDir, version, kubeconfigs, ports })) {
+        const c = startComponent(p.name, p.args, { binary: p.binary, env: p.env });
+        await waitHealthy(c, p.probeUrl, undefined, 60_000);
+      }
+      // Ready once the API server's calls reach it: Tekton's webhook has reconciled its webhook configurations
+      // (CA bundle, paths) and defaults and validates a Task. Until then its failurePolicy Fail refuses Tekton kinds.
+      const probe = stringify({
+        apiVersion: "tekton.dev/v1", kind: "Task", metadata: { name: "admission-probe", namespace: TEKTON_NAMESPACE },
+        spec: { steps: [{ name: "probe", image: "registry.invalid/probe", script: "true" }] },
+      });
+      let last = "";
+      await waitFor(async () => {
+        const r = await kubectl(["create", "--dry-run=server", "-o", "json", "-f", "-"], { input: probe });
+        last = r.stderr.trim();
+        return r.code === 0;
+      }, 90_000, async () => `Tekton's webhook never admitted a Task (${last}); tekton-webhook log:\n${await tail(join(logs, "tekton-webhook.log"))}`);
+      tekton = { version };
+    }
+
     progress(`control plane: ready at ${server} (kubeconfig ${kubeconfigPath})`);
     return {
       kubeconfigPath,
       server,
       dir,
       nodes,
+      tekton,
       kubeConfig() {
         const kc = new KubeConfig();
         kc.loadFromFile(kubeconfigPath);
@@ -356,6 +404,33 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
     await stopAll();
     throw e;
   }
+}
+
+/**
+ * kube-scheduler's configuration: no client-side rate limit (as kwokctl's --disable-qps-limits), no leader
+ * election, and neither the VolumeBinding nor the VolumeZone plugin. No storage is provisioned here, so a
+ * PersistentVolumeClaim (a Tekton workspace, an App's build cache) stays Pending; without those plugins the pods
+ * that mount one are still placed on a kwok node, which runs no container and so needs no volume.
+ */
+async function writeSchedulerConfig(dir: string, kubeconfigPath: string): Promise<string> {
+  const path = join(dir, "kube-scheduler.yaml");
+  await writeFile(path, `apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+clientConnection:
+  kubeconfig: ${JSON.stringify(kubeconfigPath)}
+  qps: 5000
+  burst: 10000
+leaderElection:
+  leaderElect: false
+profiles:
+- schedulerName: default-scheduler
+  plugins:
+    multiPoint:
+      disabled:
+      - name: VolumeBinding
+      - name: VolumeZone
+`);
+  return path;
 }
 
 function fakeNode(name: string, pods: number): string {

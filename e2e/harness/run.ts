@@ -1,4 +1,5 @@
-// `npm run test:e2e`: starts one real control plane, runs every e2e file against it with ava, stops it.
+// `npm run test:e2e`: starts one real control plane (with Tekton Pipelines' controller and webhook, for the build and
+// preview tests), runs every e2e file against it with ava, stops it.
 // If the control plane cannot start, this fails loudly with the component's last log lines: e2e is never skipped.
 import { spawn } from "node:child_process";
 import { ENV_DIR, ENV_KUBECONFIG, startControlPlane, repoRoot } from "./controlplane.js";
@@ -7,7 +8,7 @@ import { ENV_TOOLS_DIR, pathWithTools, toolsDir } from "./tools.js";
 const started = Date.now();
 let cp;
 try {
-  cp = await startControlPlane({ progress: (line) => console.log(`e2e: ${line}`) });
+  cp = await startControlPlane({ tekton: true, progress: (line) => console.log(`e2e: ${line}`) });
 } catch (e) {
   console.error(`e2e: FAILED to start the control plane — the e2e suite did not run.\n${(e as Error).message}`);
   process.exit(1);

@@ -1,6 +1,6 @@
 // Shared e2e fixtures: the run's control plane and a fresh namespace per test.
 // `npm run test:e2e` (harness/run.ts) starts one control plane for the whole run and passes it to every test
-// file through the environment; a file run on its own (`npx ava dist/e2e/x.e2e.js`) starts its own.
+// file through the environment; a file run on its own (`npx ava dist/e2e/x.e2e.js`) starts its own, Tekton included.
 import test, { type ExecutionContext } from "ava";
 import { randomBytes } from "node:crypto";
 import { KubeConfig } from "@kubernetes/client-node";
@@ -32,7 +32,7 @@ async function connectOrStart(): Promise<ControlPlane> {
   const dir = process.env[ENV_DIR];
   if (!kubeconfigPath || !dir) {
     ownsControlPlane = true;
-    return startControlPlane();
+    return startControlPlane({ tekton: true });
   }
   const kc = new KubeConfig();
   kc.loadFromFile(kubeconfigPath);

@@ -8,15 +8,15 @@ import { Watch, type KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { API_VERSION, LABELS, type App, type Build, type Condition, type Config, type LatestBuild, type Release } from "../../crds/v1alpha1.js";
 import { setCondition, sameConditions } from "../conditions.js";
-import { isConflict, Kube, type KubeObject } from "../kube.js";
+import { isConflict, isRefused, Kube, type KubeObject } from "../kube.js";
 import { log as rootLog } from "../log.js";
 import { WorkQueue } from "../queue.js";
 import { nextReleaseNumber, normalizeConfig, releaseCause, releaseObject, releasesOf } from "../releases.js";
 import { verifyWebhook } from "../webhooks.js";
 import { parseGitEvent, sameRepo, type PullRequestEvent, type PushEvent } from "./events.js";
 import {
-  buildOutcome, buildPipelineRun, cacheClaimName, DEFAULT_SETTINGS, ownerReference, pipelineRunName, RECORDED_ANNOTATION,
-  shortSha, TEKTON_API_VERSION, PIPELINE_RUN_KIND, type PipelineRun, type PipelineSettings,
+  buildOutcome, buildPipelineRun, cacheClaimName, DEFAULT_SETTINGS, failedTasks, ownerReference, pipelineRunName, RECORDED_ANNOTATION,
+  shortSha, TEKTON_API_VERSION, PIPELINE_RUN_KIND, type PipelineRun, type PipelineSettings, type TaskRunSummary,
 } from "./pipelinerun.js";
 import { previewApp, previewConfig, previewExpired, previewHost, previewName, PREVIEW_ANNOTATIONS } from "./previews.js";
 import { branchHead, ProcfileError, readProcfile, type GitAuth } from "./procfile.js";
@@ -337,6 +337,11 @@ class BuildController {
     try {
       await this.#kube.create(run as PipelineRun & KubeObject);
     } catch (err) {
+      if (isRefused(err)) {
+        // Refused by the API server or by Tekton's admission webhook: the same PipelineRun would be refused again.
+        await this.#fail(app, run, commit, "PipelineRunRefused", `the API server refused the PipelineRun: ${err.status}`);
+        return;
+      }
       if (!isConflict(err)) throw err;
     }
     this.#log.info({ app: app.metadata.name, commit, pipelineRun: run.metadata.name }, "build started");
@@ -383,7 +388,8 @@ class BuildController {
     } else if (outcome.phase === "Succeeded") {
       recorded = await this.#deploy(app, run, commit, outcome.image);
     } else if (outcome.phase === "Failed") {
-      await this.#fail(app, run, commit, outcome.reason, outcome.message);
+      const tasks = await this.#failedTasks(run);
+      await this.#fail(app, run, commit, outcome.reason, tasks ? `${outcome.message}; ${tasks}` : outcome.message);
       recorded = "Failed";
     } else {
       return;
@@ -450,6 +456,12 @@ class BuildController {
     });
     await this.#event(app, "Warning", "BuildFailed", text);
     this.#log.warn({ app: app.metadata.name, pipelineRun: run.metadata.name, reason }, "build failed");
+  }
+
+  /** Which of a failed run's TaskRuns failed and why (Tekton names the step); undefined when none did. */
+  async #failedTasks(run: PipelineRun): Promise<string | undefined> {
+    const taskRuns = await this.#kube.list<TaskRunSummary & KubeObject>(TEKTON_API_VERSION, "TaskRun", run.metadata.namespace, `tekton.dev/pipelineRun=${run.metadata.name}`);
+    return failedTasks(taskRuns.items);
   }
 
   /** Finished runs beyond the newest `keep` are deleted; running ones never are. */

@@ -1,6 +1,6 @@
 import test from "ava";
 import type { App } from "../../crds/v1alpha1.js";
-import { buildOutcome, buildPipelineRun, fitName, imageRepository, pipelineRunName, type PipelineRun } from "./pipelinerun.js";
+import { buildOutcome, buildPipelineRun, failedTasks, fitName, imageRepository, pipelineRunName, type PipelineRun } from "./pipelinerun.js";
 
 const SHA = "1a2b3c4d5e6f708192a3b4c5d6e7f80912a3b4c5";
 const DIGEST = `sha256:${"e".repeat(64)}`;
@@ -39,12 +39,9 @@ test("a PipelineRun is labelled with the App and the full commit and owned by th
   ]);
 });
 
-test("a PipelineRun gets a fresh source workspace and the App's own cache PVC", (t) => {
-  const run = buildPipelineRun(app({ git: "https://git.example.com/acme/shop.git" }), SHA, { sourceSize: "3Gi" });
-  t.deepEqual(run.spec.workspaces, [
-    { name: "source", volumeClaimTemplate: { spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "3Gi" } } } } },
-    { name: "cache", persistentVolumeClaim: { claimName: "shop-build-cache" } },
-  ]);
+test("a PipelineRun binds one workspace, the App's build PVC, as Tekton's affinity assistant requires", (t) => {
+  const run = buildPipelineRun(app({ git: "https://git.example.com/acme/shop.git" }), SHA);
+  t.deepEqual(run.spec.workspaces, [{ name: "build", persistentVolumeClaim: { claimName: "shop-build-cache" } }]);
 });
 
 test("source credentials are given to the clone as the basic-auth workspace", (t) => {
@@ -131,4 +128,17 @@ test("a long name is cut to fit with a stable hash suffix", (t) => {
   t.is(cut.length, 20);
   t.is(cut, fitName("a-very-long-application-name", 20));
   t.not(cut, fitName("a-very-long-application-nama", 20));
+});
+
+test("a failed build names its failed TaskRuns with Tekton's message (the step), and not the ones cancelled or succeeded", (t) => {
+  const taskRun = (name: string, task: string, status: string, reason: string, message: string) => ({
+    metadata: { name, labels: { "tekton.dev/pipelineTask": task } },
+    status: { conditions: [{ type: "Succeeded", status, reason, message }] },
+  });
+  t.is(failedTasks([
+    taskRun("shop-build-1a2b3c4-clone", "clone", "True", "Succeeded", "All Steps have completed executing"),
+    taskRun("shop-build-1a2b3c4-build", "build", "False", "Failed", '"step-create" exited with code 1: Error'),
+    taskRun("shop-build-1a2b3c4-lint", "lint", "False", "TaskRunCancelled", "TaskRun was cancelled"),
+  ]), 'task build (TaskRun shop-build-1a2b3c4-build) Failed: "step-create" exited with code 1: Error');
+  t.is(failedTasks([]), undefined, "a run that timed out before any task failed has nothing to add");
 });

@@ -26,10 +26,8 @@ export interface PipelineSettings {
   timeout?: string;
   /** ServiceAccount the build's TaskRuns run as (registry push credentials); default Tekton's. */
   serviceAccountName?: string;
-  /** Size of the per-App build cache PVC; default "2Gi". */
+  /** Size of the per-App build PVC (the source checkout and the buildpacks cache); default "2Gi". */
   cacheSize?: string;
-  /** Size of the per-run source workspace; default "1Gi". */
-  sourceSize?: string;
   /** Finished PipelineRuns kept per App; older ones are pruned. Default 3. */
   keep?: number;
 }
@@ -41,7 +39,6 @@ export const DEFAULT_SETTINGS: Required<Omit<PipelineSettings, "serviceAccountNa
   builderImage: "paketobuildpacks/builder-jammy-base:latest",
   timeout: "1h",
   cacheSize: "2Gi",
-  sourceSize: "1Gi",
   keep: 3,
 };
 
@@ -54,7 +51,7 @@ export function pipelineRunName(app: string, commit: string): string {
   return `${app}-build-${shortSha(commit)}`;
 }
 
-/** The per-App build cache PVC, kept across builds. */
+/** The per-App build PVC, kept across builds: the source checkout (subPath source) and the buildpacks cache (subPath cache). */
 export function cacheClaimName(app: string): string {
   return `${app}-build-cache`;
 }
@@ -122,14 +119,12 @@ export function buildPipelineRun(app: App, commit: string, settings: PipelineSet
       { name: "git-url", value: source.git },
       { name: "git-revision", value: commit },
     ];
+  // One workspace, the App's build claim, which the Pipeline splits by subPath into the checkout and the cache.
+  // With Tekton's default affinity assistant (coschedule: workspaces) a TaskRun may bind only one claim ("more
+  // than one PersistentVolumeClaim is bound"), and one claim bound as two pipeline workspaces leaves the TaskRuns
+  // waiting for an affinity assistant that Tekton never creates.
   const workspaces: Record<string, unknown>[] = [
-    {
-      name: "source",
-      volumeClaimTemplate: {
-        spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: s.sourceSize } } },
-      },
-    },
-    { name: "cache", persistentVolumeClaim: { claimName: cacheClaimName(app.metadata.name) } },
+    { name: "build", persistentVolumeClaim: { claimName: cacheClaimName(app.metadata.name) } },
   ];
   if (source.credentialsSecret) workspaces.push({ name: "basic-auth", secret: { secretName: source.credentialsSecret } });
   const run: PipelineRun = {
@@ -188,6 +183,27 @@ export function buildOutcome(run: PipelineRun): BuildOutcome {
   const url = result("APP_IMAGE_URL") ?? param;
   if (!url) return { phase: "Failed", reason: "NoImageUrl", message: "the PipelineRun reported no APP_IMAGE_URL and has no APP_IMAGE param" };
   return { phase: "Succeeded", image: `${imageRepository(url)}@${digest}` };
+}
+
+/** The parts of a Tekton v1 TaskRun that say why it failed. */
+export interface TaskRunSummary {
+  metadata: { name: string; labels?: Record<string, string> };
+  status?: { conditions?: { type: string; status: string; reason?: string; message?: string }[] };
+}
+
+/**
+ * Why a PipelineRun's tasks failed, in Tekton's words: each failed TaskRun with its pipeline task and its
+ * Succeeded message (which names the step, e.g. `"step-create" exited with code 1: Error`). Undefined when no
+ * TaskRun failed (a timeout or a cancellation before any task failed).
+ */
+export function failedTasks(taskRuns: readonly TaskRunSummary[]): string | undefined {
+  const failed = taskRuns.flatMap((tr) => {
+    const cond = tr.status?.conditions?.find((c) => c.type === "Succeeded");
+    if (cond?.status !== "False" || cond.reason === "TaskRunCancelled") return [];
+    const task = tr.metadata.labels?.["tekton.dev/pipelineTask"];
+    return [`task ${task ?? tr.metadata.name} (TaskRun ${tr.metadata.name}) ${cond.reason ?? "Failed"}: ${cond.message ?? "no message"}`];
+  });
+  return failed.length ? failed.sort().join("; ") : undefined;
 }
 
 /** registry/repo:tag@sha256:… → registry/repo (a registry port's colon is kept). */
