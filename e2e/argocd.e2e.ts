@@ -186,7 +186,17 @@ async function setup(t: ExecutionContext, opts: { platform?: Partial<PlatformSet
       await edit();
       await git(clone, "add", "-A");
       await git(clone, "commit", "-qm", message);
-      await git(clone, "push", "-q", "origin", "HEAD:main");
+      // Slipway pushes to the same branch: a push that loses the race (non-fast-forward, or the ref locked by
+      // the other push) is rebased and tried again, as a user would.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await git(clone, "push", "-q", "origin", "HEAD:main");
+          break;
+        } catch (err) {
+          if (attempt >= 5) throw err;
+          await git(clone, "pull", "-q", "--rebase", "origin", "main");
+        }
+      }
       if ((await cp.kubectl(["get", "applications.argoproj.io", ns, "-n", argocd.namespace])).code === 0) await refresh(ns);
       return (await git(clone, "rev-parse", "HEAD")).trim();
     },
