@@ -10,6 +10,13 @@ export const RELEASE_ANNOTATIONS = {
   configGeneration: "slipway.dev/config-generation",
 } as const;
 
+/**
+ * Flux's per-object prune policy, "disabled" on every Release, in the cluster and in Git (gitops/layout.ts keeps
+ * it): `git revert` of a release commit removes its file, and Flux must not delete the history Slipway keeps.
+ * Releases go only with their App (ownerReference).
+ */
+export const FLUX_PRUNE = "kustomize.toolkit.fluxcd.io/prune";
+
 const DIGEST = /@sha256:[0-9a-f]{64}$/;
 
 /** True when an image is pinned by digest (`repo@sha256:<64 hex>`), the only form a Release may hold. */
@@ -253,7 +260,10 @@ export function planRollback(app: App, releases: readonly Release[], target: str
 
 /** The Release object for a spec, named `<app>-v<version>` so that cutting it twice can only collide. */
 export function releaseObject(app: App, spec: ReleaseSpec, config?: Config): Release {
-  const annotations: Record<string, string> = { [RELEASE_ANNOTATIONS.appGeneration]: String(app.metadata.generation ?? 0) };
+  const annotations: Record<string, string> = {
+    [RELEASE_ANNOTATIONS.appGeneration]: String(app.metadata.generation ?? 0),
+    [FLUX_PRUNE]: "disabled",
+  };
   if (config?.metadata.generation !== undefined) annotations[RELEASE_ANNOTATIONS.configGeneration] = String(config.metadata.generation);
   return {
     apiVersion: API_VERSION,

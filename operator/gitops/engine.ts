@@ -42,6 +42,8 @@ export interface EngineOptions {
   log: Logger;
   /** Called when a fetch made for a rejected push moved the local branch to others' commits. */
   onHeadMoved?: () => void;
+  /** Called after each accepted push with the commit the remote now has (Flux is asked to fetch it). */
+  onPushed?: (commit: string) => void;
 }
 
 type ClusterObject = KubeObject & { spec?: unknown; status?: { commit?: string } };
@@ -77,6 +79,7 @@ export class GitOpsEngine {
   readonly #namespace: string | undefined;
   readonly #log: Logger;
   readonly #onHeadMoved: () => void;
+  readonly #onPushed: (commit: string) => void;
   /** Objects a watch saw deleted whose deletion is not yet in Git, by kind/namespace/name. */
   readonly #deleted = new Map<string, ObjectMeta>();
   /** Commits this process recorded per object, in case a status write was lost. */
@@ -99,6 +102,7 @@ export class GitOpsEngine {
     this.#namespace = options.namespace;
     this.#log = options.log;
     this.#onHeadMoved = options.onHeadMoved ?? (() => undefined);
+    this.#onPushed = options.onPushed ?? (() => undefined);
   }
 
   /** Remembers a deletion seen by a watch, so the reconcile removes the file instead of re-creating the object. */
@@ -145,6 +149,8 @@ export class GitOpsEngine {
         return false;
       }
       faultPoint("after-push");
+      const pushed = await this.#repo.remoteHead();
+      if (pushed) this.#onPushed(pushed);
       return true;
     });
     return this.#nextPush;

@@ -14,9 +14,11 @@ import { gitopsPassDuration, gitopsPasses } from "../metrics.js";
 import { WorkQueue } from "../queue.js";
 import { verifyWebhook } from "../webhooks.js";
 import { GitOpsEngine } from "./engine.js";
+import { FluxNudge, type FluxTargets, type HeldObject } from "./flux.js";
 import { ConfigRepo } from "./repo.js";
 
 export { GITOPS_FIELD_MANAGER } from "./engine.js";
+export type { FluxRef, FluxTargets } from "./flux.js";
 
 export interface GitOpsOptions {
   kubeConfig: KubeConfig;
@@ -33,6 +35,12 @@ export interface GitOpsOptions {
   };
   /** "sync": Slipway also applies Git to the cluster. "commit-only": Argo CD or Flux do that. */
   mode: "sync" | "commit-only";
+  /**
+   * With mode "commit-only": the Flux GitRepository and Kustomization that apply the config repository. Slipway
+   * asks them to reconcile after each push, and holds a cluster change from Flux until Flux has its commit
+   * (flux.ts), so Flux's drift correction never reverts it.
+   */
+  flux?: FluxTargets;
   /** How often the remote is polled for pushes (a webhook makes it immediate). */
   pollIntervalMs: number;
   /** Secret push webhooks are signed with; without one every webhook is refused (polling still works). */
@@ -76,6 +84,11 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
     throw new Error(`cannot open the config repository ${options.repo.url}`, { cause: err });
   }
   const settleMs = options.settleMs ?? 500;
+  const flux = options.flux && options.mode === "commit-only" ? new FluxNudge(kube, repo, options.flux, log) : undefined;
+  /** Per App ("namespace/name"), the objects held from Flux whose changes wait to be in Flux's source. */
+  const fluxHolds = new Map<string, HeldObject[]>();
+  /** The generation last seen per App and Config, to tell a spec change from a metadata one. */
+  const generations = new Map<string, number | undefined>();
   const releaseWaitMs = options.releaseWaitMs ?? 60_000;
   let stopped = false;
 
@@ -102,7 +115,16 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
       } finally {
         end();
       }
-      if (result === "done") release(key);
+      if (result === "done") {
+        release(key);
+        const holds = fluxHolds.get(key);
+        if (flux && holds) {
+          fluxHolds.delete(key);
+          // The change is on the remote now (committed, or already there): release it once Flux has fetched it.
+          const head = await repo.remoteHead();
+          if (head) flux.pushed(head, holds);
+        }
+      }
       else if (!held.has(key)) {
         const timer = setTimeout(() => void queue.enqueue(key), releaseWaitMs);
         timer.unref();
@@ -134,6 +156,7 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
     kube, cache: options.cache, repo, mode: options.mode, namespace: options.namespace, log,
     // A rejected push fetched commits of others: the Apps they changed are reconciled like a webhook's.
     onHeadMoved: () => void syncNow().catch(() => undefined),
+    onPushed: (commit) => flux?.pushed(commit),
   });
 
   // Status-only writes (ours included) change nothing Git holds, so they are skipped, unless the App is held:
@@ -146,7 +169,17 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
     const id = `${kind}/${m.namespace}/${m.name}`;
     const app = kind === "Release" ? (object.spec as { app?: string } | undefined)?.app : m.name;
     const key = app ? `${m.namespace}/${app}` : undefined;
+    if (flux && key && kind !== "Release" && type !== "delete") {
+      // As soon as a watch sees it: Flux could revert a cluster change until its source has the commit.
+      if (FluxNudge.needsHold(kind, m as ObjectMeta, generations.get(id))) {
+        const held: HeldObject = { apiVersion: object.apiVersion, kind, metadata: { namespace: m.namespace ?? "", name: m.name } };
+        fluxHolds.set(key, [...(fluxHolds.get(key) ?? []).filter((h) => h.kind !== kind), held]);
+        void flux.hold(held);
+      }
+      generations.set(id, m.generation);
+    }
     if (type === "delete") {
+      generations.delete(id);
       fingerprints.delete(id);
       engine.noteDeleted(kind, m as ObjectMeta);
       if (key) queue.enqueueAfter(key, settleMs);
@@ -215,6 +248,7 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
       for (const key of [...held.keys()]) release(key);
       await queue.stop();
       await syncing;
+      await flux?.stop();
     },
   };
 }

@@ -346,6 +346,32 @@ export class ConfigRepo {
     }
   }
 
+  /**
+   * Whether `commit` is `tip` or one of its ancestors, walking back at most `depth` commits. A tip the clone
+   * does not hold counts as containing it: the remote can only have moved past what this clone pushed.
+   */
+  async contains(tip: string, commit: string, depth = 1000): Promise<boolean> {
+    if (tip === commit) return true;
+    if (!(await this.hasCommit(tip))) return true;
+    const seen = new Set<string>([tip]);
+    let frontier = [tip];
+    for (let step = 0; frontier.length && step < depth; step++) {
+      const next: string[] = [];
+      for (const oid of frontier) {
+        const parents = (await this.hasCommit(oid)) ? (await this.#readCommit(oid)).parent : [];
+        for (const parent of parents) {
+          if (parent === commit) return true;
+          if (!seen.has(parent)) {
+            seen.add(parent);
+            next.push(parent);
+          }
+        }
+      }
+      frontier = next;
+    }
+    return false;
+  }
+
   async #readCommit(oid: string): Promise<{ tree: string; parent: string[] }> {
     let commit = this.#commits.get(oid);
     if (!commit) {

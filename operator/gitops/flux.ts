@@ -1,0 +1,164 @@
+// Slipway beside Flux (GitOps mode "commit-only"): Flux applies the config repository, Slipway commits the
+// cluster changes and releases it makes. Two things keep them from fighting:
+// - Right after each push, Slipway asks Flux's GitRepository to fetch (the `reconcile.fluxcd.io/requestedAt`
+//   annotation, as Flux's own webhook receiver does) and, once its artifact holds the pushed commit, asks the
+//   Kustomization to apply it. A CLI change converges in seconds instead of at the next poll.
+// - Until Flux's source holds the commit of a cluster change, a Kustomization reconcile would apply the older
+//   revision and undo the change (drift correction). So the moment a watch sees an App or Config changed by
+//   anyone but Flux, Slipway holds the object: `kustomize.toolkit.fluxcd.io/reconcile: disabled`, which Flux
+//   reads on the in-cluster object and skips it. The hold is removed once Flux's artifact holds the commit.
+import type { Logger } from "pino";
+import type { ObjectMeta } from "../../crds/v1alpha1.js";
+import { isNotFound, Kube, type KubeObject } from "../kube.js";
+import { lastManagerOf } from "../releases.js";
+import { FLUX_HOLD } from "./layout.js";
+import type { ConfigRepo } from "./repo.js";
+
+/** A Flux object by namespace and name. */
+export interface FluxRef {
+  namespace: string;
+  name: string;
+}
+
+/** The Flux objects that apply the config repository: the source Slipway pushes to, and what applies it. */
+export interface FluxTargets {
+  gitRepository: FluxRef;
+  kustomization: FluxRef;
+}
+
+export const FLUX_REQUESTED_AT = "reconcile.fluxcd.io/requestedAt";
+/** Flux skips an in-cluster object carrying this (its `ExclusionSelector`), both for apply and prune. */
+export const FLUX_RECONCILE = "kustomize.toolkit.fluxcd.io/reconcile";
+/** kustomize-controller's field manager: its writes are Git's, not cluster changes to hold. */
+export const FLUX_FIELD_MANAGER = "kustomize-controller";
+
+const SOURCE_API = "source.toolkit.fluxcd.io/v1";
+const KUSTOMIZE_API = "kustomize.toolkit.fluxcd.io/v1";
+const POLL_MS = 250;
+
+/** "main@sha1:<40 hex>" (Flux v1 revisions) or a bare id: the commit id. */
+export function commitOfRevision(revision: string | undefined): string | undefined {
+  const m = /(?:^|[@:])([0-9a-f]{40})$/.exec(revision ?? "");
+  return m?.[1];
+}
+
+/** A held object: enough to address it. */
+export interface HeldObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { namespace: string; name: string };
+}
+
+/** A pushed commit Flux's source does not hold yet, with the holds to remove once it does. */
+interface Waiting {
+  commit: string;
+  release: HeldObject[];
+}
+
+export class FluxNudge {
+  readonly #kube: Kube;
+  readonly #repo: ConfigRepo;
+  readonly #targets: FluxTargets;
+  readonly #log: Logger;
+  #waiting: Waiting[] = [];
+  #loop: Promise<void> | undefined;
+  #stopped = false;
+
+  constructor(kube: Kube, repo: ConfigRepo, targets: FluxTargets, log: Logger) {
+    this.#kube = kube;
+    this.#repo = repo;
+    this.#targets = targets;
+    this.#log = log.child({ flux: `${targets.gitRepository.namespace}/${targets.gitRepository.name}` });
+  }
+
+  /** Whether a watched change of an App or Config is a cluster change Flux could revert before it has Git's. */
+  static needsHold(kind: string, meta: ObjectMeta, previousGeneration: number | undefined): boolean {
+    if (kind !== "App" && kind !== "Config") return false;
+    if (previousGeneration === undefined || meta.generation === previousGeneration) return false;
+    if (meta.annotations?.[FLUX_HOLD]) return false;
+    return lastManagerOf(meta, ["f:spec"]) !== FLUX_FIELD_MANAGER;
+  }
+
+  /** Holds an object: Flux skips it until its change is in Flux's artifact. */
+  async hold(obj: HeldObject): Promise<void> {
+    try {
+      await this.#kube.mergePatch(obj, { metadata: { annotations: { [FLUX_RECONCILE]: "disabled", [FLUX_HOLD]: new Date().toISOString() } } });
+      this.#log.debug({ object: `${obj.kind}/${obj.metadata.namespace}/${obj.metadata.name}` }, "holding a cluster change from Flux until it has fetched its commit");
+    } catch (err) {
+      if (!isNotFound(err)) this.#log.warn({ err, object: `${obj.kind}/${obj.metadata.namespace}/${obj.metadata.name}` }, "cannot hold a cluster change from Flux");
+    }
+  }
+
+  /**
+   * The remote now holds `commit` (pushed, or already there): asks the GitRepository to fetch it, then, once
+   * its artifact holds it, removes the holds of `release` and asks the Kustomization to apply it.
+   */
+  pushed(commit: string, release: HeldObject[] = []): void {
+    if (this.#stopped) return;
+    this.#waiting.push({ commit, release });
+    void this.#request(SOURCE_API, "GitRepository", this.#targets.gitRepository);
+    this.#loop ??= this.#run().finally(() => (this.#loop = undefined));
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    await this.#loop;
+  }
+
+  async #run(): Promise<void> {
+    let lastAsked = Date.now();
+    while (this.#waiting.length && !this.#stopped) {
+      await new Promise((r) => setTimeout(r, POLL_MS));
+      const fetched = await this.#artifactCommit();
+      if (!fetched) continue;
+      const done: Waiting[] = [];
+      const left: Waiting[] = [];
+      for (const w of this.#waiting) ((await this.#repo.contains(fetched, w.commit)) ? done : left).push(w);
+      if (!done.length) {
+        // A request made while the source was busy can be folded into that reconcile: ask again now and then.
+        if (Date.now() - lastAsked > 10_000) {
+          lastAsked = Date.now();
+          await this.#request(SOURCE_API, "GitRepository", this.#targets.gitRepository);
+        }
+        continue;
+      }
+      this.#waiting = left;
+      await Promise.all(done.flatMap((w) => w.release).map((obj) => this.#unhold(obj)));
+      await this.#request(KUSTOMIZE_API, "Kustomization", this.#targets.kustomization);
+      this.#log.debug({ revision: fetched }, "Flux's source holds the pushed commits; asked the Kustomization to apply them");
+    }
+  }
+
+  async #artifactCommit(): Promise<string | undefined> {
+    const { namespace, name } = this.#targets.gitRepository;
+    try {
+      const repo = await this.#kube.get<KubeObject & { status?: { artifact?: { revision?: string } } }>(SOURCE_API, "GitRepository", namespace, name);
+      return commitOfRevision(repo.status?.artifact?.revision);
+    } catch (err) {
+      this.#log.warn({ err }, "cannot read Flux's GitRepository");
+      return undefined;
+    }
+  }
+
+  async #unhold(obj: HeldObject): Promise<void> {
+    try {
+      const live = await this.#kube.get<KubeObject>(obj.apiVersion, obj.kind, obj.metadata.namespace, obj.metadata.name);
+      if (!live.metadata.annotations?.[FLUX_HOLD]) return;
+      await this.#kube.mergePatch(live, {
+        metadata: { resourceVersion: live.metadata.resourceVersion, annotations: { [FLUX_RECONCILE]: null, [FLUX_HOLD]: null } },
+      });
+    } catch (err) {
+      // A 409: it changed again meanwhile, and that change holds it anew; a missing object holds nothing.
+      if (!isNotFound(err)) this.#log.debug({ err, object: `${obj.kind}/${obj.metadata.namespace}/${obj.metadata.name}` }, "cannot remove a Flux hold yet");
+    }
+  }
+
+  async #request(apiVersion: string, kind: string, ref: FluxRef): Promise<void> {
+    const target = { apiVersion, kind, metadata: { namespace: ref.namespace, name: ref.name } };
+    try {
+      await this.#kube.mergePatch(target, { metadata: { annotations: { [FLUX_REQUESTED_AT]: new Date().toISOString() } } });
+    } catch (err) {
+      this.#log.warn({ err, object: `${kind}/${ref.namespace}/${ref.name}` }, "cannot ask Flux to reconcile");
+    }
+  }
+}
