@@ -9,7 +9,7 @@
 //   reads on the in-cluster object and skips it. The hold is removed once Flux's artifact holds the commit.
 import type { Logger } from "pino";
 import type { ObjectMeta } from "../../crds/v1alpha1.js";
-import { isNotFound, Kube, type KubeObject } from "../kube.js";
+import { isConflict, isNotFound, Kube, type KubeObject } from "../kube.js";
 import { lastManagerOf } from "../releases.js";
 import { FLUX_HOLD } from "./layout.js";
 import type { ConfigRepo } from "./repo.js";
@@ -42,11 +42,12 @@ export function commitOfRevision(revision: string | undefined): string | undefin
   return m?.[1];
 }
 
-/** A held object: enough to address it. */
+/** A held object: enough to address it, and the generation whose change it holds. */
 export interface HeldObject {
   apiVersion: string;
   kind: string;
   metadata: { namespace: string; name: string };
+  generation: number;
 }
 
 /** A pushed commit Flux's source does not hold yet, with the holds to remove once it does. */
@@ -82,7 +83,7 @@ export class FluxNudge {
   /** Holds an object: Flux skips it until its change is in Flux's artifact. */
   async hold(obj: HeldObject): Promise<void> {
     try {
-      await this.#kube.mergePatch(obj, { metadata: { annotations: { [FLUX_RECONCILE]: "disabled", [FLUX_HOLD]: new Date().toISOString() } } });
+      await this.#kube.mergePatch(obj, { metadata: { annotations: { [FLUX_RECONCILE]: "disabled", [FLUX_HOLD]: `generation ${obj.generation}` } } });
       this.#log.debug({ object: `${obj.kind}/${obj.metadata.namespace}/${obj.metadata.name}` }, "holding a cluster change from Flux until it has fetched its commit");
     } catch (err) {
       if (!isNotFound(err)) this.#log.warn({ err, object: `${obj.kind}/${obj.metadata.namespace}/${obj.metadata.name}` }, "cannot hold a cluster change from Flux");
@@ -140,16 +141,29 @@ export class FluxNudge {
     }
   }
 
+  /**
+   * Removes a hold, unless a later change holds the object again (its generation moved on: that change's own
+   * pass releases it). Guarded by resourceVersion; a 409 (a status write meanwhile) reads it again.
+   */
   async #unhold(obj: HeldObject): Promise<void> {
-    try {
-      const live = await this.#kube.get<KubeObject>(obj.apiVersion, obj.kind, obj.metadata.namespace, obj.metadata.name);
-      if (!live.metadata.annotations?.[FLUX_HOLD]) return;
-      await this.#kube.mergePatch(live, {
-        metadata: { resourceVersion: live.metadata.resourceVersion, annotations: { [FLUX_RECONCILE]: null, [FLUX_HOLD]: null } },
-      });
-    } catch (err) {
-      // A 409: it changed again meanwhile, and that change holds it anew; a missing object holds nothing.
-      if (!isNotFound(err)) this.#log.debug({ err, object: `${obj.kind}/${obj.metadata.namespace}/${obj.metadata.name}` }, "cannot remove a Flux hold yet");
+    const what = `${obj.kind}/${obj.metadata.namespace}/${obj.metadata.name}`;
+    for (let attempt = 1; attempt <= 5; attempt++) {
+      try {
+        const live = await this.#kube.get<KubeObject>(obj.apiVersion, obj.kind, obj.metadata.namespace, obj.metadata.name);
+        const hold = live.metadata.annotations?.[FLUX_HOLD];
+        if (!hold || (live.metadata.generation ?? 0) > obj.generation) return;
+        await this.#kube.mergePatch(live, {
+          metadata: { resourceVersion: live.metadata.resourceVersion, annotations: { [FLUX_RECONCILE]: null, [FLUX_HOLD]: null } },
+        });
+        this.#log.debug({ object: what }, "released a cluster change to Flux: its source holds the commit");
+        return;
+      } catch (err) {
+        if (isNotFound(err)) return;
+        if (!isConflict(err) || attempt === 5) {
+          this.#log.warn({ err, object: what }, "cannot remove a Flux hold; Flux skips the object until it is removed");
+          return;
+        }
+      }
     }
   }
 

@@ -105,26 +105,27 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
       const since = held.get(key)?.since ?? Date.now();
       options.onPass?.(key);
       const end = gitopsPassDuration.startTimer();
+      // Holds from Flux set before this pass: the pass plans with their changes, so once it is done they are
+      // in Git. One set during the pass waits for the next pass, which its change has asked for.
+      const holds = fluxHolds.get(key);
+      fluxHolds.delete(key);
       let result: "done" | "held";
       try {
         result = await engine.reconcileApp(namespace, app, Date.now() - since < releaseWaitMs);
         gitopsPasses.inc({ result });
       } catch (err) {
         gitopsPasses.inc({ result: "error" });
+        if (holds) fluxHolds.set(key, [...holds, ...(fluxHolds.get(key) ?? [])]);
         throw err;
       } finally {
         end();
       }
       if (result === "done") {
         release(key);
-        const holds = fluxHolds.get(key);
-        if (flux && holds) {
-          fluxHolds.delete(key);
-          // The change is on the remote now (committed, or already there): release it once Flux has fetched it.
-          const head = await repo.remoteHead();
-          if (head) flux.pushed(head, holds);
-        }
-      }
+        // The change is on the remote now (committed, or already there): release it once Flux has fetched it.
+        const head = holds && flux ? await repo.remoteHead() : undefined;
+        if (head) flux?.pushed(head, holds);
+      } else if (holds) fluxHolds.set(key, [...holds, ...(fluxHolds.get(key) ?? [])]);
       else if (!held.has(key)) {
         const timer = setTimeout(() => void queue.enqueue(key), releaseWaitMs);
         timer.unref();
@@ -172,8 +173,8 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
     if (flux && key && kind !== "Release" && type !== "delete") {
       // As soon as a watch sees it: Flux could revert a cluster change until its source has the commit.
       if (FluxNudge.needsHold(kind, m as ObjectMeta, generations.get(id))) {
-        const held: HeldObject = { apiVersion: object.apiVersion, kind, metadata: { namespace: m.namespace ?? "", name: m.name } };
-        fluxHolds.set(key, [...(fluxHolds.get(key) ?? []).filter((h) => h.kind !== kind), held]);
+        const held: HeldObject = { apiVersion: object.apiVersion, kind, metadata: { namespace: m.namespace ?? "", name: m.name }, generation: m.generation ?? 0 };
+        fluxHolds.set(key, [...(fluxHolds.get(key) ?? []), held]);
         void flux.hold(held);
       }
       generations.set(id, m.generation);
