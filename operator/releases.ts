@@ -2,20 +2,13 @@
 // says what changed; scaling does not; a rollback reuses an old release's build and config. Pure functions:
 // app-reconciler.ts reads the cluster, asks these what to do, and writes the answer.
 import type { App, Build, Config, ConfigSpec, ObjectMeta, Release, ReleaseSpec } from "../crds/v1alpha1.js";
-import { ANNOTATIONS, API_VERSION, LABELS, MANAGED_BY, releaseName } from "../crds/v1alpha1.js";
+import { ANNOTATIONS, API_VERSION, FLUX_METADATA, LABELS, MANAGED_BY, releaseName } from "../crds/v1alpha1.js";
 
 /** Annotations on a Release recording which App and Config generations it was cut from. */
 export const RELEASE_ANNOTATIONS = {
   appGeneration: "slipway.dev/app-generation",
   configGeneration: "slipway.dev/config-generation",
 } as const;
-
-/**
- * Flux's per-object prune policy, "disabled" on every Release, in the cluster and in Git (gitops/layout.ts keeps
- * it): `git revert` of a release commit removes its file, and Flux must not delete the history Slipway keeps.
- * Releases go only with their App (ownerReference).
- */
-export const FLUX_PRUNE = "kustomize.toolkit.fluxcd.io/prune";
 
 const DIGEST = /@sha256:[0-9a-f]{64}$/;
 
@@ -262,7 +255,9 @@ export function planRollback(app: App, releases: readonly Release[], target: str
 export function releaseObject(app: App, spec: ReleaseSpec, config?: Config): Release {
   const annotations: Record<string, string> = {
     [RELEASE_ANNOTATIONS.appGeneration]: String(app.metadata.generation ?? 0),
-    [FLUX_PRUNE]: "disabled",
+    // Flux's prune policy, kept in Git too (gitops/layout.ts): `git revert` of a release commit removes its
+    // file, and Flux must not delete the history Slipway keeps. Releases go only with their App.
+    [FLUX_METADATA.prune]: "disabled",
   };
   if (config?.metadata.generation !== undefined) annotations[RELEASE_ANNOTATIONS.configGeneration] = String(config.metadata.generation);
   return {

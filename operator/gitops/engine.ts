@@ -530,7 +530,8 @@ export function removals(live: unknown, desired: unknown): Record<string, unknow
 
 /** Whether the operator is about to cut a release for the App, judged from one read of the cluster. */
 function releaseComing({ app: appObj, config, releases }: ClusterView): boolean {
-  if (!appObj || appObj.spec?.suspend || appObj.metadata.deletionTimestamp) return false;
+  // No release is cut without a Config (the operator waits for it).
+  if (!appObj || !config || appObj.spec?.suspend || appObj.metadata.deletionTimestamp) return false;
   const a = appObj as unknown as App;
   // The operator stalled on this generation (e.g. no Config yet): no release is coming.
   const stalled = a.status?.conditions?.find((c) => c.type === "Stalled");

@@ -19,10 +19,10 @@ test("a Flux revision gives its commit id", (t) => {
 });
 
 test("a spec change by anyone but Flux is held; Flux's own applies, metadata changes and first sightings are not", (t) => {
-  t.true(FluxNudge.needsHold("Config", meta(3, [["kustomize-controller", "2026-01-01T00:00:00Z"], ["kubectl-slipway", "2026-01-01T00:00:05Z"]]), 2));
-  t.false(FluxNudge.needsHold("Config", meta(3, [["kubectl-slipway", "2026-01-01T00:00:00Z"], ["kustomize-controller", "2026-01-01T00:00:05Z"]]), 2));
-  t.false(FluxNudge.needsHold("Config", meta(3, [["kubectl-slipway", "2026-01-01T00:00:05Z"]]), 3), "same generation");
-  t.false(FluxNudge.needsHold("Config", meta(3, [["kubectl-slipway", "2026-01-01T00:00:05Z"]]), undefined), "first seen");
-  t.false(FluxNudge.needsHold("Release", meta(3, [["kubectl-slipway", "2026-01-01T00:00:05Z"]]), 2));
-  t.false(FluxNudge.needsHold("App", meta(3, [["kubectl-slipway", "2026-01-01T00:00:05Z"]], { "slipway.dev/flux-hold": "x" }), 2), "already held");
+  t.is(FluxNudge.holdFor("Config", meta(3, [["kustomize-controller", "2026-01-01T00:00:00Z"], ["kubectl-edit", "2026-01-01T00:00:05Z"]]), 2), "hold");
+  t.is(FluxNudge.holdFor("Config", meta(3, [["kubectl-edit", "2026-01-01T00:00:00Z"], ["kustomize-controller", "2026-01-01T00:00:05Z"]]), 2), undefined);
+  t.is(FluxNudge.holdFor("Config", meta(3, [["kubectl-edit", "2026-01-01T00:00:05Z"]]), 3), undefined, "same generation");
+  t.is(FluxNudge.holdFor("Config", meta(3, [["kubectl-edit", "2026-01-01T00:00:05Z"]]), undefined), undefined, "first seen");
+  t.is(FluxNudge.holdFor("Release", meta(3, [["kubectl-edit", "2026-01-01T00:00:05Z"]]), 2), undefined);
+  t.is(FluxNudge.holdFor("App", meta(3, [["kubectl-slipway", "2026-01-01T00:00:05Z"]], { "slipway.dev/flux-hold": "kubectl-slipway" }), 2), "held", "the CLI held it");
 });

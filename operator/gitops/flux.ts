@@ -8,10 +8,9 @@
 //   anyone but Flux, Slipway holds the object: `kustomize.toolkit.fluxcd.io/reconcile: disabled`, which Flux
 //   reads on the in-cluster object and skips it. The hold is removed once Flux's artifact holds the commit.
 import type { Logger } from "pino";
-import type { ObjectMeta } from "../../crds/v1alpha1.js";
+import { ANNOTATIONS, FLUX_METADATA, type ObjectMeta } from "../../crds/v1alpha1.js";
 import { isConflict, isNotFound, Kube, type KubeObject } from "../kube.js";
 import { lastManagerOf } from "../releases.js";
-import { FLUX_HOLD } from "./layout.js";
 import type { ConfigRepo } from "./repo.js";
 
 /** A Flux object by namespace and name. */
@@ -27,8 +26,8 @@ export interface FluxTargets {
 }
 
 export const FLUX_REQUESTED_AT = "reconcile.fluxcd.io/requestedAt";
-/** Flux skips an in-cluster object carrying this (its `ExclusionSelector`), both for apply and prune. */
-export const FLUX_RECONCILE = "kustomize.toolkit.fluxcd.io/reconcile";
+const FLUX_RECONCILE = FLUX_METADATA.reconcile;
+const FLUX_HOLD = ANNOTATIONS.fluxHold;
 /** kustomize-controller's field manager: its writes are Git's, not cluster changes to hold. */
 export const FLUX_FIELD_MANAGER = "kustomize-controller";
 
@@ -72,12 +71,16 @@ export class FluxNudge {
     this.#log = log.child({ flux: `${targets.gitRepository.namespace}/${targets.gitRepository.name}` });
   }
 
-  /** Whether a watched change of an App or Config is a cluster change Flux could revert before it has Git's. */
-  static needsHold(kind: string, meta: ObjectMeta, previousGeneration: number | undefined): boolean {
-    if (kind !== "App" && kind !== "Config") return false;
-    if (previousGeneration === undefined || meta.generation === previousGeneration) return false;
-    if (meta.annotations?.[FLUX_HOLD]) return false;
-    return lastManagerOf(meta, ["f:spec"]) !== FLUX_FIELD_MANAGER;
+  /**
+   * Whether a watched change of an App or Config is a cluster change Flux could revert before it has Git's:
+   * "hold" it, or it is "held" already (the CLI holds what it changes in the same write). Undefined for
+   * Flux's own applies, metadata-only changes, and objects seen for the first time.
+   */
+  static holdFor(kind: string, meta: ObjectMeta, previousGeneration: number | undefined): "hold" | "held" | undefined {
+    if (kind !== "App" && kind !== "Config") return undefined;
+    if (previousGeneration === undefined || meta.generation === previousGeneration) return undefined;
+    if (lastManagerOf(meta, ["f:spec"]) === FLUX_FIELD_MANAGER) return undefined;
+    return meta.annotations?.[FLUX_HOLD] ? "held" : "hold";
   }
 
   /** Holds an object: Flux skips it until its change is in Flux's artifact. */

@@ -172,10 +172,11 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
     const key = app ? `${m.namespace}/${app}` : undefined;
     if (flux && key && kind !== "Release" && type !== "delete") {
       // As soon as a watch sees it: Flux could revert a cluster change until its source has the commit.
-      if (FluxNudge.needsHold(kind, m as ObjectMeta, generations.get(id))) {
+      const hold = FluxNudge.holdFor(kind, m as ObjectMeta, generations.get(id));
+      if (hold) {
         const held: HeldObject = { apiVersion: object.apiVersion, kind, metadata: { namespace: m.namespace ?? "", name: m.name }, generation: m.generation ?? 0 };
         fluxHolds.set(key, [...(fluxHolds.get(key) ?? []), held]);
-        void flux.hold(held);
+        if (hold === "hold") void flux.hold(held);
       }
       generations.set(id, m.generation);
     }
