@@ -401,6 +401,27 @@ test("a Flux reconcile of the older revision before Flux has fetched Slipway's c
   t.false((await env.subjects()).some((s) => /update Config|release v3/.test(s)));
 });
 
+test("a kubectl change to a Flux-applied Config is held by Slipway as its watch sees it, and Flux's older revision does not revert it", async (t) => {
+  const env = await shopLive(t);
+  const cp = await controlPlane();
+  const suspend = (on: boolean) => cp.kubectl(["patch", "gitrepositories.source.toolkit.fluxcd.io", env.source, "-n", env.fluxNs,
+    "--type=merge", "-p", JSON.stringify({ spec: { suspend: on } })]);
+  t.is((await suspend(true)).code, 0);
+  const patched = await cp.kubectl(["patch", "configs.slipway.dev", "shop", "-n", env.ns, "--type=merge", "-p", JSON.stringify({ spec: { env: { GREETING: "hallo" } } })]);
+  t.is(patched.code, 0, patched.stderr);
+  // Unlike the CLI, kubectl does not hold it in its write: GitOps does, a moment later.
+  await until(env, "GitOps did not hold the Config from Flux", async () =>
+    (await getConfig(env, "shop"))?.metadata.annotations?.["kustomize.toolkit.fluxcd.io/reconcile"] === "disabled", 30_000);
+  await reconcileNow(env, "Kustomization");
+  t.is((await getConfig(env, "shop"))?.spec.env?.GREETING, "hallo", "Flux reverted the change");
+  await until(env, "release v2 was not committed", async () => (await env.subjects()).some((s) => /shop: release v2: set GREETING/.test(s)));
+  t.is((await suspend(false)).code, 0);
+  await appliedReady(env, env.remoteHead);
+  await until(env, "the hold was not removed once Flux had the commit", async () => !(await getConfig(env, "shop"))?.metadata.annotations?.["slipway.dev/flux-hold"]);
+  t.is((await getConfig(env, "shop"))?.spec.env?.GREETING, "hallo");
+  t.deepEqual(await versions(env, "shop"), [1, 2]);
+});
+
 test("git revert of a release commit is applied by Flux and Slipway cuts the rollback release; Flux does not prune the reverted Release", async (t) => {
   const env = await shopLive(t);
   ok(t, await env.alice.slipway(["config:set", "shop", "GREETING=bonjour"]), "config:set");

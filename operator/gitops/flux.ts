@@ -58,17 +58,27 @@ interface Waiting {
 export class FluxNudge {
   readonly #kube: Kube;
   readonly #repo: ConfigRepo;
-  readonly #targets: FluxTargets;
+  readonly #targets: FluxTargets | undefined;
   readonly #log: Logger;
   #waiting: Waiting[] = [];
   #loop: Promise<void> | undefined;
   #stopped = false;
 
-  constructor(kube: Kube, repo: ConfigRepo, targets: FluxTargets, log: Logger) {
+  /**
+   * Without targets (Slipway not told which Flux objects apply the repository, or mode "sync"), nothing is
+   * asked of Flux and nothing is held by GitOps; a hold the CLI set is removed as soon as its change is pushed,
+   * so a Flux-applied object is never left held.
+   */
+  constructor(kube: Kube, repo: ConfigRepo, targets: FluxTargets | undefined, log: Logger) {
     this.#kube = kube;
     this.#repo = repo;
     this.#targets = targets;
-    this.#log = log.child({ flux: `${targets.gitRepository.namespace}/${targets.gitRepository.name}` });
+    this.#log = targets ? log.child({ flux: `${targets.gitRepository.namespace}/${targets.gitRepository.name}` }) : log;
+  }
+
+  /** Whether GitOps holds the cluster changes it sees (it knows which Flux source to wait for). */
+  get holds(): boolean {
+    return this.#targets !== undefined;
   }
 
   /**
@@ -99,8 +109,13 @@ export class FluxNudge {
    */
   pushed(commit: string, release: HeldObject[] = []): void {
     if (this.#stopped) return;
+    const targets = this.#targets;
+    if (!targets) {
+      for (const obj of release) void this.#unhold(obj);
+      return;
+    }
     this.#waiting.push({ commit, release });
-    void this.#request(SOURCE_API, "GitRepository", this.#targets.gitRepository);
+    void this.#request(SOURCE_API, "GitRepository", targets.gitRepository);
     this.#loop ??= this.#run().finally(() => (this.#loop = undefined));
   }
 
@@ -110,6 +125,8 @@ export class FluxNudge {
   }
 
   async #run(): Promise<void> {
+    const targets = this.#targets;
+    if (!targets) return;
     let lastAsked = Date.now();
     while (this.#waiting.length && !this.#stopped) {
       await new Promise((r) => setTimeout(r, POLL_MS));
@@ -122,18 +139,19 @@ export class FluxNudge {
         // A request made while the source was busy can be folded into that reconcile: ask again now and then.
         if (Date.now() - lastAsked > 10_000) {
           lastAsked = Date.now();
-          await this.#request(SOURCE_API, "GitRepository", this.#targets.gitRepository);
+          await this.#request(SOURCE_API, "GitRepository", targets.gitRepository);
         }
         continue;
       }
       this.#waiting = left;
       await Promise.all(done.flatMap((w) => w.release).map((obj) => this.#unhold(obj)));
-      await this.#request(KUSTOMIZE_API, "Kustomization", this.#targets.kustomization);
+      await this.#request(KUSTOMIZE_API, "Kustomization", targets.kustomization);
       this.#log.debug({ revision: fetched }, "Flux's source holds the pushed commits; asked the Kustomization to apply them");
     }
   }
 
   async #artifactCommit(): Promise<string | undefined> {
+    if (!this.#targets) return undefined;
     const { namespace, name } = this.#targets.gitRepository;
     try {
       const repo = await this.#kube.get<KubeObject & { status?: { artifact?: { revision?: string } } }>(SOURCE_API, "GitRepository", namespace, name);

@@ -84,7 +84,7 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
     throw new Error(`cannot open the config repository ${options.repo.url}`, { cause: err });
   }
   const settleMs = options.settleMs ?? 500;
-  const flux = options.flux && options.mode === "commit-only" ? new FluxNudge(kube, repo, options.flux, log) : undefined;
+  const flux = new FluxNudge(kube, repo, options.mode === "commit-only" ? options.flux : undefined, log);
   /** Per App ("namespace/name"), the objects held from Flux whose changes wait to be in Flux's source. */
   const fluxHolds = new Map<string, HeldObject[]>();
   /** The generation last seen per App and Config, to tell a spec change from a metadata one. */
@@ -123,8 +123,8 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
       if (result === "done") {
         release(key);
         // The change is on the remote now (committed, or already there): release it once Flux has fetched it.
-        const head = holds && flux ? await repo.remoteHead() : undefined;
-        if (head) flux?.pushed(head, holds);
+        const head = holds ? await repo.remoteHead() : undefined;
+        if (head) flux.pushed(head, holds);
       } else if (holds) fluxHolds.set(key, [...holds, ...(fluxHolds.get(key) ?? [])]);
       else if (!held.has(key)) {
         const timer = setTimeout(() => void queue.enqueue(key), releaseWaitMs);
@@ -157,7 +157,7 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
     kube, cache: options.cache, repo, mode: options.mode, namespace: options.namespace, log,
     // A rejected push fetched commits of others: the Apps they changed are reconciled like a webhook's.
     onHeadMoved: () => void syncNow().catch(() => undefined),
-    onPushed: (commit) => flux?.pushed(commit),
+    onPushed: (commit) => flux.pushed(commit),
   });
 
   // Status-only writes (ours included) change nothing Git holds, so they are skipped, unless the App is held:
@@ -170,10 +170,11 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
     const id = `${kind}/${m.namespace}/${m.name}`;
     const app = kind === "Release" ? (object.spec as { app?: string } | undefined)?.app : m.name;
     const key = app ? `${m.namespace}/${app}` : undefined;
-    if (flux && key && kind !== "Release" && type !== "delete") {
+    if (key && kind !== "Release" && type !== "delete") {
       // As soon as a watch sees it: Flux could revert a cluster change until its source has the commit.
+      // A hold the CLI set is always tracked, so it is always lifted; GitOps holds only when it knows Flux's source.
       const hold = FluxNudge.holdFor(kind, m as ObjectMeta, generations.get(id));
-      if (hold) {
+      if (hold === "held" || (hold === "hold" && flux.holds)) {
         const held: HeldObject = { apiVersion: object.apiVersion, kind, metadata: { namespace: m.namespace ?? "", name: m.name }, generation: m.generation ?? 0 };
         fluxHolds.set(key, [...(fluxHolds.get(key) ?? []), held]);
         if (hold === "hold") void flux.hold(held);
@@ -250,7 +251,7 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
       for (const key of [...held.keys()]) release(key);
       await queue.stop();
       await syncing;
-      await flux?.stop();
+      await flux.stop();
     },
   };
 }
