@@ -4,9 +4,10 @@
 //   annotation, as Flux's own webhook receiver does) and, once its artifact holds the pushed commit, asks the
 //   Kustomization to apply it. A CLI change converges in seconds instead of at the next poll.
 // - Until Flux's source holds the commit of a cluster change, a Kustomization reconcile would apply the older
-//   revision and undo the change (drift correction). So the moment a watch sees an App or Config changed by
-//   anyone but Flux, Slipway holds the object: `kustomize.toolkit.fluxcd.io/reconcile: disabled`, which Flux
-//   reads on the in-cluster object and skips it. The hold is removed once Flux's artifact holds the commit.
+//   revision and undo the change (drift correction). So a changed App or Config is held from Flux:
+//   `kustomize.toolkit.fluxcd.io/reconcile: disabled` on the in-cluster object, which Flux reads there and
+//   skips. The CLI holds what it changes in the same write; GitOps holds any other change (not Flux's own) the
+//   moment its watch sees it. The hold is removed once Flux's artifact holds the commit.
 import type { Logger } from "pino";
 import { ANNOTATIONS, FLUX_METADATA, type ObjectMeta } from "../../crds/v1alpha1.js";
 import { isConflict, isNotFound, Kube, type KubeObject } from "../kube.js";
@@ -33,7 +34,9 @@ export const FLUX_FIELD_MANAGER = "kustomize-controller";
 
 const SOURCE_API = "source.toolkit.fluxcd.io/v1";
 const KUSTOMIZE_API = "kustomize.toolkit.fluxcd.io/v1";
+/** How often the GitRepository is read while a pushed commit waits for it; slower once it has waited a minute (Flux down). */
 const POLL_MS = 250;
+const SLOW_POLL_MS = 5_000;
 
 /** "main@sha1:<40 hex>" (Flux v1 revisions) or a bare id: the commit id. */
 export function commitOfRevision(revision: string | undefined): string | undefined {
@@ -63,6 +66,7 @@ export class FluxNudge {
   #waiting: Waiting[] = [];
   #loop: Promise<void> | undefined;
   #stopped = false;
+  #lastPush = 0;
 
   /**
    * Without targets (Slipway not told which Flux objects apply the repository, or mode "sync"), nothing is
@@ -115,6 +119,7 @@ export class FluxNudge {
       return;
     }
     this.#waiting.push({ commit, release });
+    this.#lastPush = Date.now();
     void this.#request(SOURCE_API, "GitRepository", targets.gitRepository);
     this.#loop ??= this.#run().finally(() => (this.#loop = undefined));
   }
@@ -128,8 +133,10 @@ export class FluxNudge {
     const targets = this.#targets;
     if (!targets) return;
     let lastAsked = Date.now();
+    let lastFetched = Date.now();
     while (this.#waiting.length && !this.#stopped) {
-      await new Promise((r) => setTimeout(r, POLL_MS));
+      const quiet = Date.now() - Math.max(lastFetched, this.#lastPush);
+      await new Promise((r) => setTimeout(r, quiet > 60_000 ? SLOW_POLL_MS : POLL_MS));
       const fetched = await this.#artifactCommit();
       if (!fetched) continue;
       const done: Waiting[] = [];
@@ -144,6 +151,7 @@ export class FluxNudge {
         continue;
       }
       this.#waiting = left;
+      lastFetched = Date.now();
       await Promise.all(done.flatMap((w) => w.release).map((obj) => this.#unhold(obj)));
       await this.#request(KUSTOMIZE_API, "Kustomization", targets.kustomization);
       this.#log.debug({ revision: fetched }, "Flux's source holds the pushed commits; asked the Kustomization to apply them");
