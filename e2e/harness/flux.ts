@@ -3,7 +3,7 @@
 // installed from each controller module's config/crd/bases/ in the Go module cache, never from a copy.
 // source-controller serves its artifacts on a loopback port, where kustomize-controller fetches them.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { createWriteStream } from "node:fs";
+import { createWriteStream, existsSync } from "node:fs";
 import { mkdir, readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -22,7 +22,10 @@ const CONTROLLERS: readonly FluxController[] = ["source-controller", "kustomize-
 /** The directory holding the built source-controller and kustomize-controller. */
 export function fluxBinDir(): string {
   const given = process.env[ENV_FLUX_DIR];
-  if (given) return given;
+  if (given) {
+    for (const c of CONTROLLERS) if (!existsSync(join(given, c))) throw new Error(`${ENV_FLUX_DIR}=${given} holds no ${c}`);
+    return given;
+  }
   const dir = build("--flux");
   process.env[ENV_FLUX_DIR] = dir;
   return dir;
