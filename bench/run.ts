@@ -1007,7 +1007,177 @@ async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "
   }
 }
 
-// BENCH_ONLY=scale (or render, queue, history, controlplane, operator, gitops, scale, gitops-scale, builds) runs one group of rows.
+// ------------------------------------------------------------------------- Slipway beside Flux (issue 17)
+
+/** The row of issue 17: `count` apps pushed to Git → all Ready, by Slipway and by Flux, on one control plane. */
+const FLUX_BENCH_COUNT = () => Number(process.env.BENCH_FLUX_COUNT ?? 1000);
+
+interface SideResult { ms: number; reached: number; cpu: Record<string, number>; rss: Record<string, number> }
+
+/** Peak RSS (VmHWM) and CPU seconds of processes, by name; CPU as used since `cpuBefore`. */
+async function usage(pids: Record<string, number>, cpuBefore: Record<string, number>): Promise<Pick<SideResult, "cpu" | "rss">> {
+  const cpu: Record<string, number> = {};
+  const rss: Record<string, number> = {};
+  for (const [name, pid] of Object.entries(pids)) {
+    cpu[name] = (await cpuSeconds(pid)) - (cpuBefore[name] ?? 0);
+    rss[name] = await rssMiB(pid, "VmHWM");
+  }
+  return { cpu, rss };
+}
+
+function reportSide(label: string, r: SideResult, count: number): void {
+  report(`${label}: ${count} apps pushed to Git → all Ready${r.reached < count ? ` (only ${r.reached})` : ""}`, r.ms / 1000, "s");
+  for (const [name, s] of Object.entries(r.cpu)) report(`${label}: CPU time of ${name}`, s, "s");
+  for (const [name, mib] of Object.entries(r.rss)) report(`${label}: peak RSS of ${name}`, mib, "MiB");
+}
+
+/**
+ * Slipway in sync mode: a push of a config repository holding `count` Apps and Configs (one web replica, no
+ * Service), the webhook, and the operator process until every App is Ready with v1.
+ */
+async function slipwaySide(cp: ControlPlane, server: Pick<GitServer, "url" | "createBareRepo">, count: number): Promise<SideResult> {
+  const ns = "bench-side-slipway";
+  await createNamespace(cp, ns);
+  await server.createBareRepo(ns);
+  const url = server.url(ns);
+  const work = await mkdtemp(join(tmpdir(), "slipway-bench-side-"));
+  const webhookPort = await freePort();
+  const operator = await startOperatorProcess(cp, ns, {
+    SLIPWAY_GIT_URL: url, SLIPWAY_GIT_DIR: join(work, "operator"), SLIPWAY_GIT_POLL_SECONDS: "3600",
+    SLIPWAY_WEBHOOK_SECRET: WEBHOOK_SECRET, WEBHOOK_PORT: String(webhookPort),
+  });
+  try {
+    const clone = join(work, "user");
+    await git(work, "clone", "-q", url, clone);
+    for (let i = 0; i < count; i++) {
+      const dir = join(clone, "apps", ns, `app-${i}`);
+      await mkdir(dir, { recursive: true });
+      await writeFile(join(dir, "app.yaml"), `apiVersion: ${V}\nkind: App\nmetadata:\n  name: app-${i}\n  namespace: ${ns}\nspec:\n  image: ${IMAGE}\n  processes:\n    web:\n      replicas: 1\n  routing:\n    enabled: false\n`);
+      await writeFile(join(dir, "config.yaml"), `apiVersion: ${V}\nkind: Config\nmetadata:\n  name: app-${i}\n  namespace: ${ns}\nspec:\n  env:\n    GREETING: "hello"\n`);
+    }
+    await git(clone, "add", "-A");
+    await git(clone, "-c", "user.name=Dev", "-c", "user.email=dev@example.com", "commit", "-qm", `${count} apps`);
+    const cpuBefore = { "slipway operator": await cpuSeconds(operator.pid) };
+    const t0 = performance.now();
+    await git(clone, "push", "-q", "origin", "HEAD:main");
+    const body = JSON.stringify({ ref: "refs/heads/main" });
+    const res = await fetch(`http://127.0.0.1:${webhookPort}/webhooks/config`, {
+      method: "POST", body, headers: { "content-type": "application/json", "x-slipway-signature": signWebhookBody(body, WEBHOOK_SECRET) },
+    });
+    if (res.status !== 202) throw new Error(`the config webhook answered ${res.status}`);
+    const { ms, reached } = await watchUntil(cp, `/apis/${V}/namespaces/${ns}/apps`, count, (a) => isReady(a as App & KubeObject, "v1"), t0);
+    return { ms, reached, ...(await usage({ "slipway operator": operator.pid }, cpuBefore)) };
+  } finally {
+    await operator.stop();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Flux applying the same workloads as plain one-replica Deployments from one repository (`apps/app-<i>/
+ * deployment.yaml`, no kustomization.yaml: Flux generates them), both ways Flux users lay them out: one
+ * Kustomization of the whole tree, or one Kustomization per app (Flux's own benchmark shape). Fresh controller
+ * processes for each, so their peak RSS is this run's; Flux's default concurrency (kustomize-controller 4,
+ * source-controller 2). Time from creating the Flux objects (the repository is pushed already) until every
+ * Deployment is available.
+ */
+async function fluxSide(cp: ControlPlane, server: Pick<GitServer, "url" | "createBareRepo">, count: number, shape: "one" | "many"): Promise<SideResult> {
+  const { startFlux } = await import("../e2e/harness/flux.js");
+  const ns = `bench-side-flux-${shape}`;
+  await createNamespace(cp, ns);
+  const repo = "bench-side-flux";
+  const url = server.url(repo);
+  if (shape === "one") {
+    await server.createBareRepo(repo);
+    const work = await mkdtemp(join(tmpdir(), "slipway-bench-side-flux-"));
+    try {
+      const clone = join(work, "user");
+      await git(work, "clone", "-q", url, clone);
+      for (let i = 0; i < count; i++) {
+        const dir = join(clone, "apps", `app-${i}`);
+        await mkdir(dir, { recursive: true });
+        await writeFile(join(dir, "deployment.yaml"), `apiVersion: apps/v1
+kind: Deployment
+metadata: { name: app-${i} }
+spec:
+  replicas: 1
+  selector: { matchLabels: { app: app-${i} } }
+  template:
+    metadata: { labels: { app: app-${i} } }
+    spec: { containers: [{ name: web, image: "${IMAGE}" }] }
+`);
+      }
+      await git(clone, "add", "-A");
+      await git(clone, "-c", "user.name=Dev", "-c", "user.email=dev@example.com", "commit", "-qm", `${count} deployments`);
+      await git(clone, "push", "-q", "origin", "HEAD:main");
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  }
+  const flux = await startFlux(cp);
+  try {
+    const pids = flux.pids();
+    const cpuBefore = { "source-controller": await cpuSeconds(pids["source-controller"]), "kustomize-controller": await cpuSeconds(pids["kustomize-controller"]) };
+    const kustomization = (name: string, path: string) => `apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata: { name: ${name}, namespace: ${ns} }
+spec:
+  interval: 10m
+  sourceRef: { kind: GitRepository, name: config }
+  path: ${path}
+  prune: true
+  targetNamespace: ${ns}
+`;
+    const objects = [`apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: { name: config, namespace: ${ns} }
+spec:
+  interval: 10m
+  url: ${url}
+  ref: { branch: main }
+`, ...(shape === "one" ? [kustomization("apps", "./apps")] : Array.from({ length: count }, (_, i) => kustomization(`app-${i}`, `./apps/app-${i}`)))];
+    const available = (d: KubeObject) => ((d.status as { availableReplicas?: number } | undefined)?.availableReplicas ?? 0) >= 1;
+    const t0 = performance.now();
+    const waiting = watchUntil(cp, `/apis/apps/v1/namespaces/${ns}/deployments`, count, available, t0);
+    for (let i = 0; i < objects.length; i += 200) await apply(cp, ns, objects.slice(i, i + 200).join("---\n"));
+    const { ms, reached } = await waiting;
+    const result = { ms, reached, ...(await usage(pids, cpuBefore)) };
+    // The next run's controllers must not reconcile these.
+    await kubectl(cp, ["patch", "kustomizations.kustomize.toolkit.fluxcd.io", "--all", "-n", ns, "--type=merge", "-p", '{"spec":{"suspend":true}}']).catch(() => "");
+    await kubectl(cp, ["patch", "gitrepositories.source.toolkit.fluxcd.io", "config", "-n", ns, "--type=merge", "-p", '{"spec":{"suspend":true}}']).catch(() => "");
+    return result;
+  } catch (err) {
+    throw new Error(`the Flux side (${shape}) failed; Flux's logs:\n${await flux.logs(20)}`, { cause: err });
+  } finally {
+    await flux.stop();
+  }
+}
+
+async function slipwayBesideFlux(cp: ControlPlane, server: Pick<GitServer, "url" | "createBareRepo">): Promise<void> {
+  const count = FLUX_BENCH_COUNT();
+  const slipway = await slipwaySide(cp, server, count);
+  reportSide("Slipway (sync mode)", slipway, count);
+  const one = await fluxSide(cp, server, count, "one");
+  reportSide("Flux, 1 Kustomization of plain Deployments", one, count);
+  const many = await fluxSide(cp, server, count, "many");
+  reportSide(`Flux, ${count} Kustomizations of plain Deployments`, many, count);
+  const sum = (r: Record<string, number>) => Object.values(r).reduce((a, b) => a + b, 0);
+  for (const [shape, flux] of [["1 Kustomization", one], [`${count} Kustomizations`, many]] as const) {
+    // A side that did not finish within SCALE_WAIT_S was cut short: its time (and peak RSS) are lower bounds,
+    // so a ratio is only a bound, and is reported as such (a target is judged only when the bound decides it).
+    const slipwayDone = slipway.reached >= count;
+    const fluxDone = flux.reached >= count;
+    const bound = !fluxDone && slipwayDone ? ` (Flux unfinished after ${SCALE_WAIT_S} s: at most this)` : !slipwayDone ? " (Slipway unfinished: not comparable)" : "";
+    const time = `Slipway's time ÷ Flux's (${shape}), ${count} apps → all Ready${bound}`;
+    if (slipwayDone) record(time, slipway.ms / flux.ms, "×", 0.5);
+    else report(time, slipway.ms / flux.ms, "×");
+    const memory = `Slipway's peak RSS ÷ Flux's two controllers' (${shape})${bound}`;
+    if (slipwayDone) record(memory, sum(slipway.rss) / sum(flux.rss), "×", 1);
+    else report(memory, sum(slipway.rss) / sum(flux.rss), "×");
+  }
+}
+
+// BENCH_ONLY=scale (or render, queue, history, controlplane, operator, gitops, scale, gitops-scale, builds, flux) runs one group of rows.
 const only = process.env.BENCH_ONLY;
 const run = (group: string) => !only || only.split(",").includes(group);
 if (run("render")) {
@@ -1020,13 +1190,15 @@ if (run("queue")) {
 }
 if (run("history")) await gitOpsHistory();
 
-if (["controlplane", "operator", "gitops", "scale", "gitops-scale"].some(run)) {
+if (["controlplane", "operator", "gitops", "scale", "gitops-scale", "flux"].some(run)) {
   const t0 = performance.now();
   // Enough kwok nodes for the 1,000-App run, the 1,000-Deployment baseline and everything before (2,640
   // pods), plus one pod per app of the GitOps rows (4,100 with all three sizes), at 250 pods a node (a common
   // maxPods for large nodes; kwok registers 64 nodes too slowly for the harness's minute).
   const gitopsPods = run("gitops-scale") ? gitopsSizes().reduce((a, b) => a + b, 0) : 0;
-  const cp = await startControlPlane({ nodes: Math.ceil((2640 + gitopsPods) / 250), podsPerNode: 250 });
+  // Slipway beside Flux: the same number of apps three times (Slipway, Flux with one Kustomization, with many).
+  const fluxPods = run("flux") ? 3 * FLUX_BENCH_COUNT() : 0;
+  const cp = await startControlPlane({ nodes: Math.ceil((2640 + gitopsPods + fluxPods) / 250), podsPerNode: 250 });
   record("control plane warm start (binaries cached)", since(t0) / 1000, "s", 20);
   try {
     if (run("controlplane")) {
@@ -1054,6 +1226,17 @@ if (["controlplane", "operator", "gitops", "scale", "gitops-scale"].some(run)) {
         for (const [count, p50] of editOneP50) {
           if (count !== smallest) record(`GitOps: push editing 1 app, p50 at ${count} apps ÷ p50 at ${smallest} apps (same run)`, p50 / (editOneP50.get(smallest) ?? NaN), "×", 1.5);
         }
+      } finally {
+        await server.stop();
+        await rm(root, { recursive: true, force: true });
+      }
+    }
+    // BENCH_FLUX_COUNT=100 runs a smaller row.
+    if (run("flux")) {
+      const root = await mkdtemp(join(tmpdir(), "slipway-bench-gitserver-"));
+      const server = await startGitServerProcess(root);
+      try {
+        await slipwayBesideFlux(cp, server);
       } finally {
         await server.stop();
         await rm(root, { recursive: true, force: true });

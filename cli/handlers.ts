@@ -5,7 +5,7 @@ import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import type { V1Pod, V1Secret, V1EnvVar } from "@kubernetes/client-node";
 import {
-  ANNOTATIONS, API_VERSION, LABELS, releaseName,
+  ANNOTATIONS, API_VERSION, FLUX_METADATA, LABELS, releaseName,
   type App, type AppSpec, type Config, type ConfigSpec, type ProcessSpec, type Release,
 } from "../crds/v1alpha1.js";
 import { CliError, UsageError } from "./errors.js";
@@ -63,10 +63,16 @@ async function writeSpec<T extends App | Config>(
   extra: { annotations?: Record<string, string> } = {},
 ): Promise<T> {
   let resourceVersion = current?.metadata.resourceVersion;
+  // An object Flux applies is held from Flux in the same write that changes it, so that no Flux reconcile of
+  // the revision before Slipway's commit can undo it; Slipway's GitOps lifts the hold once Flux has the commit.
+  const hold = current?.metadata.labels?.[FLUX_METADATA.name] ? { [FLUX_METADATA.reconcile]: "disabled", [ANNOTATIONS.fluxHold]: "kubectl-slipway" } : undefined;
   const emptying = emptyingRemovals(desired, current?.spec);
-  if (emptying) resourceVersion = (await kube.mergePatch(kind, objName, { metadata: { resourceVersion }, spec: emptying }))?.metadata.resourceVersion;
+  if (emptying) {
+    resourceVersion = (await kube.mergePatch(kind, objName, { metadata: { resourceVersion, annotations: hold }, spec: emptying }))?.metadata.resourceVersion;
+  }
+  const annotations = hold || extra.annotations ? { ...hold, ...extra.annotations } : undefined;
   const applied = await kube.apply<T>({
-    apiVersion: API_VERSION, kind, metadata: { name: objName, annotations: extra.annotations, resourceVersion }, spec: desired,
+    apiVersion: API_VERSION, kind, metadata: { name: objName, annotations, resourceVersion }, spec: desired,
   });
   const leftover = pendingRemovals(desired, current?.spec, applied.spec);
   if (leftover) return (await kube.mergePatch(kind, objName, { metadata: { resourceVersion: applied.metadata.resourceVersion }, spec: leftover })) as T ?? applied;

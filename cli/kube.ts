@@ -130,7 +130,10 @@ export class Kube {
     const body = {
       apiVersion: apiVersionOf[kind], kind,
       ...patch,
-      metadata: { ...(patch.metadata as object | undefined), name, namespace: this.namespace, annotations: { [ANNOTATIONS.changedBy]: this.user } },
+      metadata: {
+        ...(patch.metadata as object | undefined), name, namespace: this.namespace,
+        annotations: { ...(patch.metadata as { annotations?: Record<string, string> } | undefined)?.annotations, [ANNOTATIONS.changedBy]: this.user },
+      },
     };
     try {
       return (await this.#api.patch(body as KubernetesObject, undefined, undefined, FIELD_MANAGER, undefined, PatchStrategy.MergePatch)) as unknown as Kinds[K];

@@ -23,6 +23,21 @@ export const ANNOTATIONS = {
   rollback: "slipway.dev/rollback-to",
   /** Who asked for a change; set by clients (the CLI sets it), read into release causes and commits. */
   changedBy: "slipway.dev/changed-by",
+  /**
+   * Marks a hold of a cluster change from Flux (with Flux's reconcile annotation, see FLUX_METADATA), set by the
+   * CLI or GitOps and removed by GitOps once Flux's source has the change's commit. Never written to Git.
+   */
+  fluxHold: "slipway.dev/flux-hold",
+} as const;
+
+/** Flux's own metadata that Slipway reads or sets on its objects (operator/gitops/flux.ts). */
+export const FLUX_METADATA = {
+  /** The label kustomize-controller puts on what it applies: the object is Flux's to apply. */
+  name: "kustomize.toolkit.fluxcd.io/name",
+  /** "disabled" on an in-cluster object: kustomize-controller skips it (apply and prune). */
+  reconcile: "kustomize.toolkit.fluxcd.io/reconcile",
+  /** "disabled": kustomize-controller never prunes the object. Every Release carries it. */
+  prune: "kustomize.toolkit.fluxcd.io/prune",
 } as const;
 
 export const MANAGED_BY = "slipway";

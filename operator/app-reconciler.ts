@@ -181,6 +181,12 @@ export class AppReconciler {
       releases.push(await this.#adopt(pass.app, release as Release & KubeObject));
     }
 
+    // A Config applied by Git (Slipway's sync, Argo CD, Flux) may arrive a moment after its App: wait for it
+    // (Reconciling) rather than stall, so a health check does not fail on the order of two applies.
+    if (!config) {
+      return { summary: { state: "waiting", reason: "AwaitingConfig", message: `App "${name}" has no Config yet: create a Config named "${name}" in namespace "${namespace}"` } };
+    }
+
     const rollbackTo = pass.app.metadata.annotations?.[ANNOTATIONS.rollback];
     if (rollbackTo !== undefined) {
       const plan = planRollback(pass.app, releases, rollbackTo);

@@ -6,7 +6,7 @@ import type { AddressInfo } from "node:net";
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { PlatformSettings } from "../functions/render.js";
 import { startBuilds, type Builds } from "./builds/index.js";
-import { startGitOps, type GitOpsHandle, type GitOpsOptions } from "./gitops/index.js";
+import { startGitOps, type FluxRef, type FluxTargets, type GitOpsHandle, type GitOpsOptions } from "./gitops/index.js";
 import { log as rootLog } from "./log.js";
 import { startOperator, type OperatorHandle } from "./main.js";
 
@@ -93,6 +93,22 @@ export async function listenForWebhooks(port: number, handler: () => Platform["w
   };
 }
 
+/** "namespace/name" into a reference; throws naming the variable when it is not that. */
+function fluxRef(variable: string, value: string): FluxRef {
+  const [namespace, name, ...rest] = value.split("/");
+  if (!namespace || !name || rest.length) throw new Error(`${variable} must be namespace/name, not ${JSON.stringify(value)}`);
+  return { namespace, name };
+}
+
+/** The Flux objects that apply the config repository: SLIPWAY_FLUX_GITREPOSITORY and SLIPWAY_FLUX_KUSTOMIZATION, both or neither. */
+export function fluxFromEnv(env: NodeJS.ProcessEnv): FluxTargets | undefined {
+  const source = env.SLIPWAY_FLUX_GITREPOSITORY;
+  const kustomization = env.SLIPWAY_FLUX_KUSTOMIZATION;
+  if (!source && !kustomization) return undefined;
+  if (!source || !kustomization) throw new Error("SLIPWAY_FLUX_GITREPOSITORY and SLIPWAY_FLUX_KUSTOMIZATION are set together (namespace/name each)");
+  return { gitRepository: fluxRef("SLIPWAY_FLUX_GITREPOSITORY", source), kustomization: fluxRef("SLIPWAY_FLUX_KUSTOMIZATION", kustomization) };
+}
+
 /** Platform options from the operator's environment (see operator/deploy/deployment.yaml). */
 export function gitopsFromEnv(env: NodeJS.ProcessEnv): PlatformOptions["gitops"] {
   if (!env.SLIPWAY_GIT_URL) return undefined;
@@ -107,6 +123,7 @@ export function gitopsFromEnv(env: NodeJS.ProcessEnv): PlatformOptions["gitops"]
     mode,
     pollIntervalMs: Number(env.SLIPWAY_GIT_POLL_SECONDS ?? 60) * 1000,
     ...argocdFromEnv(env.SLIPWAY_ARGOCD_APPLICATION),
+    flux: fluxFromEnv(env),
   };
 }
 

@@ -180,9 +180,13 @@ test("a rollback to an unknown release names the known ones", (t) => {
   t.regex((plan as { message: string }).message, /has no release v9 \(known releases: v1\)/);
 });
 
-test("a release object is named after the app and version and records the generations it covers", (t) => {
+test("a release object is named after the app and version, records the generations it covers, and is never pruned by Flux", (t) => {
   const obj = releaseObject(app({ image: IMAGE_A }, { generation: 4 }), release(2, IMAGE_A).spec, config({}, { generation: 3 }));
   t.is(obj.metadata.name, "shop-v2");
-  t.deepEqual(obj.metadata.annotations, { "slipway.dev/app-generation": "4", "slipway.dev/config-generation": "3" });
+  t.deepEqual(obj.metadata.annotations, {
+    "slipway.dev/app-generation": "4",
+    "slipway.dev/config-generation": "3",
+    "kustomize.toolkit.fluxcd.io/prune": "disabled",
+  });
   t.is(obj.metadata.labels?.["slipway.dev/app"], "shop");
 });

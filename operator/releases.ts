@@ -2,7 +2,7 @@
 // says what changed; scaling does not; a rollback reuses an old release's build and config. Pure functions:
 // app-reconciler.ts reads the cluster, asks these what to do, and writes the answer.
 import type { App, Build, Config, ConfigSpec, ObjectMeta, Release, ReleaseSpec } from "../crds/v1alpha1.js";
-import { ANNOTATIONS, API_VERSION, LABELS, MANAGED_BY, releaseName } from "../crds/v1alpha1.js";
+import { ANNOTATIONS, API_VERSION, FLUX_METADATA, LABELS, MANAGED_BY, releaseName } from "../crds/v1alpha1.js";
 
 /** Annotations on a Release recording which App and Config generations it was cut from. */
 export const RELEASE_ANNOTATIONS = {
@@ -253,7 +253,12 @@ export function planRollback(app: App, releases: readonly Release[], target: str
 
 /** The Release object for a spec, named `<app>-v<version>` so that cutting it twice can only collide. */
 export function releaseObject(app: App, spec: ReleaseSpec, config?: Config): Release {
-  const annotations: Record<string, string> = { [RELEASE_ANNOTATIONS.appGeneration]: String(app.metadata.generation ?? 0) };
+  const annotations: Record<string, string> = {
+    [RELEASE_ANNOTATIONS.appGeneration]: String(app.metadata.generation ?? 0),
+    // Flux's prune policy, kept in Git too (gitops/layout.ts): `git revert` of a release commit removes its
+    // file, and Flux must not delete the history Slipway keeps. Releases go only with their App.
+    [FLUX_METADATA.prune]: "disabled",
+  };
   if (config?.metadata.generation !== undefined) annotations[RELEASE_ANNOTATIONS.configGeneration] = String(config.metadata.generation);
   return {
     apiVersion: API_VERSION,

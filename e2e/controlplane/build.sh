@@ -12,6 +12,8 @@
 #                          e2e/argocd.e2e.ts) and prints the directory holding them
 #   build.sh --tekton      builds only Tekton Pipelines' controller and webhook (as tekton-controller and
 #                          tekton-webhook) and prints the directory holding them
+#   build.sh --flux        builds only Flux's source-controller and kustomize-controller (e2e/flux.e2e.ts and the
+#                          Flux bench) and prints the directory holding them (and nothing else)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -43,8 +45,8 @@ build_as() {
 # publish TMP DIR : moves a finished build into place in one rename. Several build.sh may run at once (test
 # runs in parallel): if another one got there first, its directory is kept and this one's dropped.
 publish() { chmod 755 "$1" && mv -T "$1" "$2" 2>/dev/null || rm -rf "$1"; }
-tmptools="" tmpbin=""
-trap 'rm -rf ${tmptools:+"$tmptools"} ${tmpbin:+"$tmpbin"}' EXIT
+tmptools="" tmpbin="" tmpflux=""
+trap 'rm -rf ${tmptools:+"$tmptools"} ${tmpbin:+"$tmpbin"} ${tmpflux:+"$tmpflux"}' EXIT
 
 # hash FILE... : a short hash of the files, for cache keys.
 hash() { cat "$@" | sha256sum | cut -c1-12; }
@@ -131,14 +133,33 @@ tekton() {
   fi
 }
 
+# Flux's source-controller and kustomize-controller, from the wrapper modules pin.sh writes (they say why
+# v1.9.6 and why the replaces), in one directory. Their CRDs are not copied: the harness installs them from
+# each module's config/crd/bases/ in the Go module cache (e2e/harness/flux.ts).
+flux_dir="$cache/flux-source-$FLUX_SOURCE_CONTROLLER_VERSION-kustomize-$FLUX_KUSTOMIZE_CONTROLLER_VERSION-$(hash "$here"/source-controller/{go.sum,go.mod} "$here"/kustomize-controller/{go.sum,go.mod})"
+flux() {
+  if [ ! -x "$flux_dir/source-controller" ] || [ ! -x "$flux_dir/kustomize-controller" ]; then
+    echo "build.sh: building Flux's source-controller $FLUX_SOURCE_CONTROLLER_VERSION and kustomize-controller $FLUX_KUSTOMIZE_CONTROLLER_VERSION into $flux_dir (first run on this machine; takes several minutes)" >&2
+    mkdir -p "$cache" && tmpflux=$(mktemp -d "$cache/.flux-XXXXXX")
+    local start; start=$(date +%s)
+    build "$tmpflux" source-controller "-s -w" github.com/fluxcd/source-controller
+    echo "build.sh: source-controller built in $(( $(date +%s) - start ))s" >&2
+    start=$(date +%s)
+    build "$tmpflux" kustomize-controller "-s -w" github.com/fluxcd/kustomize-controller
+    echo "build.sh: kustomize-controller built in $(( $(date +%s) - start ))s" >&2
+    publish "$tmpflux" "$flux_dir"
+  fi
+}
+
 case "${1:-}" in
   --argocd-lua) argocd_lua; echo "$argocd_dir/argocd-lua"; exit 0 ;;
   --argocd) argocd; echo "$argocd_dir"; exit 0 ;;
   --kustomize) kustomize; echo "$kustomize_dir/kustomize"; exit 0 ;;
   --tools) tools; echo "$tools_dir"; exit 0 ;;
   --tekton) tekton; echo "$tekton_dir"; exit 0 ;;
+  --flux) flux; echo "$flux_dir"; exit 0 ;;
   "") kustomize; tools ;;
-  *) echo "usage: build.sh [--kustomize | --tools | --argocd-lua | --argocd | --tekton]" >&2; exit 2 ;;
+  *) echo "usage: build.sh [--kustomize | --tools | --argocd-lua | --argocd | --tekton | --flux]" >&2; exit 2 ;;
 esac
 
 key="k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-$(cat "$here"/{etcd,kubernetes,kwok}/go.sum "$here"/{etcd,kubernetes,kwok}/go.mod | sha256sum | cut -c1-12)"

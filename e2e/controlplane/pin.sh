@@ -49,4 +49,23 @@ tmod=$(go mod download -json "github.com/tektoncd/pipeline@$TEKTON_VERSION" | se
 treplaces=$(sed -n -e '/^replace (/,/^)/p' -e '/^replace [^(]/p' "$tmod" | grep -v '=> \./')
 pin tekton github.com/tektoncd/pipeline "$TEKTON_VERSION" "$treplaces" \
   github.com/tektoncd/pipeline/cmd/controller github.com/tektoncd/pipeline/cmd/webhook
-echo "pinned kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, kustomize $KUSTOMIZE_VERSION, kpt $KPT_VERSION, argo-cd $ARGOCD_VERSION, tekton $TEKTON_VERSION"
+# Flux's controllers: each wrapper requires the controller and its api module at the same version, with the
+# controller's own replace lines (go-digest, and kustomize-controller's kustomize and yaml.v3 pins) except its
+# replace of the api module by ./api. source-controller also gets github.com/fluxcd/pkg/artifact at v0.18.1:
+# the Go module proxy refuses the zips of v0.18.2 and v0.18.3 ("This module version is not available").
+flux_replaces() { # upstream-module version [extra replace line]
+  local mod; mod=$(go mod download -json "$1@$2" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  printf 'replace (\n'
+  { sed -n 's/^replace \([^(].*\)/\1/p' "$mod"; sed -n '/^replace (/,/^)/p' "$mod" | grep '=>'; } \
+    | grep -v '=> \./' | sed 's/^[[:space:]]*/\t/'
+  if [ -n "${3:-}" ]; then printf '\t%s\n' "$3"; fi
+  printf ')\n'
+}
+pin source-controller github.com/fluxcd/source-controller "$FLUX_SOURCE_CONTROLLER_VERSION" \
+  "$(flux_replaces github.com/fluxcd/source-controller "$FLUX_SOURCE_CONTROLLER_VERSION" \
+    'github.com/fluxcd/pkg/artifact => github.com/fluxcd/pkg/artifact v0.18.1')" \
+  github.com/fluxcd/source-controller/api
+pin kustomize-controller github.com/fluxcd/kustomize-controller "$FLUX_KUSTOMIZE_CONTROLLER_VERSION" \
+  "$(flux_replaces github.com/fluxcd/kustomize-controller "$FLUX_KUSTOMIZE_CONTROLLER_VERSION")" \
+  github.com/fluxcd/kustomize-controller/api
+echo "pinned kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, kustomize $KUSTOMIZE_VERSION, kpt $KPT_VERSION, argo-cd $ARGOCD_VERSION, tekton $TEKTON_VERSION, source-controller $FLUX_SOURCE_CONTROLLER_VERSION, kustomize-controller $FLUX_KUSTOMIZE_CONTROLLER_VERSION"

@@ -6,7 +6,7 @@
 // are samples/gitops/argocd/argocd-cm-health.yaml as shipped. The Redis the controller and repo-server keep
 // their caches in is miniredis (argocd-redis, from the same module graph), so no Redis server is installed.
 import { spawn, type ChildProcess } from "node:child_process";
-import { createWriteStream } from "node:fs";
+import { createWriteStream, existsSync } from "node:fs";
 import { createConnection } from "node:net";
 import { gunzipSync } from "node:zlib";
 import { chmod, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from "node:fs/promises";
@@ -57,6 +57,21 @@ export interface ArgoCdOptions {
 }
 
 const CLUSTER = "local";
+
+/** Set (by harness/run.ts) to the directory build.sh --argocd printed, so test files skip build.sh. */
+export const ENV_ARGOCD_DIR = "SLIPWAY_ARGOCD_DIR";
+
+/** The directory holding Argo CD's binaries, manifests and scripts (built by build.sh --argocd if missing). */
+export function argocdDir(): string {
+  const given = process.env[ENV_ARGOCD_DIR];
+  if (given) {
+    if (!existsSync(join(given, "argocd")) || !existsSync(join(given, "argocd-redis"))) throw new Error(`${ENV_ARGOCD_DIR}=${given} holds no argocd and argocd-redis`);
+    return given;
+  }
+  const dir = build("--argocd");
+  process.env[ENV_ARGOCD_DIR] = dir;
+  return dir;
+}
 
 /** Argo CD's cache format version (common.CacheVersion in v3.6.1), part of every Redis key it writes. */
 const CACHE_VERSION = "1.8.3";
@@ -130,7 +145,7 @@ export async function installArgoCdCrds(cp: ControlPlane, dir: string): Promise<
  * dist/functions/main.js) and the kustomize build.sh builds, as the plugin's sidecar image would.
  */
 export async function startArgoCd(cp: ControlPlane, opts: ArgoCdOptions): Promise<ArgoCd> {
-  const dir = build("--argocd");
+  const dir = argocdDir();
   const binary = join(dir, "argocd");
   const work = await mkdtemp(join(tmpdir(), "slipway-argocd-"));
   const logs = join(work, "logs");

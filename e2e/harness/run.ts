@@ -3,6 +3,8 @@
 // If the control plane cannot start, this fails loudly with the component's last log lines: e2e is never skipped.
 import { spawn } from "node:child_process";
 import { ENV_DIR, ENV_KUBECONFIG, startControlPlane, repoRoot } from "./controlplane.js";
+import { argocdDir, ENV_ARGOCD_DIR } from "./argocd.js";
+import { ENV_FLUX_DIR, fluxBinDir } from "./flux.js";
 import { ENV_TOOLS_DIR, pathWithTools, toolsDir } from "./tools.js";
 
 const started = Date.now();
@@ -18,6 +20,19 @@ const server = (JSON.parse(version.stdout || "{}") as { serverVersion?: { gitVer
 console.log(`e2e: control plane ready in ${((Date.now() - started) / 1000).toFixed(1)}s — kube-apiserver ${server} at ${cp.server}`);
 
 const files = process.argv.slice(2);
+// Flux's controllers (e2e/flux.e2e.ts) and Argo CD (e2e/argocd.e2e.ts) are built before the files run: a first
+// build takes many minutes, far
+// past ava's timeout for a hook. Later runs only find them in the cache.
+let fluxDir: string | undefined;
+let argoDir: string | undefined;
+try {
+  if (files.length === 0 || files.some((f) => f.includes("flux"))) fluxDir = fluxBinDir();
+  if (files.length === 0 || files.some((f) => f.includes("argocd"))) argoDir = argocdDir();
+} catch (e) {
+  console.error(`e2e: FAILED to build Flux's or Argo CD's controllers — the e2e suite did not run.\n${(e as Error).message}`);
+  await cp.stop();
+  process.exit(1);
+}
 // Every e2e file runs operators, Git servers and kubectl against one control plane; on a 2-core machine more
 // than two files at once starve each other's timers (leases, commit settling) and make failures meaningless.
 const concurrency = process.env.SLIPWAY_E2E_CONCURRENCY ?? "2";
@@ -26,7 +41,11 @@ const ava = spawn(process.execPath, [`${repoRoot}/node_modules/ava/entrypoints/c
   stdio: "inherit",
   cwd: repoRoot,
   // The built kubectl and kpt first on PATH: no test runs the machine's own (or needs it installed).
-  env: { ...process.env, PATH: pathWithTools(), [ENV_TOOLS_DIR]: toolsDir(), [ENV_KUBECONFIG]: cp.kubeconfigPath, [ENV_DIR]: cp.dir },
+  env: {
+    ...process.env, PATH: pathWithTools(), [ENV_TOOLS_DIR]: toolsDir(), [ENV_KUBECONFIG]: cp.kubeconfigPath, [ENV_DIR]: cp.dir,
+    ...(fluxDir ? { [ENV_FLUX_DIR]: fluxDir } : {}),
+    ...(argoDir ? { [ENV_ARGOCD_DIR]: argoDir } : {}),
+  },
 });
 const stop = async (code: number) => {
   await cp.stop();

@@ -1,7 +1,7 @@
 // The programs the tests run that no machine needs installed: kubectl and kpt (one directory, put first on
-// PATH), and argocd-lua (Argo CD's own Lua health-check evaluation), each built once per machine from the Go
-// module proxy by e2e/controlplane/build.sh and cached outside the repository. On a machine that has built
-// them, build.sh only checks its cache and prints the path.
+// PATH), argocd-lua (Argo CD's own Lua health-check evaluation), and Flux's controllers (harness/flux.ts),
+// each built once per machine from the Go module proxy by e2e/controlplane/build.sh and cached outside the
+// repository. On a machine that has built them, build.sh only checks its cache and prints the path.
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { delimiter, dirname, join } from "node:path";
@@ -22,7 +22,7 @@ export const ENV_TOOLS_DIR = "SLIPWAY_TOOLS_DIR";
 export const ENV_ARGOCD_LUA = "SLIPWAY_ARGOCD_LUA";
 
 /** Runs build.sh with one of its single-tool flags; its progress goes to this process's stderr. Throws if it fails. */
-export function build(flag: "--tools" | "--argocd-lua" | "--argocd" | "--kustomize"): string {
+export function build(flag: "--tools" | "--argocd-lua" | "--argocd" | "--kustomize" | "--tekton" | "--flux"): string {
   let out: string;
   try {
     out = execFileSync(buildScript, [flag], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });

@@ -107,7 +107,7 @@ export class ArgoCdLink {
       throw err;
     });
     const revisions = [app?.status?.sync?.revision, ...(app?.status?.sync?.revisions ?? [])].filter((r): r is string => !!r);
-    for (const r of revisions) if (await this.#repo.descends(r, commit)) return true;
+    for (const r of revisions) if (await this.#repo.contains(r, commit)) return true;
     return false;
   }
 

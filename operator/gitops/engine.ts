@@ -45,6 +45,8 @@ export interface EngineOptions {
   onHeadMoved?: () => void;
   /** The Argo CD Application that applies the repository (mode "commit-only"): told of pushes, see argocd.ts. */
   argocd?: ArgoCdLink;
+  /** Called after each accepted push with the commit the remote now has (Flux is asked to fetch it). */
+  onPushed?: (commit: string) => void;
 }
 
 type ClusterObject = KubeObject & { spec?: unknown; status?: { commit?: string } };
@@ -81,6 +83,7 @@ export class GitOpsEngine {
   readonly #log: Logger;
   readonly #onHeadMoved: () => void;
   readonly #argocd: ArgoCdLink | undefined;
+  readonly #onPushed: (commit: string) => void;
   /** Objects a watch saw deleted whose deletion is not yet in Git, by kind/namespace/name. */
   readonly #deleted = new Map<string, ObjectMeta>();
   /** Commits this process recorded per object, in case a status write was lost. */
@@ -104,6 +107,7 @@ export class GitOpsEngine {
     this.#log = options.log;
     this.#onHeadMoved = options.onHeadMoved ?? (() => undefined);
     this.#argocd = options.argocd;
+    this.#onPushed = options.onPushed ?? (() => undefined);
   }
 
   /** Remembers a deletion seen by a watch, so the reconcile removes the file instead of re-creating the object. */
@@ -150,7 +154,8 @@ export class GitOpsEngine {
         return false;
       }
       faultPoint("after-push");
-      if (this.#argocd) void this.#argocd.refresh();
+      const pushed = await this.#repo.remoteHead();
+      if (pushed) this.#onPushed(pushed);
       return true;
     });
     return this.#nextPush;
@@ -534,7 +539,8 @@ export function removals(live: unknown, desired: unknown): Record<string, unknow
 
 /** Whether the operator is about to cut a release for the App, judged from one read of the cluster. */
 function releaseComing({ app: appObj, config, releases }: ClusterView): boolean {
-  if (!appObj || appObj.spec?.suspend || appObj.metadata.deletionTimestamp) return false;
+  // No release is cut without a Config (the operator waits for it).
+  if (!appObj || !config || appObj.spec?.suspend || appObj.metadata.deletionTimestamp) return false;
   const a = appObj as unknown as App;
   // The operator stalled on this generation (e.g. no Config yet): no release is coming.
   const stalled = a.status?.conditions?.find((c) => c.type === "Stalled");

@@ -15,9 +15,11 @@ import { WorkQueue } from "../queue.js";
 import { verifyWebhook } from "../webhooks.js";
 import { ArgoCdLink, type ArgoCdOptions } from "./argocd.js";
 import { GitOpsEngine } from "./engine.js";
+import { FluxNudge, type FluxTargets, type HeldObject } from "./flux.js";
 import { ConfigRepo } from "./repo.js";
 
 export { GITOPS_FIELD_MANAGER } from "./engine.js";
+export type { FluxRef, FluxTargets } from "./flux.js";
 
 export interface GitOpsOptions {
   kubeConfig: KubeConfig;
@@ -34,6 +36,12 @@ export interface GitOpsOptions {
   };
   /** "sync": Slipway also applies Git to the cluster. "commit-only": Argo CD or Flux do that. */
   mode: "sync" | "commit-only";
+  /**
+   * With mode "commit-only": the Flux GitRepository and Kustomization that apply the config repository. Slipway
+   * asks them to reconcile after each push, and holds a cluster change from Flux until Flux has its commit
+   * (flux.ts), so Flux's drift correction never reverts it.
+   */
+  flux?: FluxTargets;
   /** How often the remote is polled for pushes (a webhook makes it immediate). */
   pollIntervalMs: number;
   /** Secret push webhooks are signed with; without one every webhook is refused (polling still works). */
@@ -82,6 +90,11 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
     throw new Error(`cannot open the config repository ${options.repo.url}`, { cause: err });
   }
   const settleMs = options.settleMs ?? 500;
+  const flux = new FluxNudge(kube, repo, options.mode === "commit-only" ? options.flux : undefined, log);
+  /** Per App ("namespace/name"), the objects held from Flux whose changes wait to be in Flux's source. */
+  const fluxHolds = new Map<string, HeldObject[]>();
+  /** The generation last seen per App and Config, to tell a spec change from a metadata one. */
+  const generations = new Map<string, number | undefined>();
   const releaseWaitMs = options.releaseWaitMs ?? 60_000;
   let stopped = false;
 
@@ -98,17 +111,27 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
       const since = held.get(key)?.since ?? Date.now();
       options.onPass?.(key);
       const end = gitopsPassDuration.startTimer();
+      // Holds from Flux set before this pass: the pass plans with their changes, so once it is done they are
+      // in Git. One set during the pass waits for the next pass, which its change has asked for.
+      const holds = fluxHolds.get(key);
+      fluxHolds.delete(key);
       let result: "done" | "held";
       try {
         result = await engine.reconcileApp(namespace, app, Date.now() - since < releaseWaitMs);
         gitopsPasses.inc({ result });
       } catch (err) {
         gitopsPasses.inc({ result: "error" });
+        if (holds) fluxHolds.set(key, [...holds, ...(fluxHolds.get(key) ?? [])]);
         throw err;
       } finally {
         end();
       }
-      if (result === "done") release(key);
+      if (result === "done") {
+        release(key);
+        // The change is on the remote now (committed, or already there): release it once Flux has fetched it.
+        const head = holds ? await repo.remoteHead() : undefined;
+        if (head) flux.pushed(head, holds);
+      } else if (holds) fluxHolds.set(key, [...holds, ...(fluxHolds.get(key) ?? [])]);
       else if (!held.has(key)) {
         const timer = setTimeout(() => void queue.enqueue(key), releaseWaitMs);
         timer.unref();
@@ -141,6 +164,10 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
     kube, cache: options.cache, repo, mode: options.mode, namespace: options.namespace, log, argocd,
     // A rejected push fetched commits of others: the Apps they changed are reconciled like a webhook's.
     onHeadMoved: () => void syncNow().catch(() => undefined),
+    onPushed: (commit) => {
+      flux.pushed(commit);
+      if (argocd) void argocd.refresh();
+    },
   });
 
   // Status-only writes (ours included) change nothing Git holds, so they are skipped, unless the App is held:
@@ -153,7 +180,19 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
     const id = `${kind}/${m.namespace}/${m.name}`;
     const app = kind === "Release" ? (object.spec as { app?: string } | undefined)?.app : m.name;
     const key = app ? `${m.namespace}/${app}` : undefined;
+    if (key && kind !== "Release" && type !== "delete") {
+      // As soon as a watch sees it: Flux could revert a cluster change until its source has the commit.
+      // A hold the CLI set is always tracked, so it is always lifted; GitOps holds only when it knows Flux's source.
+      const hold = FluxNudge.holdFor(kind, m as ObjectMeta, generations.get(id));
+      if (hold === "held" || (hold === "hold" && flux.holds)) {
+        const held: HeldObject = { apiVersion: object.apiVersion, kind, metadata: { namespace: m.namespace ?? "", name: m.name }, generation: m.generation ?? 0 };
+        fluxHolds.set(key, [...(fluxHolds.get(key) ?? []), held]);
+        if (hold === "hold") void flux.hold(held);
+      }
+      generations.set(id, m.generation);
+    }
     if (type === "delete") {
+      generations.delete(id);
       fingerprints.delete(id);
       engine.noteDeleted(kind, m as ObjectMeta);
       if (key) queue.enqueueAfter(key, settleMs);
@@ -222,6 +261,7 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
       for (const key of [...held.keys()]) release(key);
       await queue.stop();
       await syncing;
+      await flux.stop();
       await argocd?.stop();
     },
   };

@@ -9,7 +9,7 @@
 //   apps/<namespace>/<app>/releases/v<N>.yaml, releases/kustomization.yaml
 //   apps/<namespace>/<app>/kustomization.yaml resources: [app.yaml, config.yaml, releases]
 import YAML from "yaml";
-import { ANNOTATIONS, API_VERSION } from "../../crds/v1alpha1.js";
+import { ANNOTATIONS, API_VERSION, FLUX_METADATA } from "../../crds/v1alpha1.js";
 
 export type SlipwayKind = "App" | "Config" | "Release";
 export const KINDS: readonly SlipwayKind[] = ["App", "Config", "Release"];
@@ -32,9 +32,10 @@ export interface ObjectRef {
   name: string;
 }
 
+
 /** Annotations that are bookkeeping of a client, not desired state. */
 // The rollback annotation is a one-off request the operator acts on and removes, not desired state.
-const DROPPED_ANNOTATIONS = new Set(["kubectl.kubernetes.io/last-applied-configuration", ANNOTATIONS.rollback]);
+const DROPPED_ANNOTATIONS = new Set(["kubectl.kubernetes.io/last-applied-configuration", ANNOTATIONS.rollback, ANNOTATIONS.fluxHold]);
 
 /** Tracking metadata Argo CD and Flux put on live objects: theirs, not desired state, so never written to Git. */
 const TOOL_PREFIXES = ["argocd.argoproj.io/", "kustomize.toolkit.fluxcd.io/"];
@@ -126,7 +127,9 @@ export function cleanObject(obj: StoredObject): StoredObject {
   const labels = Object.fromEntries(Object.entries(obj.metadata.labels ?? {}).filter(([key]) => !isToolKey(key)));
   if (Object.keys(labels).length) metadata.labels = sortKeys(labels) as Record<string, string>;
   const annotations = Object.fromEntries(
-    Object.entries(obj.metadata.annotations ?? {}).filter(([key]) => !DROPPED_ANNOTATIONS.has(key) && !isToolKey(key)),
+    Object.entries(obj.metadata.annotations ?? {})
+      // A Release's Flux prune policy is kept: it is what lets its history outlive its file (releases.ts).
+      .filter(([key]) => !DROPPED_ANNOTATIONS.has(key) && (!isToolKey(key) || (obj.kind === "Release" && key === FLUX_METADATA.prune))),
   );
   if (Object.keys(annotations).length) metadata.annotations = sortKeys(annotations) as Record<string, string>;
   return { apiVersion: obj.apiVersion, kind: obj.kind, metadata, spec: sortKeys(obj.spec ?? {}) };

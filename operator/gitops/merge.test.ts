@@ -143,3 +143,21 @@ test("Argo CD and Flux tracking metadata is not written to Git", (t) => {
   t.deepEqual(tracked.metadata.labels, { team: "a" });
   t.is(tracked.metadata.annotations, undefined);
 });
+
+test("a Release keeps its Flux prune policy in Git; Slipway's Flux hold is never written, on any kind", (t) => {
+  const release = cleanObject({
+    apiVersion: "slipway.dev/v1alpha1",
+    kind: "Release",
+    metadata: {
+      name: "web-v2", namespace: "team-a",
+      annotations: { "kustomize.toolkit.fluxcd.io/prune": "disabled", "kustomize.toolkit.fluxcd.io/reconcile": "disabled", "slipway.dev/flux-hold": "2026-01-01T00:00:00Z" },
+    },
+    spec: { app: "web", version: 2 },
+  });
+  t.deepEqual(release.metadata.annotations, { "kustomize.toolkit.fluxcd.io/prune": "disabled" });
+  const held = cleanObject({
+    ...live,
+    metadata: { ...live.metadata, annotations: { "kustomize.toolkit.fluxcd.io/prune": "disabled", "kustomize.toolkit.fluxcd.io/reconcile": "disabled", "slipway.dev/flux-hold": "2026-01-01T00:00:00Z" } },
+  });
+  t.is(held.metadata.annotations, undefined);
+});

@@ -347,22 +347,24 @@ export class ConfigRepo {
   }
 
   /**
-   * Whether commit `oid` is `ancestor` or has it in its history, both in the local clone (false when either is
-   * not). Walks parents through the commit cache, at most `depth` commits back.
+   * Whether `commit` is `tip` or one of its ancestors, walking back at most `depth` commits. A tip the clone
+   * does not hold counts as containing it: the remote can only have moved past what this clone pushed.
    */
-  async descends(oid: string, ancestor: string, depth = 1000): Promise<boolean> {
-    let frontier = [oid];
-    const seen = new Set<string>();
-    for (let step = 0; frontier.length && step <= depth; step++) {
+  async contains(tip: string, commit: string, depth = 1000): Promise<boolean> {
+    if (tip === commit) return true;
+    if (!(await this.hasCommit(tip))) return true;
+    const seen = new Set<string>([tip]);
+    let frontier = [tip];
+    for (let step = 0; frontier.length && step < depth; step++) {
       const next: string[] = [];
-      for (const c of frontier) {
-        if (c === ancestor) return true;
-        if (seen.has(c)) continue;
-        seen.add(c);
-        try {
-          next.push(...(await this.#readCommit(c)).parent);
-        } catch {
-          // Not in the local clone: nothing to follow.
+      for (const oid of frontier) {
+        const parents = (await this.hasCommit(oid)) ? (await this.#readCommit(oid)).parent : [];
+        for (const parent of parents) {
+          if (parent === commit) return true;
+          if (!seen.has(parent)) {
+            seen.add(parent);
+            next.push(parent);
+          }
         }
       }
       frontier = next;
