@@ -21,8 +21,7 @@ console.log(`e2e: control plane ready in ${((Date.now() - started) / 1000).toFix
 
 const files = process.argv.slice(2);
 // Flux's controllers (e2e/flux.e2e.ts) and Argo CD (e2e/argocd.e2e.ts) are built before the files run: a first
-// build takes many minutes, far
-// past ava's timeout for a hook. Later runs only find them in the cache.
+// build takes many minutes, far past ava's timeout for a hook. Later runs only find them in the cache.
 let fluxDir: string | undefined;
 let argoDir: string | undefined;
 try {
