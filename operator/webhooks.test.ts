@@ -1,6 +1,8 @@
 import test from "ava";
 import { createHmac } from "node:crypto";
-import { signWebhookBody, verifyWebhook } from "./webhooks.js";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { answerBodyError, readWebhookBody, signWebhookBody, verifyWebhook, type WebhookBodyError } from "./webhooks.js";
 
 const secret = "s3cret-webhook";
 const body = Buffer.from(JSON.stringify({ ref: "refs/heads/main", after: "1a2b3c" }));
@@ -58,4 +60,46 @@ test("rejects a request without any signature header and says which headers it e
 
 test("rejects everything when no secret is configured", (t) => {
   t.false(verifyWebhook({ "x-gitlab-token": "" }, body, "").ok);
+});
+
+/** A server whose handler reads the body with readWebhookBody(limit, timeout) and answers what it got. */
+async function bodyServer(limit: number, timeoutMs: number): Promise<{ url: string; close: () => void }> {
+  const server = createServer((req, res) => {
+    readWebhookBody(req, { limit, timeoutMs }).then((body) => res.end(`read ${body.length}`), (err: WebhookBodyError) => answerBodyError(res, err));
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, close: () => server.close() };
+}
+
+test("a webhook body within the limit is read whole", async (t) => {
+  const s = await bodyServer(100, 5000);
+  t.teardown(s.close);
+  const res = await fetch(s.url, { method: "POST", body: "x".repeat(100) });
+  t.is(res.status, 200);
+  t.is(await res.text(), "read 100");
+});
+
+test("a webhook body declared or streamed over the limit is refused with 413", async (t) => {
+  const s = await bodyServer(100, 5000);
+  t.teardown(s.close);
+  const declared = await fetch(s.url, { method: "POST", body: "x".repeat(101) });
+  t.is(declared.status, 413);
+  t.regex(await declared.text(), /101 bytes is over the 100-byte limit/);
+  const streamed = await fetch(s.url, {
+    method: "POST", duplex: "half",
+    body: new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode("x".repeat(60))); c.enqueue(new TextEncoder().encode("x".repeat(60))); c.close(); } }),
+  } as RequestInit);
+  t.is(streamed.status, 413);
+});
+
+test("a webhook body that does not arrive in time is refused with 408", async (t) => {
+  const s = await bodyServer(100, 300);
+  t.teardown(s.close);
+  const started = Date.now();
+  const res = await fetch(s.url, {
+    method: "POST", duplex: "half",
+    body: new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode("x")); } }),
+  } as RequestInit);
+  t.is(res.status, 408);
+  t.true(Date.now() - started >= 300);
 });

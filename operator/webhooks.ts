@@ -1,6 +1,7 @@
 // Verifying push webhooks from Git hosts. Used by the GitOps sync (config repository pushes) and by builds
 // (source repository pushes). Every comparison is constant-time so a wrong secret leaks nothing by timing.
 import { createHmac, timingSafeEqual } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
 
 export type WebhookProvider = "github" | "gitlab" | "gitea" | "generic";
 
@@ -66,4 +67,65 @@ export function verifyWebhook(headers: WebhookHeaders, body: Buffer, secret: str
 /** Signs a body the way `verifyWebhook` expects for the generic and GitHub forms: `sha256=<hex hmac>`. */
 export function signWebhookBody(body: Buffer | string, secret: string): string {
   return `sha256=${hmacHex(secret, Buffer.isBuffer(body) ? body : Buffer.from(body))}`;
+}
+
+/**
+ * The largest webhook body read: 10 MiB. Slipway reads a few fields of a push or pull-request event, and
+ * GitHub's push payloads list at most 20 commits, so real deliveries are far smaller; GitHub's own cap is
+ * 25 MB. A bigger body is refused with 413 before it is buffered, and the change still arrives by polling.
+ */
+export const WEBHOOK_BODY_LIMIT = 10 * 1024 * 1024;
+/** How long a webhook body may take to arrive: GitHub gives up on a delivery after 10 s, so no sender waits longer. */
+export const WEBHOOK_BODY_TIMEOUT_MS = 10_000;
+
+/** Why a body was not read: 413 (too large) or 408 (too slow), with a message for the sender. */
+export class WebhookBodyError extends Error {
+  constructor(readonly status: 408 | 413, message: string) {
+    super(message);
+    this.name = "WebhookBodyError";
+  }
+}
+
+/**
+ * Reads a webhook's body with bounded memory and time: refuses a declared Content-Length over `limit` before
+ * reading anything, stops at the first byte past it, and gives up after `timeoutMs`. On a refusal the request
+ * is no longer read; answer with `answerBodyError`, which closes the connection.
+ */
+export function readWebhookBody(req: IncomingMessage,
+  { limit = WEBHOOK_BODY_LIMIT, timeoutMs = WEBHOOK_BODY_TIMEOUT_MS }: { limit?: number; timeoutMs?: number } = {}): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers["content-length"] ?? NaN);
+    if (declared > limit) return reject(new WebhookBodyError(413, `webhook body of ${declared} bytes is over the ${limit}-byte limit`));
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (err?: WebhookBodyError) => {
+      clearTimeout(timer);
+      req.off("data", onData);
+      req.off("end", onEnd);
+      req.off("error", onError);
+      if (err) {
+        req.pause();
+        reject(err);
+      } else resolve(Buffer.concat(chunks));
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) return done(new WebhookBodyError(413, `webhook body is over the ${limit}-byte limit`));
+      chunks.push(chunk);
+    };
+    const onEnd = () => done();
+    const onError = () => done(new WebhookBodyError(408, "webhook body was not received"));
+    const timer = setTimeout(() => done(new WebhookBodyError(408, `webhook body not received within ${timeoutMs / 1000} s`)), timeoutMs);
+    req.on("data", onData);
+    req.on("end", onEnd);
+    req.on("error", onError);
+  });
+}
+
+/** Answers a refused body (413 or 408) and closes the connection, so the rest of the body is never read. */
+export function answerBodyError(res: ServerResponse, err: WebhookBodyError): void {
+  if (!res.headersSent) {
+    res.writeHead(err.status, { "content-type": "application/json", connection: "close" });
+  }
+  res.end(JSON.stringify({ error: err.message }), () => res.socket?.destroy());
 }

@@ -12,7 +12,7 @@ import { isConflict, isRefused, Kube, type KubeObject } from "../kube.js";
 import { log as rootLog } from "../log.js";
 import { WorkQueue } from "../queue.js";
 import { nextReleaseNumber, normalizeConfig, releaseCause, releaseObject, releasesOf } from "../releases.js";
-import { verifyWebhook } from "../webhooks.js";
+import { answerBodyError, readWebhookBody, verifyWebhook, WebhookBodyError } from "../webhooks.js";
 import { parseGitEvent, sameRepo, type PullRequestEvent, type PushEvent } from "./events.js";
 import {
   buildOutcome, buildPipelineRun, cacheClaimName, DEFAULT_SETTINGS, failedTasks, ownerReference, pipelineRunName, RECORDED_ANNOTATION,
@@ -46,7 +46,6 @@ export interface Builds {
   pollNow(): Promise<void>;
 }
 
-const MAX_BODY = 10 * 1024 * 1024;
 
 type AppKey = `${string}/${string}`;
 
@@ -187,14 +186,14 @@ class BuildController {
     };
     try {
       if (req.method !== "POST") return answer(405, { error: "webhooks are POSTed" });
-      const chunks: Buffer[] = [];
-      let size = 0;
-      for await (const chunk of req as AsyncIterable<Buffer>) {
-        size += chunk.length;
-        if (size > MAX_BODY) return answer(413, { error: "webhook body too large" });
-        chunks.push(chunk);
+      let body: Buffer;
+      try {
+        body = await readWebhookBody(req);
+      } catch (err) {
+        if (!(err instanceof WebhookBodyError)) throw err;
+        this.#log.warn({ status: err.status, reason: err.message }, "refused a webhook body");
+        return answerBodyError(res, err);
       }
-      const body = Buffer.concat(chunks);
       const verdict = verifyWebhook(req.headers, body, this.#opts.webhookSecret ?? "");
       if (!verdict.ok) {
         this.#log.warn({ reason: verdict.reason }, "refused a webhook");

@@ -12,7 +12,7 @@ import { isConflict, Kube, specFingerprint } from "../kube.js";
 import { log as rootLog } from "../log.js";
 import { gitopsPassDuration, gitopsPasses } from "../metrics.js";
 import { WorkQueue } from "../queue.js";
-import { verifyWebhook } from "../webhooks.js";
+import { answerBodyError, readWebhookBody, verifyWebhook, WebhookBodyError } from "../webhooks.js";
 import { ArgoCdLink, type ArgoCdOptions } from "./argocd.js";
 import { GitOpsEngine } from "./engine.js";
 import { FluxNudge, type FluxTargets, type HeldObject } from "./flux.js";
@@ -224,10 +224,8 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
   }, options.pollIntervalMs);
 
   const webhookHandler = (req: IncomingMessage, res: ServerResponse) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (chunk: Buffer) => chunks.push(chunk));
-    req.on("end", () => {
-      const verdict = verifyWebhook(req.headers, Buffer.concat(chunks), options.webhookSecret ?? "");
+    void readWebhookBody(req).then((body) => {
+      const verdict = verifyWebhook(req.headers, body, options.webhookSecret ?? "");
       if (!verdict.ok) {
         log.warn({ reason: verdict.reason, remote: req.socket.remoteAddress }, "refused a config repository webhook");
         res.writeHead(401, { "content-type": "application/json" });
@@ -238,6 +236,10 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
       res.writeHead(202, { "content-type": "application/json" });
       res.end(JSON.stringify({ status: "sync scheduled" }));
       void syncNow().catch(() => undefined);
+    }, (err: unknown) => {
+      const refused = err instanceof WebhookBodyError ? err : new WebhookBodyError(408, "webhook body was not received");
+      log.warn({ status: refused.status, reason: refused.message, remote: req.socket.remoteAddress }, "refused a config repository webhook body");
+      answerBodyError(res, refused);
     });
   };
 
