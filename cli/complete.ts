@@ -100,8 +100,9 @@ export async function complete(args: string[], connect: (opts: ConnectOptions) =
       const app = await kube.get("App", from.app);
       return app ? [...new Set(["web", ...Object.keys(app.spec.processes ?? {})])].sort() : [];
     };
-    // A slow or unreachable cluster must not hang the shell.
-    const timeout = new Promise<string[]>((res) => setTimeout(() => res([]), 3000).unref());
+    // A slow or unreachable cluster must not hang the shell: 3 s, or SLIPWAY_COMPLETION_TIMEOUT_MS.
+    const budget = Number(process.env.SLIPWAY_COMPLETION_TIMEOUT_MS) || 3000;
+    const timeout = new Promise<string[]>((res) => setTimeout(() => res([]), budget).unref());
     candidates = (await Promise.race([ask().catch(() => []), timeout])).filter((c) => c.startsWith(req.toComplete));
   }
   return completionOutput(candidates, req.directive);

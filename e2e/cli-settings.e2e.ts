@@ -216,7 +216,9 @@ async function kubectlComplete(env: Env, args: string[]): Promise<Result> {
     await chmod(join(bin, entry), 0o755);
   }
   const child = spawn("kubectl", ["__complete", "slipway", ...args], {
-    env: { ...process.env, KUBECONFIG: env.kubeconfig, PATH: `${bin}:${process.env.PATH ?? ""}` }, stdio: ["ignore", "pipe", "pipe"],
+    // The cluster lookup's 3 s budget is for a shell; a loaded test machine can take longer to start the CLI.
+    env: { ...process.env, KUBECONFIG: env.kubeconfig, PATH: `${bin}:${process.env.PATH ?? ""}`, SLIPWAY_COMPLETION_TIMEOUT_MS: "30000" },
+    stdio: ["ignore", "pipe", "pipe"],
   });
   let stdout = "";
   let stderr = "";

@@ -52,10 +52,16 @@ export interface HeldObject {
   generation: number;
 }
 
-/** A pushed commit Flux's source does not hold yet, with the holds to remove once it does. */
+/**
+ * A pushed commit with the holds to remove once Flux has applied it: first Flux's source must hold it
+ * (`fetched`), then the Kustomization must have attempted a revision holding it. Only then is no Kustomization
+ * reconcile of an older revision still in flight (Flux reconciles one Kustomization at a time), so removing
+ * the hold cannot let an older revision revert the change.
+ */
 interface Waiting {
   commit: string;
   release: HeldObject[];
+  fetched?: boolean;
 }
 
 export class FluxNudge {
@@ -139,22 +145,44 @@ export class FluxNudge {
       await new Promise((r) => setTimeout(r, quiet > 60_000 ? SLOW_POLL_MS : POLL_MS));
       const fetched = await this.#artifactCommit();
       if (!fetched) continue;
+      const newlyFetched: Waiting[] = [];
+      for (const w of this.#waiting) {
+        if (!w.fetched && (await this.#repo.contains(fetched, w.commit))) {
+          w.fetched = true;
+          newlyFetched.push(w);
+        }
+      }
+      if (newlyFetched.length) {
+        lastFetched = Date.now();
+        await this.#request(KUSTOMIZE_API, "Kustomization", targets.kustomization);
+        this.#log.debug({ revision: fetched }, "Flux's source holds the pushed commits; asked the Kustomization to apply them");
+      } else if (this.#waiting.some((w) => !w.fetched) && Date.now() - lastAsked > 10_000) {
+        // A request made while the source was busy can be folded into that reconcile: ask again now and then.
+        lastAsked = Date.now();
+        await this.#request(SOURCE_API, "GitRepository", targets.gitRepository);
+      }
+      const attempted = await this.#attemptedCommit();
+      if (!attempted) continue;
       const done: Waiting[] = [];
       const left: Waiting[] = [];
-      for (const w of this.#waiting) ((await this.#repo.contains(fetched, w.commit)) ? done : left).push(w);
-      if (!done.length) {
-        // A request made while the source was busy can be folded into that reconcile: ask again now and then.
-        if (Date.now() - lastAsked > 10_000) {
-          lastAsked = Date.now();
-          await this.#request(SOURCE_API, "GitRepository", targets.gitRepository);
-        }
-        continue;
-      }
+      for (const w of this.#waiting) ((w.fetched && (await this.#repo.contains(attempted, w.commit))) ? done : left).push(w);
+      if (!done.length) continue;
       this.#waiting = left;
-      lastFetched = Date.now();
       await Promise.all(done.flatMap((w) => w.release).map((obj) => this.#unhold(obj)));
-      await this.#request(KUSTOMIZE_API, "Kustomization", targets.kustomization);
-      this.#log.debug({ revision: fetched }, "Flux's source holds the pushed commits; asked the Kustomization to apply them");
+      this.#log.debug({ revision: attempted }, "Flux's Kustomization has attempted the pushed commits; their holds are removed");
+    }
+  }
+
+  /** The commit of the revision the Kustomization last attempted to apply. */
+  async #attemptedCommit(): Promise<string | undefined> {
+    if (!this.#targets) return undefined;
+    const { namespace, name } = this.#targets.kustomization;
+    try {
+      const k = await this.#kube.get<KubeObject & { status?: { lastAttemptedRevision?: string } }>(KUSTOMIZE_API, "Kustomization", namespace, name);
+      return commitOfRevision(k.status?.lastAttemptedRevision);
+    } catch (err) {
+      this.#log.warn({ err }, "cannot read Flux's Kustomization");
+      return undefined;
     }
   }
 
