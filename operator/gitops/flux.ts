@@ -7,7 +7,8 @@
 //   revision and undo the change (drift correction). So a changed App or Config is held from Flux:
 //   `kustomize.toolkit.fluxcd.io/reconcile: disabled` on the in-cluster object, which Flux reads there and
 //   skips. The CLI holds what it changes in the same write; GitOps holds any other change (not Flux's own) the
-//   moment its watch sees it. The hold is removed once Flux's artifact holds the commit.
+//   moment its watch sees it. The hold is removed once the Kustomization has attempted a revision holding the
+//   commit (once the artifact merely holds it, a reconcile of the older revision may still be in flight).
 import type { Logger } from "pino";
 import { ANNOTATIONS, FLUX_METADATA, type ObjectMeta } from "../../crds/v1alpha1.js";
 import { isConflict, isNotFound, Kube, type KubeObject } from "../kube.js";
@@ -114,8 +115,9 @@ export class FluxNudge {
   }
 
   /**
-   * The remote now holds `commit` (pushed, or already there): asks the GitRepository to fetch it, then, once
-   * its artifact holds it, removes the holds of `release` and asks the Kustomization to apply it.
+   * The remote now holds `commit` (pushed, or already there): asks the GitRepository to fetch it, once its
+   * artifact holds it asks the Kustomization to apply it, and once the Kustomization has attempted it removes
+   * the holds of `release`.
    */
   pushed(commit: string, release: HeldObject[] = []): void {
     if (this.#stopped) return;
@@ -212,7 +214,7 @@ export class FluxNudge {
         await this.#kube.mergePatch(live, {
           metadata: { resourceVersion: live.metadata.resourceVersion, annotations: { [FLUX_RECONCILE]: null, [FLUX_HOLD]: null } },
         });
-        this.#log.debug({ object: what }, "released a cluster change to Flux: its source holds the commit");
+        this.#log.debug({ object: what }, "released a cluster change to Flux: its Kustomization has attempted the commit");
         return;
       } catch (err) {
         if (isNotFound(err)) return;
