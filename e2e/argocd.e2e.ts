@@ -143,7 +143,7 @@ function summary(app: Application | undefined): string {
 }
 
 /** Waits until the Application satisfies `check`; on timeout says what Argo CD last said and shows its log. */
-async function untilApplication(env: Env, what: string, check: (app: Application) => boolean, timeoutMs = 90_000): Promise<Application> {
+async function untilApplication(env: Env, what: string, check: (app: Application) => boolean, timeoutMs = 150_000): Promise<Application> {
   let last: Application | undefined;
   await waitFor(async () => {
     last = await env.app();
@@ -252,10 +252,11 @@ async function shopUnderArgoCd(env: Env, config: Record<string, unknown> = { env
 }
 
 test("Argo CD reads an App's health: Progressing while it rolls out, Degraded with its message when stalled, then Healthy and Suspended (pods simulated by kwok)", async (t) => {
-  // No node has this label: the pods stay Pending, and the rollout passes its deadline after 30 s.
-  const env = await setup(t, { platform: { progressDeadlineSeconds: 30 } });
+  // No node has this label: the pods stay Pending, and the rollout passes its deadline after 60 s (long enough
+  // for Argo CD's first look on a loaded machine; 30 s was not, once in CI).
+  const env = await setup(t, { platform: { progressDeadlineSeconds: 60 } });
   await shopUnderArgoCd(env, { env: { GREETING: "hello" }, nodeSelector: { "slipway.dev/e2e-no-such-node": "true" } }, { synced: false });
-  const progressing = await untilApplication(env, "the App is Progressing", (a) => resource(a, "App", "shop")?.health?.status === "Progressing", 30_000);
+  const progressing = await untilApplication(env, "the App is Progressing", (a) => resource(a, "App", "shop")?.health?.status === "Progressing", 60_000);
   t.regex(resource(progressing, "App", "shop")?.health?.message ?? "", /./);
   t.is(progressing.status?.health?.status, "Progressing", "the Application's own health follows its App");
   const degraded = await untilApplication(env, "the App is Degraded", (a) => resource(a, "App", "shop")?.health?.status === "Degraded");

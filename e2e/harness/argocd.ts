@@ -248,7 +248,9 @@ export async function startArgoCd(cp: ControlPlane, opts: ArgoCdOptions): Promis
     start("argocd-application-controller", binary, ["--kubeconfig", cp.kubeconfigPath, "--namespace", opts.namespace,
       "--redis", redisAddr, "--repo-server", `127.0.0.1:${repo}`, "--repo-server-plaintext", "--metrics-port",
       String(controllerMetrics), "--loglevel", "info", "--status-processors", "4", "--operation-processors", "4"],
-    { ARGOCD_APPLICATION_CONTROLLER_PERSIST_RESOURCE_HEALTH: "true", ...opts.controllerEnv });
+    // Health in status.resources; and Git polled every 15 s (timeout.reconciliation; 3 min by default), the
+    // fallback when a refresh request is folded into a comparison already under way.
+    { ARGOCD_APPLICATION_CONTROLLER_PERSIST_RESOURCE_HEALTH: "true", ARGOCD_RECONCILIATION_TIMEOUT: "15s", ...opts.controllerEnv });
 
     // Up when the controller serves its metrics (it has synced its caches) and the plugin's socket exists.
     let dead: (typeof children)[number] | undefined;
