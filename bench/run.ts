@@ -25,12 +25,12 @@ import { startGitOps } from "../operator/gitops/index.js";
 import { ConfigRepo } from "../operator/gitops/repo.js";
 import { Kube, type KubeObject } from "../operator/kube.js";
 import { createLogger } from "../operator/log.js";
-import { startOperator } from "../operator/main.js";
+import { startOperator } from "../operator/controller.js";
 import { rolledOut, type DeploymentObject } from "../operator/app-reconciler.js";
 import { WorkQueue } from "../operator/queue.js";
 import { Watch } from "@kubernetes/client-node";
-import { repoRoot, startControlPlane, waitFor, type ControlPlane } from "../e2e/harness/controlplane.js";
-import { startGitServer, type GitServer } from "../e2e/harness/gitserver.js";
+import { repoRoot, startControlPlane, waitFor, type ControlPlane } from "../operator/local/controlplane.js";
+import { startGitServer, type GitServer } from "../operator/local/gitserver.js";
 import { signWebhookBody } from "../operator/webhooks.js";
 import { mkdir, writeFile } from "node:fs/promises";
 
@@ -291,7 +291,7 @@ async function operatorEndToEnd(cp: ControlPlane): Promise<void> {
   const ns = "bench-operator";
   await createNamespace(cp, ns);
   const kube = new Kube(cp.kubeConfig());
-  const operator = await startOperator({ kubeConfig: cp.kubeConfig(), namespace: ns, logger: silent });
+  const operator = await startOperator({ kube: new Kube(cp.kubeConfig()), namespace: ns, logger: silent });
   try {
     const first = Array.from({ length: 20 }, (_, i) => `app-${i}`);
     let t0 = performance.now();
@@ -353,8 +353,8 @@ async function buildsWithTekton(cp: ControlPlane): Promise<void> {
   const kube = new Kube(cp.kubeConfig());
   const git = await startGitServer();
   const work = await mkdtemp(join(tmpdir(), "slipway-bench-src-"));
-  const operator = await startOperator({ kubeConfig: cp.kubeConfig(), namespace: ns, logger: silent });
-  const builds = await startBuilds({ kubeConfig: cp.kubeConfig(), namespace: ns, pollIntervalMs: 3_600_000, webhookSecret: secret, logger: silent });
+  const operator = await startOperator({ kube: new Kube(cp.kubeConfig()), namespace: ns, logger: silent });
+  const builds = await startBuilds({ kube: new Kube(cp.kubeConfig()), namespace: ns, pollIntervalMs: 3_600_000, webhookSecret: secret, logger: silent });
   const server = createServer((req, res) => builds.webhookHandler(req, res));
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const port = (server.address() as AddressInfo).port;
@@ -612,10 +612,10 @@ async function gitOpsRoundTrip(cp: ControlPlane): Promise<void> {
   const kube = new Kube(cp.kubeConfig());
   const server = await startGitServer();
   const clone = await mkdtemp(join(tmpdir(), "slipway-bench-gitops-"));
-  const operator = await startOperator({ kubeConfig: cp.kubeConfig(), namespace: ns, logger: silent });
+  const operator = await startOperator({ kube: new Kube(cp.kubeConfig()), namespace: ns, logger: silent });
   await server.createBareRepo(ns);
   const url = server.url(ns);
-  const gitops = await startGitOps({ kubeConfig: cp.kubeConfig(), cache: operator.cache, repo: { url, dir: join(clone, "operator") }, mode: "sync",
+  const gitops = await startGitOps({ kube: new Kube(cp.kubeConfig()), cache: operator.cache, repo: { url, dir: join(clone, "operator") }, mode: "sync",
     pollIntervalMs: 3_600_000, webhookSecret: WEBHOOK_SECRET, namespace: ns, logger: silent });
   const webhooks = createServer(gitops.webhookHandler);
   await new Promise<void>((resolve) => webhooks.listen(0, "127.0.0.1", resolve));
@@ -695,7 +695,7 @@ async function gitOpsRoundTrip(cp: ControlPlane): Promise<void> {
 async function startGitServerProcess(root: string): Promise<Pick<GitServer, "url" | "createBareRepo" | "stop">> {
   await mkdir(root, { recursive: true });
   const child = spawn(process.execPath, ["--input-type=module", "-e", `
-    const { startGitServer } = await import(${JSON.stringify(join(repoRoot, "dist", "e2e", "harness", "gitserver.js"))});
+    const { startGitServer } = await import(${JSON.stringify(join(repoRoot, "dist", "operator", "local", "gitserver.js"))});
     const server = await startGitServer({ root: ${JSON.stringify(root)} });
     console.log(JSON.stringify({ url: server.url("REPO") }));
     process.stdin.on("end", () => void server.stop().then(() => process.exit(0)));

@@ -16,11 +16,11 @@ import type { PlatformSettings } from "../functions/render.js";
 import { startGitOps, type GitOpsHandle } from "../operator/gitops/index.js";
 import { Kube, type KubeObject } from "../operator/kube.js";
 import { createLogger } from "../operator/log.js";
-import { startOperator } from "../operator/main.js";
+import { startOperator } from "../operator/controller.js";
 import { startArgoCd, type ArgoCd } from "./harness/argocd.js";
 import { runCli } from "./cli-support.js";
-import { repoRoot } from "./harness/controlplane.js";
-import { startGitServer, type GitServer } from "./harness/gitserver.js";
+import { repoRoot } from "../operator/local/controlplane.js";
+import { startGitServer, type GitServer } from "../operator/local/gitserver.js";
 import { controlPlane, freshNamespace, installCrds, waitFor } from "./harness/suite.js";
 
 const run = promisify(execFile);
@@ -162,9 +162,9 @@ async function setup(t: ExecutionContext, opts: { platform?: Partial<PlatformSet
   const logger = createLogger({ level: process.env.LOG_LEVEL ?? "silent" });
   await server.createBareRepo(ns);
   const url = server.url(ns);
-  const operator = await startOperator({ kubeConfig: cp.kubeConfig(), namespace: ns, logger, concurrency: 2, platform: opts.platform });
+  const operator = await startOperator({ kube: new Kube(cp.kubeConfig()), namespace: ns, logger, concurrency: 2, platform: opts.platform });
   const gitops = await startGitOps({
-    kubeConfig: cp.kubeConfig(), cache: operator.cache, repo: { url, dir: await temp() }, mode: "commit-only",
+    kube: new Kube(cp.kubeConfig()), cache: operator.cache, repo: { url, dir: await temp() }, mode: "commit-only",
     pollIntervalMs: 3_600_000, namespace: ns, logger,
     argocd: { application: { namespace: argocd.namespace, name: ns } },
   });

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import type { App, Release } from "../crds/v1alpha1.js";
 import { shortImage } from "../operator/releases.js";
 import { IMAGE, installCrdsAndUserRoles, kubectl, ok, setup as setupWithDeveloper, type Result } from "./cli-support.js";
-import { repoRoot } from "./harness/controlplane.js";
+import { repoRoot } from "../operator/local/controlplane.js";
 import { waitFor } from "./harness/suite.js";
 
 

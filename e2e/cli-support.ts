@@ -7,9 +7,10 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createLogger } from "../operator/log.js";
-import { startOperator } from "../operator/main.js";
-import { repoRoot } from "./harness/controlplane.js";
+import { startOperator } from "../operator/controller.js";
+import { repoRoot } from "../operator/local/controlplane.js";
 import { controlPlane, freshNamespace, installCrds } from "./harness/suite.js";
+import { Kube } from "../operator/kube.js";
 
 export const IMAGE = `registry.example/hello@sha256:${"a".repeat(64)}`;
 const CLI = join(repoRoot, "dist", "cli", "main.js");
@@ -76,7 +77,7 @@ export async function setup(t: ExecutionContext): Promise<{ ns: string; alice: U
   const cp = await controlPlane();
   const ns = await freshNamespace(t);
   const logger = createLogger({ level: process.env.LOG_LEVEL ?? "silent" });
-  const operator = await startOperator({ kubeConfig: cp.kubeConfig(), namespace: ns, logger, concurrency: 2 });
+  const operator = await startOperator({ kube: new Kube(cp.kubeConfig()), namespace: ns, logger, concurrency: 2 });
   t.teardown(async () => {
     // Delete the Apps first, so the garbage collector takes their Releases and children before the namespace goes.
     await cp.kubectl(["delete", "apps.slipway.dev", "--all", "-n", ns, "--timeout=30s"]);

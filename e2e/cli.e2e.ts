@@ -10,7 +10,7 @@ import { Watch, type V1Pod } from "@kubernetes/client-node";
 import type { App, Config, Release } from "../crds/v1alpha1.js";
 import { shortImage } from "../operator/releases.js";
 import { IMAGE, installCrdsAndUserRoles, json, kubectl, ok, runCli, setup, userWith, type User } from "./cli-support.js";
-import { SIMULATED_LOG_LINES } from "./harness/kwok-logs.js";
+import { SIMULATED_LOG_LINES } from "../operator/local/kwok-logs.js";
 import { controlPlane, waitFor } from "./harness/suite.js";
 
 test.before(installCrdsAndUserRoles);

@@ -12,7 +12,7 @@ import { CoordinationV1Api, type V1Lease } from "@kubernetes/client-node";
 import type { App, Config, Release } from "../crds/v1alpha1.js";
 import { Kube, type KubeObject } from "../operator/kube.js";
 import { Operators, type OperatorProcess } from "./harness/operator-process.js";
-import { startGitServer, type GitServer } from "./harness/gitserver.js";
+import { startGitServer, type GitServer } from "../operator/local/gitserver.js";
 import { controlPlane, freshNamespace, installCrds, waitFor } from "./harness/suite.js";
 
 const run = promisify(execFile);

@@ -13,11 +13,11 @@ import { startGitOps, type GitOpsHandle } from "../operator/gitops/index.js";
 import { kustomization } from "../operator/gitops/layout.js";
 import { Kube, type KubeObject } from "../operator/kube.js";
 import { createLogger } from "../operator/log.js";
-import { startOperator } from "../operator/main.js";
+import { startOperator } from "../operator/controller.js";
 import { installCrdsAndUserRoles, ok, userWith, type User } from "./cli-support.js";
-import { repoRoot } from "./harness/controlplane.js";
+import { repoRoot } from "../operator/local/controlplane.js";
 import { FLUX_NAMESPACE, startFlux, type Flux } from "./harness/flux.js";
-import { startGitServer, type GitServer } from "./harness/gitserver.js";
+import { startGitServer, type GitServer } from "../operator/local/gitserver.js";
 import { controlPlane, freshNamespace, waitFor } from "./harness/suite.js";
 
 const run = promisify(execFile);
@@ -111,9 +111,9 @@ async function setup(t: ExecutionContext, opts: FluxSetup = {}): Promise<Env> {
   const fluxNs = opts.existing?.namespace ?? ns;
   const source = opts.existing?.source ?? "config";
   const kustomizationName = opts.existing?.kustomization ?? "apps";
-  const operator = await startOperator({ kubeConfig: cp.kubeConfig(), namespace: ns, logger, concurrency: 2 });
+  const operator = await startOperator({ kube: new Kube(cp.kubeConfig()), namespace: ns, logger, concurrency: 2 });
   const gitops = await startGitOps({
-    kubeConfig: cp.kubeConfig(),
+    kube: new Kube(cp.kubeConfig()),
     cache: operator.cache,
     repo: { url, dir: await temp(), credentials: AUTH },
     mode: "commit-only",

@@ -13,9 +13,9 @@ import type { Config, Release } from "../crds/v1alpha1.js";
 import { startGitOps } from "../operator/gitops/index.js";
 import { Kube, type KubeObject } from "../operator/kube.js";
 import { createLogger } from "../operator/log.js";
-import { startOperator } from "../operator/main.js";
+import { startOperator } from "../operator/controller.js";
 import { signWebhookBody } from "../operator/webhooks.js";
-import { startGitServer } from "./harness/gitserver.js";
+import { startGitServer } from "../operator/local/gitserver.js";
 import { controlPlane, freshNamespace, installCrds, waitFor } from "./harness/suite.js";
 
 const run = promisify(execFile);
@@ -35,10 +35,10 @@ test("a push to a config repository of 300 apps reconciles only the app it chang
   const work = await mkdtemp(join(tmpdir(), "slipway-gitops-scale-e2e-"));
   await server.createBareRepo(ns);
   const url = server.url(ns);
-  const operator = await startOperator({ kubeConfig: cp.kubeConfig(), namespace: ns, logger, concurrency: 2 });
+  const operator = await startOperator({ kube: new Kube(cp.kubeConfig()), namespace: ns, logger, concurrency: 2 });
   const passes: string[] = [];
   const gitops = await startGitOps({
-    kubeConfig: cp.kubeConfig(), cache: operator.cache, repo: { url, dir: join(work, "operator") }, mode: "sync",
+    kube: new Kube(cp.kubeConfig()), cache: operator.cache, repo: { url, dir: join(work, "operator") }, mode: "sync",
     pollIntervalMs: 3_600_000, webhookSecret: SECRET, namespace: ns, logger, onPass: (app) => passes.push(app),
     // Gentler than the default 8: the suite runs two files at once on two cores, and the other file's timers
     // should not wait behind a burst of 300 apps.

@@ -13,9 +13,9 @@ import type { App, Config, Release } from "../crds/v1alpha1.js";
 import { startGitOps, type GitOpsHandle } from "../operator/gitops/index.js";
 import { Kube, type KubeObject } from "../operator/kube.js";
 import { createLogger } from "../operator/log.js";
-import { startOperator } from "../operator/main.js";
+import { startOperator } from "../operator/controller.js";
 import { signWebhookBody } from "../operator/webhooks.js";
-import { startGitServer, type GitServer } from "./harness/gitserver.js";
+import { startGitServer, type GitServer } from "../operator/local/gitserver.js";
 import { controlPlane, freshNamespace, installCrds, waitFor } from "./harness/suite.js";
 
 const run = promisify(execFile);
@@ -72,11 +72,11 @@ async function setup(t: ExecutionContext, opts: { mode?: "sync" | "commit-only" 
   const repoName = ns;
   await server.createBareRepo(repoName);
   const url = server.url(repoName);
-  const operator = await startOperator({ kubeConfig: cp.kubeConfig(), namespace: ns, logger, concurrency: 2 });
+  const operator = await startOperator({ kube: new Kube(cp.kubeConfig()), namespace: ns, logger, concurrency: 2 });
   const dir = await temp();
   const start = () =>
     startGitOps({
-      kubeConfig: cp.kubeConfig(),
+      kube: new Kube(cp.kubeConfig()),
       cache: operator.cache,
       repo: { url, dir },
       mode: opts.mode ?? "sync",

@@ -8,7 +8,7 @@ import { KubeConfig } from "@kubernetes/client-node";
 import type { App, Condition, Config, Release } from "../crds/v1alpha1.js";
 import { Kube, type KubeObject } from "../operator/kube.js";
 import { createLogger } from "../operator/log.js";
-import { startOperator, type OperatorHandle } from "../operator/main.js";
+import { startOperator, type OperatorHandle } from "../operator/controller.js";
 import type { PlatformSettings } from "../functions/render.js";
 import { controlPlane, freshNamespace, installCrds, waitFor } from "./harness/suite.js";
 
@@ -33,7 +33,7 @@ async function setup(t: ExecutionContext, platform: Partial<PlatformSettings> = 
   const ns = await freshNamespace(t);
   const kube = new Kube(cp.kubeConfig());
   const logger = createLogger({ level: process.env.LOG_LEVEL ?? "silent" });
-  const start = () => startOperator({ kubeConfig: operatorKubeConfig ?? cp.kubeConfig(), namespace: ns, platform, logger, concurrency: 2 });
+  const start = () => startOperator({ kube: new Kube(operatorKubeConfig ?? cp.kubeConfig()), namespace: ns, platform, logger, concurrency: 2 });
   const env: Env = {
     ns,
     kube,

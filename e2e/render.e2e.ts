@@ -11,7 +11,7 @@ import type { App } from "../crds/v1alpha1.js";
 import { collectInputs, slipwayObjects } from "../functions/inputs.js";
 import { parseManifests, readManifests, toYaml } from "../functions/manifests.js";
 import { type KubernetesObject, type PlatformSettings, render } from "../functions/render.js";
-import { repoRoot } from "./harness/controlplane.js";
+import { repoRoot } from "../operator/local/controlplane.js";
 import { controlPlane, freshNamespace, installCrds } from "./harness/suite.js";
 
 const main = join(repoRoot, "dist", "functions", "main.js");

@@ -4,7 +4,7 @@ import test from "ava";
 import { randomBytes } from "node:crypto";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { repoRoot } from "./harness/controlplane.js";
+import { repoRoot } from "../operator/local/controlplane.js";
 import { controlPlane, freshNamespace, installCrds } from "./harness/suite.js";
 
 const samplesDir = join(repoRoot, "samples");

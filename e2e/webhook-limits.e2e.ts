@@ -4,8 +4,8 @@
 import { request } from "node:http";
 import test, { type ExecutionContext } from "ava";
 import { signWebhookBody, WEBHOOK_BODY_LIMIT, WEBHOOK_BODY_TIMEOUT_MS } from "../operator/webhooks.js";
-import { freePort } from "./harness/controlplane.js";
-import { startGitServer, type GitServer } from "./harness/gitserver.js";
+import { freePort } from "../operator/local/controlplane.js";
+import { startGitServer, type GitServer } from "../operator/local/gitserver.js";
 import { Operators, type OperatorProcess } from "./harness/operator-process.js";
 import { controlPlane, freshNamespace, installCrds } from "./harness/suite.js";
 

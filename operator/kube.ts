@@ -6,6 +6,8 @@ import { randomBytes } from "node:crypto";
 import os from "node:os";
 import type { KubeConfig } from "@kubernetes/client-node";
 
+/** The operator's field manager; GitOps writes as "slipway-gitops", the CLI as "kubectl-slipway" (Kube.as). */
+/** The operator's field manager. GitOps writes as "slipway-gitops" through `Kube.as`. */
 export const FIELD_MANAGER = "slipway";
 export const REPORTING_CONTROLLER = "slipway.dev/operator";
 
@@ -114,19 +116,38 @@ export function specFingerprint(obj: KubeObject | undefined): string {
   return JSON.stringify([m.uid, m.generation, m.labels ?? {}, m.annotations ?? {}, m.deletionTimestamp ?? null]);
 }
 
+/** What clients of one API server share: the keep-alive agent and the kinds' REST paths. */
+class Transport {
+  agent: http.Agent | undefined;
+  readonly plurals = new Map<string, string>(Object.entries(KNOWN_PLURALS));
+  /** Kinds the server did not serve, until when: discovery is not repeated on every reconcile. */
+  readonly unserved = new Map<string, number>();
+}
+
+export interface KubeOptions {
+  /** The field manager of every write; default "slipway". */
+  fieldManager?: string;
+}
+
 export class Kube {
   readonly kubeConfig: KubeConfig;
+  /** The field manager this client writes as. */
+  readonly fieldManager: string;
   #server: URL;
-  #agent: http.Agent | undefined;
-  #plurals = new Map<string, string>(Object.entries(KNOWN_PLURALS));
-  /** Kinds the server did not serve, until when: discovery is not repeated on every reconcile. */
-  #unserved = new Map<string, number>();
+  readonly #transport: Transport;
 
-  constructor(kubeConfig: KubeConfig) {
+  constructor(kubeConfig: KubeConfig, options: KubeOptions = {}, transport = new Transport()) {
     const cluster = kubeConfig.getCurrentCluster();
     if (!cluster) throw new Error("the kubeconfig has no current cluster");
     this.kubeConfig = kubeConfig;
+    this.fieldManager = options.fieldManager ?? FIELD_MANAGER;
     this.#server = new URL(cluster.server);
+    this.#transport = transport;
+  }
+
+  /** The same client (connections, discovery) writing as another field manager. */
+  as(fieldManager: string): Kube {
+    return new Kube(this.kubeConfig, { fieldManager }, this.#transport);
   }
 
   /** The REST path of a collection (name undefined) or of one object. */
@@ -168,22 +189,22 @@ export class Kube {
 
   async create<T extends KubeObject>(obj: T): Promise<T> {
     const path = await this.path(obj.apiVersion, obj.kind, obj.metadata.namespace);
-    return this.request<T>("POST", path, { body: obj, query: { fieldManager: FIELD_MANAGER } });
+    return this.request<T>("POST", path, { body: obj, query: { fieldManager: this.fieldManager } });
   }
 
   /** Replaces an object; with metadata.resourceVersion set this fails with 409 when it changed meanwhile. */
   async replace<T extends KubeObject>(obj: T): Promise<T> {
     const path = await this.path(obj.apiVersion, obj.kind, obj.metadata.namespace, obj.metadata.name);
-    return this.request<T>("PUT", path, { body: obj, query: { fieldManager: FIELD_MANAGER } });
+    return this.request<T>("PUT", path, { body: obj, query: { fieldManager: this.fieldManager } });
   }
 
-  /** Server-side apply as field manager "slipway", taking ownership of the fields in `obj` (force). */
+  /** Server-side apply as this client's field manager, taking ownership of the fields in `obj` (force). */
   async apply<T extends KubeObject>(obj: KubeObject): Promise<T> {
     const path = await this.path(obj.apiVersion, obj.kind, obj.metadata.namespace, obj.metadata.name);
     return this.request<T>("PATCH", path, {
       body: obj,
       contentType: "application/apply-patch+yaml",
-      query: { fieldManager: FIELD_MANAGER, force: true, fieldValidation: "Strict" },
+      query: { fieldManager: this.fieldManager, force: true, fieldValidation: "Strict" },
     });
   }
 
@@ -193,7 +214,7 @@ export class Kube {
     return this.request<T>("PATCH", path, {
       body: patch,
       contentType: "application/merge-patch+json",
-      query: { fieldManager: FIELD_MANAGER },
+      query: { fieldManager: this.fieldManager },
     });
   }
 
@@ -207,7 +228,7 @@ export class Kube {
     return this.request<T>("PATCH", `${path}/status`, {
       body,
       contentType: "application/merge-patch+json",
-      query: { fieldManager: FIELD_MANAGER },
+      query: { fieldManager: this.fieldManager },
     });
   }
 
@@ -261,9 +282,9 @@ export class Kube {
     await this.kubeConfig.applyToHTTPSOptions(opts);
     // applyToHTTPSOptions builds a fresh agent per call, without keep-alive: every call would pay a TLS handshake
     // (on both sides). One keep-alive agent with the same TLS options reuses connections instead.
-    if (!this.#agent && opts.agent instanceof https.Agent) this.#agent = new https.Agent({ ...opts.agent.options, keepAlive: true });
-    else if (!this.#agent && opts.agent instanceof http.Agent) this.#agent = opts.agent;
-    if (this.#agent) opts.agent = this.#agent;
+    if (!this.#transport.agent && opts.agent instanceof https.Agent) this.#transport.agent = new https.Agent({ ...opts.agent.options, keepAlive: true });
+    else if (!this.#transport.agent && opts.agent instanceof http.Agent) this.#transport.agent = opts.agent;
+    if (this.#transport.agent) opts.agent = this.#transport.agent;
     const headers: http.OutgoingHttpHeaders = { ...(opts.headers as http.OutgoingHttpHeaders), accept: "application/json" };
     let payload: string | undefined;
     if (options.body !== undefined) {
@@ -272,9 +293,9 @@ export class Kube {
       headers["content-length"] = Buffer.byteLength(payload);
     }
     opts.headers = headers;
-    const transport = url.protocol === "https:" ? https : http;
+    const protocol = url.protocol === "https:" ? https : http;
     const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
-      const req = transport.request(url, opts, (res) => {
+      const req = protocol.request(url, opts, (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (chunk: Buffer) => chunks.push(chunk));
         res.on("end", () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }));
@@ -303,10 +324,10 @@ export class Kube {
 
   async #plural(apiVersion: string, kind: string): Promise<string> {
     const key = `${apiVersion}/${kind}`;
-    const known = this.#plurals.get(key);
+    const known = this.#transport.plurals.get(key);
     if (known) return known;
     const notServed = () => new KubeError(404, "NotFound", `the API server does not serve kind ${kind} in ${apiVersion}`);
-    if ((this.#unserved.get(key) ?? 0) > Date.now()) throw notServed();
+    if ((this.#transport.unserved.get(key) ?? 0) > Date.now()) throw notServed();
     const base = apiVersion.includes("/") ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
     let resource: { name: string; kind: string } | undefined;
     try {
@@ -316,10 +337,10 @@ export class Kube {
       if (!isNotFound(err)) throw err;
     }
     if (!resource) {
-      this.#unserved.set(key, Date.now() + 60_000);
+      this.#transport.unserved.set(key, Date.now() + 60_000);
       throw notServed();
     }
-    this.#plurals.set(key, resource.name);
+    this.#transport.plurals.set(key, resource.name);
     return resource.name;
   }
 }

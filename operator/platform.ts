@@ -1,22 +1,24 @@
-// Slipway as one unit: the reconcilers (startOperator), GitOps (startGitOps), builds and previews
-// (startBuilds) and the webhook receiver that Git hosts call. The operator program (main.ts) and the embedded
-// default (local.ts) both start it through here, so they cannot drift apart.
+// Slipway as one unit: the App controller (startOperator), GitOps (startGitOps), builds and previews
+// (startBuilds) and the webhook receiver that Git hosts call, sharing one API client and one informer cache.
+// The operator program (main.ts) and the embedded default (local/main.ts) both start it through here, so they
+// cannot drift apart; both read their settings from the environment with the *FromEnv functions below.
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { KubeConfig } from "@kubernetes/client-node";
 import type { PlatformSettings } from "../functions/render.js";
 import { startBuilds, type Builds } from "./builds/index.js";
 import { startGitOps, type FluxRef, type FluxTargets, type GitOpsHandle, type GitOpsOptions } from "./gitops/index.js";
 import { log as rootLog } from "./log.js";
-import { startOperator, type OperatorHandle } from "./main.js";
+import { startOperator, type OperatorHandle } from "./controller.js";
+import type { Kube } from "./kube.js";
 
 export interface PlatformOptions {
-  kubeConfig: KubeConfig;
+  /** The process's one API client; every loop writes through it (GitOps as its own field manager). */
+  kube: Kube;
   platform?: Partial<PlatformSettings>;
   namespace?: string;
   concurrency?: number;
   /** The config repository; without it Slipway runs without GitOps (releases are not committed). */
-  gitops?: Omit<GitOpsOptions, "kubeConfig" | "cache" | "namespace" | "webhookSecret">;
+  gitops?: Omit<GitOpsOptions, "kube" | "cache" | "namespace" | "webhookSecret">;
   /** Builds from source with Tekton; without it Apps with a `source` wait for a build forever. */
   builds?: { pollIntervalMs: number };
   /** Secret the Git hosts sign webhooks with (both the config repository's and the sources'). */
@@ -41,16 +43,16 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
   };
   try {
     const operator = await startOperator({
-      kubeConfig: options.kubeConfig, platform: options.platform, namespace: options.namespace, concurrency: options.concurrency,
+      kube: options.kube, platform: options.platform, namespace: options.namespace, concurrency: options.concurrency,
     });
     stops.push(() => operator.stop());
     const gitops = options.gitops
-      ? await startGitOps({ ...options.gitops, kubeConfig: options.kubeConfig, cache: operator.cache, namespace: options.namespace, webhookSecret: options.webhookSecret })
+      ? await startGitOps({ ...options.gitops, kube: options.kube, cache: operator.cache, namespace: options.namespace, webhookSecret: options.webhookSecret })
       : undefined;
     if (gitops) stops.push(() => gitops.stop());
     const builds = options.builds
       ? await startBuilds({
-        kubeConfig: options.kubeConfig, namespace: options.namespace, pollIntervalMs: options.builds.pollIntervalMs,
+        kube: options.kube, namespace: options.namespace, pollIntervalMs: options.builds.pollIntervalMs,
         webhookSecret: options.webhookSecret, previewDomain: options.platform?.domain,
       })
       : undefined;
@@ -135,4 +137,15 @@ function argocdFromEnv(value: string | undefined): { argocd?: { application: { n
     throw new Error(`SLIPWAY_ARGOCD_APPLICATION must be "<namespace>/<name>" of an Argo CD Application, not ${JSON.stringify(value)}`);
   }
   return { argocd: { application: { namespace, name } } };
+}
+
+/** Platform settings from the environment (the slipway-operator Secret). */
+export function platformFromEnv(env: NodeJS.ProcessEnv = process.env): Partial<PlatformSettings> {
+  const platform: Partial<PlatformSettings> = {};
+  if (env.SLIPWAY_DOMAIN) platform.domain = env.SLIPWAY_DOMAIN;
+  if (env.SLIPWAY_ROUTING === "ingress" || env.SLIPWAY_ROUTING === "gateway") platform.routing = env.SLIPWAY_ROUTING;
+  if (env.SLIPWAY_INGRESS_CLASS) platform.ingressClassName = env.SLIPWAY_INGRESS_CLASS;
+  if (env.SLIPWAY_GATEWAY_NAME) platform.gateway = { name: env.SLIPWAY_GATEWAY_NAME, namespace: env.SLIPWAY_GATEWAY_NAMESPACE || undefined };
+  if (env.SLIPWAY_PROGRESS_DEADLINE_SECONDS) platform.progressDeadlineSeconds = Number(env.SLIPWAY_PROGRESS_DEADLINE_SECONDS);
+  return platform;
 }

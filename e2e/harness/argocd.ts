@@ -13,8 +13,8 @@ import { chmod, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseAllDocuments, stringify } from "yaml";
-import { freePort, waitFor, type ControlPlane } from "./controlplane.js";
-import { build, repoRoot } from "./tools.js";
+import { freePort, waitFor, type ControlPlane } from "../../operator/local/controlplane.js";
+import { build, repoRoot } from "../../operator/local/tools.js";
 
 export interface ArgoCd {
   /**

@@ -7,8 +7,8 @@ import { createWriteStream, existsSync } from "node:fs";
 import { mkdir, readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { freePort, waitFor, type ControlPlane } from "./controlplane.js";
-import { build, repoRoot } from "./tools.js";
+import { freePort, waitFor, type ControlPlane } from "../../operator/local/controlplane.js";
+import { build, repoRoot } from "../../operator/local/tools.js";
 
 const execFileAsync = promisify(execFile);
 

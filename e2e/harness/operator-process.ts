@@ -2,7 +2,7 @@
 // e2e tests that kill it (crash.e2e.ts, failover.e2e.ts).
 import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
-import { freePort, repoRoot, waitFor, type ControlPlane } from "./controlplane.js";
+import { freePort, repoRoot, waitFor, type ControlPlane } from "../../operator/local/controlplane.js";
 
 const OPERATOR = join(repoRoot, "dist", "operator", "main.js");
 

@@ -2,10 +2,10 @@
 // preview tests), runs every e2e file against it with ava, stops it.
 // If the control plane cannot start, this fails loudly with the component's last log lines: e2e is never skipped.
 import { spawn } from "node:child_process";
-import { ENV_DIR, ENV_KUBECONFIG, startControlPlane, repoRoot } from "./controlplane.js";
+import { ENV_DIR, ENV_KUBECONFIG, startControlPlane, repoRoot } from "../../operator/local/controlplane.js";
 import { argocdDir, ENV_ARGOCD_DIR } from "./argocd.js";
 import { ENV_FLUX_DIR, fluxBinDir } from "./flux.js";
-import { ENV_TOOLS_DIR, pathWithTools, toolsDir } from "./tools.js";
+import { ENV_TOOLS_DIR, pathWithTools, toolsDir } from "../../operator/local/tools.js";
 
 const started = Date.now();
 let cp;

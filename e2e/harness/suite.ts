@@ -4,8 +4,8 @@
 import test, { type ExecutionContext } from "ava";
 import { randomBytes } from "node:crypto";
 import { KubeConfig } from "@kubernetes/client-node";
-import { ENV_DIR, ENV_KUBECONFIG, runKubectl, startControlPlane, waitFor, type ControlPlane } from "./controlplane.js";
-import { putToolsOnPath } from "./tools.js";
+import { ENV_DIR, ENV_KUBECONFIG, runKubectl, startControlPlane, waitFor, type ControlPlane } from "../../operator/local/controlplane.js";
+import { putToolsOnPath } from "../../operator/local/tools.js";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 

@@ -4,11 +4,11 @@
 // and delete preview Apps. Every App is handled through one keyed queue, so one App never has two builds
 // started at once, and every write compares before writing, so redelivered webhooks change nothing.
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { Watch, type KubeConfig } from "@kubernetes/client-node";
+import { Watch } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { API_VERSION, LABELS, type App, type Build, type Condition, type Config, type LatestBuild, type Release } from "../../crds/v1alpha1.js";
 import { setCondition, sameConditions } from "../conditions.js";
-import { isConflict, isRefused, Kube, type KubeObject } from "../kube.js";
+import { isConflict, isRefused, type Kube, type KubeObject } from "../kube.js";
 import { log as rootLog } from "../log.js";
 import { WorkQueue } from "../queue.js";
 import { nextReleaseNumber, normalizeConfig, releaseCause, releaseObject, releasesOf } from "../releases.js";
@@ -24,7 +24,8 @@ import { branchHead, ProcfileError, readProcfile, type GitAuth } from "./procfil
 export const BUILT = "Built";
 
 export interface BuildsOptions {
-  kubeConfig: KubeConfig;
+  /** The operator's client. */
+  kube: Kube;
   /** Only Apps in this namespace; default all namespaces. */
   namespace?: string;
   /** How often source branches are polled (the fallback when no webhook arrives) and previews' TTLs checked. */
@@ -89,7 +90,7 @@ class BuildController {
   constructor(opts: BuildsOptions) {
     this.#opts = opts;
     this.#log = (opts.logger ?? rootLog).child({ module: "builds" });
-    this.#kube = new Kube(opts.kubeConfig);
+    this.#kube = opts.kube;
     this.#settings = opts.pipeline ?? {};
     this.#queue = new WorkQueue((key) => this.#reconcile(key), {
       onError: (key, err, retryInMs) => this.#log.warn({ app: key, err, retryInMs }, "build reconcile failed; retrying"),
@@ -128,7 +129,7 @@ class BuildController {
     const restart = () => {
       if (!this.#stopped) setTimeout(() => this.#startWatch(), 1000).unref();
     };
-    new Watch(this.#opts.kubeConfig)
+    new Watch(this.#kube.kubeConfig)
       .watch(path, { labelSelector: LABELS.app }, (_phase: string, obj: PipelineRun) => {
         const app = obj.metadata?.labels?.[LABELS.app];
         if (app) void this.#queue.enqueue(keyOf(obj.metadata.namespace, app));

@@ -4,7 +4,7 @@ import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { startGitServer } from "../../e2e/harness/gitserver.js";
+import { startGitServer } from "../local/gitserver.js";
 import { branchHead, parseProcfile, readProcfile } from "./procfile.js";
 
 const run = promisify(execFile);

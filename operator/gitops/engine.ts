@@ -419,22 +419,14 @@ export class GitOpsEngine {
    * change made since (a `config:set` a moment ago) fails them with 409 instead of being overwritten unseen.
    */
   async #apply(desired: StoredObject, resourceVersion: string | undefined): Promise<ClusterObject> {
-    const path = await this.#kube.path(desired.apiVersion, desired.kind, desired.metadata.namespace, desired.metadata.name);
-    let live = await this.#kube.request<ClusterObject>("PATCH", path, {
-      body: resourceVersion ? { ...desired, metadata: { ...desired.metadata, resourceVersion } } : desired,
-      contentType: "application/apply-patch+yaml",
-      query: { fieldManager: GITOPS_FIELD_MANAGER, force: true, fieldValidation: "Strict" },
-    });
+    const body: KubeObject = { ...desired, metadata: { ...desired.metadata, ...(resourceVersion ? { resourceVersion } : {}) } };
+    let live = await this.#kube.apply<ClusterObject>(body);
     const removal = removals(
       { metadata: { labels: cleanObject(live as StoredObject).metadata.labels ?? {}, annotations: cleanObject(live as StoredObject).metadata.annotations ?? {} }, spec: live.spec ?? {} },
       { metadata: { labels: desired.metadata.labels ?? {}, annotations: desired.metadata.annotations ?? {} }, spec: desired.spec ?? {} },
     );
     if (removal) {
-      live = await this.#kube.request<ClusterObject>("PATCH", path, {
-        body: { ...removal, metadata: { ...(removal.metadata as object | undefined), resourceVersion: live.metadata.resourceVersion } },
-        contentType: "application/merge-patch+json",
-        query: { fieldManager: GITOPS_FIELD_MANAGER },
-      });
+      live = await this.#kube.mergePatch<ClusterObject>(live, { ...removal, metadata: { ...(removal.metadata as object | undefined), resourceVersion: live.metadata.resourceVersion } });
     }
     return live;
   }
@@ -442,13 +434,8 @@ export class GitOpsEngine {
   async #recordCommit(obj: KubeObject, key: string, commit: string): Promise<void> {
     this.#recorded.set(key, commit);
     if ((obj as ClusterObject).status?.commit === commit) return;
-    const path = await this.#kube.path(obj.apiVersion, obj.kind, obj.metadata.namespace, obj.metadata.name);
     try {
-      await this.#kube.request("PATCH", `${path}/status`, {
-        body: { status: { commit } },
-        contentType: "application/merge-patch+json",
-        query: { fieldManager: GITOPS_FIELD_MANAGER },
-      });
+      await this.#kube.patchStatus(obj, { commit });
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }

@@ -10,7 +10,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parse } from "yaml";
 import { LABELS, type Condition } from "../../crds/v1alpha1.js";
-import { argocdLuaPath } from "../../e2e/harness/tools.js";
+import { argocdLuaPath } from "../local/tools.js";
 import { readRollout } from "../app-reconciler.js";
 import { summarize, type Summary } from "../conditions.js";
 

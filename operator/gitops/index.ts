@@ -4,17 +4,16 @@
 // one work queue, so different Apps are reconciled concurrently and one App never twice at once. See README.md
 // in this directory for the repository layout and the rules.
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import type { ObjectMeta } from "../../crds/v1alpha1.js";
 import type { CacheEvent, ClusterCache } from "../cache.js";
-import { isConflict, Kube, specFingerprint } from "../kube.js";
+import { isConflict, specFingerprint, type Kube } from "../kube.js";
 import { log as rootLog } from "../log.js";
 import { gitopsPassDuration, gitopsPasses } from "../metrics.js";
 import { WorkQueue } from "../queue.js";
 import { answerBodyError, readWebhookBody, verifyWebhook, WebhookBodyError } from "../webhooks.js";
 import { ArgoCdLink, type ArgoCdOptions } from "./argocd.js";
-import { GitOpsEngine } from "./engine.js";
+import { GitOpsEngine, GITOPS_FIELD_MANAGER } from "./engine.js";
 import { FluxNudge, type FluxTargets, type HeldObject } from "./flux.js";
 import { ConfigRepo } from "./repo.js";
 
@@ -22,7 +21,8 @@ export { GITOPS_FIELD_MANAGER } from "./engine.js";
 export type { FluxRef, FluxTargets } from "./flux.js";
 
 export interface GitOpsOptions {
-  kubeConfig: KubeConfig;
+  /** The operator's client; GitOps applies and records commits through it as field manager "slipway-gitops". */
+  kube: Kube;
   /** The operator's watch caches (OperatorHandle.cache), where GitOps reads and hears of the cluster's side. */
   cache: ClusterCache;
   repo: {
@@ -82,7 +82,7 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
   const log = (options.logger ?? rootLog).child({ component: "gitops" });
   // creationTimestamp has whole seconds.
   const startedAt = Math.floor(Date.now() / 1000) * 1000;
-  const kube = new Kube(options.kubeConfig);
+  const kube = options.kube;
   let repo: ConfigRepo;
   try {
     repo = await ConfigRepo.open(options.repo);
@@ -161,7 +161,7 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
 
   const argocd = options.argocd && options.mode === "commit-only" ? new ArgoCdLink(kube, repo, options.argocd, log) : undefined;
   const engine = new GitOpsEngine({
-    kube, cache: options.cache, repo, mode: options.mode, namespace: options.namespace, log, argocd,
+    kube: kube.as(GITOPS_FIELD_MANAGER), cache: options.cache, repo, mode: options.mode, namespace: options.namespace, log, argocd,
     // A rejected push fetched commits of others: the Apps they changed are reconciled like a webhook's.
     onHeadMoved: () => void syncNow().catch(() => undefined),
     onPushed: (commit) => {

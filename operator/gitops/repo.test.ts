@@ -4,8 +4,8 @@ import { mkdtemp, readFile, rm, writeFile, mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { startGitServer, type GitServer } from "../../e2e/harness/gitserver.js";
-import { kubectlPath } from "../../e2e/harness/tools.js";
+import { startGitServer, type GitServer } from "../local/gitserver.js";
+import { kubectlPath } from "../local/tools.js";
 import { renderObject, type StoredObject } from "./layout.js";
 import { ConfigRepo, PushRejectedError } from "./repo.js";
 

@@ -1,6 +1,6 @@
 // A real Kubernetes control plane on loopback: etcd, kube-apiserver, kube-controller-manager, kube-scheduler
 // and kwok (simulated nodes and pods), built from the Go module proxy by e2e/controlplane/build.sh; with
-// `tekton: true` also Tekton Pipelines' controller and webhook (harness/tekton.ts).
+// `tekton: true` also Tekton Pipelines' controller and webhook (local/tekton.ts).
 // Used by the e2e suite and by `npm start`; there is no fake API server anywhere in this project.
 import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { createServer } from "node:net";

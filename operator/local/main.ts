@@ -9,17 +9,18 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { parseAllDocuments } from "yaml";
-import type { ControlPlane } from "../e2e/harness/controlplane.js";
-import type { GitServer } from "../e2e/harness/gitserver.js";
-import type { Platform } from "./platform.js";
+import type { ControlPlane } from "./controlplane.js";
+import type { GitServer } from "./gitserver.js";
+import type { Platform } from "../platform.js";
 
 // The operator's JSON logs would drown the walkthrough printed here; LOG_LEVEL=info shows them.
 process.env.LOG_LEVEL ??= "warn";
-const { startControlPlane, repoRoot } = await import("../e2e/harness/controlplane.js");
-const { startGitServer } = await import("../e2e/harness/gitserver.js");
-const { kubectlPath } = await import("../e2e/harness/tools.js");
-const { log } = await import("./log.js");
-const { startPlatform, listenForWebhooks } = await import("./platform.js");
+const { startControlPlane, repoRoot } = await import("./controlplane.js");
+const { startGitServer } = await import("./gitserver.js");
+const { kubectlPath } = await import("./tools.js");
+const { log } = await import("../log.js");
+const { startPlatform, listenForWebhooks } = await import("../platform.js");
+const { Kube } = await import("../kube.js");
 
 const run = promisify(execFile);
 const NAMESPACE = "demo";
@@ -101,7 +102,7 @@ async function main(): Promise<void> {
 
     say("  starting the operator, GitOps (sync mode) and builds");
     const platform: Platform = await startPlatform({
-      kubeConfig: cp.kubeConfig(),
+      kube: new Kube(cp.kubeConfig()),
       gitops: { repo: { url: git.url("slipway-config"), dir: join(work, "config-clone") }, mode: "sync", pollIntervalMs: 5000 },
       builds: { pollIntervalMs: 5000 },
       webhookSecret: "local-webhook-secret",
