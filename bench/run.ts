@@ -291,7 +291,7 @@ async function operatorEndToEnd(cp: ControlPlane): Promise<void> {
   const ns = "bench-operator";
   await createNamespace(cp, ns);
   const kube = new Kube(cp.kubeConfig());
-  const operator = await startOperator({ kube: new Kube(cp.kubeConfig()), namespace: ns, logger: silent });
+  const operator = await startOperator({ kube, namespace: ns, logger: silent });
   try {
     const first = Array.from({ length: 20 }, (_, i) => `app-${i}`);
     let t0 = performance.now();
@@ -353,8 +353,8 @@ async function buildsWithTekton(cp: ControlPlane): Promise<void> {
   const kube = new Kube(cp.kubeConfig());
   const git = await startGitServer();
   const work = await mkdtemp(join(tmpdir(), "slipway-bench-src-"));
-  const operator = await startOperator({ kube: new Kube(cp.kubeConfig()), namespace: ns, logger: silent });
-  const builds = await startBuilds({ kube: new Kube(cp.kubeConfig()), namespace: ns, pollIntervalMs: 3_600_000, webhookSecret: secret, logger: silent });
+  const operator = await startOperator({ kube, namespace: ns, logger: silent });
+  const builds = await startBuilds({ kube, namespace: ns, pollIntervalMs: 3_600_000, webhookSecret: secret, logger: silent });
   const server = createServer((req, res) => builds.webhookHandler(req, res));
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const port = (server.address() as AddressInfo).port;
@@ -612,10 +612,10 @@ async function gitOpsRoundTrip(cp: ControlPlane): Promise<void> {
   const kube = new Kube(cp.kubeConfig());
   const server = await startGitServer();
   const clone = await mkdtemp(join(tmpdir(), "slipway-bench-gitops-"));
-  const operator = await startOperator({ kube: new Kube(cp.kubeConfig()), namespace: ns, logger: silent });
+  const operator = await startOperator({ kube, namespace: ns, logger: silent });
   await server.createBareRepo(ns);
   const url = server.url(ns);
-  const gitops = await startGitOps({ kube: new Kube(cp.kubeConfig()), cache: operator.cache, repo: { url, dir: join(clone, "operator") }, mode: "sync",
+  const gitops = await startGitOps({ kube, cache: operator.cache, repo: { url, dir: join(clone, "operator") }, mode: "sync",
     pollIntervalMs: 3_600_000, webhookSecret: WEBHOOK_SECRET, namespace: ns, logger: silent });
   const webhooks = createServer(gitops.webhookHandler);
   await new Promise<void>((resolve) => webhooks.listen(0, "127.0.0.1", resolve));

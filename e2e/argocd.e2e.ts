@@ -5,8 +5,7 @@
 // CD's own status (the Application's sync, health, resources, operation state and resource tree).
 // Simulated: pods (kwok marks them Running and Ready, or leaves them Pending when no node matches).
 import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import test, { type ExecutionContext } from "ava";
@@ -22,6 +21,7 @@ import { runCli } from "./cli-support.js";
 import { repoRoot } from "../operator/local/controlplane.js";
 import { startGitServer, type GitServer } from "../operator/local/gitserver.js";
 import { controlPlane, freshNamespace, installCrds, waitFor } from "./harness/suite.js";
+import { git, tempDirs } from "./harness/files.js";
 
 const run = promisify(execFile);
 const V = "slipway.dev/v1alpha1";
@@ -29,7 +29,7 @@ const IMAGE_A = `registry.example/shop@sha256:${"a".repeat(64)}`;
 
 let server: GitServer;
 let argocd: ArgoCd;
-const temps: string[] = [];
+const { temp, removeAll } = tempDirs("slipway-argocd-e2e-");
 
 test.before(async () => {
   const cp = await installCrds();
@@ -53,19 +53,8 @@ test.before(async () => {
 test.after.always(async () => {
   await argocd?.stop();
   await server?.stop();
-  await Promise.all(temps.map((d) => rm(d, { recursive: true, force: true })));
+  await removeAll();
 });
-
-async function temp(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), "slipway-argocd-e2e-"));
-  temps.push(dir);
-  return dir;
-}
-
-async function git(cwd: string, ...args: string[]): Promise<string> {
-  const { stdout } = await run("git", ["-c", "user.name=Dev", "-c", "user.email=dev@example.com", ...args], { cwd });
-  return stdout;
-}
 
 interface ResourceStatus {
   group?: string;
@@ -162,9 +151,9 @@ async function setup(t: ExecutionContext, opts: { platform?: Partial<PlatformSet
   const logger = createLogger({ level: process.env.LOG_LEVEL ?? "silent" });
   await server.createBareRepo(ns);
   const url = server.url(ns);
-  const operator = await startOperator({ kube: new Kube(cp.kubeConfig()), namespace: ns, logger, concurrency: 2, platform: opts.platform });
+  const operator = await startOperator({ kube, namespace: ns, logger, concurrency: 2, platform: opts.platform });
   const gitops = await startGitOps({
-    kube: new Kube(cp.kubeConfig()), cache: operator.cache, repo: { url, dir: await temp() }, mode: "commit-only",
+    kube, cache: operator.cache, repo: { url, dir: await temp() }, mode: "commit-only",
     pollIntervalMs: 3_600_000, namespace: ns, logger,
     argocd: { application: { namespace: argocd.namespace, name: ns } },
   });

@@ -122,9 +122,9 @@ export async function setup(t: ExecutionContext, opts: {
   }
   const kube = new Kube(cp.kubeConfig());
   const logger = createLogger({ level: process.env.LOG_LEVEL ?? "silent" });
-  const operator = opts.operator ? await startOperator({ kube: new Kube(cp.kubeConfig()), namespace: ns, logger }) : undefined;
+  const operator = opts.operator ? await startOperator({ kube, namespace: ns, logger }) : undefined;
   // Polling only when a test asks for it (pollNow), so builds here are started by webhooks.
-  const builds = await startBuilds({ kube: new Kube(cp.kubeConfig()), namespace: ns, pollIntervalMs: opts.pollIntervalMs ?? 3_600_000, webhookSecret: SECRET, pipeline: opts.pipeline, previewDomain: "preview.example.com", logger });
+  const builds = await startBuilds({ kube, namespace: ns, pollIntervalMs: opts.pollIntervalMs ?? 3_600_000, webhookSecret: SECRET, pipeline: opts.pipeline, previewDomain: "preview.example.com", logger });
   const server = createServer((req, res) => builds.webhookHandler(req, res));
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const port = (server.address() as AddressInfo).port;

@@ -3,8 +3,7 @@
 // "commit-only", committing the changes and releases it makes and asking Flux to reconcile after each push.
 // Pods are simulated by kwok: "rolled out" means the Deployments' pods are Ready on kwok's fake node.
 import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, readFile, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import test, { type ExecutionContext } from "ava";
@@ -19,6 +18,7 @@ import { repoRoot } from "../operator/local/controlplane.js";
 import { FLUX_NAMESPACE, startFlux, type Flux } from "./harness/flux.js";
 import { startGitServer, type GitServer } from "../operator/local/gitserver.js";
 import { controlPlane, freshNamespace, waitFor } from "./harness/suite.js";
+import { git, tempDirs } from "./harness/files.js";
 
 const run = promisify(execFile);
 const V = "slipway.dev/v1alpha1";
@@ -32,7 +32,7 @@ const LONG = 120_000;
 
 let flux: Flux;
 let server: GitServer;
-const temps: string[] = [];
+const { temp, removeAll } = tempDirs("slipway-flux-e2e-");
 
 test.before(async () => {
   await installCrdsAndUserRoles();
@@ -42,19 +42,8 @@ test.before(async () => {
 test.after.always(async () => {
   await server?.stop();
   await flux?.stop();
-  await Promise.all(temps.map((d) => rm(d, { recursive: true, force: true })));
+  await removeAll();
 });
-
-async function temp(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), "slipway-flux-e2e-"));
-  temps.push(dir);
-  return dir;
-}
-
-async function git(cwd: string, ...args: string[]): Promise<string> {
-  const { stdout } = await run("git", ["-c", "user.name=Dev", "-c", "user.email=dev@example.com", ...args], { cwd });
-  return stdout;
-}
 
 interface Condition {
   type: string;
@@ -111,9 +100,9 @@ async function setup(t: ExecutionContext, opts: FluxSetup = {}): Promise<Env> {
   const fluxNs = opts.existing?.namespace ?? ns;
   const source = opts.existing?.source ?? "config";
   const kustomizationName = opts.existing?.kustomization ?? "apps";
-  const operator = await startOperator({ kube: new Kube(cp.kubeConfig()), namespace: ns, logger, concurrency: 2 });
+  const operator = await startOperator({ kube, namespace: ns, logger, concurrency: 2 });
   const gitops = await startGitOps({
-    kube: new Kube(cp.kubeConfig()),
+    kube,
     cache: operator.cache,
     repo: { url, dir: await temp(), credentials: AUTH },
     mode: "commit-only",

@@ -35,10 +35,10 @@ test("a push to a config repository of 300 apps reconciles only the app it chang
   const work = await mkdtemp(join(tmpdir(), "slipway-gitops-scale-e2e-"));
   await server.createBareRepo(ns);
   const url = server.url(ns);
-  const operator = await startOperator({ kube: new Kube(cp.kubeConfig()), namespace: ns, logger, concurrency: 2 });
+  const operator = await startOperator({ kube, namespace: ns, logger, concurrency: 2 });
   const passes: string[] = [];
   const gitops = await startGitOps({
-    kube: new Kube(cp.kubeConfig()), cache: operator.cache, repo: { url, dir: join(work, "operator") }, mode: "sync",
+    kube, cache: operator.cache, repo: { url, dir: join(work, "operator") }, mode: "sync",
     pollIntervalMs: 3_600_000, webhookSecret: SECRET, namespace: ns, logger, onPass: (app) => passes.push(app),
     // Gentler than the default 8: the suite runs two files at once on two cores, and the other file's timers
     // should not wait behind a burst of 300 apps.

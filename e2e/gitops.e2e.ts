@@ -2,10 +2,9 @@
 // `git revert` is a rollback. Each test runs its own operator and GitOps, scoped to a fresh namespace, with its
 // own config repository; the user's side is the real git CLI.
 import { execFile } from "node:child_process";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import test, { type ExecutionContext } from "ava";
@@ -17,6 +16,7 @@ import { startOperator } from "../operator/controller.js";
 import { signWebhookBody } from "../operator/webhooks.js";
 import { startGitServer, type GitServer } from "../operator/local/gitserver.js";
 import { controlPlane, freshNamespace, installCrds, waitFor } from "./harness/suite.js";
+import { git, tempDirs } from "./harness/files.js";
 
 const run = promisify(execFile);
 const IMAGE_A = `registry.example/shop@sha256:${"a".repeat(64)}`;
@@ -26,7 +26,7 @@ const SECRET = "webhook-secret";
 const V = "slipway.dev/v1alpha1";
 
 let server: GitServer;
-const temps: string[] = [];
+const { temp, removeAll } = tempDirs("slipway-gitops-e2e-");
 
 test.before(async () => {
   await installCrds();
@@ -34,19 +34,8 @@ test.before(async () => {
 });
 test.after.always(async () => {
   await server?.stop();
-  await Promise.all(temps.map((d) => rm(d, { recursive: true, force: true })));
+  await removeAll();
 });
-
-async function temp(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), "slipway-gitops-e2e-"));
-  temps.push(dir);
-  return dir;
-}
-
-async function git(cwd: string, ...args: string[]): Promise<string> {
-  const { stdout } = await run("git", ["-c", "user.name=Dev", "-c", "user.email=dev@example.com", ...args], { cwd });
-  return stdout;
-}
 
 interface Env {
   ns: string;
@@ -72,11 +61,11 @@ async function setup(t: ExecutionContext, opts: { mode?: "sync" | "commit-only" 
   const repoName = ns;
   await server.createBareRepo(repoName);
   const url = server.url(repoName);
-  const operator = await startOperator({ kube: new Kube(cp.kubeConfig()), namespace: ns, logger, concurrency: 2 });
+  const operator = await startOperator({ kube, namespace: ns, logger, concurrency: 2 });
   const dir = await temp();
   const start = () =>
     startGitOps({
-      kube: new Kube(cp.kubeConfig()),
+      kube,
       cache: operator.cache,
       repo: { url, dir },
       mode: opts.mode ?? "sync",

@@ -5,8 +5,7 @@
 // `manifests/crds` and `manifests/base/config`, which build.sh copies beside the binary; Slipway's health checks
 // are samples/gitops/argocd/argocd-cm-health.yaml as shipped. The Redis the controller and repo-server keep
 // their caches in is miniredis (argocd-redis, from the same module graph), so no Redis server is installed.
-import { spawn, type ChildProcess } from "node:child_process";
-import { createWriteStream, existsSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { createConnection } from "node:net";
 import { gunzipSync } from "node:zlib";
 import { chmod, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from "node:fs/promises";
@@ -14,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseAllDocuments, stringify } from "yaml";
 import { freePort, waitFor, type ControlPlane } from "../../operator/local/controlplane.js";
+import { Processes, tail, type Process } from "../../operator/local/processes.js";
 import { build, repoRoot } from "../../operator/local/tools.js";
 
 export interface ArgoCd {
@@ -153,50 +153,26 @@ export async function startArgoCd(cp: ControlPlane, opts: ArgoCdOptions): Promis
   const cmpConfig = join(work, "cmp-config");
   const bin = join(work, "bin");
   await Promise.all([logs, sockets, cmpConfig, bin, ...["ssh", "tls", "gpg"].map((d) => join(work, d))].map((d) => mkdir(d, { recursive: true })));
-  const children: { name: string; child: ChildProcess; exited: Promise<void> }[] = [];
-  let stopped = false;
-
-  const stop = async () => {
-    if (stopped) return;
-    stopped = true;
-    for (const c of [...children].reverse()) {
-      if (c.child.exitCode !== null || c.child.signalCode !== null) continue;
-      c.child.kill("SIGTERM");
-      const gone = await Promise.race([c.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000))]);
-      if (!gone) {
-        c.child.kill("SIGKILL");
-        await c.exited;
-      }
-    }
+  const processes = new Processes(logs);
+  let stopped: Promise<void> | undefined;
+  const stop = () => (stopped ??= (async () => {
+    await processes.stopAll();
     await cp.kubectl(["delete", "namespace", opts.namespace, "--wait=false"]);
     await rm(work, { recursive: true, force: true });
-  };
+  })());
 
-  const logTail = async (component: string, lines = 40) => {
-    const text = await readFile(join(logs, `${component}.log`), "utf8").catch(() => "(no log)");
-    return text.trimEnd().split("\n").slice(-lines).join("\n");
-  };
+  const logTail = (component: string, lines = 40) => tail(join(logs, `${component}.log`), lines);
 
-  const start = (name: Component, path: string, args: string[], env: Record<string, string> = {}) => {
-    const out = createWriteStream(join(logs, `${name}.log`));
-    const child = spawn(path, args, {
-      stdio: ["ignore", "pipe", "pipe"],
+  const start = (name: Component, path: string, args: string[], env: Record<string, string> = {}) =>
+    processes.start(name, path, args, {
       cwd: work,
       // No GnuPG (commit signature verification is off, as it is unless a project asks for it) and the
       // container image's /app/config paths moved into the temporary directory.
-      env: {
-        ...process.env, ARGOCD_BINARY_NAME: name, HOME: work, TMPDIR: work, ARGOCD_GPG_ENABLED: "false",
+      extraEnv: {
+        ARGOCD_BINARY_NAME: name, HOME: work, TMPDIR: work, ARGOCD_GPG_ENABLED: "false",
         ARGOCD_SSH_DATA_PATH: join(work, "ssh"), ARGOCD_TLS_DATA_PATH: join(work, "tls"), ARGOCD_GNUPGHOME: join(work, "gpg"), ...env,
       },
     });
-    child.stdout?.pipe(out);
-    child.stderr?.pipe(out);
-    const exited = new Promise<void>((r) => {
-      child.on("exit", () => r());
-      child.on("error", () => r());
-    });
-    children.push({ name, child, exited });
-  };
 
   try {
     await installArgoCdCrds(cp, dir);
@@ -253,9 +229,9 @@ export async function startArgoCd(cp: ControlPlane, opts: ArgoCdOptions): Promis
     { ARGOCD_APPLICATION_CONTROLLER_PERSIST_RESOURCE_HEALTH: "true", ARGOCD_RECONCILIATION_TIMEOUT: "15s", ...opts.controllerEnv });
 
     // Up when the controller serves its metrics (it has synced its caches) and the plugin's socket exists.
-    let dead: (typeof children)[number] | undefined;
+    let dead: Process | undefined;
     await waitFor(async () => {
-      dead = children.find((c) => c.child.exitCode !== null || c.child.signalCode !== null);
+      dead = processes.exited();
       if (dead) return true;
       const sock = (await readdir(sockets)).some((f) => f.endsWith(".sock"));
       const metrics = await fetch(`http://127.0.0.1:${controllerMetrics}/metrics`).then((r) => r.ok, () => false);

@@ -2,12 +2,13 @@
 // Go module proxy by e2e/controlplane/build.sh --flux (pinned by the wrapper modules beside it), their CRDs
 // installed from each controller module's config/crd/bases/ in the Go module cache, never from a copy.
 // source-controller serves its artifacts on a loopback port, where kustomize-controller fetches them.
-import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { createWriteStream, existsSync } from "node:fs";
-import { mkdir, readFile, readdir } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdir, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { freePort, waitFor, type ControlPlane } from "../../operator/local/controlplane.js";
+import { Processes, tail as tailLines, type Process } from "../../operator/local/processes.js";
 import { build, repoRoot } from "../../operator/local/tools.js";
 
 const execFileAsync = promisify(execFile);
@@ -89,17 +90,8 @@ export interface FluxOptions {
   args?: Partial<Record<FluxController, string[]>>;
 }
 
-interface Running {
-  name: FluxController;
-  child: ChildProcess;
-  logPath: string;
-  exited: Promise<number | null>;
-}
-
-async function tail(path: string, lines: number): Promise<string> {
-  const text = await readFile(path, "utf8").catch(() => "(no log)");
-  return text.trimEnd().split("\n").slice(-lines).map((l) => (l.length > 400 ? `${l.slice(0, 400)}…` : l)).join("\n");
-}
+/** Flux's JSON log lines can be long; error messages show the first 400 characters of each. */
+const tail = (path: string, lines: number) => tailLines(path, lines, 400);
 
 /**
  * Installs the CRDs, then starts source-controller and kustomize-controller with the control plane's admin
@@ -113,43 +105,23 @@ export async function startFlux(cp: ControlPlane, options: FluxOptions = {}): Pr
   await mkdir(logs, { recursive: true });
   const storage = join(cp.dir, "flux-storage");
   await mkdir(storage, { recursive: true });
-  const running: Running[] = [];
+  const processes = new Processes(logs);
   const env = { ...process.env, KUBECONFIG: cp.kubeconfigPath, RUNTIME_NAMESPACE: FLUX_NAMESPACE };
 
-  const start = async (name: FluxController, args: string[]): Promise<{ c: Running; health: number }> => {
+  const start = async (name: FluxController, args: string[]): Promise<{ c: Process; health: number }> => {
     const [metrics, health] = [await freePort(), await freePort()];
-    const logPath = join(logs, `${name}.log`);
-    const out = createWriteStream(logPath, { flags: "a" });
-    const child = spawn(join(bin, name), [
+    const c = processes.start(name, join(bin, name), [
       `--metrics-addr=127.0.0.1:${metrics}`, `--health-addr=127.0.0.1:${health}`,
       "--enable-leader-election=false", "--watch-all-namespaces=true", "--log-encoding=json", "--log-level=info",
       ...(options.concurrent ? [`--concurrent=${options.concurrent}`] : []),
       ...args, ...(options.args?.[name] ?? []),
-    ], { env, stdio: ["ignore", "pipe", "pipe"] });
-    child.stdout?.pipe(out);
-    child.stderr?.pipe(out);
-    const exited = new Promise<number | null>((r) => {
-      child.on("exit", (code) => r(code));
-      child.on("error", () => r(-1));
-    });
-    const c = { name, child, logPath, exited };
-    running.push(c);
+    ], { env });
     return { c, health };
   };
 
-  const stop = async () => {
-    for (const c of [...running].reverse()) {
-      if (c.child.exitCode !== null || c.child.signalCode !== null) continue;
-      c.child.kill("SIGTERM");
-      const gone = await Promise.race([c.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 10_000))]);
-      if (!gone) {
-        c.child.kill("SIGKILL");
-        await c.exited;
-      }
-    }
-  };
+  const stop = () => processes.stopAll(10_000);
 
-  const ready = async ({ c, health }: { c: Running; health: number }) => {
+  const ready = async ({ c, health }: { c: Process; health: number }) => {
     let exitCode: number | null | undefined;
     void c.exited.then((code) => (exitCode = code));
     await waitFor(async () => {
@@ -174,7 +146,7 @@ export async function startFlux(cp: ControlPlane, options: FluxOptions = {}): Pr
   const logTail = (controller: FluxController, lines = 25) => tail(join(logs, `${controller}.log`), lines);
   return {
     namespace: FLUX_NAMESPACE,
-    pids: () => Object.fromEntries(running.map((c) => [c.name, c.child.pid ?? 0])) as Record<FluxController, number>,
+    pids: () => Object.fromEntries(processes.all.map((c) => [c.name, c.child.pid ?? 0])) as Record<FluxController, number>,
     logTail,
     logs: async (lines = 25) => (await Promise.all(CONTROLLERS.map(async (c) => `--- ${c} ---\n${await logTail(c, lines)}`))).join("\n"),
     stop,

@@ -2,10 +2,9 @@
 // and kwok (simulated nodes and pods), built from the Go module proxy by e2e/controlplane/build.sh; with
 // `tekton: true` also Tekton Pipelines' controller and webhook (local/tekton.ts).
 // Used by the e2e suite and by `npm start`; there is no fake API server anywhere in this project.
-import { spawn, execFile, type ChildProcess } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { createServer } from "node:net";
 import { mkdtemp, mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
-import { createWriteStream } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { request } from "node:https";
@@ -13,6 +12,7 @@ import { request as httpRequest } from "node:http";
 import { promisify } from "node:util";
 import { KubeConfig } from "@kubernetes/client-node";
 import { writeKwokLogsConfig } from "./kwok-logs.js";
+import { Processes, tail, type Process } from "./processes.js";
 import { stringify } from "yaml";
 import { serviceAccountKubeconfig, tektonBinaries, tektonModuleDir, tektonObjects, tektonProcesses, TEKTON_NAMESPACE } from "./tekton.js";
 import { putToolsOnPath, repoRoot } from "./tools.js";
@@ -166,20 +166,7 @@ current-context: slipway-local
   return path;
 }
 
-interface Component {
-  name: string;
-  child: ChildProcess;
-  logPath: string;
-  exited: Promise<number | null>;
-}
-
-async function tail(path: string, lines = 25): Promise<string> {
-  try {
-    return (await readFile(path, "utf8")).trimEnd().split("\n").slice(-lines).join("\n");
-  } catch {
-    return "(no log)";
-  }
-}
+type Component = Process;
 
 /** GET a URL until it answers 200 or the component exits; throws with the component's last log lines. */
 async function waitHealthy(c: Component, url: string, ca: Buffer | undefined, timeoutMs: number): Promise<void> {
@@ -226,38 +213,11 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
   const dir = await mkdtemp(join(tmpdir(), "slipway-cp-"));
   const logs = join(dir, "logs");
   await mkdir(logs);
-  const components: Component[] = [];
-  let stopped = false;
-
-  const startComponent = (name: string, args: string[], o: { binary?: string; env?: Record<string, string> } = {}): Component => {
-    const logPath = join(logs, `${name}.log`);
-    const out = createWriteStream(logPath);
-    const child = spawn(o.binary ?? join(bin, name), args, { stdio: ["ignore", "pipe", "pipe"], env: o.env ? { ...process.env, ...o.env } : process.env });
-    child.stdout?.pipe(out);
-    child.stderr?.pipe(out);
-    const exited = new Promise<number | null>((r) => {
-      child.on("exit", (code) => r(code));
-      child.on("error", () => r(-1));
-    });
-    const c = { name, child, logPath, exited };
-    components.push(c);
-    return c;
-  };
-
-  const stopAll = async () => {
-    if (stopped) return;
-    stopped = true;
-    for (const c of [...components].reverse()) {
-      if (c.child.exitCode !== null || c.child.signalCode !== null) continue;
-      c.child.kill("SIGTERM");
-      const killed = await Promise.race([c.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000))]);
-      if (!killed) {
-        c.child.kill("SIGKILL");
-        await c.exited;
-      }
-    }
-    await rm(dir, { recursive: true, force: true });
-  };
+  const processes = new Processes(logs);
+  const startComponent = (name: string, args: string[], o: { binary?: string; env?: Record<string, string> } = {}): Component =>
+    processes.start(name, o.binary ?? join(bin, name), args, { extraEnv: o.env });
+  let stopped: Promise<void> | undefined;
+  const stopAll = () => (stopped ??= processes.stopAll().then(() => rm(dir, { recursive: true, force: true })));
 
   try {
     progress("control plane: generating certificates");
@@ -397,7 +357,7 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
       },
       kubectl,
       logTail: (component, lines) => tail(join(logs, `${component}.log`), lines),
-      pids: () => Object.fromEntries(components.flatMap((c) => (c.child.pid === undefined ? [] : [[c.name, c.child.pid]]))),
+      pids: () => Object.fromEntries(processes.all.flatMap((c) => (c.child.pid === undefined ? [] : [[c.name, c.child.pid]]))),
       stop: stopAll,
     };
   } catch (e) {
