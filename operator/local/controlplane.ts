@@ -15,7 +15,7 @@ import { writeKwokLogsConfig } from "./kwok-logs.js";
 import { Processes, tail, type Process } from "./processes.js";
 import { stringify } from "yaml";
 import { serviceAccountKubeconfig, tektonBinaries, tektonModuleDir, tektonObjects, tektonProcesses, TEKTON_NAMESPACE } from "./tekton.js";
-import { putToolsOnPath, repoRoot } from "./tools.js";
+import { buildInBackground, putToolsOnPath, repoRoot } from "./tools.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -75,27 +75,9 @@ export interface StartOptions {
  */
 export async function ensureBinaries(progress?: (line: string) => void): Promise<string> {
   progress?.("control plane: checking binaries (the first run on a machine builds them from the Go module proxy)");
-  const bin = await buildControlPlane(progress);
+  const bin = await buildInBackground(undefined, progress);
   putToolsOnPath();
   return bin;
-}
-
-function buildControlPlane(progress?: (line: string) => void): Promise<string> {
-  return new Promise((resolveDir, reject) => {
-    const child = spawn(join(controlPlaneDir, "build.sh"), [], { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => {
-      err += d.toString();
-      for (const line of d.toString().split("\n").filter(Boolean)) progress?.(line);
-    });
-    child.on("error", (cause) => reject(new Error("control plane: cannot run build.sh", { cause })));
-    child.on("close", (code) => {
-      if (code === 0) resolveDir(out.trim().split("\n").pop() ?? "");
-      else reject(new Error(`control plane: build.sh failed with exit code ${code}:\n${err.split("\n").slice(-30).join("\n")}`));
-    });
-  });
 }
 
 /** A loopback port nobody listens on right now. */

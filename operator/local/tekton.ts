@@ -12,12 +12,12 @@
 // certificate against tekton-pipelines-webhook.tekton-pipelines.svc, the name Tekton's own certificate is
 // issued for. The port is the webhook process's, set in the clientConfigs as they are applied. (The
 // `--enable-aggregator-routing` alternative resolves through Endpoints, which refuse loopback addresses.)
-import { spawn, execFile } from "node:child_process";
+import { execFile } from "node:child_process";
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { parseAllDocuments } from "yaml";
-import { buildScript, repoRoot } from "./tools.js";
+import { buildInBackground, repoRoot } from "./tools.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -28,22 +28,8 @@ const WEBHOOK_SERVICE = "tekton-pipelines-webhook";
 const LEFT_OUT = new Set(["Deployment", "Service", "HorizontalPodAutoscaler"]);
 
 /** Runs build.sh --tekton (builds once per machine) and returns the directory holding tekton-controller and tekton-webhook. */
-export async function tektonBinaries(progress?: (line: string) => void): Promise<string> {
-  return new Promise((resolveDir, reject) => {
-    const child = spawn(buildScript, ["--tekton"], { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => {
-      err += d.toString();
-      for (const line of d.toString().split("\n").filter(Boolean)) progress?.(line);
-    });
-    child.on("error", (cause) => reject(new Error("tekton: cannot run build.sh --tekton", { cause })));
-    child.on("close", (code) => {
-      if (code === 0) resolveDir(out.trim().split("\n").pop() ?? "");
-      else reject(new Error(`tekton: build.sh --tekton failed with exit code ${code}:\n${err.split("\n").slice(-30).join("\n")}`));
-    });
-  });
+export function tektonBinaries(progress?: (line: string) => void): Promise<string> {
+  return buildInBackground("--tekton", progress);
 }
 
 /** The pinned Tekton module's directory in the Go module cache (`go mod download -json` in its wrapper module). */

@@ -2,7 +2,7 @@
 // PATH), argocd-lua (Argo CD's own Lua health-check evaluation), and Flux's controllers (harness/flux.ts),
 // each built once per machine from the Go module proxy by e2e/controlplane/build.sh and cached outside the
 // repository. On a machine that has built them, build.sh only checks its cache and prints the path.
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { delimiter, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -32,6 +32,29 @@ export function build(flag: "--tools" | "--argocd-lua" | "--argocd" | "--kustomi
   const path = out.trim().split("\n").pop() ?? "";
   if (!path || !existsSync(path)) throw new Error(`${buildScript} ${flag} printed no existing path: ${JSON.stringify(out)}`);
   return path;
+}
+
+/**
+ * Runs build.sh (the control plane with no flag, or one single-tool flag) without blocking this process, with
+ * each line of its progress passed to `progress`. Resolves to the path it prints last.
+ */
+export function buildInBackground(flag: "--tekton" | undefined, progress?: (line: string) => void): Promise<string> {
+  const what = flag ? `build.sh ${flag}` : "build.sh";
+  return new Promise((resolvePath, reject) => {
+    const child = spawn(buildScript, flag ? [flag] : [], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => {
+      err += d.toString();
+      for (const line of d.toString().split("\n").filter(Boolean)) progress?.(line);
+    });
+    child.on("error", (cause) => reject(new Error(`cannot run ${what}`, { cause })));
+    child.on("close", (code) => {
+      if (code === 0) resolvePath(out.trim().split("\n").pop() ?? "");
+      else reject(new Error(`${what} failed with exit code ${code}:\n${err.split("\n").slice(-30).join("\n")}`));
+    });
+  });
 }
 
 /** The directory holding the built kubectl and kpt, and nothing else. */
