@@ -360,7 +360,7 @@ const rollback: Handler = async (cmd, io, k) => {
     if (!before) throw new CliError(`app "${appName}" has no release before v${live} to roll back to`);
     target = before.spec.version;
   }
-  await writeSpec<App>(kube, "App", appName, app, app.spec, { annotations: { [ANNOTATIONS.rollback]: `v${target}` } });
+  await editApp(kube, appName, (spec) => spec, { [ANNOTATIONS.rollback]: `v${target}` });
   io.out(`Rolling back ${appName} to v${target}: the operator cuts a new release with v${target}'s build and config (see kubectl slipway releases ${appName}).\n`);
 };
 
