@@ -235,6 +235,12 @@ test("a viewer lists apps and releases but cannot change them, and is told which
   t.is(scale.stderr, `error: permission denied: User "system:serviceaccount:${ns}:viewer" cannot patch apps.slipway.dev in namespace "${ns}"\n`);
   const run = await viewer.slipway(["run", "hello", "--", "true"]);
   t.is(run.stderr, `error: permission denied: User "system:serviceaccount:${ns}:viewer" cannot create pods in namespace "${ns}"\n`);
+
+  // An administrator acting as the viewer with --as gets the viewer's rights, not their own.
+  const admin = { KUBECONFIG: (await controlPlane()).kubeconfigPath };
+  const as = await runCli(["-n", ns, "--as", `system:serviceaccount:${ns}:viewer`, "config:set", "hello", "A=1"], admin).done;
+  t.is(as.stderr, `error: permission denied: User "system:serviceaccount:${ns}:viewer" cannot patch configs.slipway.dev in namespace "${ns}"\n`);
+  t.deepEqual((await json<{ env: object }>(t, viewer, ["config", "hello"])).env, {});
 });
 
 test("errors are one line: unknown app, invalid value from the API server, unreachable cluster", async (t) => {
