@@ -1,6 +1,6 @@
 import test from "ava";
 import { completionOutput, completionRequest, complete } from "./complete.js";
-import type { Kube } from "./kube.js";
+import type { Session } from "./kube.js";
 
 test("an empty word after `kubectl slipway` completes every command name, files not offered", (t) => {
   const req = completionRequest([""]);
@@ -35,8 +35,8 @@ test("positionals: App names and process types come from the cluster, in the nam
 
 test("the answer is one candidate a line, then :<directive>; an unreachable cluster gives no candidates, not an error", async (t) => {
   t.is(completionOutput(["a", "b"], 4), "a\nb\n:4\n");
-  const broken = () => ({ list: async () => { throw new Error("ECONNREFUSED"); } }) as unknown as Kube;
+  const broken = () => ({ list: async () => { throw new Error("ECONNREFUSED"); } }) as unknown as Session;
   t.is(await complete(["info", ""], broken), ":4\n");
-  const cluster = () => ({ list: async () => [{ metadata: { name: "hello" } }, { metadata: { name: "shop" } }] }) as unknown as Kube;
+  const cluster = () => ({ list: async () => [{ metadata: { name: "hello" } }, { metadata: { name: "shop" } }] }) as unknown as Session;
   t.is(await complete(["info", "s"], cluster), "shop\n:4\n");
 });

@@ -2,7 +2,7 @@
 // presses TAB after `kubectl slipway`, and shows the candidates printed one a line, then `:<directive>`.
 import { COMMANDS, GLOBAL_FLAGS, type CommandSpec, type FlagSpec } from "./commands.js";
 import { findCommand } from "./parse.js";
-import { Kube, type ConnectOptions } from "./kube.js";
+import { Session, type ConnectOptions } from "./kube.js";
 
 /** cobra's ShellCompDirective values that this CLI uses. */
 export const DIRECTIVE = { default: 0, error: 1, noFileComp: 4 } as const;
@@ -89,7 +89,7 @@ export function completionOutput(candidates: string[], directive: number): strin
 }
 
 /** Answers a completion request, asking the cluster when needed; never fails (a TAB must not print errors). */
-export async function complete(args: string[], connect: (opts: ConnectOptions) => Kube = Kube.connect): Promise<string> {
+export async function complete(args: string[], connect: (opts: ConnectOptions) => Session = Session.connect): Promise<string> {
   const req = completionRequest(args);
   let candidates = req.candidates;
   if (req.fromCluster) {

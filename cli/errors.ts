@@ -1,4 +1,5 @@
 // One error type per failure kind the user can act on; each prints as one line on stderr.
+import { KubeError } from "../operator/kube.js";
 
 /** A failure to report as one line on stderr, exiting with `exitCode`. */
 export class CliError extends Error {
@@ -35,14 +36,31 @@ interface StatusBody {
 
 const NETWORK_CODES = ["ECONNREFUSED", "ENOTFOUND", "EHOSTUNREACH", "ETIMEDOUT", "ECONNRESET", "EAI_AGAIN", "ENETUNREACH", "CERT_", "DEPTH_ZERO_SELF_SIGNED_CERT", "UNABLE_TO_VERIFY_LEAF_SIGNATURE", "SELF_SIGNED_CERT"];
 
+/**
+ * A 404 for the path itself rather than for one object: the API server does not serve the kind (its CRD is not
+ * installed) and answers "404 page not found" as plain text, where a missing object gets a Status, reason NotFound.
+ */
+export function isNotServed(e: unknown): boolean {
+  return e instanceof KubeError && e.code === 404 && (e.reason !== "NotFound" || e.status.includes("the server could not find the requested resource"));
+}
+
 /** Maps an error from the Kubernetes client to a one-line CliError that says what to do or what failed. */
 export function toCliError(e: unknown, ctx: RequestContext): CliError {
   if (e instanceof CliError) return e;
+  // KubeError (the operator's client: writes, reads) carries the API server's message; client-node's errors (logs,
+  // watches) carry the Status body.
   const code = typeof e === "object" && e !== null ? (e as { code?: unknown }).code : undefined;
-  const body = statusBody(typeof e === "object" && e !== null ? (e as { body?: unknown }).body : undefined);
+  const body = e instanceof KubeError ? { message: e.status, reason: e.reason } : statusBody(typeof e === "object" && e !== null ? (e as { body?: unknown }).body : undefined);
   const message = e instanceof Error ? e.message : String(e);
   const target = `${ctx.resource}${ctx.name ? ` "${ctx.name}"` : ""}`;
 
+  // No HTTP answer at all (refused, reset, TLS, timed out): say so with the innermost cause.
+  if (e instanceof KubeError && e.code === 0) {
+    return new CliError(`cannot reach the cluster at ${ctx.server}: ${innermost(e).message}`, { cause: e });
+  }
+  if (isNotServed(e) && ctx.resource.endsWith("slipway.dev")) {
+    return new CliError(`the cluster at ${ctx.server} does not serve ${ctx.resource}: are the Slipway CRDs installed?`, { cause: e });
+  }
   if (typeof code === "number") {
     switch (code) {
       case 401:
@@ -69,9 +87,6 @@ export function toCliError(e: unknown, ctx: RequestContext): CliError {
     const reason = message.match(/reason: (.*)$/)?.[1] ?? message;
     return new CliError(`cannot reach the cluster at ${ctx.server}: ${reason}`, { cause: e });
   }
-  if (/Unrecognized API version and kind|Failed to fetch resource metadata/.test(message) && ctx.resource.endsWith("slipway.dev")) {
-    return new CliError(`the cluster at ${ctx.server} does not serve ${ctx.resource}: are the Slipway CRDs installed?`, { cause: e });
-  }
   return new CliError(`${ctx.verb} ${target} failed: ${message}`, { cause: e });
 }
 
@@ -91,6 +106,13 @@ function statusBody(body: unknown): StatusBody {
     };
   }
   return {};
+}
+
+/** The deepest Error in a chain of causes. */
+function innermost(e: Error): Error {
+  let cur = e;
+  for (let depth = 0; cur.cause instanceof Error && depth < 5; depth++) cur = cur.cause;
+  return cur;
 }
 
 function networkCode(e: unknown): string | undefined {

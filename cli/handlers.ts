@@ -9,7 +9,7 @@ import {
   type App, type AppSpec, type Config, type ConfigSpec, type ProcessSpec, type Release,
 } from "../crds/v1alpha1.js";
 import { CliError, UsageError } from "./errors.js";
-import { ConflictError, Kube, lineStream } from "./kube.js";
+import { ConflictError, lineStream, type Session } from "./kube.js";
 import {
   checkProcessType, listFlag, parseAssignments, parseInteger, parseScale, parseVersion, stringFlag, type ParsedCommand,
 } from "./parse.js";
@@ -33,7 +33,7 @@ export interface Io {
   onInterrupt(cleanup: () => Promise<void>): () => void;
 }
 
-export type Handler = (cmd: ParsedCommand, io: Io, kube: () => Kube) => Promise<number | void>;
+export type Handler = (cmd: ParsedCommand, io: Io, kube: () => Session) => Promise<number | void>;
 
 /** The run label value marks one-off pods; `ps:restart` leaves them alone. */
 const RUN_LABEL = "slipway.dev/run";
@@ -59,7 +59,7 @@ function show(cmd: ParsedCommand, io: Io, data: unknown, table: () => string): v
  * reads again and recomputes (see edit()).
  */
 async function writeSpec<T extends App | Config>(
-  kube: Kube, kind: "App" | "Config", objName: string, current: T | undefined, desired: T["spec"],
+  kube: Session, kind: "App" | "Config", objName: string, current: T | undefined, desired: T["spec"],
   extra: { annotations?: Record<string, string> } = {},
 ): Promise<T> {
   let resourceVersion = current?.metadata.resourceVersion;
@@ -95,14 +95,14 @@ async function edit<T>(attempt: () => Promise<T>): Promise<T> {
   }
 }
 
-async function editApp(kube: Kube, appName: string, change: (spec: AppSpec, app: App) => AppSpec, annotations?: Record<string, string>): Promise<App> {
+async function editApp(kube: Session, appName: string, change: (spec: AppSpec, app: App) => AppSpec, annotations?: Record<string, string>): Promise<App> {
   return edit(async () => {
     const app = await kube.app(appName);
     return writeSpec<App>(kube, "App", appName, app, change(structuredClone(app.spec), app), { annotations });
   });
 }
 
-async function editConfig(kube: Kube, appName: string, change: (spec: ConfigSpec) => ConfigSpec): Promise<Config> {
+async function editConfig(kube: Session, appName: string, change: (spec: ConfigSpec) => ConfigSpec): Promise<Config> {
   await kube.app(appName);
   return edit(async () => {
     let config = await kube.get("Config", appName);
@@ -203,7 +203,7 @@ const appsDestroy: Handler = async (cmd, io, k) => {
   io.out(`Destroyed app ${appName} (${releases.length} release(s)).\n`);
 };
 
-async function appUrl(kube: Kube, appName: string): Promise<string> {
+async function appUrl(kube: Session, appName: string): Promise<string> {
   const app = await kube.app(appName);
   if (!app.status?.url) throw new CliError(`app "${appName}" has no URL yet (no web process, routing disabled, or not reconciled yet)`);
   return app.status.url;
@@ -262,7 +262,7 @@ const configSet: Handler = async (cmd, io, k) => {
  * Writes secret values into the Secret `<app>-env`; they never enter the Config (nor Git). A merge patch, not an
  * apply: developers may write Secrets but not read them, and an apply of one key would drop the keys set before.
  */
-async function writeSecretValues(kube: Kube, appName: string, values: Record<string, string>): Promise<void> {
+async function writeSecretValues(kube: Session, appName: string, values: Record<string, string>): Promise<void> {
   const app = await kube.app(appName);
   const data = Object.fromEntries(Object.entries(values).map(([key, v]) => [key, Buffer.from(v, "utf8").toString("base64")]));
   if (await kube.mergePatch("Secret", secretName(appName), { data })) return;
@@ -317,7 +317,7 @@ const configPull: Handler = async (cmd, io, k) => {
 
 // ------------------------------------------------------------------------------------------ releases
 
-async function releasesOfApp(kube: Kube, appName: string): Promise<{ app: App; releases: Release[] }> {
+async function releasesOfApp(kube: Session, appName: string): Promise<{ app: App; releases: Release[] }> {
   const app = await kube.app(appName);
   return { app, releases: releasesOf(await kube.list("Release"), appName) };
 }
@@ -360,7 +360,7 @@ const rollback: Handler = async (cmd, io, k) => {
     if (!before) throw new CliError(`app "${appName}" has no release before v${live} to roll back to`);
     target = before.spec.version;
   }
-  await writeSpec<App>(kube, "App", appName, app, app.spec, { annotations: { [ANNOTATIONS.rollback]: `v${target}` } });
+  await editApp(kube, appName, (spec) => spec, { [ANNOTATIONS.rollback]: `v${target}` });
   io.out(`Rolling back ${appName} to v${target}: the operator cuts a new release with v${target}'s build and config (see kubectl slipway releases ${appName}).\n`);
 };
 

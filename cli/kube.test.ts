@@ -2,7 +2,7 @@ import test, { type ExecutionContext } from "ava";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Kube } from "./kube.js";
+import { Session } from "./kube.js";
 
 async function kubeconfig(t: ExecutionContext): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), "slipway-kc-"));
@@ -21,7 +21,7 @@ async function kubeconfig(t: ExecutionContext): Promise<string> {
 }
 
 test("the namespace and the user recorded in changed-by come from the kubeconfig context", async (t) => {
-  const kube = Kube.connect({ kubeconfig: await kubeconfig(t) });
+  const kube = Session.connect({ kubeconfig: await kubeconfig(t) });
   t.is(kube.namespace, "team-a");
   t.is(kube.user, "alice");
   t.is(kube.server, "https://10.0.0.1:6443");
@@ -29,9 +29,9 @@ test("the namespace and the user recorded in changed-by come from the kubeconfig
 
 test("-n, --context and --as override the context's namespace and user", async (t) => {
   const file = await kubeconfig(t);
-  t.is(Kube.connect({ kubeconfig: file, namespace: "team-b" }).namespace, "team-b");
-  const other = Kube.connect({ kubeconfig: file, context: "other" });
+  t.is(Session.connect({ kubeconfig: file, namespace: "team-b" }).namespace, "team-b");
+  const other = Session.connect({ kubeconfig: file, context: "other" });
   t.deepEqual([other.namespace, other.user], ["default", "bob"]);
-  t.is(Kube.connect({ kubeconfig: file, as: "carol" }).user, "carol");
-  t.throws(() => Kube.connect({ kubeconfig: file, context: "nope" }), { message: `context "nope" not found in kubeconfig` });
+  t.is(Session.connect({ kubeconfig: file, as: "carol" }).user, "carol");
+  t.throws(() => Session.connect({ kubeconfig: file, context: "nope" }), { message: `context "nope" not found in kubeconfig` });
 });

@@ -1,13 +1,14 @@
-// The CLI's one Kubernetes client wrapper: the user's kubeconfig and namespace, server-side apply as
-// "kubectl-slipway" with the `slipway.dev/changed-by` annotation on every write, and errors mapped to one line.
+// What kubectl-slipway knows of the cluster: the user's kubeconfig, namespace and identity over the operator's one
+// Kubernetes client (operator/kube.ts). Every write is made as field manager "kubectl-slipway" with the
+// `slipway.dev/changed-by` annotation, and every failure becomes a one-line CliError. Pod logs and the watch of a
+// one-off pod stream through @kubernetes/client-node's Log and Watch on the same KubeConfig.
 import { PassThrough, type Writable } from "node:stream";
-import {
-  KubeConfig, KubernetesObjectApi, Log, PatchStrategy, Watch,
-  type KubernetesObject, type V1Pod, type V1Secret,
-} from "@kubernetes/client-node";
+import { KubeConfig, Log, Watch, type V1Pod, type V1Secret } from "@kubernetes/client-node";
 import { ANNOTATIONS, API_VERSION, type App, type Config, type OwnerReference, type Release } from "../crds/v1alpha1.js";
-import { CliError, toCliError, type RequestContext } from "./errors.js";
+import { isConflict, isNotFound, Kube, KubeError, type KubeObject } from "../operator/kube.js";
+import { CliError, isNotServed, toCliError, type RequestContext } from "./errors.js";
 
+/** The CLI's field manager: GitOps hands its fields over to Git (Argo CD), and Releases name the user who wrote them. */
 export const FIELD_MANAGER = "kubectl-slipway";
 
 export interface ConnectOptions {
@@ -37,9 +38,9 @@ const resourceOf: Record<keyof Kinds, string> = {
   App: "apps.slipway.dev", Config: "configs.slipway.dev", Release: "releases.slipway.dev", Secret: "secrets", Pod: "pods",
 };
 
-export class Kube {
+export class Session {
   readonly #kc: KubeConfig;
-  readonly #api: KubernetesObjectApi;
+  readonly #kube: Kube;
   /** The namespace every command works in. */
   readonly namespace: string;
   /** Who is asking: the impersonated user, or the kubeconfig context's user name. */
@@ -48,13 +49,13 @@ export class Kube {
 
   private constructor(kc: KubeConfig, namespace: string, user: string) {
     this.#kc = kc;
-    this.#api = KubernetesObjectApi.makeApiClient(kc);
+    this.#kube = new Kube(kc);
     this.namespace = namespace;
     this.user = user;
     this.server = kc.getCurrentCluster()?.server ?? "";
   }
 
-  static connect(opts: ConnectOptions): Kube {
+  static connect(opts: ConnectOptions): Session {
     const kc = new KubeConfig();
     try {
       if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
@@ -70,18 +71,24 @@ export class Kube {
     const ctx = kc.getContextObject(kc.getCurrentContext());
     const userName = kc.getCurrentUser()?.name ?? ctx?.user ?? "unknown";
     if (opts.as) {
+      // KubeConfig sends the Impersonate-User header for a user with impersonateUser, on every request.
       const current = kc.getCurrentUser();
       kc.users = kc.users.map((u) => (u === current ? { ...u, impersonateUser: opts.as } : u));
     }
-    return new Kube(kc, opts.namespace ?? ctx?.namespace ?? "default", opts.as ?? userName);
+    return new Session(kc, opts.namespace ?? ctx?.namespace ?? "default", opts.as ?? userName);
   }
 
   async get<K extends keyof Kinds>(kind: K, name: string): Promise<Kinds[K] | undefined> {
-    const header = { apiVersion: apiVersionOf[kind], kind, metadata: { name, namespace: this.namespace } };
     try {
-      return (await retryTransient(() => this.#api.read(header))) as unknown as Kinds[K];
+      return await retryTransient(async () => {
+        try {
+          return await this.#kube.get(apiVersionOf[kind], kind, this.namespace, name) as unknown as Kinds[K];
+        } catch (e) {
+          if (isNotFound(e) && !isNotServed(e)) return undefined;
+          throw e;
+        }
+      });
     } catch (e) {
-      if (isNotFound(e)) return undefined;
       throw this.#error(e, { verb: "get", resource: resourceOf[kind], name });
     }
   }
@@ -95,26 +102,18 @@ export class Kube {
 
   async list<K extends keyof Kinds>(kind: K, labelSelector?: string): Promise<Kinds[K][]> {
     try {
-      const list = await retryTransient(() =>
-        this.#api.list(apiVersionOf[kind], kind, this.namespace, undefined, undefined, undefined, undefined, labelSelector));
+      const list = await retryTransient(() => this.#kube.list(apiVersionOf[kind], kind, this.namespace, labelSelector));
       return list.items as unknown as Kinds[K][];
     } catch (e) {
       throw this.#error(e, { verb: "list", resource: resourceOf[kind] });
     }
   }
 
-  /** Server-side apply as "kubectl-slipway", recording the user in `slipway.dev/changed-by`. */
+  /** Server-side apply as "kubectl-slipway" (force, strict field validation), recording the user in `slipway.dev/changed-by`. */
   async apply<T>(obj: Applied): Promise<T> {
-    const body = {
-      ...obj,
-      metadata: {
-        ...obj.metadata,
-        namespace: this.namespace,
-        annotations: { ...obj.metadata.annotations, [ANNOTATIONS.changedBy]: this.user },
-      },
-    };
+    const body = this.#stamped(obj);
     try {
-      return (await this.#api.patch(body as KubernetesObject, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply)) as unknown as T;
+      return await this.#write<T>("PATCH", await this.#path(obj), body, { contentType: "application/apply-patch+yaml", force: true, fieldValidation: "Strict" });
     } catch (e) {
       if (isConflict(e)) throw new ConflictError(obj.kind, obj.metadata.name, { cause: e });
       throw this.#error(e, { verb: "patch", resource: resourceOf[obj.kind as keyof Kinds] ?? obj.kind, name: obj.metadata.name });
@@ -127,18 +126,12 @@ export class Kube {
    * Returns undefined when the object does not exist.
    */
   async mergePatch<K extends keyof Kinds>(kind: K, name: string, patch: Record<string, unknown>): Promise<Kinds[K] | undefined> {
-    const body = {
-      apiVersion: apiVersionOf[kind], kind,
-      ...patch,
-      metadata: {
-        ...(patch.metadata as object | undefined), name, namespace: this.namespace,
-        annotations: { ...(patch.metadata as { annotations?: Record<string, string> } | undefined)?.annotations, [ANNOTATIONS.changedBy]: this.user },
-      },
-    };
+    const meta = patch.metadata as Applied["metadata"] | undefined;
+    const body = this.#stamped({ ...patch, apiVersion: apiVersionOf[kind], kind, metadata: { ...meta, name } });
     try {
-      return (await this.#api.patch(body as KubernetesObject, undefined, undefined, FIELD_MANAGER, undefined, PatchStrategy.MergePatch)) as unknown as Kinds[K];
+      return await this.#write<Kinds[K]>("PATCH", await this.#path(body), body, { contentType: "application/merge-patch+json" });
     } catch (e) {
-      if (isNotFound(e)) return undefined;
+      if (isNotFound(e) && !isNotServed(e)) return undefined;
       if (isConflict(e)) throw new ConflictError(kind, name, { cause: e });
       throw this.#error(e, { verb: "patch", resource: resourceOf[kind], name });
     }
@@ -146,9 +139,9 @@ export class Kube {
 
   /** Creates an object as "kubectl-slipway" (for Pods and Secrets, where the user may create but not patch). */
   async create<T>(obj: Applied): Promise<T> {
-    const body = { ...obj, metadata: { ...obj.metadata, namespace: this.namespace, annotations: { ...obj.metadata.annotations, [ANNOTATIONS.changedBy]: this.user } } };
+    const body = this.#stamped(obj);
     try {
-      return (await this.#api.create(body as KubernetesObject, undefined, undefined, FIELD_MANAGER)) as unknown as T;
+      return await this.#write<T>("POST", await this.#kube.path(obj.apiVersion, obj.kind, this.namespace), body, {});
     } catch (e) {
       if (isConflict(e)) throw new ConflictError(obj.kind, obj.metadata.name, { cause: e });
       throw this.#error(e, { verb: "create", resource: resourceOf[obj.kind as keyof Kinds] ?? obj.kind, name: obj.metadata.name });
@@ -158,11 +151,13 @@ export class Kube {
   /** Deletes an object; one that is already gone is success. Returns whether it existed. */
   async delete(kind: keyof Kinds, name: string, opts: { gracePeriodSeconds?: number } = {}): Promise<boolean> {
     try {
-      await this.#api.delete({ apiVersion: apiVersionOf[kind], kind, metadata: { name, namespace: this.namespace } },
-        undefined, undefined, opts.gracePeriodSeconds, undefined, "Background");
+      const path = await this.#kube.path(apiVersionOf[kind], kind, this.namespace, name);
+      await this.#kube.request("DELETE", path, {
+        body: { apiVersion: "v1", kind: "DeleteOptions", propagationPolicy: "Background", gracePeriodSeconds: opts.gracePeriodSeconds },
+      });
       return true;
     } catch (e) {
-      if (isNotFound(e)) return false;
+      if (isNotFound(e) && !isNotServed(e)) return false;
       throw this.#error(e, { verb: "delete", resource: resourceOf[kind], name });
     }
   }
@@ -186,18 +181,38 @@ export class Kube {
     }
   }
 
+  /** The object in this namespace, with the user in `slipway.dev/changed-by`. */
+  #stamped(obj: Applied): KubeObject {
+    return {
+      ...obj,
+      metadata: { ...obj.metadata, namespace: this.namespace, annotations: { ...obj.metadata.annotations, [ANNOTATIONS.changedBy]: this.user } },
+    };
+  }
+
+  #path(obj: KubeObject): Promise<string> {
+    return this.#kube.path(obj.apiVersion, obj.kind, this.namespace, obj.metadata.name);
+  }
+
+  /** One write through the operator's client, as field manager "kubectl-slipway". */
+  #write<T>(method: "PATCH" | "POST", path: string, body: KubeObject, opts: { contentType?: string; force?: boolean; fieldValidation?: string }): Promise<T> {
+    return this.#kube.request<T>(method, path, {
+      body, contentType: opts.contentType,
+      query: { fieldManager: FIELD_MANAGER, force: opts.force, fieldValidation: opts.fieldValidation },
+    });
+  }
+
   #error(e: unknown, ctx: Omit<RequestContext, "namespace" | "server">): CliError {
     return toCliError(e, { ...ctx, namespace: this.namespace, server: this.server });
   }
 }
 
-/** Retries a read the API server could not answer yet (503 while a new CRD's storage starts, 429). */
+/** Retries a request the API server could not answer yet (503 while a new CRD's storage starts, 429). */
 async function retryTransient<T>(read: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await read();
     } catch (e) {
-      const code = typeof e === "object" && e !== null ? (e as { code?: unknown }).code : undefined;
+      const code = e instanceof KubeError ? e.code : undefined;
       if ((code !== 503 && code !== 429) || attempt >= 5) throw e;
       await new Promise((r) => setTimeout(r, 200 * attempt));
     }
@@ -210,14 +225,6 @@ export class ConflictError extends Error {
     super(`${kind} ${name} changed while this command edited it`, options);
     this.name = "ConflictError";
   }
-}
-
-function isConflict(e: unknown): boolean {
-  return typeof e === "object" && e !== null && (e as { code?: unknown }).code === 409;
-}
-
-function isNotFound(e: unknown): boolean {
-  return typeof e === "object" && e !== null && (e as { code?: unknown }).code === 404;
 }
 
 /** A writable that calls `onLine` for each complete line written to it (and the last partial one at the end). */

@@ -7,7 +7,7 @@ import { CliError } from "./errors.js";
 import { helpText } from "./commands.js";
 import { parseArgv } from "./parse.js";
 import { HANDLERS, type Io } from "./handlers.js";
-import { Kube } from "./kube.js";
+import { Session } from "./kube.js";
 import { complete } from "./complete.js";
 
 export const VERSION = "0.1.0";
@@ -32,8 +32,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
     const cmd = inv.command;
     const handler = HANDLERS[cmd.spec.name];
     if (!handler) throw new CliError(`"${cmd.spec.name}" is not implemented`);
-    let kube: Kube | undefined;
-    const connect = () => (kube ??= Kube.connect(cmd.global));
+    let kube: Session | undefined;
+    const connect = () => (kube ??= Session.connect(cmd.global));
     return (await handler(cmd, io, connect)) ?? 0;
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);

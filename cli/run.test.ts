@@ -4,7 +4,7 @@ import test from "ava";
 import type { V1Pod } from "@kubernetes/client-node";
 import type { App, Release } from "../crds/v1alpha1.js";
 import { HANDLERS, type Io } from "./handlers.js";
-import type { Kube } from "./kube.js";
+import type { Session } from "./kube.js";
 import { parseArgv } from "./parse.js";
 
 function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } {
@@ -41,7 +41,7 @@ function cluster() {
       return true;
     },
   };
-  return { events, createAnswer, deleteAnswer, kube: kube as unknown as Kube, podName: () => created?.metadata?.name };
+  return { events, createAnswer, deleteAnswer, kube: kube as unknown as Session, podName: () => created?.metadata?.name };
 }
 
 function io(): Io & { interrupt(): Promise<void> } {

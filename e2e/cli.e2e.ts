@@ -235,6 +235,12 @@ test("a viewer lists apps and releases but cannot change them, and is told which
   t.is(scale.stderr, `error: permission denied: User "system:serviceaccount:${ns}:viewer" cannot patch apps.slipway.dev in namespace "${ns}"\n`);
   const run = await viewer.slipway(["run", "hello", "--", "true"]);
   t.is(run.stderr, `error: permission denied: User "system:serviceaccount:${ns}:viewer" cannot create pods in namespace "${ns}"\n`);
+
+  // An administrator acting as the viewer with --as gets the viewer's rights, not their own.
+  const admin = { KUBECONFIG: (await controlPlane()).kubeconfigPath };
+  const as = await runCli(["-n", ns, "--as", `system:serviceaccount:${ns}:viewer`, "config:set", "hello", "A=1"], admin).done;
+  t.is(as.stderr, `error: permission denied: User "system:serviceaccount:${ns}:viewer" cannot patch configs.slipway.dev in namespace "${ns}"\n`);
+  t.deepEqual((await json<{ env: object }>(t, viewer, ["config", "hello"])).env, {});
 });
 
 test("errors are one line: unknown app, invalid value from the API server, unreachable cluster", async (t) => {
@@ -264,25 +270,44 @@ test("errors are one line: unknown app, invalid value from the API server, unrea
 test("20 concurrent config:set of different keys all land, and every release cut says what it set", async (t) => {
   const { alice } = await setup(t);
   await createApp(t, alice, "busy");
-  const keys = Array.from({ length: 20 }, (_, i) => `KEY_${i}`);
-  const results = await Promise.all(keys.map((key) => alice.slipway(["config:set", "busy", `${key}=v`])));
+  const values = Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`KEY_${i}`, `value-${i}`]));
+  const keys = Object.keys(values);
+  const results = await Promise.all(keys.map((key) => alice.slipway(["config:set", "busy", `${key}=${values[key]}`])));
   for (const [i, r] of results.entries()) t.is(r.code, 0, `config:set ${keys[i]}: ${r.stderr}`);
   const env = await json<{ env: Record<string, string> }>(t, alice, ["config", "busy"]);
-  t.deepEqual(Object.keys(env.env).sort(), [...keys].sort(), "no key was dropped by a concurrent edit");
-  // Each release's config is its cause applied to the release before it: nothing is claimed that is not there.
+  t.deepEqual(env.env, values, "no key was dropped by a concurrent edit");
   let all: Release[] = [];
   await waitFor(async () => {
     all = await json<Release[]>(t, alice, ["releases", "busy"]);
     return Object.keys(all[0]?.spec.config?.env ?? {}).length === keys.length;
   }, 90_000, () => `the newest release has ${Object.keys(all[0]?.spec.config?.env ?? {}).length} of ${keys.length} keys`);
+  t.deepEqual(all[0]?.spec.config.env, values, "the newest release has every key with its value");
+  // Each release's config is its cause applied to the release before it: every key its cause names is in its env
+  // with the value that was set, and nothing is claimed that is not there or silently lost.
   const ordered = [...all].sort((a, b) => a.spec.version - b.spec.version);
   for (let i = 1; i < ordered.length; i++) {
-    const before = Object.keys(ordered[i - 1]?.spec.config?.env ?? {});
-    const after = Object.keys(ordered[i]?.spec.config?.env ?? {});
-    const added = after.filter((k) => !before.includes(k)).sort();
-    t.is(ordered[i]?.spec.cause, `set ${added.join(", ")}`, `v${ordered[i]?.spec.version}`);
-    t.true(before.every((k) => after.includes(k)), `v${ordered[i]?.spec.version} keeps every earlier key`);
+    const before = ordered[i - 1]?.spec.config.env ?? {};
+    const after = ordered[i]?.spec.config.env ?? {};
+    const added = Object.keys(after).filter((k) => !(k in before)).sort();
+    const named = (ordered[i]?.spec.cause ?? "").replace(/^set /, "").split(", ").sort();
+    t.deepEqual(named, added, `v${ordered[i]?.spec.version}: "${ordered[i]?.spec.cause}" names the keys it added`);
+    for (const key of named) t.is(after[key], values[key], `v${ordered[i]?.spec.version} has ${key}=${values[key]}`);
+    t.deepEqual(Object.keys(before).filter((k) => !(k in after)), [], `v${ordered[i]?.spec.version} keeps every earlier key`);
   }
+});
+
+test("10 concurrent domains:add and a scale of one app all land (App edits do not drop each other)", async (t) => {
+  const { alice } = await setup(t);
+  await createApp(t, alice, "hosts");
+  const hosts = Array.from({ length: 10 }, (_, i) => `h${i}.example.com`);
+  const results = await Promise.all([
+    ...hosts.map((host) => alice.slipway(["domains:add", "hosts", host])),
+    alice.slipway(["scale", "hosts", "web=2"]),
+  ]);
+  for (const r of results) t.is(r.code, 0, r.stderr);
+  const { app } = await json<{ app: App }>(t, alice, ["info", "hosts"]);
+  t.deepEqual([...(app.spec.routing?.domains ?? [])].sort(), hosts, "no domain was dropped by a concurrent edit");
+  t.is(app.spec.processes?.web?.replicas, 2, "the scale was not dropped by a concurrent edit");
 });
 
 test("the CLI refuses an unknown process type, a bad app name and warns about an image tag, before calling the API", async (t) => {
