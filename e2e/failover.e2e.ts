@@ -295,3 +295,69 @@ test("a Config change made while a restarted operator is still starting GitOps i
   const subjects = await repo.subjects();
   t.false(subjects.some((s) => /update Config/.test(s)), `the Config change has a commit of its own:\n${subjects.join("\n")}`);
 });
+
+/** What the process's /readyz answers. */
+async function readyz(p: OperatorProcess): Promise<{ status: number; text: string }> {
+  const res = await fetch(`http://127.0.0.1:${p.port}/readyz`);
+  return { status: res.status, text: (await res.text()).trim() };
+}
+
+test("a standby that takes the Lease while Git is down releases it and is not ready, then leads once Git is back and commits a change made meanwhile", async (t) => {
+  const env = await setup(t);
+  // A Git server of this test's own, stopped and started again on the same port and directory.
+  const root = await temp();
+  let git = await startGitServer({ root });
+  const port = git.port;
+  t.teardown(() => git.stop());
+  await git.createBareRepo(env.ns);
+  const url = git.url(env.ns);
+  const replica = async (name: string) => env.spawn(name, {
+    LEADER_ELECTION: "true", POD_NAMESPACE: env.ns, POD_NAME: name,
+    SLIPWAY_GIT_URL: url, SLIPWAY_GIT_DIR: await temp(), SLIPWAY_GIT_POLL_SECONDS: "3600",
+  });
+  const subjects = async () => (await run("git", ["log", "--format=%s", "main"], { cwd: join(root, `${env.ns}.git`) })).stdout.trim().split("\n");
+
+  const a = await replica("operator-a");
+  await a.ready();
+  await apply(env.ns, configYaml({ GREETING: "hello" }));
+  await apply(env.ns, appYaml);
+  const v1 = new RegExp(`^${env.ns}/shop: release v1: `);
+  await waitFor(async () => (await subjects()).some((s) => v1.test(s)), 45_000, () => `no v1 commit\n${env.output()}`);
+  const b = await replica("operator-b");
+  await b.until("campaigning for leadership");
+  await waitFor(async () => (await readyz(b)).status === 200, 20_000, async () => `the standby is not ready: ${(await readyz(b)).text}\n${b.tail()}`);
+  t.is((await readyz(b)).text, "standby: operator-a leads");
+
+  await git.stop();
+  a.kill("SIGKILL");
+  await a.exited;
+  await apply(env.ns, configYaml({ GREETING: "hello", FOO: "bar" }));
+
+  // operator-b takes the Lease once it expired, cannot open the config repository, and gives the Lease back.
+  const failed = await b.when((l) => l.msg === "could not start as the leader; releasing the Lease and campaigning again after a backoff",
+    { timeoutMs: (LEASE_SECONDS + 30) * 1000 });
+  t.regex(JSON.stringify(failed.err), /cannot open the config repository/);
+  t.true(typeof failed.retryInMs === "number" && failed.retryInMs > 0, JSON.stringify(failed));
+  const from = b.lines.indexOf(failed);
+  await b.when((l) => l.msg === "released the lease", { from, timeoutMs: 10_000 });
+  const notReady = await readyz(b);
+  t.is(notReady.status, 503);
+  t.regex(notReady.text, /^not ready: (the start as the leader failed \(.*\); campaigning again in \d+ s|starting the reconcilers and GitOps)$/);
+  // After the backoff it takes the free Lease again and tries again.
+  const again = await b.when((l) => l.msg === "could not start as the leader; releasing the Lease and campaigning again after a backoff",
+    { from: from + 1, timeoutMs: 30_000 });
+  t.true(Number(again.retryInMs) > Number(failed.retryInMs), `the backoff grows: ${failed.retryInMs} ms, then ${again.retryInMs} ms`);
+  t.false(b.lines.some((l) => l.msg === "leader election lost"), "giving the Lease back is not losing it");
+  t.true(b.running);
+
+  git = await startGitServer({ root, port });
+  await b.ready(120_000);
+  t.is((await readyz(b)).text, "leading");
+  t.is((await readLease(env.ns)).spec?.holderIdentity, "operator-b");
+  const v2 = new RegExp(`^${env.ns}/shop: release v2: set FOO \\(by ${USER}\\)$`);
+  let found: string[] = [];
+  await waitFor(async () => (found = await subjects()).some((s) => v2.test(s)), 45_000, () => `no v2 commit; remote has:\n${found.join("\n")}\n${env.output()}`);
+  t.deepEqual(await releases(env), [1, 2]);
+  await eventuallyReady(env, "v2");
+  t.true(b.running, "operator-b never exited");
+});
