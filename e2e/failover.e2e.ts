@@ -10,7 +10,8 @@ import { promisify } from "node:util";
 import test, { type ExecutionContext } from "ava";
 import { CoordinationV1Api, type V1Lease } from "@kubernetes/client-node";
 import type { App, Config, Release } from "../crds/v1alpha1.js";
-import { Kube, type KubeObject } from "../operator/kube.js";
+import { isConflict, Kube, microTime, type KubeObject } from "../operator/kube.js";
+import { LEASE_API_VERSION, type LeaseObject } from "../operator/leader.js";
 import { Operators, type OperatorProcess } from "./harness/operator-process.js";
 import { startGitServer, type GitServer } from "./harness/gitserver.js";
 import { controlPlane, freshNamespace, installCrds, waitFor } from "./harness/suite.js";
@@ -360,4 +361,30 @@ test("a standby that takes the Lease while Git is down releases it and is not re
   t.deepEqual(await releases(env), [1, 2]);
   await eventuallyReady(env, "v2");
   t.true(b.running, "operator-b never exited");
+});
+
+test("a leader that loses the Lease to another holder stops at once and exits non-zero", async (t) => {
+  const env = await setup(t);
+  const a = await env.spawn("operator-a", { LEADER_ELECTION: "true", POD_NAMESPACE: env.ns, POD_NAME: "operator-a" });
+  await a.ready();
+  // Another holder writes the Lease, as one would after a partition the leader did not notice in time.
+  await waitFor(async () => {
+    const lease = await env.kube.get<LeaseObject>(LEASE_API_VERSION, "Lease", env.ns, LEASE);
+    try {
+      await env.kube.replace<LeaseObject>({ ...lease, spec: { ...lease.spec, holderIdentity: "operator-z", renewTime: microTime(new Date()), leaseDurationSeconds: 60 } });
+      return true;
+    } catch (err) {
+      if (isConflict(err)) return false;
+      throw err;
+    }
+  }, 10_000, () => "cannot take the Lease over");
+  const taken = Date.now();
+  const exit = await Promise.race([a.exited, sleep(30_000).then(() => "still running")]);
+  t.like(exit, { code: 1 }, `operator-a did not exit\n${a.tail()}`);
+  // It notices at its next renewal (2 s ± 20%), then gives its work at most 2 s to stop.
+  t.true(Date.now() - taken < 15_000, `exited ${(Date.now() - taken) / 1000} s after losing the Lease`);
+  const lost = a.lines.find((l) => l.msg === "leader election lost");
+  t.truthy(lost, a.tail());
+  t.regex(String(lost?.reason), /the lease is now held by operator-z/);
+  t.is((await readLease(env.ns)).spec?.holderIdentity, "operator-z", "it did not take the Lease back");
 });

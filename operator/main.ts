@@ -5,9 +5,10 @@ import os from "node:os";
 import { pathToFileURL } from "node:url";
 import { KubeConfig, ListWatch, Watch, type KubernetesListObject, type KubernetesObject as ClientObject } from "@kubernetes/client-node";
 import type { Logger } from "pino";
-import { API_VERSION, LABELS } from "../crds/v1alpha1.js";
+import { ANNOTATIONS, API_VERSION, LABELS } from "../crds/v1alpha1.js";
 import type { PlatformSettings } from "../functions/render.js";
 import type { Readiness } from "./http.js";
+import type { LeaseObject } from "./leader.js";
 import type { Platform } from "./platform.js";
 import { AppReconciler, rolledOut, type DeploymentObject } from "./app-reconciler.js";
 import { ownershipOnly, type ManagedFieldsEntry } from "./releases.js";
@@ -386,8 +387,10 @@ async function main(): Promise<void> {
     concurrency: env.RECONCILE_CONCURRENCY ? Number(env.RECONCILE_CONCURRENCY) : undefined,
     namespace: env.WATCH_NAMESPACE || undefined,
   };
+  const webhookSecret = env.SLIPWAY_WEBHOOK_SECRET || undefined;
   const shutdown = handleShutdown();
   const { startPlatform, gitopsFromEnv, listenForWebhooks } = await import("./platform.js");
+  const { handOverWebhooks } = await import("./receiver.js");
   let operator: Platform | undefined;
   let starting: Promise<void> | undefined;
   // Only the leader reconciles, commits and builds; a standby waits for the Lease.
@@ -396,9 +399,13 @@ async function main(): Promise<void> {
       ...options,
       gitops: gitopsFromEnv(env),
       builds: env.SLIPWAY_BUILDS === "true" ? { pollIntervalMs: Number(env.SLIPWAY_SOURCE_POLL_SECONDS ?? 60) * 1000 } : undefined,
-      webhookSecret: env.SLIPWAY_WEBHOOK_SECRET || undefined,
+      webhookSecret,
     }).then((handle) => {
       operator = handle;
+      if (syncAfterStart) {
+        syncAfterStart = false;
+        void handle.gitops?.syncNow().catch(() => undefined);
+      }
     }, (err: unknown) => {
       // startPlatform stopped what it had started: the next lead() starts afresh.
       starting = undefined;
@@ -414,12 +421,32 @@ async function main(): Promise<void> {
     await handle?.stop();
   };
 
+  // Another replica that received a config repository webhook asks the leader to sync through the Lease
+  // (receiver.ts). A request seen while the platform starts is carried out once it has started: the start's own
+  // fetch may have come before the push.
+  let syncRequested: string | undefined | null = null;
+  let syncAfterStart = false;
+  const onLease = (lease: LeaseObject) => {
+    const requested = lease.metadata.annotations?.[ANNOTATIONS.syncRequestedAt];
+    const first = syncRequested === null;
+    if (requested === syncRequested) return;
+    syncRequested = requested;
+    if (first || !requested) return;
+    const gitops = operator?.gitops;
+    if (!gitops) {
+      syncAfterStart = !!starting;
+      return;
+    }
+    log.info({ requestedAt: requested }, "another replica received a config repository webhook: syncing");
+    void gitops.syncNow().catch(() => undefined);
+  };
+  const lease = { namespace: env.POD_NAMESPACE ?? "slipway-system", name: env.LEADER_ELECTION_LEASE ?? "slipway-operator" };
   const election = env.LEADER_ELECTION === "true"
     ? await startLeaderElection({
       kube,
-      namespace: env.POD_NAMESPACE ?? "slipway-system",
-      name: env.LEADER_ELECTION_LEASE ?? "slipway-operator",
+      ...lease,
       identity: env.POD_NAME ?? os.hostname(),
+      onLease,
       onStartedLeading: lead,
       onStoppedLeading: async ({ lost }) => {
         // Not awaited: the shutdown stops the election, which is what called this.
@@ -456,7 +483,10 @@ async function main(): Promise<void> {
   shutdown.add("operator", follow);
   shutdown.add("health server", () => health.close());
   if (env.WEBHOOK_PORT) {
-    const webhooks = await listenForWebhooks(Number(env.WEBHOOK_PORT), () => operator?.webhookHandler);
+    const handOver = handOverWebhooks({
+      kube, lease: election ? lease : undefined, webhookSecret, namespace: options.namespace, previewDomain: options.platform?.domain,
+    });
+    const webhooks = await listenForWebhooks(Number(env.WEBHOOK_PORT), () => operator?.webhookHandler, handOver);
     shutdown.add("webhook receiver", () => webhooks.close());
   }
   if (!election) {
