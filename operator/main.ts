@@ -8,7 +8,7 @@ import type { Logger } from "pino";
 import { ANNOTATIONS, API_VERSION, LABELS } from "../crds/v1alpha1.js";
 import type { PlatformSettings } from "../functions/render.js";
 import type { Readiness } from "./http.js";
-import type { LeaseObject } from "./leader.js";
+import type { LeaderElection, LeaseObject } from "./leader.js";
 import type { Platform } from "./platform.js";
 import { AppReconciler, rolledOut, type DeploymentObject } from "./app-reconciler.js";
 import { ownershipOnly, type ManagedFieldsEntry } from "./releases.js";
@@ -440,26 +440,13 @@ async function main(): Promise<void> {
     log.info({ requestedAt: requested }, "another replica received a config repository webhook: syncing");
     void gitops.syncNow().catch(() => undefined);
   };
-  const lease = { namespace: env.POD_NAMESPACE ?? "slipway-system", name: env.LEADER_ELECTION_LEASE ?? "slipway-operator" };
-  const election = env.LEADER_ELECTION === "true"
-    ? await startLeaderElection({
-      kube,
-      ...lease,
-      identity: env.POD_NAME ?? os.hostname(),
-      onLease,
-      onStartedLeading: lead,
-      onStoppedLeading: async ({ lost }) => {
-        // Not awaited: the shutdown stops the election, which is what called this.
-        if (lost) void shutdown.shutdown("leader election lost", { exitCode: 1, timeoutMs: LOST_LEASE_STOP_MS });
-        else await follow();
-      },
-    })
-    : undefined;
   /**
    * /readyz: a leader is ready once it serves (its caches listed, GitOps synced once); a standby is ready while
    * it can reach the API server to take over, so a Deployment rollout of two replicas completes and the
    * Service routes webhooks to it too; a replica whose start failed is not ready until it leads.
    */
+  // Set once the campaign has started (after the health server, so a port in use fails before the Lease is taken).
+  let election: LeaderElection | undefined = undefined;
   const readiness = (): Readiness => {
     if (operator) return operator.synced() ? { ready: true, reason: election ? "leading" : "ok" } : { ready: false, reason: "the watches have not listed yet" };
     const status = election?.status();
@@ -478,18 +465,34 @@ async function main(): Promise<void> {
     }
   };
   const health = await startHealthServer({ port: Number(env.HTTP_PORT ?? 8080), ready: readiness });
+  const lease = { namespace: env.POD_NAMESPACE ?? "slipway-system", name: env.LEADER_ELECTION_LEASE ?? "slipway-operator" };
+  const campaign = env.LEADER_ELECTION === "true"
+    ? await startLeaderElection({
+      kube,
+      ...lease,
+      identity: env.POD_NAME ?? os.hostname(),
+      onLease,
+      onStartedLeading: lead,
+      onStoppedLeading: async ({ lost }) => {
+        // Not awaited: the shutdown stops the election, which is what called this.
+        if (lost) void shutdown.shutdown("leader election lost", { exitCode: 1, timeoutMs: LOST_LEASE_STOP_MS });
+        else await follow();
+      },
+    })
+    : undefined;
+  election = campaign;
   // In this order on SIGTERM: a leader stops its work, then hands the Lease over; then the endpoints close.
-  if (election) shutdown.add("leader election", () => election.stop());
+  if (campaign) shutdown.add("leader election", () => campaign.stop());
   shutdown.add("operator", follow);
   shutdown.add("health server", () => health.close());
   if (env.WEBHOOK_PORT) {
     const handOver = handOverWebhooks({
-      kube, lease: election ? lease : undefined, webhookSecret, namespace: options.namespace, previewDomain: options.platform?.domain,
+      kube, lease: campaign ? lease : undefined, webhookSecret, namespace: options.namespace, previewDomain: options.platform?.domain,
     });
     const webhooks = await listenForWebhooks(Number(env.WEBHOOK_PORT), () => operator?.webhookHandler, handOver);
     shutdown.add("webhook receiver", () => webhooks.close());
   }
-  if (!election) {
+  if (!campaign) {
     try {
       await lead();
     } catch (err) {
