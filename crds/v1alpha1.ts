@@ -28,6 +28,17 @@ export const ANNOTATIONS = {
    * CLI or GitOps and removed by GitOps once Flux's source has the change's commit. Never written to Git.
    */
   fluxHold: "slipway.dev/flux-hold",
+  /**
+   * Set on an App by a replica that received a verified source webhook but does not lead (an RFC 3339 time):
+   * the leader polls the App's source branch and builds its head. Like Flux's `reconcile.fluxcd.io/requestedAt`.
+   * Never written to Git.
+   */
+  requestedAt: "slipway.dev/reconcile-requested-at",
+  /**
+   * Set on the operator's Lease by a replica that received a verified config repository webhook but does not
+   * lead (an RFC 3339 time): the leader, which reads the Lease at every renewal, syncs with the repository.
+   */
+  syncRequestedAt: "slipway.dev/sync-requested-at",
 } as const;
 
 /** Flux's own metadata that Slipway reads or sets on its objects (operator/gitops/flux.ts). */

@@ -10,7 +10,8 @@ import { promisify } from "node:util";
 import test, { type ExecutionContext } from "ava";
 import { CoordinationV1Api, type V1Lease } from "@kubernetes/client-node";
 import type { App, Config, Release } from "../crds/v1alpha1.js";
-import { Kube, type KubeObject } from "../operator/kube.js";
+import { isConflict, Kube, microTime, type KubeObject } from "../operator/kube.js";
+import { LEASE_API_VERSION, type LeaseObject } from "../operator/leader.js";
 import { Operators, type OperatorProcess } from "./harness/operator-process.js";
 import { startGitServer, type GitServer } from "../operator/local/gitserver.js";
 import { controlPlane, freshNamespace, installCrds, waitFor } from "./harness/suite.js";
@@ -294,4 +295,96 @@ test("a Config change made while a restarted operator is still starting GitOps i
   await exactlyOneV2Commit(t, env, repo);
   const subjects = await repo.subjects();
   t.false(subjects.some((s) => /update Config/.test(s)), `the Config change has a commit of its own:\n${subjects.join("\n")}`);
+});
+
+/** What the process's /readyz answers. */
+async function readyz(p: OperatorProcess): Promise<{ status: number; text: string }> {
+  const res = await fetch(`http://127.0.0.1:${p.port}/readyz`);
+  return { status: res.status, text: (await res.text()).trim() };
+}
+
+test("a standby that takes the Lease while Git is down releases it and is not ready, then leads once Git is back and commits a change made meanwhile", async (t) => {
+  const env = await setup(t);
+  // A Git server of this test's own, stopped and started again on the same port and directory.
+  const root = await temp();
+  let git = await startGitServer({ root });
+  const port = git.port;
+  t.teardown(() => git.stop());
+  await git.createBareRepo(env.ns);
+  const url = git.url(env.ns);
+  const replica = async (name: string) => env.spawn(name, {
+    LEADER_ELECTION: "true", POD_NAMESPACE: env.ns, POD_NAME: name,
+    SLIPWAY_GIT_URL: url, SLIPWAY_GIT_DIR: await temp(), SLIPWAY_GIT_POLL_SECONDS: "3600",
+  });
+  const subjects = async () => (await run("git", ["log", "--format=%s", "main"], { cwd: join(root, `${env.ns}.git`) })).stdout.trim().split("\n");
+
+  const a = await replica("operator-a");
+  await a.ready();
+  await apply(env.ns, configYaml({ GREETING: "hello" }));
+  await apply(env.ns, appYaml);
+  const v1 = new RegExp(`^${env.ns}/shop: release v1: `);
+  await waitFor(async () => (await subjects()).some((s) => v1.test(s)), 45_000, () => `no v1 commit\n${env.output()}`);
+  const b = await replica("operator-b");
+  await b.until("campaigning for leadership");
+  await waitFor(async () => (await readyz(b)).status === 200, 20_000, async () => `the standby is not ready: ${(await readyz(b)).text}\n${b.tail()}`);
+  t.is((await readyz(b)).text, "standby: operator-a leads");
+
+  await git.stop();
+  a.kill("SIGKILL");
+  await a.exited;
+  await apply(env.ns, configYaml({ GREETING: "hello", FOO: "bar" }));
+
+  // operator-b takes the Lease once it expired, cannot open the config repository, and gives the Lease back.
+  const failed = await b.when((l) => l.msg === "could not start as the leader; releasing the Lease and campaigning again after a backoff",
+    { timeoutMs: (LEASE_SECONDS + 30) * 1000 });
+  t.regex(JSON.stringify(failed.err), /cannot open the config repository/);
+  t.true(typeof failed.retryInMs === "number" && failed.retryInMs > 0, JSON.stringify(failed));
+  const from = b.lines.indexOf(failed);
+  await b.when((l) => l.msg === "released the lease", { from, timeoutMs: 10_000 });
+  const notReady = await readyz(b);
+  t.is(notReady.status, 503);
+  t.regex(notReady.text, /^not ready: (the start as the leader failed \(.*\); campaigning again in \d+ s|starting the reconcilers and GitOps)$/);
+  // After the backoff it takes the free Lease again and tries again.
+  const again = await b.when((l) => l.msg === "could not start as the leader; releasing the Lease and campaigning again after a backoff",
+    { from: from + 1, timeoutMs: 30_000 });
+  t.true(Number(again.retryInMs) > Number(failed.retryInMs), `the backoff grows: ${failed.retryInMs} ms, then ${again.retryInMs} ms`);
+  t.false(b.lines.some((l) => l.msg === "leader election lost"), "giving the Lease back is not losing it");
+  t.true(b.running);
+
+  git = await startGitServer({ root, port });
+  await b.ready(120_000);
+  t.is((await readyz(b)).text, "leading");
+  t.is((await readLease(env.ns)).spec?.holderIdentity, "operator-b");
+  const v2 = new RegExp(`^${env.ns}/shop: release v2: set FOO \\(by ${USER}\\)$`);
+  let found: string[] = [];
+  await waitFor(async () => (found = await subjects()).some((s) => v2.test(s)), 45_000, () => `no v2 commit; remote has:\n${found.join("\n")}\n${env.output()}`);
+  t.deepEqual(await releases(env), [1, 2]);
+  await eventuallyReady(env, "v2");
+  t.true(b.running, "operator-b never exited");
+});
+
+test("a leader that loses the Lease to another holder stops at once and exits non-zero", async (t) => {
+  const env = await setup(t);
+  const a = await env.spawn("operator-a", { LEADER_ELECTION: "true", POD_NAMESPACE: env.ns, POD_NAME: "operator-a" });
+  await a.ready();
+  // Another holder writes the Lease, as one would after a partition the leader did not notice in time.
+  await waitFor(async () => {
+    const lease = await env.kube.get<LeaseObject>(LEASE_API_VERSION, "Lease", env.ns, LEASE);
+    try {
+      await env.kube.replace<LeaseObject>({ ...lease, spec: { ...lease.spec, holderIdentity: "operator-z", renewTime: microTime(new Date()), leaseDurationSeconds: 60 } });
+      return true;
+    } catch (err) {
+      if (isConflict(err)) return false;
+      throw err;
+    }
+  }, 10_000, () => "cannot take the Lease over");
+  const taken = Date.now();
+  const exit = await Promise.race([a.exited, sleep(30_000).then(() => "still running")]);
+  t.like(exit, { code: 1 }, `operator-a did not exit\n${a.tail()}`);
+  // It notices at its next renewal (2 s ± 20%), then gives its work at most 2 s to stop.
+  t.true(Date.now() - taken < 15_000, `exited ${(Date.now() - taken) / 1000} s after losing the Lease`);
+  const lost = a.lines.find((l) => l.msg === "leader election lost");
+  t.truthy(lost, a.tail());
+  t.regex(String(lost?.reason), /the lease is now held by operator-z/);
+  t.is((await readLease(env.ns)).spec?.holderIdentity, "operator-z", "it did not take the Lease back");
 });

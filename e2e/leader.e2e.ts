@@ -3,6 +3,7 @@
 import test from "ava";
 import { CoordinationV1Api, V1MicroTime, type V1Lease } from "@kubernetes/client-node";
 import { controlPlane, freshNamespace, waitFor } from "./harness/suite.js";
+import { Kube } from "../operator/kube.js";
 import { startLeaderElection, type LeaderElection, type LeaderElectionOptions } from "../operator/leader.js";
 
 const LEASE = "slipway-operator";
@@ -36,7 +37,7 @@ async function candidate(namespace: string, identity: string, leadership: Leader
   const cp = await controlPlane();
   const events: string[] = [];
   const election = await startLeaderElection({
-    kubeConfig: cp.kubeConfig(),
+    kube: new Kube(cp.kubeConfig()),
     namespace,
     name: LEASE,
     identity,

@@ -72,3 +72,17 @@ test("close() frees the port", async (t) => {
   await server.close();
   await t.throwsAsync(fetch(`http://127.0.0.1:${server.port}/healthz`));
 });
+
+test("/readyz gives the reason the readiness check states, ready or not", async (t) => {
+  let answer = { ready: false, reason: "could not start as the leader (the config repository is unreachable)" };
+  const server = await startHealthServer({ port: 0, host: "127.0.0.1", ready: () => answer });
+  t.teardown(() => server.close());
+  const before = await fetch(`http://127.0.0.1:${server.port}/readyz`);
+  t.is(before.status, 503);
+  t.is(await before.text(), "not ready: could not start as the leader (the config repository is unreachable)\n");
+
+  answer = { ready: true, reason: "standby: operator-a leads" };
+  const after = await fetch(`http://127.0.0.1:${server.port}/readyz`);
+  t.is(after.status, 200);
+  t.is(await after.text(), "standby: operator-a leads\n");
+});

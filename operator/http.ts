@@ -9,8 +9,17 @@ export interface HealthServerOptions {
   readonly port: number;
   /** Address to bind; default all interfaces, so the kubelet and Prometheus can reach it. */
   readonly host?: string;
-  /** Whether the operator can do its work now (caches synced, API reachable). A throw counts as not ready. */
-  readonly ready: () => boolean | Promise<boolean>;
+  /**
+   * Whether this replica can do its part now (caches synced, API reachable), optionally with the reason /readyz
+   * gives. A throw counts as not ready.
+   */
+  readonly ready: () => boolean | Readiness | Promise<boolean | Readiness>;
+}
+
+export interface Readiness {
+  readonly ready: boolean;
+  /** What /readyz says: what this replica does, or why it cannot. */
+  readonly reason: string;
 }
 
 export interface HealthServer {
@@ -25,7 +34,9 @@ function reply(res: ServerResponse, status: number, body: string, contentType = 
 
 async function readiness(ready: HealthServerOptions["ready"]): Promise<{ ok: boolean; reason: string }> {
   try {
-    return (await ready())
+    const answer = await ready();
+    if (typeof answer !== "boolean") return { ok: answer.ready, reason: answer.ready ? answer.reason : `not ready: ${answer.reason}` };
+    return answer
       ? { ok: true, reason: "ok" }
       : { ok: false, reason: "not ready: the operator has not started serving yet" };
   } catch (err) {

@@ -101,6 +101,7 @@ const KNOWN_PLURALS: Record<string, string> = {
   "autoscaling/v2/HorizontalPodAutoscaler": "horizontalpodautoscalers",
   "gateway.networking.k8s.io/v1/HTTPRoute": "httproutes",
   "events.k8s.io/v1/Event": "events",
+  "coordination.k8s.io/v1/Lease": "leases",
   "slipway.dev/v1alpha1/App": "apps",
   "slipway.dev/v1alpha1/Config": "configs",
   "slipway.dev/v1alpha1/Release": "releases",
@@ -346,6 +347,6 @@ export class Kube {
 }
 
 /** metav1.MicroTime: RFC 3339 with exactly six fractional digits. */
-function microTime(date: Date): string {
+export function microTime(date: Date): string {
   return date.toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
 }

@@ -53,7 +53,7 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
     const builds = options.builds
       ? await startBuilds({
         kube: options.kube, namespace: options.namespace, pollIntervalMs: options.builds.pollIntervalMs,
-        webhookSecret: options.webhookSecret, previewDomain: options.platform?.domain,
+        webhookSecret: options.webhookSecret, previewDomain: options.platform?.domain, cache: operator.cache,
       })
       : undefined;
     if (builds) stops.push(() => builds.stop());
@@ -74,16 +74,18 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
   }
 }
 
+function notServing(_req: IncomingMessage, res: ServerResponse): void {
+  res.writeHead(503, { "content-type": "text/plain", "retry-after": "5" }).end("the operator is not serving yet\n");
+}
+
 /**
- * Listens for Git hosts' webhooks. `handler()` gives the leader's handler, or undefined on a standby replica,
- * which answers 503 so the host's delivery shows as failed (polling still picks the change up).
+ * Listens for Git hosts' webhooks on every replica. `handler()` gives the platform's handler where it runs (the
+ * leader, or the only replica); elsewhere (a standby, a leader still starting) `handOver` verifies the delivery
+ * and asks the leader for the work through the cluster (receiver.ts), so no replica turns a delivery away.
  */
-export async function listenForWebhooks(port: number, handler: () => Platform["webhookHandler"] | undefined): Promise<{ port: number; close(): Promise<void> }> {
-  const server = createServer((req, res) => {
-    const h = handler();
-    if (h) return h(req, res);
-    res.writeHead(503, { "content-type": "text/plain", "retry-after": "5" }).end("this replica is not the leader\n");
-  });
+export async function listenForWebhooks(port: number, handler: () => Platform["webhookHandler"] | undefined,
+  handOver: Platform["webhookHandler"] = notServing): Promise<{ port: number; close(): Promise<void> }> {
+  const server = createServer((req, res) => (handler() ?? handOver)(req, res));
   await new Promise<void>((resolve, reject) => {
     server.once("error", (cause) => reject(new Error(`webhook receiver: cannot listen on port ${port}`, { cause })));
     server.listen(port, resolve);

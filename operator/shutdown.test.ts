@@ -49,3 +49,19 @@ test("exits 1 when the cleanups outlast the timeout", async (t) => {
   t.true(Date.now() - started < 1000);
   t.deepEqual(exits, [1]);
 });
+
+test("a shutdown for a failure exits with its code even when every cleanup finished, within its shorter deadline", async (t) => {
+  const exits: number[] = [];
+  const shutdown = handleShutdown({ signals: [], exit: (code) => exits.push(code), logger: quiet, timeoutMs: 10_000 });
+  t.teardown(() => shutdown.dispose());
+  shutdown.add("quick", () => undefined);
+  t.is(await shutdown.shutdown("leader election lost", { exitCode: 1, timeoutMs: 100 }), 1);
+  t.deepEqual(exits, [1]);
+
+  const slow = handleShutdown({ signals: [], exit: (code) => exits.push(code), logger: quiet, timeoutMs: 10_000 });
+  t.teardown(() => slow.dispose());
+  slow.add("hangs", () => new Promise(() => undefined));
+  const started = Date.now();
+  t.is(await slow.shutdown("leader election lost", { exitCode: 1, timeoutMs: 200 }), 1);
+  t.true(Date.now() - started < 2_000, "the shorter deadline applies");
+});

@@ -18,8 +18,12 @@ export interface ShutdownOptions {
 export interface Shutdown {
   /** Adds a cleanup; cleanups run in the order they were added. */
   add(name: string, cleanup: Cleanup): void;
-  /** Runs the cleanups (only the first call does; later calls get the same result), then exits. */
-  shutdown(reason: string): Promise<number>;
+  /**
+   * Runs the cleanups (only the first call does; later calls get the same result), then exits. `exitCode`
+   * forces a non-zero exit however the cleanups went (the process stops because something failed);
+   * `timeoutMs` shortens the deadline.
+   */
+  shutdown(reason: string, options?: { exitCode?: number; timeoutMs?: number }): Promise<number>;
   /** Removes the signal handlers (for tests and embedding). */
   dispose(): void;
 }
@@ -47,7 +51,7 @@ export function handleShutdown(options: ShutdownOptions = {}): Shutdown {
     return clean;
   }
 
-  async function run(reason: string): Promise<number> {
+  async function run(reason: string, exitCode: number | undefined, timeoutMs: number): Promise<number> {
     log.info({ reason, timeoutMs }, "shutting down");
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<"timeout">((resolve) => {
@@ -60,19 +64,19 @@ export function handleShutdown(options: ShutdownOptions = {}): Shutdown {
       log.error({ reason, timeoutMs }, "shutdown did not finish in time; exiting anyway");
       code = 1;
     } else {
-      code = outcome ? 0 : 1;
+      code = exitCode ?? (outcome ? 0 : 1);
       log.info({ reason, code }, "shutdown complete");
     }
     exit(code);
     return code;
   }
 
-  function shutdown(reason: string): Promise<number> {
+  function shutdown(reason: string, options: { exitCode?: number; timeoutMs?: number } = {}): Promise<number> {
     if (running) {
       log.warn({ reason }, "already shutting down");
       return running;
     }
-    running = run(reason);
+    running = run(reason, options.exitCode, Math.min(options.timeoutMs ?? timeoutMs, timeoutMs));
     return running;
   }
 

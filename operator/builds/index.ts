@@ -6,7 +6,8 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Watch } from "@kubernetes/client-node";
 import type { Logger } from "pino";
-import { API_VERSION, LABELS, type App, type Build, type Condition, type Config, type LatestBuild, type Release } from "../../crds/v1alpha1.js";
+import { ANNOTATIONS, API_VERSION, LABELS, type App, type Build, type Condition, type Config, type LatestBuild, type Release } from "../../crds/v1alpha1.js";
+import type { CacheEvent, ClusterCache } from "../cache.js";
 import { setCondition, sameConditions } from "../conditions.js";
 import { isConflict, isRefused, type Kube, type KubeObject } from "../kube.js";
 import { log as rootLog } from "../log.js";
@@ -37,6 +38,11 @@ export interface BuildsOptions {
   previewDomain?: string;
   /** Default the operator's logger. */
   logger?: Logger;
+  /**
+   * The operator's watch caches: an App whose ANNOTATIONS.requestedAt changes (a replica that does not lead
+   * received a push for it) has its source polled and its branch head built at once.
+   */
+  cache?: ClusterCache;
 }
 
 export interface Builds {
@@ -74,6 +80,17 @@ export async function startBuilds(options: BuildsOptions): Promise<Builds> {
   };
 }
 
+/**
+ * The source webhook handler of a replica that does not lead (see operator/receiver.ts). It verifies a delivery
+ * and does what needs no build, as the leader would: a pull request's preview App is created, updated or
+ * deleted. The build itself it asks of the leader by setting ANNOTATIONS.requestedAt on the App (the pushed
+ * App, or the preview), which the leader sees in its cache; the leader builds the branch head it reads then.
+ */
+export function handOverSourceWebhooks(options: Omit<BuildsOptions, "pollIntervalMs" | "cache">): Builds["webhookHandler"] {
+  const b = new BuildController({ ...options, pollIntervalMs: 0 }, true);
+  return (req, res) => void b.handleWebhook(req, res);
+}
+
 class BuildController {
   readonly #kube: Kube;
   readonly #opts: BuildsOptions;
@@ -86,9 +103,15 @@ class BuildController {
   #watch: AbortController | undefined;
   #stopped = false;
   #polling: Promise<void> | undefined;
+  /** Hands builds over to the leader instead of starting them (handOverSourceWebhooks). */
+  readonly #handOver: boolean;
+  /** The ANNOTATIONS.requestedAt last seen per App, and the cache subscription that sees it. */
+  readonly #requested = new Map<AppKey, string>();
+  #unsubscribe: (() => void) | undefined;
 
-  constructor(opts: BuildsOptions) {
+  constructor(opts: BuildsOptions, handOver = false) {
     this.#opts = opts;
+    this.#handOver = handOver;
     this.#log = (opts.logger ?? rootLog).child({ module: "builds" });
     this.#kube = opts.kube;
     this.#settings = opts.pipeline ?? {};
@@ -99,6 +122,7 @@ class BuildController {
 
   async start(): Promise<void> {
     this.#startWatch();
+    this.#unsubscribe = this.#opts.cache?.subscribe((event) => this.#onAppEvent(event));
     const tick = () => {
       if (this.#stopped) return;
       this.pollNow()
@@ -113,6 +137,7 @@ class BuildController {
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#unsubscribe?.();
     if (this.#timer) clearTimeout(this.#timer);
     this.#watch?.abort();
     await this.#polling?.catch(() => undefined);
@@ -167,16 +192,52 @@ class BuildController {
             return;
           }
         }
-        const source = app.spec.source;
-        if (source && !app.spec.suspend) {
-          const head = await branchHead({ url: source.git, branch: source.branch ?? "main", auth: await this.#auth(app) });
-          if (head && !this.#wanted.has(key)) this.#wanted.set(key, head);
-        }
-        await this.#queue.enqueue(key);
+        await this.#pollSource(app);
       } catch (err) {
         this.#log.warn({ app: key, err }, "cannot poll the App's source");
       }
     }));
+  }
+
+  /** Reads the head of the App's source branch and builds it unless it is built or building already. */
+  async #pollSource(app: App & KubeObject): Promise<void> {
+    const key = keyOf(app.metadata.namespace, app.metadata.name);
+    const source = app.spec.source;
+    if (source && !app.spec.suspend) {
+      const head = await branchHead({ url: source.git, branch: source.branch ?? "main", auth: await this.#auth(app) });
+      if (head && !this.#wanted.has(key)) this.#wanted.set(key, head);
+    }
+    await this.#queue.enqueue(key);
+  }
+
+  /** A new ANNOTATIONS.requestedAt on an App: another replica received a push for it; poll its source now. */
+  #onAppEvent({ kind, type, object }: CacheEvent): void {
+    if (kind !== "App" || this.#stopped) return;
+    const key = keyOf(object.metadata.namespace, object.metadata.name);
+    const requested = object.metadata.annotations?.[ANNOTATIONS.requestedAt];
+    if (type === "delete" || requested === undefined) {
+      this.#requested.delete(key);
+      return;
+    }
+    if (this.#requested.get(key) === requested) return;
+    this.#requested.set(key, requested);
+    const app = object as App & KubeObject;
+    if (!app.spec.source) return;
+    this.#log.info({ app: key, requestedAt: requested }, "a build was asked for through the cluster: polling the App's source");
+    this.#pollSource(app).catch((err: unknown) => this.#log.warn({ app: key, err }, "cannot poll the App's source"));
+  }
+
+  /** Builds `commit` of an App (its source's head); a replica that does not lead asks the leader instead. */
+  async #request(app: App, commit: string): Promise<void> {
+    const key = keyOf(app.metadata.namespace, app.metadata.name);
+    if (this.#handOver) {
+      await this.#kube.mergePatch({ apiVersion: API_VERSION, kind: "App", metadata: app.metadata },
+        { metadata: { annotations: { [ANNOTATIONS.requestedAt]: new Date().toISOString() } } });
+      this.#log.info({ app: key, commit }, "asked the leader for a build");
+      return;
+    }
+    this.#wanted.set(key, commit);
+    await this.#queue.enqueue(key);
   }
 
   async handleWebhook(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -224,11 +285,7 @@ class BuildController {
   async #onPush(event: PushEvent): Promise<string[]> {
     const apps = (await this.#appsWithSource()).filter((a) =>
       (a.spec.source?.branch ?? "main") === event.branch && event.repoUrls.some((u) => sameRepo(u, a.spec.source?.git ?? "")));
-    await Promise.all(apps.map((a) => {
-      const key = keyOf(a.metadata.namespace, a.metadata.name);
-      this.#wanted.set(key, event.commit);
-      return this.#queue.enqueue(key);
-    }));
+    await Promise.all(apps.map((a) => this.#request(a, event.commit)));
     return apps.map((a) => `${a.metadata.namespace}/${pipelineRunName(a.metadata.name, event.commit)}`);
   }
 
@@ -283,9 +340,7 @@ class BuildController {
       if (current) await this.#kube.replace({ ...config, metadata: { ...config.metadata, resourceVersion: current.metadata.resourceVersion } } as Config & KubeObject);
       else await this.#kube.create(config as Config & KubeObject);
     }
-    const key = keyOf(ns, name);
-    this.#wanted.set(key, event.head.commit);
-    await this.#queue.enqueue(key);
+    await this.#request(app, event.head.commit);
   }
 
   // ------------------------------------------------------------------------------------------ reconcile

@@ -35,7 +35,7 @@ export interface ObjectRef {
 
 /** Annotations that are bookkeeping of a client, not desired state. */
 // The rollback annotation is a one-off request the operator acts on and removes, not desired state.
-const DROPPED_ANNOTATIONS = new Set(["kubectl.kubernetes.io/last-applied-configuration", ANNOTATIONS.rollback, ANNOTATIONS.fluxHold]);
+const DROPPED_ANNOTATIONS = new Set(["kubectl.kubernetes.io/last-applied-configuration", ANNOTATIONS.rollback, ANNOTATIONS.fluxHold, ANNOTATIONS.requestedAt]);
 
 /** Tracking metadata Argo CD and Flux put on live objects: theirs, not desired state, so never written to Git. */
 const TOOL_PREFIXES = ["argocd.argoproj.io/", "kustomize.toolkit.fluxcd.io/"];

@@ -17,6 +17,8 @@ export interface GitServer {
   createBareRepo(name: string): Promise<string>;
   /** Directory that holds the bare repositories. */
   root: string;
+  /** The port it listens on (127.0.0.1). */
+  port: number;
   stop(): Promise<void>;
 }
 
@@ -25,6 +27,8 @@ export interface GitServerOptions {
   auth?: { username: string; password: string };
   /** Serve repositories from this directory instead of a fresh temporary one (kept on stop). */
   root?: string;
+  /** Listen on this port instead of a free one: with `root`, a stopped server comes back at the same URLs. */
+  port?: number;
 }
 
 async function httpBackendPath(): Promise<string> {
@@ -103,7 +107,7 @@ function serveCgi(backend: string, root: string, req: IncomingMessage, res: Serv
   });
 }
 
-/** Starts a Git smart-HTTP server on 127.0.0.1 with a random port. */
+/** Starts a Git smart-HTTP server on 127.0.0.1, on a free port unless `options.port` is given. */
 export async function startGitServer(options: GitServerOptions = {}): Promise<GitServer> {
   const backend = await httpBackendPath();
   const root = options.root ?? (await mkdtemp(join(tmpdir(), "slipway-gitserver-")));
@@ -115,10 +119,14 @@ export async function startGitServer(options: GitServerOptions = {}): Promise<Gi
     }
     serveCgi(backend, root, req, res, options.auth?.username);
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port ?? 0, "127.0.0.1", resolve);
+  });
   const { port } = server.address() as AddressInfo;
   return {
     root,
+    port,
     url: (repo) => `http://127.0.0.1:${port}/${repo.endsWith(".git") ? repo : `${repo}.git`}`,
     async createBareRepo(name) {
       const path = join(root, name.endsWith(".git") ? name : `${name}.git`);
