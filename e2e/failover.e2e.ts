@@ -352,8 +352,9 @@ test("a standby that takes the Lease while Git is down releases it and is not re
   t.true(b.running);
 
   git = await startGitServer({ root, port });
-  await b.ready(120_000);
-  t.is((await readyz(b)).text, "leading");
+  // Ready as a standby comes first (200 "standby: …"); it leads after its backoff.
+  let last = { status: 0, text: "" };
+  await waitFor(async () => (last = await readyz(b)).text === "leading", 120_000, () => `operator-b does not lead: /readyz ${last.status} ${last.text}\n${env.output()}`);
   t.is((await readLease(env.ns)).spec?.holderIdentity, "operator-b");
   const v2 = new RegExp(`^${env.ns}/shop: release v2: set FOO \\(by ${USER}\\)$`);
   let found: string[] = [];
