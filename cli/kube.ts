@@ -1,5 +1,5 @@
 // What kubectl-slipway knows of the cluster: the user's kubeconfig, namespace and identity over the operator's one
-// Kubernetes client (operator/kube.ts). Every write is made as field manager "kubectl-slipway" with the
+// Kubernetes client (operator/kube.ts), which writes as field manager "kubectl-slipway"; every write carries the
 // `slipway.dev/changed-by` annotation, and every failure becomes a one-line CliError. Pod logs and the watch of a
 // one-off pod stream through @kubernetes/client-node's Log and Watch on the same KubeConfig.
 import { PassThrough, type Writable } from "node:stream";
@@ -49,7 +49,7 @@ export class Session {
 
   private constructor(kc: KubeConfig, namespace: string, user: string) {
     this.#kc = kc;
-    this.#kube = new Kube(kc);
+    this.#kube = new Kube(kc, { fieldManager: FIELD_MANAGER });
     this.namespace = namespace;
     this.user = user;
     this.server = kc.getCurrentCluster()?.server ?? "";
@@ -113,7 +113,7 @@ export class Session {
   async apply<T>(obj: Applied): Promise<T> {
     const body = this.#stamped(obj);
     try {
-      return await this.#write<T>("PATCH", await this.#path(obj), body, { contentType: "application/apply-patch+yaml", force: true, fieldValidation: "Strict" });
+      return await this.#kube.apply(body) as unknown as T;
     } catch (e) {
       if (isConflict(e)) throw new ConflictError(obj.kind, obj.metadata.name, { cause: e });
       throw this.#error(e, { verb: "patch", resource: resourceOf[obj.kind as keyof Kinds] ?? obj.kind, name: obj.metadata.name });
@@ -129,7 +129,7 @@ export class Session {
     const meta = patch.metadata as Applied["metadata"] | undefined;
     const body = this.#stamped({ ...patch, apiVersion: apiVersionOf[kind], kind, metadata: { ...meta, name } });
     try {
-      return await this.#write<Kinds[K]>("PATCH", await this.#path(body), body, { contentType: "application/merge-patch+json" });
+      return await this.#kube.mergePatch(body, body) as unknown as Kinds[K];
     } catch (e) {
       if (isNotFound(e) && !isNotServed(e)) return undefined;
       if (isConflict(e)) throw new ConflictError(kind, name, { cause: e });
@@ -141,7 +141,7 @@ export class Session {
   async create<T>(obj: Applied): Promise<T> {
     const body = this.#stamped(obj);
     try {
-      return await this.#write<T>("POST", await this.#kube.path(obj.apiVersion, obj.kind, this.namespace), body, {});
+      return await this.#kube.create(body) as unknown as T;
     } catch (e) {
       if (isConflict(e)) throw new ConflictError(obj.kind, obj.metadata.name, { cause: e });
       throw this.#error(e, { verb: "create", resource: resourceOf[obj.kind as keyof Kinds] ?? obj.kind, name: obj.metadata.name });
@@ -187,18 +187,6 @@ export class Session {
       ...obj,
       metadata: { ...obj.metadata, namespace: this.namespace, annotations: { ...obj.metadata.annotations, [ANNOTATIONS.changedBy]: this.user } },
     };
-  }
-
-  #path(obj: KubeObject): Promise<string> {
-    return this.#kube.path(obj.apiVersion, obj.kind, this.namespace, obj.metadata.name);
-  }
-
-  /** One write through the operator's client, as field manager "kubectl-slipway". */
-  #write<T>(method: "PATCH" | "POST", path: string, body: KubeObject, opts: { contentType?: string; force?: boolean; fieldValidation?: string }): Promise<T> {
-    return this.#kube.request<T>(method, path, {
-      body, contentType: opts.contentType,
-      query: { fieldManager: FIELD_MANAGER, force: opts.force, fieldValidation: opts.fieldValidation },
-    });
   }
 
   #error(e: unknown, ctx: Omit<RequestContext, "namespace" | "server">): CliError {
