@@ -93,6 +93,8 @@ interface RequestOptions {
 /** Kinds Slipway reads and writes, so their REST paths need no discovery. */
 const KNOWN_PLURALS: Record<string, string> = {
   "v1/Service": "services",
+  "v1/Pod": "pods",
+  "v1/Secret": "secrets",
   "v1/Event": "events",
   "v1/Namespace": "namespaces",
   "apps/v1/Deployment": "deployments",
