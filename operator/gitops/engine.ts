@@ -18,6 +18,7 @@ import {
   cleanObject,
   parseObject,
   parsePath,
+  pathMismatch,
   pathOf,
   renderObject,
   type SlipwayKind,
@@ -93,7 +94,10 @@ export class GitOpsEngine {
    * crash between a push and the status write may have lost the record of the last commit (see #base).
    */
   readonly #settled = new Set<string>();
-  /** Conflicts already kept on a branch (path + both sides), so a repeated reconcile does not branch again. */
+  /**
+   * Conflicts already kept on a branch (path + both sides), and files refused for their path (path + content),
+   * so a repeated reconcile does not branch or warn again.
+   */
   readonly #kept = new Set<string>();
   /** The head whose whole tree has been reconciled; undefined forces a full pass on the next sync. */
   #applied: string | undefined;
@@ -408,6 +412,8 @@ export class GitOpsEngine {
       return;
     }
     const desired = cleanObject(parseObject(item.gitText));
+    const mismatch = pathMismatch(item.path, desired);
+    if (mismatch) return this.#refuseFile(namespace, item, mismatch, head);
     const applied = await this.#apply(desired, item.cluster?.metadata.resourceVersion);
     if (head) await this.#recordCommit(applied, key, head);
     this.#log.info({ object: key, commit: head }, "applied from Git");
@@ -451,6 +457,28 @@ export class GitOpsEngine {
       });
     } catch (err) {
       if (!isNotFound(err)) throw err;
+    }
+  }
+
+  /**
+   * A file that names another namespace or object than its path is not applied (the rest of the push is): a
+   * Warning Event on the path's App and a log line name the file, once per content of the file.
+   */
+  async #refuseFile(namespace: string, item: Item, message: string, head: string | undefined): Promise<void> {
+    const seen = `${item.path}\n${item.gitCanonical ?? ""}`;
+    if (this.#kept.has(seen)) return;
+    this.#kept.add(seen);
+    const app = parsePath(item.path)?.app ?? item.name;
+    this.#log.warn({ file: item.path, commit: head, app: `${namespace}/${app}` }, message);
+    try {
+      await this.#kube.event({ apiVersion: API_VERSION, kind: "App", metadata: { name: app, namespace } }, {
+        type: "Warning",
+        reason: "PathMismatch",
+        action: "SyncFromGit",
+        note: `${message} (commit ${head?.slice(0, 7) ?? "unknown"})`,
+      });
+    } catch (err) {
+      this.#log.warn({ err, file: item.path }, "cannot record the PathMismatch Event");
     }
   }
 
