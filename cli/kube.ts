@@ -2,7 +2,7 @@
 // "kubectl-slipway" with the `slipway.dev/changed-by` annotation on every write, and errors mapped to one line.
 import { PassThrough, type Writable } from "node:stream";
 import {
-  KubeConfig, KubernetesObjectApi, Log, PatchStrategy, Watch,
+  AuthenticationV1Api, KubeConfig, KubernetesObjectApi, Log, PatchStrategy, Watch,
   type KubernetesObject, type V1Pod, type V1Secret,
 } from "@kubernetes/client-node";
 import { ANNOTATIONS, API_VERSION, type App, type Config, type OwnerReference, type Release } from "../crds/v1alpha1.js";
@@ -42,9 +42,11 @@ export class Kube {
   readonly #api: KubernetesObjectApi;
   /** The namespace every command works in. */
   readonly namespace: string;
-  /** Who is asking: the impersonated user, or the kubeconfig context's user name. */
+  /** Who is asking as far as the kubeconfig says: the impersonated user, or the context's user entry name. */
   readonly user: string;
   readonly server: string;
+  /** The user name the API server authenticates this client as, asked once (see requester()). */
+  #requester: Promise<string> | undefined;
 
   private constructor(kc: KubeConfig, namespace: string, user: string) {
     this.#kc = kc;
@@ -74,6 +76,18 @@ export class Kube {
       kc.users = kc.users.map((u) => (u === current ? { ...u, impersonateUser: opts.as } : u));
     }
     return new Kube(kc, opts.namespace ?? ctx?.namespace ?? "default", opts.as ?? userName);
+  }
+
+  /**
+   * Who the API server says is asking (a SelfSubjectReview): what `slipway.dev/changed-by` must hold, since
+   * admission refuses any other value. A kubeconfig's user entry is often named otherwise ("kind-kind" for
+   * "kubernetes-admin"). Falls back to `user` on a server that cannot answer (before Kubernetes 1.28).
+   */
+  requester(): Promise<string> {
+    this.#requester ??= this.#kc.makeApiClient(AuthenticationV1Api)
+      .createSelfSubjectReview({ body: { apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" } })
+      .then((review) => review.status?.userInfo?.username || this.user, () => this.user);
+    return this.#requester;
   }
 
   async get<K extends keyof Kinds>(kind: K, name: string): Promise<Kinds[K] | undefined> {
@@ -110,7 +124,7 @@ export class Kube {
       metadata: {
         ...obj.metadata,
         namespace: this.namespace,
-        annotations: { ...obj.metadata.annotations, [ANNOTATIONS.changedBy]: this.user },
+        annotations: { ...obj.metadata.annotations, [ANNOTATIONS.changedBy]: await this.requester() },
       },
     };
     try {
@@ -132,7 +146,7 @@ export class Kube {
       ...patch,
       metadata: {
         ...(patch.metadata as object | undefined), name, namespace: this.namespace,
-        annotations: { ...(patch.metadata as { annotations?: Record<string, string> } | undefined)?.annotations, [ANNOTATIONS.changedBy]: this.user },
+        annotations: { ...(patch.metadata as { annotations?: Record<string, string> } | undefined)?.annotations, [ANNOTATIONS.changedBy]: await this.requester() },
       },
     };
     try {
@@ -146,7 +160,7 @@ export class Kube {
 
   /** Creates an object as "kubectl-slipway" (for Pods and Secrets, where the user may create but not patch). */
   async create<T>(obj: Applied): Promise<T> {
-    const body = { ...obj, metadata: { ...obj.metadata, namespace: this.namespace, annotations: { ...obj.metadata.annotations, [ANNOTATIONS.changedBy]: this.user } } };
+    const body = { ...obj, metadata: { ...obj.metadata, namespace: this.namespace, annotations: { ...obj.metadata.annotations, [ANNOTATIONS.changedBy]: await this.requester() } } };
     try {
       return (await this.#api.create(body as KubernetesObject, undefined, undefined, FIELD_MANAGER)) as unknown as T;
     } catch (e) {
