@@ -359,6 +359,37 @@ test("a file whose path names another namespace or App is refused with an Event 
   t.deepEqual(await releaseVersions(env, "shop"), [1, 2]);
 });
 
+test("a Config pushed to Git that the API server refuses (too large to release) gets an Event naming the file and is not retried; the rest of the push is applied", async (t) => {
+  const env = await setup(t);
+  await shopWithRelease(env);
+  await env.pull();
+  // 9 values of 32 KiB: each within its own limit, together beyond what a Release may hold.
+  const big = Object.fromEntries(Array.from({ length: 9 }, (_, i) => [`BLOB_${i}`, "x".repeat(32768)]));
+  await writeFile(join(env.clone, `apps/${env.ns}/shop/config.yaml`), configYaml("shop", big).replace("name: shop", `name: shop\n  namespace: ${env.ns}`));
+  await mkdir(join(env.clone, `apps/${env.ns}/other`), { recursive: true });
+  await writeFile(join(env.clone, `apps/${env.ns}/other/app.yaml`), appYaml("other", IMAGE_B).replace("name: other", `name: other\n  namespace: ${env.ns}`));
+  await writeFile(join(env.clone, `apps/${env.ns}/other/config.yaml`), configYaml("other", { GREETING: "hi" }).replace("name: other", `name: other\n  namespace: ${env.ns}`));
+  await git(env.clone, "add", "-A");
+  await git(env.clone, "commit", "-qm", "a huge config for shop, and a new app");
+  await git(env.clone, "push", "-q", "origin", "HEAD:main");
+  t.is(await env.webhook(), 202);
+  await until("the other App is applied", async () => (await getApp(env, "other")) !== undefined);
+  type Event = KubeObject & { reason?: string; note?: string; type?: string };
+  let refused: Event | undefined;
+  await until("the refusal is an Event", async () => {
+    refused = (await env.kube.list<Event>("events.k8s.io/v1", "Event", env.ns)).items.find((e) => e.reason === "InvalidInGit");
+    return !!refused;
+  });
+  t.is(refused?.type, "Warning");
+  t.true(refused?.note?.startsWith(`apps/${env.ns}/shop/config.yaml cannot be applied: `), refused?.note);
+  t.true(refused?.note?.includes("env is too large; names and values together must be at most 256 KiB"), refused?.note);
+  // Not retried: GitOps goes idle (a failing pass would keep a retry pending) and the Config keeps its value.
+  const idle = await Promise.race([env.gitops.idle().then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 60_000).unref())]);
+  t.true(idle, "GitOps keeps retrying the refused file");
+  t.deepEqual((await getConfig(env, "shop"))?.spec.env, { GREETING: "hello" });
+  t.deepEqual(await releaseVersions(env, "shop"), [1]);
+});
+
 test("secret values never enter the repository's history", async (t) => {
   const env = await setup(t);
   const value = "sup3r-s3cret-value-9d1f";

@@ -9,7 +9,7 @@ import type { App, Config, ObjectMeta, Release } from "../../crds/v1alpha1.js";
 import { ANNOTATIONS, API_VERSION } from "../../crds/v1alpha1.js";
 import { faultPoint } from "../fault.js";
 import type { ClusterCache } from "../cache.js";
-import { isConflict, isNotFound, type Kube, type KubeObject } from "../kube.js";
+import { isConflict, isNotFound, isRefused, type Kube, type KubeObject } from "../kube.js";
 import { planRelease, planRollback } from "../releases.js";
 import {
   APPS_DIR,
@@ -413,8 +413,15 @@ export class GitOpsEngine {
     }
     const desired = cleanObject(parseObject(item.gitText));
     const mismatch = pathMismatch(item.path, desired);
-    if (mismatch) return this.#refuseFile(namespace, item, mismatch, head);
-    const applied = await this.#apply(desired, item.cluster?.metadata.resourceVersion);
+    if (mismatch) return this.#refuseFile(namespace, item, "PathMismatch", mismatch, head);
+    let applied: ClusterObject;
+    try {
+      applied = await this.#apply(desired, item.cluster?.metadata.resourceVersion);
+    } catch (err) {
+      // The API server refuses the object itself (schema, CEL, admission): sending it again cannot help.
+      if (!isRefused(err)) throw err;
+      return this.#refuseFile(namespace, item, "InvalidInGit", `${item.path} cannot be applied: ${err.message}`, head);
+    }
     if (head) await this.#recordCommit(applied, key, head);
     this.#log.info({ object: key, commit: head }, "applied from Git");
   }
@@ -461,10 +468,11 @@ export class GitOpsEngine {
   }
 
   /**
-   * A file that names another namespace or object than its path is not applied (the rest of the push is): a
-   * Warning Event on the path's App and a log line name the file, once per content of the file.
+   * A file that names another namespace or object than its path, or that the API server refuses, is not applied
+   * and not retried (the rest of the push is applied): a Warning Event on the path's App and a log line name the
+   * file, once per content of the file. A new content of the file is tried again.
    */
-  async #refuseFile(namespace: string, item: Item, message: string, head: string | undefined): Promise<void> {
+  async #refuseFile(namespace: string, item: Item, reason: "PathMismatch" | "InvalidInGit", message: string, head: string | undefined): Promise<void> {
     const seen = `${item.path}\n${item.gitCanonical ?? ""}`;
     if (this.#kept.has(seen)) return;
     this.#kept.add(seen);
@@ -473,12 +481,12 @@ export class GitOpsEngine {
     try {
       await this.#kube.event({ apiVersion: API_VERSION, kind: "App", metadata: { name: app, namespace } }, {
         type: "Warning",
-        reason: "PathMismatch",
+        reason,
         action: "SyncFromGit",
         note: `${message} (commit ${head?.slice(0, 7) ?? "unknown"})`,
       });
     } catch (err) {
-      this.#log.warn({ err, file: item.path }, "cannot record the PathMismatch Event");
+      this.#log.warn({ err, file: item.path }, `cannot record the ${reason} Event`);
     }
   }
 
