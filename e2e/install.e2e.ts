@@ -1,7 +1,10 @@
 // The install manifests (operator/deploy) against a real API server: they apply, the operator's pods pass the
 // namespace's restricted Pod Security admission and run (on kwok), and RBAC grants exactly what each role needs.
 import test from "ava";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { runCli } from "./cli-support.js";
+import { repoRoot } from "./harness/controlplane.js";
 import { controlPlane, freshNamespace, waitFor } from "./harness/suite.js";
 
 const OPERATOR = "system:serviceaccount:slipway-system:slipway";
@@ -241,4 +244,31 @@ test("admission refuses a changed-by annotation that names someone else, and let
   t.is(cli.code, 0, cli.stderr);
   const by = await cp.kubectl(["get", "apps.slipway.dev", "api", "-n", ns, "-o", "jsonpath={.metadata.annotations.slipway\\.dev/changed-by}"]);
   t.is(by.stdout, "mallory");
+});
+
+test("in a team namespace set up like samples/namespaces/team.yaml, a developer's privileged or host-mounting one-off pod is refused by Pod Security, and a plain one runs", async (t) => {
+  await install();
+  const cp = await controlPlane();
+  const ns = await freshNamespace(t);
+  // The sample, applied to this test's namespace: its Pod Security labels and the developers' RoleBinding.
+  const sample = readFileSync(join(repoRoot, "samples/namespaces/team.yaml"), "utf8").replaceAll("team-a", ns);
+  const applied = await cp.kubectl(["apply", "--server-side", "--force-conflicts", "-f", "-"], { input: sample });
+  t.is(applied.code, 0, applied.stderr);
+  const as = ["--as=dev", `--as-group=${ns}-developers`];
+  const pod = (name: string, container: object = {}, volumes: object[] = []) => JSON.stringify({
+    apiVersion: "v1", kind: "Pod", metadata: { name, namespace: ns },
+    spec: { restartPolicy: "Never", containers: [{ name: "run", image: `registry.example/web@sha256:${"a".repeat(64)}`, ...container }], volumes },
+  });
+  const privileged = await cp.kubectl(["create", ...as, "-f", "-"], { input: pod("escalate", { securityContext: { privileged: true } }) });
+  t.not(privileged.code, 0, privileged.stdout);
+  t.regex(privileged.stderr, /violates PodSecurity "baseline:latest": privileged/);
+  const hostPath = await cp.kubectl(["create", ...as, "-f", "-"], {
+    input: pod("host", { volumeMounts: [{ name: "root", mountPath: "/host" }] }, [{ name: "root", hostPath: { path: "/" } }]),
+  });
+  t.not(hostPath.code, 0, hostPath.stdout);
+  t.regex(hostPath.stderr, /violates PodSecurity "baseline:latest": hostPath volumes/);
+  // What `kubectl slipway run` creates passes, with a warning about the restricted level.
+  const plain = await cp.kubectl(["create", ...as, "-f", "-"], { input: pod("oneoff") });
+  t.is(plain.code, 0, plain.stderr);
+  t.regex(plain.stderr, /would violate PodSecurity "restricted:latest"/);
 });
