@@ -43,9 +43,11 @@ export class Session {
   readonly #kube: Kube;
   /** The namespace every command works in. */
   readonly namespace: string;
-  /** Who is asking: the impersonated user, or the kubeconfig context's user name. */
+  /** Who is asking as far as the kubeconfig says: the impersonated user, or the context's user entry name. */
   readonly user: string;
   readonly server: string;
+  /** The user name the API server authenticates this client as, asked once (see requester()). */
+  #requester: Promise<string> | undefined;
 
   private constructor(kc: KubeConfig, namespace: string, user: string) {
     this.#kc = kc;
@@ -76,6 +78,20 @@ export class Session {
       kc.users = kc.users.map((u) => (u === current ? { ...u, impersonateUser: opts.as } : u));
     }
     return new Session(kc, opts.namespace ?? ctx?.namespace ?? "default", opts.as ?? userName);
+  }
+
+  /**
+   * Who the API server says is asking (a SelfSubjectReview): what `slipway.dev/changed-by` must hold, since
+   * admission refuses any other value. A kubeconfig's user entry is often named otherwise ("kind-kind" for
+   * "kubernetes-admin"). Falls back to `user` on a server that cannot answer (before Kubernetes 1.28).
+   */
+  requester(): Promise<string> {
+    this.#requester ??= this.#kube
+      .request<{ status?: { userInfo?: { username?: string } } }>("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", {
+        body: { apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" },
+      })
+      .then((review) => review.status?.userInfo?.username || this.user, () => this.user);
+    return this.#requester;
   }
 
   async get<K extends keyof Kinds>(kind: K, name: string): Promise<Kinds[K] | undefined> {
@@ -111,7 +127,7 @@ export class Session {
 
   /** Server-side apply as "kubectl-slipway" (force, strict field validation), recording the user in `slipway.dev/changed-by`. */
   async apply<T>(obj: Applied): Promise<T> {
-    const body = this.#stamped(obj);
+    const body = await this.#stamped(obj);
     try {
       return await this.#kube.apply(body) as unknown as T;
     } catch (e) {
@@ -127,7 +143,7 @@ export class Session {
    */
   async mergePatch<K extends keyof Kinds>(kind: K, name: string, patch: Record<string, unknown>): Promise<Kinds[K] | undefined> {
     const meta = patch.metadata as Applied["metadata"] | undefined;
-    const body = this.#stamped({ ...patch, apiVersion: apiVersionOf[kind], kind, metadata: { ...meta, name } });
+    const body = await this.#stamped({ ...patch, apiVersion: apiVersionOf[kind], kind, metadata: { ...meta, name } });
     try {
       return await this.#kube.mergePatch(body, body) as unknown as Kinds[K];
     } catch (e) {
@@ -139,7 +155,7 @@ export class Session {
 
   /** Creates an object as "kubectl-slipway" (for Pods and Secrets, where the user may create but not patch). */
   async create<T>(obj: Applied): Promise<T> {
-    const body = this.#stamped(obj);
+    const body = await this.#stamped(obj);
     try {
       return await this.#kube.create(body) as unknown as T;
     } catch (e) {
@@ -181,11 +197,12 @@ export class Session {
     }
   }
 
-  /** The object in this namespace, with the user in `slipway.dev/changed-by`. */
-  #stamped(obj: Applied): KubeObject {
+  /** The object in this namespace, with the requester (see requester()) in `slipway.dev/changed-by`. */
+  async #stamped(obj: Applied): Promise<KubeObject> {
+    const requester = await this.requester();
     return {
       ...obj,
-      metadata: { ...obj.metadata, namespace: this.namespace, annotations: { ...obj.metadata.annotations, [ANNOTATIONS.changedBy]: this.user } },
+      metadata: { ...obj.metadata, namespace: this.namespace, annotations: { ...obj.metadata.annotations, [ANNOTATIONS.changedBy]: requester } },
     };
   }
 

@@ -109,7 +109,7 @@ export interface SimulatedSteps {
  * when asked, the operator) scoped to it. `tasks` sets how kwok reports the pods of a sample Task, by name.
  */
 export async function setup(t: ExecutionContext, opts: {
-  operator?: boolean; pipeline?: PipelineSettings; pollIntervalMs?: number; tasks?: Record<string, SimulatedSteps>;
+  operator?: boolean; pipeline?: PipelineSettings; pollIntervalMs?: number; tasks?: Record<string, SimulatedSteps>; gitTimeoutMs?: number;
 } = {}): Promise<Env> {
   const cp = await controlPlane();
   const ns = await freshNamespace(t);
@@ -124,7 +124,7 @@ export async function setup(t: ExecutionContext, opts: {
   const logger = createLogger({ level: process.env.LOG_LEVEL ?? "silent" });
   const operator = opts.operator ? await startOperator({ kube, namespace: ns, logger }) : undefined;
   // Polling only when a test asks for it (pollNow), so builds here are started by webhooks.
-  const builds = await startBuilds({ kube, namespace: ns, pollIntervalMs: opts.pollIntervalMs ?? 3_600_000, webhookSecret: SECRET, pipeline: opts.pipeline, previewDomain: "preview.example.com", logger });
+  const builds = await startBuilds({ kube, namespace: ns, pollIntervalMs: opts.pollIntervalMs ?? 3_600_000, gitTimeoutMs: opts.gitTimeoutMs, webhookSecret: SECRET, pipeline: opts.pipeline, previewDomain: "preview.example.com", logger });
   const server = createServer((req, res) => builds.webhookHandler(req, res));
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const port = (server.address() as AddressInfo).port;

@@ -35,23 +35,25 @@ async function createApp(t: ExecutionContext, user: User, app: string): Promise<
 }
 
 test("a developer creates an app, sets config, sees v2 with its cause and who asked, and rolls back to v1", async (t) => {
-  const { alice } = await setup(t);
+  const { ns, alice } = await setup(t);
+  // Who asked is the user the API server authenticated: alice is a ServiceAccount here.
+  const by = `system:serviceaccount:${ns}:alice`;
   await createApp(t, alice, "hello");
   t.deepEqual((await json<{ config: Config }>(t, alice, ["info", "hello"])).config.spec, {});
 
   const set = ok(t, await alice.slipway(["config:set", "hello", "GREETING=hi"]), "config:set");
   t.is(set.stdout, "=== hello Config\nKEY        VALUE\nGREETING   hi\n");
   const releases = await releasesUntil(t, alice, "hello", 2);
-  t.deepEqual(releases.map((r) => [r.spec.version, r.spec.cause, r.spec.requestedBy]), [[2, "set GREETING", "alice"], [1, `deploy ${shortImage(IMAGE)}`, "alice"]]);
+  t.deepEqual(releases.map((r) => [r.spec.version, r.spec.cause, r.spec.requestedBy]), [[2, "set GREETING", by], [1, `deploy ${shortImage(IMAGE)}`, by]]);
   await liveRelease(t, alice, "hello", "v2");
   const table = ok(t, await alice.slipway(["releases", "hello"]), "releases").stdout.split("\n");
   t.regex(table[0] ?? "", /^VERSION\s+CAUSE\s+BY\s+CREATED\s+COMMIT$/);
-  t.regex(table[1] ?? "", /^v2 \(live\)\s+set GREETING\s+alice\s+\d+s/);
+  t.regex(table[1] ?? "", new RegExp(`^v2 \\(live\\)\\s+set GREETING\\s+${by}\\s+\\d+s`));
 
   const rb = ok(t, await alice.slipway(["rollback", "hello"]), "rollback");
   t.true(rb.stdout.startsWith("Rolling back hello to v1"));
   const after = await releasesUntil(t, alice, "hello", 3);
-  t.deepEqual([after[0]?.spec.version, after[0]?.spec.cause, after[0]?.spec.requestedBy, after[0]?.spec.rollbackOf], [3, "rollback to v1", "alice", 1]);
+  t.deepEqual([after[0]?.spec.version, after[0]?.spec.cause, after[0]?.spec.requestedBy, after[0]?.spec.rollbackOf], [3, "rollback to v1", by, 1]);
   await liveRelease(t, alice, "hello", "v3");
   // The Config comes back with the code: v1 had no GREETING.
   await waitFor(async () => JSON.stringify((await json<{ env: object }>(t, alice, ["config", "hello"])).env) === "{}", 30_000, () => "GREETING still set after the rollback");

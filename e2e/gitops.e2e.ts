@@ -2,7 +2,7 @@
 // `git revert` is a rollback. Each test runs its own operator and GitOps, scoped to a fresh namespace, with its
 // own config repository; the user's side is the real git CLI.
 import { execFile } from "node:child_process";
-import { readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -308,6 +308,75 @@ test("when Git and the cluster change the same Config, Git wins and the cluster'
   const warning = events.items.find((e) => e.reason === "GitConflict");
   t.is(warning?.type, "Warning");
   t.true(warning?.note?.includes(branch));
+});
+
+test("a file whose path names another namespace or App is refused with an Event naming it, and the rest of the push is applied", async (t) => {
+  const env = await setup(t);
+  const other = await freshNamespace(t);
+  await shopWithRelease(env);
+  await env.pull();
+  // A valid change, and in the same commit two forged files: one writing into another team's namespace, one
+  // overwriting another App's Config from a directory of its own.
+  const path = join(env.clone, `apps/${env.ns}/shop/config.yaml`);
+  await writeFile(path, (await readFile(path, "utf8")).replace(/GREETING: .*/, "GREETING: from-git"));
+  await mkdir(join(env.clone, `apps/${env.ns}/intruder`), { recursive: true });
+  await writeFile(join(env.clone, `apps/${env.ns}/intruder/app.yaml`),
+    `apiVersion: ${V}\nkind: App\nmetadata:\n  name: intruder\n  namespace: ${other}\nspec:\n  image: ${IMAGE_B}\n`);
+  await mkdir(join(env.clone, `apps/${env.ns}/decoy`), { recursive: true });
+  await writeFile(join(env.clone, `apps/${env.ns}/decoy/config.yaml`),
+    `apiVersion: ${V}\nkind: Config\nmetadata:\n  name: shop\n  namespace: ${env.ns}\nspec:\n  env:\n    GREETING: forged\n`);
+  await git(env.clone, "add", "-A");
+  await git(env.clone, "commit", "-qm", "greet from git, and two forged files");
+  await git(env.clone, "push", "-q", "origin", "HEAD:main");
+  t.is(await env.webhook(), 202);
+  await until("the valid change is live", async () => (await getConfig(env, "shop"))?.spec.env?.GREETING === "from-git");
+  await eventuallyCommit(env, /shop: release v2: set GREETING/);
+  type Event = KubeObject & { reason?: string; note?: string; type?: string; regarding?: { name?: string } };
+  let refusals: Event[] = [];
+  await until("both files are refused with an Event", async () => {
+    refusals = (await env.kube.list<Event>("events.k8s.io/v1", "Event", env.ns)).items.filter((e) => e.reason === "PathMismatch");
+    return refusals.length >= 2;
+  });
+  await env.gitops.idle();
+  const intruder = refusals.find((e) => e.note?.includes(`apps/${env.ns}/intruder/app.yaml`));
+  t.is(intruder?.type, "Warning");
+  t.is(intruder?.regarding?.name, "intruder");
+  t.regex(intruder?.note ?? "", new RegExp(`holds App ${other}/intruder, but a file under apps/${env.ns}/intruder/ may only hold objects of namespace ${env.ns}`));
+  t.regex(refusals.find((e) => e.note?.includes(`apps/${env.ns}/decoy/config.yaml`))?.note ?? "", /may only hold the Config named decoy/);
+  t.is(await env.kube.getIfExists(V, "App", other, "intruder"), undefined, "the forged App was created in the other namespace");
+  t.is((await getConfig(env, "shop"))?.spec.env?.GREETING, "from-git", "the forged Config overwrote shop's");
+  t.deepEqual(await releaseVersions(env, "shop"), [1, 2]);
+});
+
+test("a Config pushed to Git that the API server refuses (too large to release) gets an Event naming the file and is not retried; the rest of the push is applied", async (t) => {
+  const env = await setup(t);
+  await shopWithRelease(env);
+  await env.pull();
+  // 9 values of 32 KiB: each within its own limit, together beyond what a Release may hold.
+  const big = Object.fromEntries(Array.from({ length: 9 }, (_, i) => [`BLOB_${i}`, "x".repeat(32768)]));
+  await writeFile(join(env.clone, `apps/${env.ns}/shop/config.yaml`), configYaml("shop", big).replace("name: shop", `name: shop\n  namespace: ${env.ns}`));
+  await mkdir(join(env.clone, `apps/${env.ns}/other`), { recursive: true });
+  await writeFile(join(env.clone, `apps/${env.ns}/other/app.yaml`), appYaml("other", IMAGE_B).replace("name: other", `name: other\n  namespace: ${env.ns}`));
+  await writeFile(join(env.clone, `apps/${env.ns}/other/config.yaml`), configYaml("other", { GREETING: "hi" }).replace("name: other", `name: other\n  namespace: ${env.ns}`));
+  await git(env.clone, "add", "-A");
+  await git(env.clone, "commit", "-qm", "a huge config for shop, and a new app");
+  await git(env.clone, "push", "-q", "origin", "HEAD:main");
+  t.is(await env.webhook(), 202);
+  await until("the other App is applied", async () => (await getApp(env, "other")) !== undefined);
+  type Event = KubeObject & { reason?: string; note?: string; type?: string };
+  let refused: Event | undefined;
+  await until("the refusal is an Event", async () => {
+    refused = (await env.kube.list<Event>("events.k8s.io/v1", "Event", env.ns)).items.find((e) => e.reason === "InvalidInGit");
+    return !!refused;
+  });
+  t.is(refused?.type, "Warning");
+  t.true(refused?.note?.startsWith(`apps/${env.ns}/shop/config.yaml cannot be applied: `), refused?.note);
+  t.true(refused?.note?.includes("env is too large; names and values together must be at most 256 KiB"), refused?.note);
+  // Not retried: GitOps goes idle (a failing pass would keep a retry pending) and the Config keeps its value.
+  const idle = await Promise.race([env.gitops.idle().then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 60_000).unref())]);
+  t.true(idle, "GitOps keeps retrying the refused file");
+  t.deepEqual((await getConfig(env, "shop"))?.spec.env, { GREETING: "hello" });
+  t.deepEqual(await releaseVersions(env, "shop"), [1]);
 });
 
 test("secret values never enter the repository's history", async (t) => {

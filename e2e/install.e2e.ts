@@ -1,6 +1,10 @@
 // The install manifests (operator/deploy) against a real API server: they apply, the operator's pods pass the
 // namespace's restricted Pod Security admission and run (on kwok), and RBAC grants exactly what each role needs.
 import test from "ava";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { runCli } from "./cli-support.js";
+import { repoRoot } from "../operator/local/controlplane.js";
 import { controlPlane, freshNamespace, waitFor } from "./harness/suite.js";
 
 const OPERATOR = "system:serviceaccount:slipway-system:slipway";
@@ -65,6 +69,8 @@ test("kubectl apply --server-side -k operator/deploy installs Slipway, and apply
     "clusterrole.rbac.authorization.k8s.io/slipway-developer",
     "clusterrole.rbac.authorization.k8s.io/slipway-viewer",
     "role.rbac.authorization.k8s.io/slipway-operator-leader-election",
+    "validatingadmissionpolicy.admissionregistration.k8s.io/slipway-changed-by",
+    "validatingadmissionpolicybinding.admissionregistration.k8s.io/slipway-changed-by",
     "deployment.apps/slipway-operator",
   ]) {
     t.true(first.includes(object), `${object} missing from:\n${first}`);
@@ -199,4 +205,70 @@ test("Kubernetes' built-in view and edit roles include Slipway's resources throu
     () => "the view role never aggregated slipway-viewer");
   t.is(await canI("vera", ["create", "apps.slipway.dev", "-n", ns]), "no");
   t.is(await canI("eddie", ["create", "releases.slipway.dev", "-n", ns]), "no");
+});
+
+test("admission refuses a changed-by annotation that names someone else, and lets the honest write and the CLI through", async (t) => {
+  await install();
+  const cp = await controlPlane();
+  const ns = await freshNamespace(t);
+  for (const user of ["alice", "mallory"]) {
+    const bound = await cp.kubectl(["create", "rolebinding", `developer-${user}`, "-n", ns, "--clusterrole=slipway-developer", `--user=${user}`]);
+    t.is(bound.code, 0, bound.stderr);
+  }
+  const image = `registry.example/web@sha256:${"a".repeat(64)}`;
+  const app = (name: string, by: string) =>
+    `apiVersion: slipway.dev/v1alpha1\nkind: App\nmetadata:\n  name: ${name}\n  namespace: ${ns}\n  annotations:\n    slipway.dev/changed-by: ${by}\nspec:\n  image: ${image}\n`;
+  const applyAs = (user: string, yaml: string) => cp.kubectl(["apply", "--server-side", `--as=${user}`, "-f", "-"], { input: yaml });
+  const expected = 'slipway.dev/changed-by must name who makes the change: it says "alice", but this request is from "mallory"; set it to "mallory" or leave it out';
+
+  // The policy takes effect a moment after it is created.
+  let forged = await applyAs("mallory", app("forged", "alice"));
+  await waitFor(async () => (forged = await applyAs("mallory", app("forged", "alice"))).code !== 0, 30_000,
+    () => `mallory's App claiming to be alice's was admitted: ${forged.stdout}`);
+  t.true(forged.stderr.includes(expected), forged.stderr);
+  t.regex(forged.stderr, /ValidatingAdmissionPolicy 'slipway-changed-by'/);
+  t.is((await cp.kubectl(["get", "apps.slipway.dev", "forged", "-n", ns])).code, 1, "the forged App exists");
+
+  // The honest write passes; changing someone else's annotation to another name does not.
+  const honest = await applyAs("alice", app("web", "alice"));
+  t.is(honest.code, 0, honest.stderr);
+  const overwrite = await cp.kubectl(["annotate", "--overwrite", "--as=mallory", "-n", ns, "apps.slipway.dev/web", "slipway.dev/changed-by=bob"]);
+  t.not(overwrite.code, 0);
+  t.regex(overwrite.stderr, /it says "bob", but this request is from "mallory"/);
+  // Leaving it as it is, or claiming one's own name, is allowed.
+  t.is((await cp.kubectl(["label", "--as=mallory", "-n", ns, "apps.slipway.dev/web", "tier=front"])).code, 0);
+  t.is((await cp.kubectl(["annotate", "--overwrite", "--as=mallory", "-n", ns, "apps.slipway.dev/web", "slipway.dev/changed-by=mallory"])).code, 0);
+
+  // kubectl slipway records the user the API server authenticated, so its writes pass.
+  const cli = await runCli(["-n", ns, "--as", "mallory", "apps:create", "api", "--image", image], { KUBECONFIG: cp.kubeconfigPath }).done;
+  t.is(cli.code, 0, cli.stderr);
+  const by = await cp.kubectl(["get", "apps.slipway.dev", "api", "-n", ns, "-o", "jsonpath={.metadata.annotations.slipway\\.dev/changed-by}"]);
+  t.is(by.stdout, "mallory");
+});
+
+test("in a team namespace set up like samples/namespaces/team.yaml, a developer's privileged or host-mounting one-off pod is refused by Pod Security, and a plain one runs", async (t) => {
+  await install();
+  const cp = await controlPlane();
+  const ns = await freshNamespace(t);
+  // The sample, applied to this test's namespace: its Pod Security labels and the developers' RoleBinding.
+  const sample = readFileSync(join(repoRoot, "samples/namespaces/team.yaml"), "utf8").replaceAll("team-a", ns);
+  const applied = await cp.kubectl(["apply", "--server-side", "--force-conflicts", "-f", "-"], { input: sample });
+  t.is(applied.code, 0, applied.stderr);
+  const as = ["--as=dev", `--as-group=${ns}-developers`];
+  const pod = (name: string, container: object = {}, volumes: object[] = []) => JSON.stringify({
+    apiVersion: "v1", kind: "Pod", metadata: { name, namespace: ns },
+    spec: { restartPolicy: "Never", containers: [{ name: "run", image: `registry.example/web@sha256:${"a".repeat(64)}`, ...container }], volumes },
+  });
+  const privileged = await cp.kubectl(["create", ...as, "-f", "-"], { input: pod("escalate", { securityContext: { privileged: true } }) });
+  t.not(privileged.code, 0, privileged.stdout);
+  t.regex(privileged.stderr, /violates PodSecurity "baseline:latest": privileged/);
+  const hostPath = await cp.kubectl(["create", ...as, "-f", "-"], {
+    input: pod("host", { volumeMounts: [{ name: "root", mountPath: "/host" }] }, [{ name: "root", hostPath: { path: "/" } }]),
+  });
+  t.not(hostPath.code, 0, hostPath.stdout);
+  t.regex(hostPath.stderr, /violates PodSecurity "baseline:latest": hostPath volumes/);
+  // What `kubectl slipway run` creates passes, with a warning about the restricted level.
+  const plain = await cp.kubectl(["create", ...as, "-f", "-"], { input: pod("oneoff") });
+  t.is(plain.code, 0, plain.stderr);
+  t.regex(plain.stderr, /would violate PodSecurity "restricted:latest"/);
 });

@@ -97,6 +97,27 @@ test("server-side apply rejects a secret value in secretEnv even without field v
   t.true(r.stderr.includes(".spec.secretEnv.DATABASE_URL.value: field not declared in schema"), r.stderr);
 });
 
+test("a Config whose env would make its Releases too large to store is refused at admission, counting bytes; one under the limit is accepted", async (t) => {
+  const cp = await controlPlane();
+  const ns = await freshNamespace(t);
+  const config = (name: string, env: Record<string, string>) =>
+    JSON.stringify({ apiVersion: "slipway.dev/v1alpha1", kind: "Config", metadata: { name, namespace: ns }, spec: { env } });
+  const values = (count: number, value: string) => Object.fromEntries(Array.from({ length: count }, (_, i) => [`VALUE_${i}`, value]));
+  const message = "env is too large; names and values together must be at most 256 KiB (262144 bytes)";
+  // 9 × 32 KiB: each value is within its own limit, the whole is not.
+  const big = await cp.kubectl(["apply", "--server-side", "-f", "-"], { input: config("big", values(9, "x".repeat(32768))) });
+  t.not(big.code, 0, "accepted");
+  t.true(big.stderr.includes(message), big.stderr);
+  // 5 × 30,000 two-byte characters: 150,000 characters but 300,000 bytes.
+  const wide = await cp.kubectl(["apply", "--server-side", "-f", "-"], { input: config("wide", values(5, "é".repeat(30000))) });
+  t.not(wide.code, 0, "accepted");
+  t.true(wide.stderr.includes(message), wide.stderr);
+  const fits = await cp.kubectl(["apply", "--server-side", "-f", "-"], { input: config("fits", values(7, "x".repeat(32768))) });
+  t.is(fits.code, 0, fits.stderr);
+  const got = await cp.kubectl(["get", "configs", "-n", ns, "-o", "name"]);
+  t.is(got.stdout.trim(), "config.slipway.dev/fits");
+});
+
 test("a Release's spec cannot be changed after it is created, while its labels and status can", async (t) => {
   const cp = await controlPlane();
   const ns = await freshNamespace(t);

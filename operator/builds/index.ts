@@ -31,6 +31,8 @@ export interface BuildsOptions {
   namespace?: string;
   /** How often source branches are polled (the fallback when no webhook arrives) and previews' TTLs checked. */
   pollIntervalMs: number;
+  /** How long a Git request to a source repository may wait for a byte; default SLIPWAY_GIT_TIMEOUT_SECONDS (git-http.ts). */
+  gitTimeoutMs?: number;
   /** Secret shared with the Git host; without one every webhook is refused (polling still works). */
   webhookSecret?: string;
   pipeline?: PipelineSettings;
@@ -204,7 +206,7 @@ class BuildController {
     const key = keyOf(app.metadata.namespace, app.metadata.name);
     const source = app.spec.source;
     if (source && !app.spec.suspend) {
-      const head = await branchHead({ url: source.git, branch: source.branch ?? "main", auth: await this.#auth(app) });
+      const head = await branchHead({ url: source.git, branch: source.branch ?? "main", auth: await this.#auth(app), timeoutMs: this.#opts.gitTimeoutMs });
       if (head && !this.#wanted.has(key)) this.#wanted.set(key, head);
     }
     await this.#queue.enqueue(key);
@@ -456,7 +458,7 @@ class BuildController {
     const source = app.spec.source;
     let procfile: Record<string, string> | undefined;
     try {
-      procfile = source ? await readProcfile({ url: source.git, branch: source.branch ?? "main", commit, path: source.path, auth: await this.#auth(app) }) : undefined;
+      procfile = source ? await readProcfile({ url: source.git, branch: source.branch ?? "main", commit, path: source.path, auth: await this.#auth(app), timeoutMs: this.#opts.gitTimeoutMs }) : undefined;
     } catch (err) {
       if (!(err instanceof ProcfileError)) throw err;
       await this.#fail(app, run, commit, "InvalidProcfile", err.message);

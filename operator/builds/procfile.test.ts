@@ -1,10 +1,12 @@
-import test from "ava";
+import test, { type ExecutionContext } from "ava";
 import { execFile } from "node:child_process";
+import { createServer, type AddressInfo, type Socket } from "node:net";
 import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { startGitServer } from "../local/gitserver.js";
+import { GitTimeoutError } from "../git-http.js";
 import { branchHead, parseProcfile, readProcfile } from "./procfile.js";
 
 const run = promisify(execFile);
@@ -59,4 +61,54 @@ test("the Procfile is read at the built commit and within the App's path, from a
   t.deepEqual(await readProcfile({ url, branch: "main", commit: first, path: "web" }), { web: "node v1.js" });
   t.deepEqual(await readProcfile({ url, branch: "main", commit: second, path: "web" }), { web: "node v2.js", worker: "node jobs.js" });
   t.is(await readProcfile({ url, branch: "main", commit: second }), undefined, "no Procfile at the repository root");
+});
+
+/** A Git server that accepts connections and never answers; returns its URL. */
+async function hungServer(t: ExecutionContext): Promise<string> {
+  const sockets = new Set<Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on("error", () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  t.teardown(() => {
+    for (const s of sockets) s.destroy();
+    server.close();
+  });
+  return `http://user:hunter2@127.0.0.1:${(server.address() as AddressInfo).port}/shop.git`;
+}
+
+test("a Git server that accepts the connection and never answers fails a poll and a Procfile read within the timeout, naming the server", async (t) => {
+  const url = await hungServer(t);
+  const started = Date.now();
+  const error = await t.throwsAsync(branchHead({ url, branch: "main", timeoutMs: 1_000 }), { instanceOf: GitTimeoutError });
+  t.regex(error?.message ?? "", /^the Git server did not answer GET http:\/\/127\.0\.0\.1:\d+\/shop\.git\/info\/refs\?service=git-upload-pack within 1 s$/);
+  t.false(error?.message.includes("hunter2"), "the message shows the URL's password");
+  await t.throwsAsync(readProcfile({ url, branch: "main", commit: "a".repeat(40), timeoutMs: 1_000 }), { instanceOf: GitTimeoutError });
+  // Well within a loaded machine's scheduling noise of the two 1 s timeouts.
+  t.true(Date.now() - started < 10_000, `took ${Date.now() - started} ms`);
+});
+
+test("a Git server that trickles its response headers a byte at a time (never idle for Node's socket timeout) fails a poll within the timeout", async (t) => {
+  const sockets = new Set<Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket.on("error", () => undefined));
+    socket.once("data", () => {
+      socket.write("HTTP/1.1 200 OK\r\nX-Slow: ");
+      const timer = setInterval(() => socket.write("a"), 100);
+      socket.on("close", () => clearInterval(timer));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  t.teardown(() => {
+    for (const s of sockets) s.destroy();
+    server.close();
+  });
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/shop.git`;
+  const started = Date.now();
+  await t.throwsAsync(branchHead({ url, branch: "main", timeoutMs: 1_000 }), {
+    instanceOf: GitTimeoutError,
+    message: `the Git server did not answer GET ${url}/info/refs?service=git-upload-pack within 1 s`,
+  });
+  t.true(Date.now() - started < 10_000, `took ${Date.now() - started} ms`);
 });

@@ -1,11 +1,12 @@
 // Process types from the Procfile at the built commit, read straight from the source repository with
-// isomorphic-git (no git binary in the operator image).
+// isomorphic-git (no git binary in the operator image): a shallow fetch of one branch, through the Git HTTP
+// client with a timeout (git-http.ts).
 import fs from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, posix } from "node:path";
 import git from "isomorphic-git";
-import http from "isomorphic-git/http/node";
+import { gitHttp } from "../git-http.js";
 
 /** A Procfile that cannot be used; the message names the line. */
 export class ProcfileError extends Error {
@@ -43,24 +44,24 @@ export interface GitAuth {
   password: string;
 }
 
+/** How many more commits of history a Procfile read fetches, in turn, when the commit is not the branch head. */
+const DEEPEN = [20, 200];
+
 /**
  * The Procfile at `commit` (in directory `path` of the repository), or undefined when that commit has none.
- * Clones `branch` into a temporary directory, reads the blob at the commit, and removes the clone.
+ * Fetches only `branch`, only its head commit (deeper only while `commit` is not among those fetched yet), into
+ * a temporary directory, reads the blob at the commit, and removes the clone.
  */
-export async function readProcfile(opts: { url: string; branch: string; commit: string; path?: string; auth?: GitAuth }): Promise<Record<string, string> | undefined> {
+export async function readProcfile(opts: { url: string; branch: string; commit: string; path?: string; auth?: GitAuth; timeoutMs?: number }): Promise<Record<string, string> | undefined> {
   const dir = await mkdtemp(join(tmpdir(), "slipway-procfile-"));
+  const http = gitHttp(opts.timeoutMs);
+  const onAuth = opts.auth ? () => opts.auth : undefined;
   try {
-    await git.clone({
-      fs,
-      http,
-      dir,
-      url: opts.url,
-      ref: opts.branch,
-      singleBranch: true,
-      noCheckout: true,
-      noTags: true,
-      onAuth: opts.auth ? () => opts.auth : undefined,
-    });
+    await git.clone({ fs, http, dir, url: opts.url, ref: opts.branch, singleBranch: true, noCheckout: true, noTags: true, depth: 1, onAuth });
+    for (const depth of DEEPEN) {
+      if (await hasCommit(dir, opts.commit)) break;
+      await git.fetch({ fs, http, dir, ref: opts.branch, singleBranch: true, tags: false, depth, relative: true, onAuth });
+    }
     const filepath = posix.join(opts.path ?? "", "Procfile").replace(/^\.?\//, "");
     let blob: Uint8Array;
     try {
@@ -79,10 +80,19 @@ export async function readProcfile(opts: { url: string; branch: string; commit: 
   }
 }
 
+async function hasCommit(dir: string, oid: string): Promise<boolean> {
+  try {
+    await git.readCommit({ fs, dir, oid });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** The head commit of `branch` on the server, or undefined when the branch does not exist. */
-export async function branchHead(opts: { url: string; branch: string; auth?: GitAuth }): Promise<string | undefined> {
+export async function branchHead(opts: { url: string; branch: string; auth?: GitAuth; timeoutMs?: number }): Promise<string | undefined> {
   const refs = await git.listServerRefs({
-    http,
+    http: gitHttp(opts.timeoutMs),
     url: opts.url,
     prefix: `refs/heads/${opts.branch}`,
     onAuth: opts.auth ? () => opts.auth : undefined,

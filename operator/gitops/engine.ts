@@ -9,7 +9,7 @@ import type { App, Config, ObjectMeta, Release } from "../../crds/v1alpha1.js";
 import { ANNOTATIONS, API_VERSION } from "../../crds/v1alpha1.js";
 import { faultPoint } from "../fault.js";
 import type { ClusterCache } from "../cache.js";
-import { isConflict, isNotFound, type Kube, type KubeObject } from "../kube.js";
+import { isConflict, isNotFound, isRefused, type Kube, type KubeObject } from "../kube.js";
 import { planRelease, planRollback } from "../releases.js";
 import {
   APPS_DIR,
@@ -18,6 +18,7 @@ import {
   cleanObject,
   parseObject,
   parsePath,
+  pathMismatch,
   pathOf,
   renderObject,
   type SlipwayKind,
@@ -93,7 +94,10 @@ export class GitOpsEngine {
    * crash between a push and the status write may have lost the record of the last commit (see #base).
    */
   readonly #settled = new Set<string>();
-  /** Conflicts already kept on a branch (path + both sides), so a repeated reconcile does not branch again. */
+  /**
+   * Conflicts already kept on a branch (path + both sides), and files refused for their path (path + content),
+   * so a repeated reconcile does not branch or warn again.
+   */
   readonly #kept = new Set<string>();
   /** The head whose whole tree has been reconciled; undefined forces a full pass on the next sync. */
   #applied: string | undefined;
@@ -408,7 +412,16 @@ export class GitOpsEngine {
       return;
     }
     const desired = cleanObject(parseObject(item.gitText));
-    const applied = await this.#apply(desired, item.cluster?.metadata.resourceVersion);
+    const mismatch = pathMismatch(item.path, desired);
+    if (mismatch) return this.#refuseFile(namespace, item, "PathMismatch", mismatch, head);
+    let applied: ClusterObject;
+    try {
+      applied = await this.#apply(desired, item.cluster?.metadata.resourceVersion);
+    } catch (err) {
+      // The API server refuses the object itself (schema, CEL, admission): sending it again cannot help.
+      if (!isRefused(err)) throw err;
+      return this.#refuseFile(namespace, item, "InvalidInGit", `${item.path} cannot be applied: ${err.message}`, head);
+    }
     if (head) await this.#recordCommit(applied, key, head);
     this.#log.info({ object: key, commit: head }, "applied from Git");
   }
@@ -438,6 +451,29 @@ export class GitOpsEngine {
       await this.#kube.patchStatus(obj, { commit });
     } catch (err) {
       if (!isNotFound(err)) throw err;
+    }
+  }
+
+  /**
+   * A file that names another namespace or object than its path, or that the API server refuses, is not applied
+   * and not retried (the rest of the push is applied): a Warning Event on the path's App and a log line name the
+   * file, once per content of the file. A new content of the file is tried again.
+   */
+  async #refuseFile(namespace: string, item: Item, reason: "PathMismatch" | "InvalidInGit", message: string, head: string | undefined): Promise<void> {
+    const seen = `${item.path}\n${item.gitCanonical ?? ""}`;
+    if (this.#kept.has(seen)) return;
+    this.#kept.add(seen);
+    const app = parsePath(item.path)?.app ?? item.name;
+    this.#log.warn({ file: item.path, commit: head, app: `${namespace}/${app}` }, message);
+    try {
+      await this.#kube.event({ apiVersion: API_VERSION, kind: "App", metadata: { name: app, namespace } }, {
+        type: "Warning",
+        reason,
+        action: "SyncFromGit",
+        note: `${message} (commit ${head?.slice(0, 7) ?? "unknown"})`,
+      });
+    } catch (err) {
+      this.#log.warn({ err, file: item.path }, `cannot record the ${reason} Event`);
     }
   }
 

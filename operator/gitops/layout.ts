@@ -94,6 +94,30 @@ export function parsePath(path: string): { namespace: string; app: string; kind?
   return { namespace, app };
 }
 
+/**
+ * Why an object read from `path` must not be applied, or undefined when it may: a file applies only to the
+ * namespace and App its path names (`apps/<namespace>/<app>/…`), so one team's directory cannot write into
+ * another team's namespace or over another App.
+ */
+export function pathMismatch(path: string, obj: StoredObject): string | undefined {
+  const parsed = parsePath(path);
+  if (!parsed?.kind) return `${path} is not an App, Config or Release file`;
+  const { namespace, app, kind } = parsed;
+  const what = `${obj.kind} ${obj.metadata.namespace ?? "(no namespace)"}/${obj.metadata.name}`;
+  const refuse = (rule: string) => `${path} holds ${what}, but ${rule}; it is not applied`;
+  if (obj.kind !== kind) return refuse(`a file at that path may only hold a ${kind}`);
+  if (obj.metadata.namespace !== namespace) return refuse(`a file under ${appDir(namespace, app)}/ may only hold objects of namespace ${namespace}`);
+  if (kind !== "Release") {
+    return obj.metadata.name === app ? undefined : refuse(`a file under ${appDir(namespace, app)}/ may only hold the ${kind} named ${app}`);
+  }
+  const version = Number(/v([0-9]+)\.yaml$/.exec(path)?.[1]);
+  const spec = obj.spec as { app?: unknown; version?: unknown } | undefined;
+  if (obj.metadata.name !== `${app}-v${version}` || spec?.app !== app || spec?.version !== version) {
+    return refuse(`a file at that path may only hold Release ${app}-v${version} of App ${app} (spec.app ${app}, spec.version ${version})`);
+  }
+  return undefined;
+}
+
 function sortKeys(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(sortKeys);
   if (value && typeof value === "object") {

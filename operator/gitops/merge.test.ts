@@ -1,5 +1,5 @@
 import test from "ava";
-import { canonical, cleanObject, pathOf, renderObject, SecretRefusedError, type StoredObject } from "./layout.js";
+import { canonical, cleanObject, pathMismatch, pathOf, renderObject, SecretRefusedError, type StoredObject } from "./layout.js";
 import { decide, UNKNOWN } from "./merge.js";
 import { changedPaths, commitMessage } from "./messages.js";
 
@@ -160,4 +160,20 @@ test("a Release keeps its Flux prune policy in Git; Slipway's Flux hold is never
     metadata: { ...live.metadata, annotations: { "kustomize.toolkit.fluxcd.io/prune": "disabled", "kustomize.toolkit.fluxcd.io/reconcile": "disabled", "slipway.dev/flux-hold": "2026-01-01T00:00:00Z" } },
   });
   t.is(held.metadata.annotations, undefined);
+});
+
+test("a file applies only to the namespace and App its path names", (t) => {
+  const V = "slipway.dev/v1alpha1";
+  const app = (namespace: string | undefined, name: string): StoredObject => ({ apiVersion: V, kind: "App", metadata: { name, ...(namespace ? { namespace } : {}) }, spec: {} });
+  const release = (name: string, spec: object): StoredObject => ({ apiVersion: V, kind: "Release", metadata: { name, namespace: "team-a" }, spec });
+  t.is(pathMismatch("apps/team-a/web/app.yaml", app("team-a", "web")), undefined);
+  t.is(pathMismatch("apps/team-a/web/app.yaml", app("team-b", "web")),
+    "apps/team-a/web/app.yaml holds App team-b/web, but a file under apps/team-a/web/ may only hold objects of namespace team-a; it is not applied");
+  t.regex(pathMismatch("apps/team-a/web/app.yaml", app(undefined, "web")) ?? "", /holds App \(no namespace\)\/web/);
+  t.is(pathMismatch("apps/team-a/web/app.yaml", app("team-a", "api")),
+    "apps/team-a/web/app.yaml holds App team-a/api, but a file under apps/team-a/web/ may only hold the App named web; it is not applied");
+  t.regex(pathMismatch("apps/team-a/web/config.yaml", app("team-a", "web")) ?? "", /may only hold a Config/);
+  t.is(pathMismatch("apps/team-a/web/releases/v2.yaml", release("web-v2", { app: "web", version: 2 })), undefined);
+  t.regex(pathMismatch("apps/team-a/web/releases/v2.yaml", release("api-v2", { app: "api", version: 2 })) ?? "", /may only hold Release web-v2/);
+  t.regex(pathMismatch("apps/team-a/web/releases/v2.yaml", release("web-v2", { app: "web", version: 3 })) ?? "", /spec.version 2/);
 });

@@ -1,5 +1,6 @@
 import test from "ava";
 import { execFile } from "node:child_process";
+import { createServer, type AddressInfo, type Socket } from "node:net";
 import { mkdtemp, readFile, rm, writeFile, mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,6 +8,7 @@ import { promisify } from "node:util";
 import { startGitServer, type GitServer } from "../local/gitserver.js";
 import { kubectlPath } from "../local/tools.js";
 import { renderObject, type StoredObject } from "./layout.js";
+import { GitTimeoutError } from "../git-http.js";
 import { ConfigRepo, PushRejectedError } from "./repo.js";
 
 const run = promisify(execFile);
@@ -435,4 +437,23 @@ test("changedDirs names the App directories a push changed, and filesIn reads on
   t.regex((await repo.readFile("apps/kustomization.yaml")) ?? "", /- team-b\n/);
   // … and gives the same tree as regenerating every one of them.
   t.is(await repo.commit(new Map(), "all", { regenerateAll: true }), undefined);
+});
+
+test("a config repository whose server accepts the connection and never answers fails to open within the timeout", async (t) => {
+  const sockets = new Set<Socket>();
+  const hung = createServer((socket) => sockets.add(socket.on("error", () => undefined)));
+  await new Promise<void>((resolve) => hung.listen(0, "127.0.0.1", resolve));
+  t.teardown(() => {
+    for (const s of sockets) s.destroy();
+    hung.close();
+  });
+  const dir = await mkdtemp(join(tmpdir(), "slipway-repo-hung-"));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const url = `http://127.0.0.1:${(hung.address() as AddressInfo).port}/config.git`;
+  const started = Date.now();
+  await t.throwsAsync(ConfigRepo.open({ url, dir, timeoutMs: 1_000 }), {
+    instanceOf: GitTimeoutError,
+    message: `the Git server did not answer GET ${url}/info/refs?service=git-upload-pack within 1 s`,
+  });
+  t.true(Date.now() - started < 10_000, `took ${Date.now() - started} ms`);
 });

@@ -1,10 +1,11 @@
 // The one Git wrapper of GitOps: a clone of the config repository kept in a directory, written without a
 // working tree (commits are built from blobs and trees, rewriting only the changed paths), fetched over smart
-// HTTP by isomorphic-git, and pushed with its discovery, pack writer and HTTP client (see push()).
+// HTTP by isomorphic-git, and pushed with its discovery, pack writer and HTTP client (see push()); every request has a
+// timeout (git-http.ts).
 import fs from "node:fs";
 import { mkdir } from "node:fs/promises";
-import git from "isomorphic-git";
-import http from "isomorphic-git/http/node";
+import git, { type HttpClient } from "isomorphic-git";
+import { gitHttp } from "../git-http.js";
 import {
   APPS_DIR,
   KUSTOMIZATION,
@@ -24,6 +25,8 @@ export interface RepoOptions {
   credentials?: { username: string; password: string } | undefined;
   /** Directory of the local clone (created when missing; reused across restarts). */
   dir: string;
+  /** How long a fetch or push may wait for the server without a byte; default SLIPWAY_GIT_TIMEOUT_SECONDS (git-http.ts). */
+  timeoutMs?: number;
 }
 
 /** Files to write (content) or remove (null), by path. */
@@ -112,6 +115,7 @@ export class ConfigRepo {
   readonly branch: string;
   readonly dir: string;
   #onAuth: (() => { username: string; password: string }) | undefined;
+  readonly #http: HttpClient;
   #cache = {};
   /** Whether HEAD is known to name the branch (written once, not with every commit). */
   #headOnBranch = false;
@@ -130,6 +134,7 @@ export class ConfigRepo {
     this.url = options.url;
     this.branch = options.branch ?? "main";
     this.dir = options.dir;
+    this.#http = gitHttp(options.timeoutMs);
     const creds = options.credentials;
     this.#onAuth = creds ? () => ({ username: creds.username, password: creds.password }) : undefined;
   }
@@ -182,7 +187,7 @@ export class ConfigRepo {
    * branch may hold a commit the remote refused, and a remote that knows no common commit sends everything).
    */
   async fetch(): Promise<string | undefined> {
-    const refs = await git.listServerRefs({ http, url: this.url, onAuth: this.#onAuth, prefix: this.#ref });
+    const refs = await git.listServerRefs({ http: this.#http, url: this.url, onAuth: this.#onAuth, prefix: this.#ref });
     const remote = refs.find((r) => r.ref === this.#ref);
     if (!remote) return undefined;
     const tracking = `refs/remotes/origin/${this.branch}`;
@@ -192,7 +197,7 @@ export class ConfigRepo {
     }
     await git.fetch({
       fs,
-      http,
+      http: this.#http,
       dir: this.dir,
       remote: "origin",
       ref: tracking,
@@ -760,7 +765,7 @@ export class ConfigRepo {
   async push(branch = this.branch): Promise<void> {
     const ref = `refs/heads/${branch}`;
     const oid = await git.resolveRef({ fs, dir: this.dir, ref });
-    const remote = await git.getRemoteInfo2({ http, url: this.url, onAuth: this.#onAuth, forPush: true, protocolVersion: 1 });
+    const remote = await git.getRemoteInfo2({ http: this.#http, url: this.url, onAuth: this.#onAuth, forPush: true, protocolVersion: 1 });
     const refs = new Map((remote.refs ?? []).map((r) => [r.ref, r.oid]));
     const old = refs.get(ref) ?? ZERO;
     const rejected = (why: string) => new PushRejectedError(`push of ${branch} rejected: ${why}`);
@@ -854,7 +859,7 @@ export class ConfigRepo {
     const auth = this.#onAuth?.() ?? (url.username ? { username: decodeURIComponent(url.username), password: decodeURIComponent(url.password) } : undefined);
     url.username = url.password = "";
     if (auth) headers.authorization = `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString("base64")}`;
-    const res = await http.request({
+    const res = await this.#http.request({
       url: `${url.href.replace(/\/+$/, "")}/git-receive-pack`,
       method: "POST",
       headers,
