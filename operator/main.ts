@@ -5,7 +5,7 @@ import os from "node:os";
 import { pathToFileURL } from "node:url";
 import { KubeConfig, ListWatch, Watch, type KubernetesListObject, type KubernetesObject as ClientObject } from "@kubernetes/client-node";
 import type { Logger } from "pino";
-import { API_VERSION, LABELS } from "../crds/v1alpha1.js";
+import { API_VERSION, LABELS, type AppStatus } from "../crds/v1alpha1.js";
 import type { PlatformSettings } from "../functions/render.js";
 import type { Platform } from "./platform.js";
 import { AppReconciler, rolledOut, type DeploymentObject } from "./app-reconciler.js";
@@ -67,6 +67,12 @@ interface Watched {
   finished?: (obj: KubeObject) => boolean;
   /** Keep the objects' names per App key, so the reader gets one App's objects without a scan (Releases). */
   indexed?: boolean;
+}
+
+/** What of an App's status.latestBuild runs a reconcile: a succeeded build, which the reconciler releases. */
+function latestBuildOf(obj: KubeObject): string | null {
+  const build = (obj as { status?: AppStatus }).status?.latestBuild;
+  return build?.phase === "Succeeded" ? build.pipelineRun : null;
 }
 
 /** See Watched.settle. */
@@ -165,9 +171,9 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
   const inNs = ns ? `/namespaces/${encodeURIComponent(ns)}` : "";
   const byName = (obj: KubeObject) => `${obj.metadata.namespace}/${obj.metadata.name}`;
   const lastSeen = new Map<string, string>();
-  const unlessOnlyStatus = (kind: string, fields: (m: KubeObject["metadata"]) => unknown[]) => (obj: KubeObject) => {
+  const unlessOnlyStatus = (kind: string, fields: (m: KubeObject["metadata"], obj: KubeObject) => unknown[]) => (obj: KubeObject) => {
     const key = `${kind}/${byName(obj)}`;
-    const fingerprint = JSON.stringify([obj.metadata.uid, ...fields(obj.metadata)]);
+    const fingerprint = JSON.stringify([obj.metadata.uid, ...fields(obj.metadata, obj)]);
     if (lastSeen.get(key) === fingerprint) return false;
     lastSeen.set(key, fingerprint);
     return true;
@@ -181,8 +187,9 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
       keyOf: byName,
       trim: "ownership",
       // Status writes (the operator's own among them) do not need a reconcile; spec, labels (copied onto the
-      // children), annotations (rollback) and deletion do.
-      changed: unlessOnlyStatus("App", (m) => [m.generation, m.labels ?? {}, m.annotations ?? {}, m.deletionTimestamp ?? null, m.finalizers ?? []]),
+      // children), annotations (rollback), deletion and a build's outcome (a succeeded build is released) do.
+      changed: unlessOnlyStatus("App", (m, obj) => [m.generation, m.labels ?? {}, m.annotations ?? {}, m.deletionTimestamp ?? null, m.finalizers ?? [],
+        latestBuildOf(obj)]),
     },
     {
       name: "configs",
