@@ -12,7 +12,7 @@ import { faultPoint } from "./fault.js";
 import { isConflict, isNotFound, KubeError, specFingerprint, type EventInput, type Kube, type KubeObject } from "./kube.js";
 import type { HandlerResult } from "./queue.js";
 import { ApiReader, type AppObject, type ConfigObject, type ObjectReader } from "./reader.js";
-import { normalizeConfig, planRelease, planRollback, releaseObject, sameConfig, sameContent } from "./releases.js";
+import { normalizeConfig, planRelease, planRollback, releaseObject, sameConfig, sameContent, unreleasedBuild } from "./releases.js";
 
 export const FINALIZER = "slipway.dev/finalizer";
 
@@ -223,13 +223,14 @@ export class AppReconciler {
       releases[releases.indexOf(release)] = adopted;
     }
     if (candidate) {
+      // The App's build, if this release is the first to hold it.
+      const build = rollbackTo === undefined ? unreleasedBuild(pass.app, releases) : undefined;
       const cut = await this.#cut(pass.app, config, candidate, log);
       releases.push(cut);
-      const built = pass.app.status?.latestBuild;
-      if (built?.phase === "Succeeded" && cut.spec.build.pipelineRun === built.pipelineRun) {
+      if (build?.sourceCommit && build.pipelineRun && cut.spec.build.pipelineRun === build.pipelineRun) {
         await this.#event(pass.app, {
           type: "Normal", reason: "BuildSucceeded", action: "Build",
-          note: `Built commit ${shortSha(built.commit)} in PipelineRun ${built.pipelineRun}; cut release v${cut.spec.version} (${cut.spec.build.image})`,
+          note: `Built commit ${shortSha(build.sourceCommit)} in PipelineRun ${build.pipelineRun}; cut release v${cut.spec.version} (${build.image})`,
         }, log);
       }
     }
