@@ -128,15 +128,16 @@ const releaseCut = (l: LogLine) => l.msg === "release cut";
 /**
  * Waits for `operator`, started with `killAtCut`, to SIGKILL itself right after a release cut (operator/fault.ts:
  * the Release exists, nothing after it is written) and returns the release it had just cut, after checking
- * that the App's status does not record it yet.
+ * that the App's status still names it as pending (the pass's last status write did not happen).
  */
 async function killedAtCut(t: ExecutionContext, env: Env, operator: OperatorProcess): Promise<number> {
   const exit = await Promise.race([operator.exited, sleep(60_000).then(() => "still running")]);
   t.like(exit, { signal: "SIGKILL" }, `${operator.name} did not kill itself at its release cut\n${operator.tail()}`);
   // The newest Release is the one it cut (its log line may not have been flushed before the kill).
   const cut = (await releases(env)).at(-1)?.spec.version ?? 0;
-  const recorded = (await getApp(env)).status?.latestReleaseNumber ?? 0;
-  t.true(recorded < cut, `${operator.name} was killed after its reconcile finished (status already says ${recorded}, the cut was v${cut})`);
+  // The pass that cut it had not finished: its status still names the release as pending.
+  const pending = (await getApp(env)).status?.pendingRelease?.version;
+  t.is(pending, cut, `${operator.name} was killed after its reconcile finished (status names ${pending ?? "no"} pending release, the cut was v${cut})`);
   return cut;
 }
 

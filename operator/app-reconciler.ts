@@ -152,6 +152,13 @@ export class AppReconciler {
       observedConfigGeneration: config.metadata.generation,
       pendingRelease: cut ? { version: cut.spec.version, generation, configGeneration: config.metadata.generation } : undefined,
     };
+    // The release about to be cut is the live one from now (the newest release is); its number is remembered at
+    // once (rememberedNumber discounts it should the cut never happen), so the pass's final write can wait for
+    // the rollout's progress without leaving status behind the releases.
+    if (cut) {
+      next.currentRelease = `v${cut.spec.version}`;
+      next.latestReleaseNumber = Math.max(app.status?.latestReleaseNumber ?? 0, cut.spec.version);
+    }
     const known = knownInventory(pass);
     // An App whose inventory is unknown (an older operator rolled it out) is pruned by listing its children, and
     // gets its inventory with the pass's final status.

@@ -245,3 +245,11 @@ test("a running or failed build leaves the live release's build in place", (t) =
     t.deepEqual(planRelease({ app: built(phase, "shop-build-1d797d6"), config: config({}), releases: [v1] }), { kind: "none" }, phase);
   }
 });
+
+test("a release number status announced for a cut that never happened is not skipped; one that was cut counts", (t) => {
+  const announced = app({ image: IMAGE_B }, {}, { latestReleaseNumber: 3, pendingRelease: { version: 3 } });
+  t.like(planRelease({ app: announced, config: config({}), releases: [release(1, IMAGE_A), release(2, IMAGE_A)] }), { kind: "cut", spec: { version: 3 } });
+  t.like(planRelease({ app: announced, config: config({ env: { A: "1" } }), releases: [release(1, IMAGE_A), release(2, IMAGE_A), release(3, IMAGE_B)] }), { kind: "cut", spec: { version: 4 } });
+  const remembered = app({ image: IMAGE_B }, {}, { latestReleaseNumber: 5 });
+  t.like(planRelease({ app: remembered, config: config({}), releases: [release(1, IMAGE_A)] }), { kind: "cut", spec: { version: 6 } }, "numbers only grow");
+});

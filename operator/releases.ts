@@ -36,6 +36,18 @@ export function nextReleaseNumber(releases: readonly Release[], latestReleaseNum
   return Math.max(latestReleaseNumber, 0, ...releases.map((r) => r.spec.version)) + 1;
 }
 
+/**
+ * The highest release number the App's status remembers. A pass records the number of the release it cuts
+ * (latestReleaseNumber, with pendingRelease) before it cuts it; a number so recorded whose release was never
+ * cut (the process stopped in between) is not counted, so no number is skipped.
+ */
+export function rememberedNumber(app: App, releases: readonly Release[]): number {
+  const latest = app.status?.latestReleaseNumber ?? 0;
+  const pending = app.status?.pendingRelease?.version;
+  if (pending === latest && !releases.some((r) => r.spec.version === pending)) return pending - 1;
+  return latest;
+}
+
 /** A Config spec in canonical form: keys sorted, empty maps and undefined values dropped. */
 export function normalizeConfig(spec: ConfigSpec | undefined): ConfigSpec {
   return (canonical(spec ?? {}) ?? {}) as ConfigSpec;
@@ -214,7 +226,7 @@ export function planRelease({ app, config, releases }: PlanInput): ReleasePlan {
     kind: "cut",
     spec: {
       app: app.metadata.name,
-      version: nextReleaseNumber(own, app.status?.latestReleaseNumber),
+      version: nextReleaseNumber(own, rememberedNumber(app, own)),
       cause: releaseCause(latest?.spec, build, configSpec),
       ...(who ? { requestedBy: who } : {}),
       build,
@@ -261,7 +273,7 @@ export function planRollback(app: App, releases: readonly Release[], target: str
     target: found,
     spec: {
       app: app.metadata.name,
-      version: nextReleaseNumber(own, app.status?.latestReleaseNumber),
+      version: nextReleaseNumber(own, rememberedNumber(app, own)),
       cause: `rollback to v${found.spec.version}`,
       ...(who ? { requestedBy: who } : {}),
       build: found.spec.build,
