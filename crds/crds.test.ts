@@ -20,6 +20,7 @@ import {
   type GitSource,
   type HttpProbe,
   type LatestBuild,
+  type PendingRelease,
   type Previews,
   type ProcessResources,
   type ProcessSpec,
@@ -107,16 +108,18 @@ const routing: Fields<Routing> = {
 const tls: Fields<NonNullable<Routing["tls"]>> = { secretName: "required" };
 const previews: Fields<Previews> = { enabled: "required", ttl: "optional", domainTemplate: "optional" };
 const appStatus: Fields<AppStatus> = {
-  observedGeneration: "optional", conditions: "optional", currentRelease: "optional",
-  latestReleaseNumber: "optional", url: "optional", latestBuild: "optional", processes: "optional", commit: "optional",
-  inventory: "optional",
+  observedGeneration: "optional", observedConfigGeneration: "optional", conditions: "optional", currentRelease: "optional",
+  latestReleaseNumber: "optional", url: "optional", latestBuild: "optional", pendingRelease: "optional", processes: "optional",
+  commit: "optional", inventory: "optional",
 };
+const pendingRelease: Fields<PendingRelease> = { version: "required", generation: "optional", configGeneration: "optional" };
 const condition: Fields<Condition> = {
   type: "required", status: "required", reason: "required", message: "required", observedGeneration: "optional",
   lastTransitionTime: "required",
 };
 const latestBuild: Fields<LatestBuild> = {
   pipelineRun: "required", commit: "required", phase: "required", message: "optional", image: "optional",
+  procfile: "optional", release: "optional",
 };
 const processStatus: Fields<NonNullable<AppStatus["processes"]>[string]> = {
   desired: "required", available: "required", updated: "required",
@@ -152,6 +155,7 @@ const mirrors: Record<keyof typeof crds, Record<string, Record<string, "optional
     status: appStatus,
     "status.conditions.[]": condition,
     "status.latestBuild": latestBuild,
+    "status.pendingRelease": pendingRelease,
     "status.processes.*": processStatus,
   },
   Config: {

@@ -167,16 +167,34 @@ export interface AppSpec {
   suspend?: boolean;
 }
 
+/** The App's most recent build, as the build controller records it; the App reconciler releases it. */
 export interface LatestBuild {
   pipelineRun: string;
   commit: string;
   phase: "Running" | "Succeeded" | "Failed";
   message?: string;
+  /** Image by digest, once the build succeeded. */
   image?: string;
+  /** Process types and their commands, from the Procfile at the built commit (once the build succeeded). */
+  procfile?: Record<string, string>;
+  /** The release this build became ("v4"), once the App reconciler cut it. */
+  release?: string;
+}
+
+/** A release the App reconciler is cutting: set with the first status write of the pass that cuts it. */
+export interface PendingRelease {
+  /** The number it gets. */
+  version: number;
+  /** The App's metadata.generation it is cut from. */
+  generation?: number;
+  /** The Config's metadata.generation it is cut from. */
+  configGeneration?: number;
 }
 
 export interface AppStatus {
   observedGeneration?: number;
+  /** The Config's metadata.generation the status describes (the operator has seen that Config). */
+  observedConfigGeneration?: number;
   conditions?: Condition[];
   /** The live release, e.g. "v3". */
   currentRelease?: string;
@@ -184,6 +202,11 @@ export interface AppStatus {
   latestReleaseNumber?: number;
   url?: string;
   latestBuild?: LatestBuild;
+  /**
+   * The release the operator is cutting, written before the cut and cleared by the pass's last status write:
+   * what GitOps waits for before it commits an App or Config change, so the change and its release share a commit.
+   */
+  pendingRelease?: PendingRelease;
   /** Rollout progress of the live release: available / desired replicas per process type (written at most every 5 s while rolling out). */
   processes?: Record<string, { desired: number; available: number; updated: number }>;
   /** Commit in the config repository that records the App as it is now. */

@@ -191,6 +191,16 @@ export async function eventuallyApp(env: Env, name: string, check: (a: App) => b
   return last!;
 }
 
+/**
+ * Waits until the App's status says its latest build became release `version` ("v2") and that Release exists,
+ * and returns the App.
+ */
+export async function eventuallyReleased(env: Env, name: string, version: string, timeoutMs = 60_000): Promise<App & KubeObject> {
+  const app = await eventuallyApp(env, name, (a) => a.status?.latestBuild?.release === version, `released its build as ${version}`, timeoutMs);
+  await waitFor(async () => (await releases(env, name)).some((r) => `v${r.spec.version}` === version), 15_000, () => `no Release ${name}-${version}`);
+  return app;
+}
+
 /** A finished PipelineRun's Succeeded condition, as Tekton's controller set it. */
 export function succeeded(run: PipelineRun): { status: string; reason?: string; message?: string } | undefined {
   return run.status?.conditions?.find((c) => c.type === "Succeeded");

@@ -9,7 +9,7 @@ import { createServer, type AddressInfo, type Socket } from "node:net";
 import type { KubeObject } from "../operator/kube.js";
 import { giteaPush, githubPush, gitlabPush } from "../operator/builds/testdata/payloads.js";
 import {
-  applyYaml, condition, eventuallyApp, eventuallyFinished, eventuallyRun, getApp, podDigest, pipelineRuns, releases,
+  applyYaml, condition, eventuallyApp, eventuallyFinished, eventuallyReleased, eventuallyRun, getApp, podDigest, pipelineRuns, releases,
   requireTekton, SECRET, setup, sourceAppYaml, sourceRepo, stopGitServer, succeeded, taskRuns,
 } from "./builds-support.js";
 import { controlPlane, waitFor } from "./harness/suite.js";
@@ -22,6 +22,8 @@ test.after.always(async () => {
 });
 
 const repoOf = (url: string, name: string) => ({ url, fullName: `acme/${name}`, id: 4242 });
+/** A Config for the App: the operator releases a build only once the App has its Config. */
+const configYaml = (app: string) => `apiVersion: slipway.dev/v1alpha1\nkind: Config\nmetadata: { name: ${app} }\nspec:\n  env: { MODE: test }\n`;
 
 test("a GitHub push starts a Tekton v1 PipelineRun with the buildpacks params, the App's cache PVC, labels and owner, defaulted by Tekton's webhook", async (t) => {
   const env = await setup(t, { tasks: { "slipway-git-clone": { hang: true } } });
@@ -80,14 +82,22 @@ test("a push is built by Tekton's controller (TaskRuns, their pods on kwok, resu
     { name: "APP_IMAGE_URL", value: `registry.slipway.local/${env.ns}/api:${commit.slice(0, 7)}` },
   ]);
 
-  const app = await eventuallyApp(env, "api", (a) => a.status?.latestBuild?.phase === "Succeeded", "reported the succeeded build");
+  // The build controller records the build in the App's status; the App reconciler releases it and says so there.
+  const app = await eventuallyReleased(env, "api", "v1");
   const image = `registry.slipway.local/${env.ns}/api@${digest}`;
-  t.like(app.status?.latestBuild, { pipelineRun: name, commit, phase: "Succeeded", image });
-  t.like(condition(app, "Built"), { status: "True", reason: "Succeeded" });
+  t.deepEqual(app.status?.latestBuild, {
+    pipelineRun: name, commit, phase: "Succeeded", image, procfile: { web: "./server --port $PORT", worker: "./jobs" }, release: "v1", message: "released as v1",
+  });
+  t.like(condition(app, "Built"), { status: "True", reason: "Succeeded", message: `Built commit ${commit.slice(0, 7)} in PipelineRun ${name}: ${image}, released as v1` });
   const [v1, ...more] = await releases(env, "api");
   t.is(more.length, 0);
-  t.like(v1?.spec, { app: "api", version: 1, cause: `deploy ${commit.slice(0, 7)}`, config: { env: { MODE: "production" } } });
+  t.like(v1?.spec, { app: "api", version: 1, cause: `deploy ${commit.slice(0, 7)}`, requestedBy: `build ${name}`, config: { env: { MODE: "production" } } });
   t.deepEqual(v1?.spec.build, { image, sourceCommit: commit, pipelineRun: name, procfile: { web: "./server --port $PORT", worker: "./jobs" } });
+  t.like(v1?.metadata.ownerReferences?.[0], { kind: "App", name: "api", uid: app.metadata.uid, controller: true });
+  await waitFor(async () => {
+    const events = await env.kube.list<KubeObject & { reason?: string; note?: string; regarding?: { name?: string } }>("events.k8s.io/v1", "Event", env.ns);
+    return events.items.some((e) => e.reason === "BuildSucceeded" && e.regarding?.name === "api" && e.note === `Built commit ${commit.slice(0, 7)} in PipelineRun ${name}; cut release v1 (${image})`);
+  }, 15_000, () => "no Event BuildSucceeded about App api naming release v1");
 
   const rolledOut = await eventuallyApp(env, "api", (a) => a.status?.currentRelease === "v1" && condition(a, "Ready")?.status === "True", "rolled out v1", 60_000);
   t.is(rolledOut.status?.currentRelease, "v1");
@@ -99,13 +109,14 @@ test("a push is built by Tekton's controller (TaskRuns, their pods on kwok, resu
 });
 
 test("a build whose step fails (simulated steps: buildpacks' create exits 1) is reported on the App with the step's name and a Warning Event, and the live release keeps serving", async (t) => {
-  const env = await setup(t);
+  const env = await setup(t, { operator: true });
   const src = await sourceRepo(t, `cart-${env.ns}`);
   const good = await src.commit({ "Procfile": "web: ./cart\n" });
   await applyYaml(env, sourceAppYaml("cart", src.url));
+  await applyYaml(env, configYaml("cart"));
   const repo = repoOf(src.url, src.name);
   await env.deliver(githubPush({ repo, branch: "main", before: "0".repeat(40), after: good, secret: SECRET }));
-  await eventuallyApp(env, "cart", (a) => a.status?.latestBuild?.phase === "Succeeded", "built the good commit", 90_000);
+  await eventuallyReleased(env, "cart", "v1", 90_000);
 
   await env.kubectl(["label", "-n", env.ns, "task.tekton.dev", "slipway-buildpacks", "kwok.slipway.dev/fail-step=create"]);
   const bad = await src.commit({ "Procfile": "web: ./cart --broken\n" });
@@ -117,6 +128,7 @@ test("a build whose step fails (simulated steps: buildpacks' create exits 1) is 
   t.like(tasks.build?.status?.conditions?.[0], { status: "False", reason: "Failed", message: '"step-create" exited with code 1: Error' });
 
   const app = await eventuallyApp(env, "cart", (a) => a.status?.latestBuild?.phase === "Failed", "reported the failed build");
+  t.is(app.status?.currentRelease, "v1");
   const built = condition(app, "Built");
   t.is(built?.status, "False");
   t.is(built?.reason, "BuildFailed");
@@ -149,10 +161,11 @@ test("a build past its pipeline timeout (simulated steps that never end) is time
 
 test("of two quick pushes Tekton's controller cancels the older build, and only the newer one deploys", async (t) => {
   // Steps take 4s, so the older run is still running when the second push supersedes it.
-  const env = await setup(t, { tasks: { "slipway-git-clone": { duration: "4s" } } });
+  const env = await setup(t, { operator: true, tasks: { "slipway-git-clone": { duration: "4s" } } });
   const src = await sourceRepo(t, `quick-${env.ns}`);
   const older = await src.commit({ "Procfile": "web: ./v1\n" });
   await applyYaml(env, sourceAppYaml("quick", src.url));
+  await applyYaml(env, configYaml("quick"));
   const repo = repoOf(src.url, src.name);
   await env.deliver(giteaPush({ repo, branch: "main", before: "0".repeat(40), after: older, secret: SECRET }));
   const newer = await src.commit({ "Procfile": "web: ./v2\n" });
@@ -165,7 +178,7 @@ test("of two quick pushes Tekton's controller cancels the older build, and only 
   t.like(succeeded(newerRun), { status: "True", reason: "Succeeded" });
 
   await eventuallyRun(env, `quick-build-${older.slice(0, 7)}`, (r) => r.metadata.annotations?.["slipway.dev/build-recorded"] === "Superseded");
-  const app = await eventuallyApp(env, "quick", (a) => a.status?.latestBuild?.phase === "Succeeded", "deployed the newer build");
+  const app = await eventuallyReleased(env, "quick", "v1");
   t.is(app.status?.latestBuild?.commit, newer);
   const all = await releases(env, "quick");
   t.deepEqual(all.map((r) => [r.spec.version, r.spec.build.sourceCommit, r.spec.build.procfile]), [[1, newer, { web: "./v2" }]]);
@@ -188,15 +201,17 @@ test("a PipelineRun Tekton's admission webhook refuses (a negative pipeline time
 });
 
 test("a redelivered push webhook changes nothing: same PipelineRun, same App, no second Release", async (t) => {
-  const env = await setup(t);
+  const env = await setup(t, { operator: true });
   const src = await sourceRepo(t, `again-${env.ns}`);
   const commit = await src.commit({ "Procfile": "web: ./again\n" });
   await applyYaml(env, sourceAppYaml("again", src.url));
+  await applyYaml(env, configYaml("again"));
   const delivery = githubPush({ repo: repoOf(src.url, src.name), branch: "main", before: "0".repeat(40), after: commit, secret: SECRET });
   await env.deliver(delivery);
   const name = `again-build-${commit.slice(0, 7)}`;
   await eventuallyFinished(env, name);
   await eventuallyRun(env, name, (r) => r.metadata.annotations?.["slipway.dev/build-recorded"] === "Succeeded");
+  await eventuallyReleased(env, "again", "v1");
   const runBefore = await eventuallyRun(env, name);
   const appBefore = await getApp(env, "again");
   const releasesBefore = await releases(env, "again");
@@ -295,9 +310,10 @@ test("a push to another branch or another repository starts no build", async (t)
 });
 
 test("finished PipelineRuns are pruned to the last 3 per App", async (t) => {
-  const env = await setup(t);
+  const env = await setup(t, { operator: true });
   const src = await sourceRepo(t, `prune-${env.ns}`);
   await applyYaml(env, sourceAppYaml("prune", src.url));
+  await applyYaml(env, configYaml("prune"));
   const repo = repoOf(src.url, src.name);
   const commits: string[] = [];
   for (let i = 0; i < 5; i++) {
@@ -306,7 +322,8 @@ test("finished PipelineRuns are pruned to the last 3 per App", async (t) => {
     await env.deliver(githubPush({ repo, branch: "main", before: "0".repeat(40), after: c, secret: SECRET }));
     const name = `prune-build-${c.slice(0, 7)}`;
     await eventuallyFinished(env, name);
-    await eventuallyApp(env, "prune", (a) => a.status?.latestBuild?.commit === c && a.status.latestBuild.phase === "Succeeded", `deployed commit ${i}`);
+    const released = await eventuallyReleased(env, "prune", `v${i + 1}`);
+    t.is(released.status?.latestBuild?.commit, c);
     // Creation timestamps have one-second resolution; keep the order unambiguous.
     await new Promise((r) => setTimeout(r, 1100));
   }

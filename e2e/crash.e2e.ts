@@ -1,9 +1,12 @@
 // The operator as a real process (`node dist/operator/main.js`) killed mid-reconcile: SIGKILL while releases
 // are being cut or a rollback is under way, then a new process — the same desired state is reached with
-// release numbers 1..N, none repeated, none skipped. And SIGTERM: exit 0 after the reconcile in flight finished.
+// release numbers 1..N, none repeated, none skipped. SIGKILL right after a build's PipelineRun is created: the
+// next process still releases that build. And SIGTERM: exit 0 after the reconcile in flight finished.
 import test, { type ExecutionContext } from "ava";
 import type { App, Config, Release } from "../crds/v1alpha1.js";
 import { Kube, type KubeObject } from "../operator/kube.js";
+import type { PipelineRun } from "../operator/builds/pipelinerun.js";
+import { requireTekton, sourceRepo, stopGitServer } from "./builds-support.js";
 import { Operators, type LogLine, type OperatorProcess } from "./harness/operator-process.js";
 import { controlPlane, freshNamespace, installCrds, waitFor } from "./harness/suite.js";
 
@@ -14,12 +17,18 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 test.before(async () => {
   await installCrds();
 });
+test.after.always(async () => {
+  await stopGitServer();
+});
 
 interface Env {
   ns: string;
   kube: Kube;
-  /** Starts another operator process for the namespace; `killAtCut` n: it SIGKILLs itself right after its n-th release cut. */
-  spawn(killAtCut?: number): Promise<OperatorProcess>;
+  /**
+   * Starts another operator process for the namespace; `killAtCut` n: it SIGKILLs itself right after its n-th
+   * release cut. `extra`: more environment.
+   */
+  spawn(killAtCut?: number, extra?: NodeJS.ProcessEnv): Promise<OperatorProcess>;
   /** Starts another operator process for the namespace and waits until it has listed and started. */
   start(killAtCut?: number): Promise<OperatorProcess>;
   /** Every process started so far, oldest first. */
@@ -37,8 +46,8 @@ async function setup(t: ExecutionContext): Promise<Env> {
     kube: new Kube(cp.kubeConfig()),
     processes: operators.processes,
     output: () => operators.output(),
-    spawn: (killAtCut) =>
-      operators.spawn(`operator #${operators.processes.length + 1}`, killAtCut ? { SLIPWAY_FAULT_KILL: `after-release-cut:${killAtCut}` } : {}),
+    spawn: (killAtCut, extra = {}) =>
+      operators.spawn(`operator #${operators.processes.length + 1}`, { ...(killAtCut ? { SLIPWAY_FAULT_KILL: `after-release-cut:${killAtCut}` } : {}), ...extra }),
     async start(killAtCut) {
       const operator = await env.spawn(killAtCut);
       await operator.until("operator started");
@@ -119,15 +128,16 @@ const releaseCut = (l: LogLine) => l.msg === "release cut";
 /**
  * Waits for `operator`, started with `killAtCut`, to SIGKILL itself right after a release cut (operator/fault.ts:
  * the Release exists, nothing after it is written) and returns the release it had just cut, after checking
- * that the App's status does not record it yet.
+ * that the App's status still names it as pending (the pass's last status write did not happen).
  */
 async function killedAtCut(t: ExecutionContext, env: Env, operator: OperatorProcess): Promise<number> {
   const exit = await Promise.race([operator.exited, sleep(60_000).then(() => "still running")]);
   t.like(exit, { signal: "SIGKILL" }, `${operator.name} did not kill itself at its release cut\n${operator.tail()}`);
   // The newest Release is the one it cut (its log line may not have been flushed before the kill).
   const cut = (await releases(env)).at(-1)?.spec.version ?? 0;
-  const recorded = (await getApp(env)).status?.latestReleaseNumber ?? 0;
-  t.true(recorded < cut, `${operator.name} was killed after its reconcile finished (status already says ${recorded}, the cut was v${cut})`);
+  // The pass that cut it had not finished: its status still names the release as pending.
+  const pending = (await getApp(env)).status?.pendingRelease?.version;
+  t.is(pending, cut, `${operator.name} was killed after its reconcile finished (status names ${pending ?? "no"} pending release, the cut was v${cut})`);
   return cut;
 }
 
@@ -258,4 +268,37 @@ test("SIGTERM while the operator is still starting: it stops what it started, th
   t.truthy(operator.lines.find((l) => l.msg === "operator stopped"), "the operator stopped its watches and queue");
   const cut = (await releases(env)).at(-1)!.spec.version;
   t.is((await getApp(env)).status?.latestReleaseNumber, cut, "a release cut before the exit is recorded in status");
+});
+
+test("a SIGKILL right after a build's PipelineRun is created loses no build: the next operator releases it, not as superseded", async (t) => {
+  await requireTekton();
+  const env = await setup(t);
+  await kubectl(["apply", "--server-side", "-k", "samples/tekton", "-n", env.ns]);
+  const src = await sourceRepo(t, `crash-build-${env.ns}`);
+  const commit = await src.commit({ "Procfile": "web: ./server\n" });
+  await apply(env.ns, configYaml({ MODE: "crash" }));
+  await apply(env.ns, `apiVersion: slipway.dev/v1alpha1\nkind: App\nmetadata:\n  name: shop\nspec:\n  source:\n    git: ${src.url}\n    branch: main\n`);
+  const run = `shop-build-${commit.slice(0, 7)}`;
+  // Polling the source finds the commit at once; the process kills itself right after creating its PipelineRun.
+  const builds = { SLIPWAY_BUILDS: "true", SLIPWAY_SOURCE_POLL_SECONDS: "2" };
+  const first = await env.spawn(0, { ...builds, SLIPWAY_FAULT_KILL: "after-pipelinerun-created" });
+  const exit = await Promise.race([first.exited, sleep(90_000).then(() => "still running")]);
+  t.like(exit, { signal: "SIGKILL" }, `the operator did not kill itself after creating the PipelineRun\n${first.tail()}`);
+  t.truthy(await env.kube.getIfExists("tekton.dev/v1", "PipelineRun", env.ns, run), "the PipelineRun was created before the kill");
+
+  await env.spawn(0, builds);
+  // The next process records the run's outcome once Tekton's controller has finished it.
+  let finished: (PipelineRun & KubeObject) | undefined;
+  await waitFor(async () => (finished = await env.kube.get<PipelineRun & KubeObject>("tekton.dev/v1", "PipelineRun", env.ns, run)).metadata.annotations?.["slipway.dev/build-recorded"] !== undefined,
+    120_000, () => `the build was never recorded: ${JSON.stringify(finished?.status?.conditions)}`);
+  t.is(finished?.metadata.annotations?.["slipway.dev/build-recorded"], "Succeeded", "recorded as the App's build, not Superseded");
+  let all: Release[] = [];
+  await waitFor(async () => (all = await releases(env)).length > 0, 60_000,
+    async () => `no release of the build; App status ${JSON.stringify((await getApp(env)).status)}`);
+  const digest = finished?.status?.results?.find((r) => r.name === "APP_IMAGE_DIGEST")?.value ?? "";
+  t.like(all[0]!.spec, { version: 1, cause: `deploy ${commit.slice(0, 7)}`, requestedBy: `build ${run}`, build: { sourceCommit: commit, pipelineRun: run } });
+  t.true(all[0]!.spec.build.image.endsWith(`@${digest}`), `the release runs the build's image ${digest}: ${all[0]!.spec.build.image}`);
+  const app = await eventuallyReady(env, "v1", 120_000);
+  t.like(app.status?.latestBuild, { pipelineRun: run, commit, phase: "Succeeded", release: "v1" });
+  t.is(all.length, 1);
 });

@@ -68,6 +68,8 @@ test("a GitHub pull request opened creates preview App shop-pr-7 at its own host
   t.like(succeeded(finished), { status: "True", reason: "Succeeded" });
   const digest = await podDigest(env, (await taskRuns(env, run.metadata.name)).build?.status?.podName ?? "");
   const [v1] = await waitForReleases(env, "shop-pr-7", 1);
+  t.like(v1?.metadata.ownerReferences?.[0], { kind: "App", name: "shop-pr-7", uid: preview.metadata.uid, controller: true }, "the release goes with the preview");
+  t.is(v1?.spec.requestedBy, `build ${run.metadata.name}`);
   t.deepEqual(v1?.spec.build, { image: `registry.slipway.local/${env.ns}/shop-pr-7@${digest}`, sourceCommit: head, pipelineRun: run.metadata.name, procfile: { web: "./shop --preview" } });
   const live = await eventuallyApp(env, "shop-pr-7", (a) => a.status?.currentRelease === "v1", "rolled out v1", 60_000);
   t.is(live.status?.currentRelease, "v1");
@@ -80,7 +82,7 @@ async function waitForReleases(env: Env, app: string, n: number) {
 }
 
 test("a GitHub pull request synchronize rebuilds the preview from the new head with Tekton's controller and redeploys it", async (t) => {
-  const env = await setup(t);
+  const env = await setup(t, { operator: true });
   const { src, base } = await parentApp(t, env);
   const first = await src.commit({ "Procfile": "web: ./one\n" }, "feature");
   await env.deliver(githubPullRequest("opened", prInput(src, base, { sha: first })));

@@ -3,15 +3,16 @@
 // apply → prune → read the rollout — and status summarized in one place at the end.
 import { createHash } from "node:crypto";
 import type { Logger } from "pino";
-import type { App, AppStatus, Config, Release } from "../crds/v1alpha1.js";
+import type { App, AppStatus, Condition, Config, LatestBuild, Release } from "../crds/v1alpha1.js";
 import { ANNOTATIONS, API_VERSION, LABELS } from "../crds/v1alpha1.js";
 import { defaultPlatform, render, type KubernetesObject, type PlatformSettings, type RenderError } from "../functions/render.js";
-import { isTrue, READY, RECONCILING, sameConditions, STALLED, summarize, type Summary } from "./conditions.js";
+import { builtMessage, shortSha } from "./builds/pipelinerun.js";
+import { BUILT, isTrue, READY, RECONCILING, sameConditions, setCondition, STALLED, summarize, type Summary } from "./conditions.js";
 import { faultPoint } from "./fault.js";
 import { isConflict, isNotFound, KubeError, specFingerprint, type EventInput, type Kube, type KubeObject } from "./kube.js";
 import type { HandlerResult } from "./queue.js";
 import { ApiReader, type AppObject, type ConfigObject, type ObjectReader } from "./reader.js";
-import { normalizeConfig, planRelease, planRollback, releaseObject, sameConfig, sameContent } from "./releases.js";
+import { normalizeConfig, planRelease, planRollback, releaseObject, sameConfig, sameContent, unreleasedBuild } from "./releases.js";
 
 export const FINALIZER = "slipway.dev/finalizer";
 
@@ -52,15 +53,17 @@ interface Outcome {
   requeueAfterMs?: number;
   /** Leave status as it is: the next pass, which is sure to come soon, writes it (see #sync). */
   deferStatus?: boolean;
+  /** The App's releases as the pass left them (to name the release its build became). */
+  releases?: readonly Release[];
 }
 
-/** One reconcile pass's App (as its latest write returned it) and the status it has yet to write. */
+/** One reconcile pass's App (as its latest write returned it) and the Config it reconciles. */
 interface Pass {
   app: AppObject;
   /** No operator had reconciled the App before this pass. */
   readonly fresh: boolean;
-  /** observedGeneration and the Reconciling condition for a new generation, until #begin writes them. */
-  observe?: Partial<AppStatus>;
+  /** The App's Config, once read (undefined when it has none). */
+  config?: ConfigObject;
 }
 
 export interface DeploymentObject extends KubeObject {
@@ -117,17 +120,9 @@ export class AppReconciler {
       return;
     }
 
-    const generation = app.metadata.generation;
     // No operator has reconciled this App yet (its first status write is this pass's), so it has no children.
     const fresh = app.status?.observedGeneration === undefined;
     const pass: Pass = { app, fresh };
-    if (app.status?.observedGeneration !== generation) {
-      // Say that this generation is being worked on before the first request that changes anything (or can be
-      // slow to fail): #sync writes it with its first write, together with the children it is about to make.
-      const summary: Summary = { state: "progressing", reason: "Progressing", message: `reconciling generation ${generation}` };
-      pass.observe = { observedGeneration: generation, conditions: summarize(app.status?.conditions, summary, generation, new Date()) };
-    }
-
     let outcome: Outcome;
     try {
       outcome = await this.#sync(pass, log);
@@ -135,50 +130,70 @@ export class AppReconciler {
       if (!isConflict(err)) {
         const message = err instanceof Error ? err.message : String(err);
         const summary: Summary = { state: "retrying", reason: "ReconcileFailed", message };
-        await this.#finish(pass.app, { summary }, log).catch((statusErr: unknown) => log.warn({ err: statusErr }, "cannot record the failure in status"));
+        await this.#finish(pass, { summary }, log).catch((statusErr: unknown) => log.warn({ err: statusErr }, "cannot record the failure in status"));
       }
       throw err;
     }
-    if (!outcome.deferStatus) await this.#finish(pass.app, outcome, log);
+    if (!outcome.deferStatus) await this.#finish(pass, outcome, log);
     return outcome.requeueAfterMs === undefined ? undefined : { requeueAfterMs: outcome.requeueAfterMs };
   }
 
   /**
-   * Writes the pass's pending observedGeneration/Reconciling status (if any) with `extra` in one status write.
-   * Called before every request of #sync that changes something.
+   * The pass's first status write, before its first request that changes anything (or can be slow to fail):
+   * the generations it observes with the Reconciling condition, the children it may apply (listed before they
+   * exist, so a crash cannot leave one unlisted), and the release it is about to cut (GitOps waits for that
+   * release before committing the change that causes it). Nothing is written when all of that is in status.
    */
-  async #begin(pass: Pass, extra: Partial<AppStatus> = {}): Promise<void> {
-    if (!pass.observe && Object.keys(extra).length === 0) return;
-    pass.app = await this.#writeStatus(pass.app, { ...pass.observe, ...extra });
-    pass.observe = undefined;
+  async #begin(pass: Pass, config: ConfigObject, cut: Release | undefined, releases: readonly Release[], objects: readonly KubernetesObject[]): Promise<void> {
+    const app = pass.app;
+    const generation = app.metadata.generation;
+    const next: Partial<AppStatus> = {
+      observedGeneration: generation,
+      observedConfigGeneration: config.metadata.generation,
+      pendingRelease: cut ? { version: cut.spec.version, generation, configGeneration: config.metadata.generation } : undefined,
+    };
+    // The release about to be cut is the live one from now (the newest release is); its number is remembered at
+    // once (rememberedNumber discounts it should the cut never happen), so the pass's final write can wait for
+    // the rollout's progress without leaving status behind the releases.
+    if (cut) {
+      next.currentRelease = `v${cut.spec.version}`;
+      next.latestReleaseNumber = Math.max(app.status?.latestReleaseNumber ?? 0, cut.spec.version);
+    }
+    const known = knownInventory(pass);
+    // An App whose inventory is unknown (an older operator rolled it out) is pruned by listing its children, and
+    // gets its inventory with the pass's final status.
+    if (known) next.inventory = [...new Set([...known, ...inventoryOf(objects)])].sort();
+    let conditions = app.status?.conditions;
+    // A new generation, or a release to roll out: the App is Reconciling from now until the pass's outcome says.
+    if (app.status?.observedGeneration !== generation || cut) {
+      const message = cut ? `cutting release v${cut.spec.version}: ${cut.spec.cause}` : `reconciling generation ${generation}`;
+      conditions = summarize(conditions, { state: "progressing", reason: "Progressing", message }, generation, new Date());
+    }
+    const built = releasedBuild(app, cut ? [...releases, cut] : releases);
+    if (built) {
+      next.latestBuild = built.latestBuild;
+      conditions = setCondition(conditions, built.condition, new Date());
+    }
+    pass.app = await this.#writeStatus(app, { ...next, conditions });
   }
 
   /**
-   * What status.inventory must list before `objects` are applied: what it listed plus them. A fresh App lists
-   * them from its first write. Nothing for an App whose inventory is unknown (an older operator rolled it out):
-   * it is pruned by listing its children, and gets its inventory with the pass's final status.
+   * The ordered steps; each returns early with an outcome when the App cannot go further. What the pass will do
+   * is decided before it changes anything, so that its first status write can say so (#begin).
    */
-  #listing(pass: Pass, objects: readonly KubernetesObject[]): Partial<AppStatus> {
-    const known = knownInventory(pass);
-    return known ? { inventory: [...new Set([...known, ...inventoryOf(objects)])].sort() } : {};
-  }
-
-  /** The ordered steps; each returns early with an outcome when the App cannot go further. */
   async #sync(pass: Pass, log: Logger): Promise<Outcome> {
     const { namespace = "", name } = pass.app.metadata;
     let config = await this.#reader.config(namespace, name);
+    pass.config = config;
     const releases: Release[] = [];
+    const unowned: (Release & KubeObject)[] = [];
     for (const release of await this.#reader.releases(namespace, name)) {
       const owner = ownerUid(release);
       // An earlier App of this name left it; the garbage collector is deleting it. Not this App's history.
       if (owner !== undefined && owner !== pass.app.metadata.uid) continue;
-      if (owner !== undefined) {
-        releases.push(release);
-        continue;
-      }
-      // Made without an owner (applied from Git, or by an older operator): adopt it, so it goes with the App.
-      await this.#begin(pass);
-      releases.push(await this.#adopt(pass.app, release as Release & KubeObject));
+      releases.push(release);
+      // Made without an owner (applied from Git, or by an older operator): adopted below, so it goes with the App.
+      if (owner === undefined) unowned.push(release as Release & KubeObject);
     }
 
     // A Config applied by Git (Slipway's sync, Argo CD, Flux) may arrive a moment after its App: wait for it
@@ -187,52 +202,53 @@ export class AppReconciler {
       return { summary: { state: "waiting", reason: "AwaitingConfig", message: `App "${name}" has no Config yet: create a Config named "${name}" in namespace "${namespace}"` } };
     }
 
+    // A rollback is the release of its pass: the App and Config are pointed back at it, and that change runs the
+    // next pass, which plans any further release.
     const rollbackTo = pass.app.metadata.annotations?.[ANNOTATIONS.rollback];
-    if (rollbackTo !== undefined) {
-      const plan = planRollback(pass.app, releases, rollbackTo);
-      if (plan.kind === "stalled") return stalled(plan.reason, plan.message, "Rollback");
-      if (plan.kind === "cut") {
-        const candidate = releaseObject(pass.app, plan.spec, config);
-        const rendered = render({ app: pass.app, config, release: candidate }, this.#platform);
-        if (rendered.errors.length) return stalled("InvalidSpec", renderMessage(rendered.errors), "Render");
-        await this.#begin(pass, this.#listing(pass, rendered.objects));
-        releases.push(await this.#cut(pass.app, config, candidate, log));
-      }
-      if (plan.target) {
-        await this.#begin(pass);
-        ({ app: pass.app, config } = await this.#matchRelease(pass.app, config, plan.target, log));
-      }
-    }
-
-    const plan = planRelease({ app: pass.app, config, releases });
-    if (plan.kind === "stalled") return stalled(plan.reason, plan.message, "CutRelease");
+    const plan: ReturnType<typeof planRollback> = rollbackTo !== undefined ? planRollback(pass.app, releases, rollbackTo) : planRelease({ app: pass.app, config, releases });
+    const action = rollbackTo !== undefined ? "Rollback" : "CutRelease";
+    if (plan.kind === "stalled") return stalled(plan.reason, plan.message, action);
     if (plan.kind === "awaitingBuild") return { summary: { state: "waiting", reason: "AwaitingBuild", message: plan.message } };
-    if (plan.kind === "cut") {
-      const candidate = releaseObject(pass.app, plan.spec, config);
-      // Render first: an invalid spec must not leave a release behind that can never run.
-      const rendered = render({ app: pass.app, config, release: candidate }, this.#platform);
-      if (rendered.errors.length) return stalled("InvalidSpec", renderMessage(rendered.errors), "Render");
-      // The children this release will have are listed with the first write (see below).
-      await this.#begin(pass, this.#listing(pass, rendered.objects));
-      releases.push(await this.#cut(pass.app, config, candidate, log));
-    }
-
-    const live = releases.at(-1);
+    const candidate = plan.kind === "cut" ? releaseObject(pass.app, plan.spec, config) : undefined;
+    const live = candidate ?? releases.at(-1);
     if (!live) throw new Error("no release to roll out");
-    const version = `v${live.spec.version}`;
-    const latestReleaseNumber = Math.max(pass.app.status?.latestReleaseNumber ?? 0, live.spec.version);
+    // Rendered before the cut: an invalid spec must not leave a release behind that can never run.
     const rendered = render({ app: pass.app, config, release: live }, this.#platform);
     if (rendered.errors.length) {
-      return { ...stalled("InvalidSpec", renderMessage(rendered.errors), "Render"), status: { latestReleaseNumber } };
+      const latestReleaseNumber = candidate ? undefined : Math.max(pass.app.status?.latestReleaseNumber ?? 0, live.spec.version);
+      return { ...stalled("InvalidSpec", renderMessage(rendered.errors), "Render"), ...(latestReleaseNumber ? { status: { latestReleaseNumber } } : {}) };
     }
 
     // status.inventory lists every child the App may have. A child is listed before it is first applied, so a
     // crash cannot leave one unlisted; pruning then deletes what is listed but no longer rendered, with no list
     // calls. An App without an inventory (rolled out by an operator that kept none) is pruned by listing its
     // children once; a fresh App, which no pass has reached before, lists its children from its first write.
-    const inventory = inventoryOf(rendered.objects);
     const known = knownInventory(pass);
-    await this.#begin(pass, this.#listing(pass, rendered.objects));
+    await this.#begin(pass, config, candidate, releases, rendered.objects);
+    for (const release of unowned) {
+      const adopted = await this.#adopt(pass.app, release);
+      releases[releases.indexOf(release)] = adopted;
+    }
+    if (candidate) {
+      // The App's build, if this release is the first to hold it.
+      const build = rollbackTo === undefined ? unreleasedBuild(pass.app, releases) : undefined;
+      const cut = await this.#cut(pass.app, config, candidate, log);
+      releases.push(cut);
+      if (build?.sourceCommit && build.pipelineRun && cut.spec.build.pipelineRun === build.pipelineRun) {
+        await this.#event(pass.app, {
+          type: "Normal", reason: "BuildSucceeded", action: "Build",
+          note: `Built commit ${shortSha(build.sourceCommit)} in PipelineRun ${build.pipelineRun}; cut release v${cut.spec.version} (${build.image})`,
+        }, log);
+      }
+    }
+    if (plan.target) {
+      ({ app: pass.app, config } = await this.#matchRelease(pass.app, config, plan.target, log));
+      pass.config = config;
+    }
+
+    const version = `v${live.spec.version}`;
+    const latestReleaseNumber = Math.max(pass.app.status?.latestReleaseNumber ?? 0, live.spec.version);
+    const inventory = inventoryOf(rendered.objects);
     const applied = await this.#apply(pass.app, rendered.objects);
     if (known) await this.#pruneListed(pass.app, known.filter((id) => !inventory.includes(id)), log);
     else await this.#prune(pass.app, rendered.objects, log);
@@ -251,21 +267,23 @@ export class AppReconciler {
       processes: rollout.processes,
       inventory,
     };
-    if (rollout.stalled) return { ...stalled("RolloutStalled", rollout.stalled, "Rollout"), status };
+    if (rollout.stalled) return { ...stalled("RolloutStalled", rollout.stalled, "Rollout"), status, releases };
     if (!rollout.done) {
       const summary: Summary = { state: "progressing", reason: "RollingOut", message: rollout.message };
       // When the App already says it is reconciling this generation (this pass's first write, which also listed
       // the children), the progress can wait: a Deployment whose controller has not yet seen its new spec is
       // about to get a status update, which runs the next pass; otherwise progress is written at most every
       // PROGRESS_WRITE_MS, and the pass comes back to write it then. Each release thus usually costs one status
-      // write for its start and one for Ready. A change that found the App Ready (a Config change) says at once
-      // that it is rolling out.
-      const deferral = deferProgress(pass.app, rollout, this.#statusWrittenAt.get(appKey(pass.app)), Date.now());
-      return { summary, status, requeueAfterMs: deferral?.requeueAfterMs ?? ROLLOUT_POLL_MS, deferStatus: deferral !== undefined };
+      // write for its start (#begin, which names the release being cut) and one for Ready.
+      // A rollback pass that pointed the Config back at its release writes at once that it observed that Config.
+      const configObserved = pass.app.status?.observedConfigGeneration === config?.metadata.generation;
+      const deferral = configObserved ? deferProgress(pass.app, rollout, this.#statusWrittenAt.get(appKey(pass.app)), Date.now()) : undefined;
+      return { summary, status, releases, requeueAfterMs: deferral?.requeueAfterMs ?? ROLLOUT_POLL_MS, deferStatus: deferral !== undefined };
     }
     return {
       summary: { state: "ready", reason: "RolloutComplete", message: rollout.message },
       status,
+      releases,
       event: { type: "Normal", reason: "RolloutComplete", action: "Rollout", note: rollout.message },
     };
   }
@@ -462,17 +480,33 @@ export class AppReconciler {
     this.#lastApplied.delete(`${namespace}/${name}`);
   }
 
-  /** Writes the final status for an outcome and records its Event when the summary is new. */
-  async #finish(app: App & KubeObject, outcome: Outcome, log: Logger): Promise<App & KubeObject> {
+  /**
+   * The pass's last status write, the only one after #begin's: the outcome's summary and status, the generations
+   * it reconciled, and no pending release (any the pass cut exists now). Records the outcome's Event when the
+   * summary is new.
+   */
+  async #finish(pass: Pass, outcome: Outcome, log: Logger): Promise<void> {
+    const app = pass.app;
     const previous = app.status?.conditions;
-    const conditions = summarize(previous, outcome.summary, app.metadata.generation, new Date());
+    let conditions = summarize(previous, outcome.summary, app.metadata.generation, new Date());
     const changed = !sameConditions(previous, conditions);
-    const updated = await this.#writeStatus(app, { ...outcome.status, observedGeneration: app.metadata.generation, conditions });
-    if (changed && outcome.event) await this.#event(updated, outcome.event, log);
+    const next: Partial<AppStatus> = {
+      ...outcome.status,
+      observedGeneration: app.metadata.generation,
+      observedConfigGeneration: pass.config?.metadata.generation,
+      pendingRelease: undefined,
+    };
+    // A release cut from the App's build whose record was lost (a crash before this write) is named now.
+    const built = outcome.releases ? releasedBuild(app, outcome.releases) : undefined;
+    if (built) {
+      next.latestBuild = built.latestBuild;
+      conditions = setCondition(conditions, built.condition, new Date());
+    }
+    pass.app = await this.#writeStatus(app, { ...next, conditions });
+    if (changed && outcome.event) await this.#event(pass.app, outcome.event, log);
     if (changed && outcome.summary.state !== "ready") {
       log.info({ state: outcome.summary.state, reason: outcome.summary.reason, message: outcome.summary.message }, "App status changed");
     }
-    return updated;
   }
 
   /** Patches the status subresource with only the fields that changed; removed fields and process types become null. */
@@ -588,6 +622,25 @@ function appOwner(app: AppObject) {
 /** The uid of the App that controls an object; undefined when no App does. */
 function ownerUid(obj: { metadata: { ownerReferences?: { kind: string; uid: string; controller?: boolean }[] } }): string | undefined {
   return obj.metadata.ownerReferences?.find((r) => r.controller && r.kind === "App")?.uid;
+}
+
+/**
+ * The status that says which release the App's succeeded build became: its latestBuild with the release, and
+ * the Built condition naming it. Undefined when the build is in no release yet, or status says so already.
+ */
+export function releasedBuild(app: App, releases: readonly Release[]): { latestBuild: LatestBuild; condition: Omit<Condition, "lastTransitionTime"> } | undefined {
+  const build = app.status?.latestBuild;
+  if (build?.phase !== "Succeeded" || !build.image) return undefined;
+  const release = releases.find((r) => r.spec.app === app.metadata.name && r.spec.build.pipelineRun === build.pipelineRun);
+  if (!release) return undefined;
+  const version = `v${release.spec.version}`;
+  const message = builtMessage(build.commit, build.pipelineRun, build.image, version);
+  const current = app.status?.conditions?.find((c) => c.type === BUILT);
+  if (build.release === version && current?.status === "True" && current.message === message) return undefined;
+  return {
+    latestBuild: { ...build, release: version, message: `released as ${version}` },
+    condition: { type: BUILT, status: "True", reason: "Succeeded", message, observedGeneration: app.metadata.generation },
+  };
 }
 
 /** The children a render produces, as status.inventory lists them: "<apiVersion>/<kind>/<name>", sorted. */

@@ -5,6 +5,8 @@ import type { Condition } from "../crds/v1alpha1.js";
 export const READY = "Ready";
 export const RECONCILING = "Reconciling";
 export const STALLED = "Stalled";
+/** How the App's latest build went (builds/), and which release it became (the App reconciler). */
+export const BUILT = "Built";
 
 /** Where a reconcile left the object. */
 export type Summary =

@@ -3,7 +3,7 @@
 // work queue. Its informers are the process's shared cache: GitOps reads them through `cache`, builds add
 // their own kinds to `informers`.
 import type { Logger } from "pino";
-import { API_VERSION, LABELS } from "../crds/v1alpha1.js";
+import { API_VERSION, LABELS, type AppStatus } from "../crds/v1alpha1.js";
 import type { PlatformSettings } from "../functions/render.js";
 import { AppReconciler, rolledOut, type DeploymentObject } from "./app-reconciler.js";
 import type { CachedKind, ClusterCache } from "./cache.js";
@@ -63,6 +63,12 @@ interface Route {
 const CHILD_SETTLE_MS = 1_000;
 const DEFAULT_CONCURRENCY = 16;
 const CONTROLLER_INFORMERS = ["apps", "configs", "releases", "deployments"] as const;
+
+/** What of an App's status.latestBuild runs a reconcile: a succeeded build, which the reconciler releases. */
+function latestBuildOf(obj: KubeObject): string | null {
+  const build = (obj as { status?: AppStatus }).status?.latestBuild;
+  return build?.phase === "Succeeded" ? build.pipelineRun : null;
+}
 
 const byName = (obj: KubeObject) => `${obj.metadata.namespace}/${obj.metadata.name}`;
 
@@ -130,17 +136,18 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
   );
 
   // Status writes (the operator's own among them) need no reconcile. For an App, spec, labels (copied onto the
-  // children), annotations (rollback), deletion and finalizers do; for a Config, its spec and deletion.
+  // children), annotations (rollback), deletion, finalizers and a build's outcome (a succeeded build is released)
+  // do; for a Config, its spec and deletion.
   const lastSeen = new Map<string, string>();
-  const unlessOnlyStatus = (kind: string, fields: (m: KubeObject["metadata"]) => unknown[]) => (obj: KubeObject) => {
+  const unlessOnlyStatus = (kind: string, fields: (m: KubeObject["metadata"], obj: KubeObject) => unknown[]) => (obj: KubeObject) => {
     const key = `${kind}/${byName(obj)}`;
-    const fingerprint = JSON.stringify([obj.metadata.uid, ...fields(obj.metadata)]);
+    const fingerprint = JSON.stringify([obj.metadata.uid, ...fields(obj.metadata, obj)]);
     if (lastSeen.get(key) === fingerprint) return false;
     lastSeen.set(key, fingerprint);
     return true;
   };
   const routes: [Informer, Route][] = [
-    [apps, { keyOf: byName, changed: unlessOnlyStatus("App", (m) => [m.generation, m.labels ?? {}, m.annotations ?? {}, m.deletionTimestamp ?? null, m.finalizers ?? []]) }],
+    [apps, { keyOf: byName, changed: unlessOnlyStatus("App", (m, obj) => [m.generation, m.labels ?? {}, m.annotations ?? {}, m.deletionTimestamp ?? null, m.finalizers ?? [], latestBuildOf(obj)]) }],
     [configs, { keyOf: byName, changed: unlessOnlyStatus("Config", (m) => [m.generation, m.deletionTimestamp ?? null]) }],
     [releases, { keyOf: releaseApp, settle: true }],
     [deployments, { keyOf: deploymentApp, settle: true, finished: (obj) => rolledOut(obj as DeploymentObject) }],

@@ -8,7 +8,9 @@ export type FaultPoint =
   /** GitOps: pushed, the commit id not yet in status.commit. */
   | "after-push"
   /** The operator created a Release; its Event, the rollout and the App's status are not written yet. */
-  | "after-release-cut";
+  | "after-release-cut"
+  /** Builds: the PipelineRun is created, its BuildStarted Event not recorded yet. */
+  | "after-pipelinerun-created";
 
 const hits = new Map<FaultPoint, number>();
 

@@ -190,3 +190,66 @@ test("a release object is named after the app and version, records the generatio
   });
   t.is(obj.metadata.labels?.["slipway.dev/app"], "shop");
 });
+
+const COMMIT = "1d797d6".padEnd(40, "0");
+const SOURCE = { git: "https://git.example/shop.git" };
+
+/** An App built from source whose status records a build (as the build controller writes it). */
+function built(phase: "Running" | "Succeeded" | "Failed", pipelineRun = "shop-build-1d797d6", image = IMAGE_B): App {
+  return app({ source: SOURCE }, {}, {
+    latestBuild: { pipelineRun, commit: COMMIT, phase, ...(phase === "Succeeded" ? { image, procfile: { web: "./server" } } : {}) },
+  });
+}
+
+function fromBuild(version: number, image: string, pipelineRun: string, cfg: ConfigSpec = {}): Release {
+  const r = release(version, image, cfg);
+  r.spec.build = { image, sourceCommit: COMMIT, pipelineRun };
+  return r;
+}
+
+test("a succeeded build in the App's status cuts the next release with its image, commit and Procfile, requested by the build", (t) => {
+  const plan = planRelease({ app: built("Succeeded"), config: config({ env: { FOO: "1" } }), releases: [release(1, IMAGE_A, { env: { FOO: "1" } })] });
+  t.deepEqual(plan, {
+    kind: "cut",
+    spec: {
+      app: "shop", version: 2, cause: "deploy 1d797d6", requestedBy: "build shop-build-1d797d6",
+      build: { image: IMAGE_B, sourceCommit: COMMIT, pipelineRun: "shop-build-1d797d6", procfile: { web: "./server" } },
+      config: { env: { FOO: "1" } },
+    },
+  });
+});
+
+test("an App's first build cuts v1 with the current Config; before it succeeds the App waits for it", (t) => {
+  t.like(planRelease({ app: built("Succeeded"), config: config({ env: { A: "1" } }), releases: [] }), {
+    kind: "cut", spec: { version: 1, cause: "deploy 1d797d6", config: { env: { A: "1" } } },
+  });
+  t.like(planRelease({ app: built("Running"), config: config({}), releases: [] }), { kind: "awaitingBuild" });
+  t.like(planRelease({ app: built("Failed"), config: config({}), releases: [] }), { kind: "awaitingBuild" });
+});
+
+test("a build some release already holds is not released again, and a Config change releases the live build", (t) => {
+  const v2 = fromBuild(2, IMAGE_B, "shop-build-1d797d6");
+  t.deepEqual(planRelease({ app: built("Succeeded"), config: config({}), releases: [release(1, IMAGE_A), v2] }), { kind: "none" });
+  const plan = planRelease({ app: built("Succeeded"), config: config({ env: { FOO: "2" } }, { managedFields: [] }), releases: [release(1, IMAGE_A), v2] });
+  t.like(plan, { kind: "cut", spec: { version: 3, cause: "set FOO", build: { image: IMAGE_B, pipelineRun: "shop-build-1d797d6" } } });
+});
+
+test("after a rollback past the newest build, that build is not released again", (t) => {
+  const releases = [fromBuild(1, IMAGE_A, "shop-build-aaaaaaa"), fromBuild(2, IMAGE_B, "shop-build-1d797d6"), { ...fromBuild(3, IMAGE_A, "shop-build-aaaaaaa"), spec: { ...fromBuild(3, IMAGE_A, "shop-build-aaaaaaa").spec, rollbackOf: 1 } }];
+  t.deepEqual(planRelease({ app: built("Succeeded"), config: config({}), releases }), { kind: "none" });
+});
+
+test("a running or failed build leaves the live release's build in place", (t) => {
+  const v1 = fromBuild(1, IMAGE_A, "shop-build-aaaaaaa");
+  for (const phase of ["Running", "Failed"] as const) {
+    t.deepEqual(planRelease({ app: built(phase, "shop-build-1d797d6"), config: config({}), releases: [v1] }), { kind: "none" }, phase);
+  }
+});
+
+test("a release number status announced for a cut that never happened is not skipped; one that was cut counts", (t) => {
+  const announced = app({ image: IMAGE_B }, {}, { latestReleaseNumber: 3, pendingRelease: { version: 3 } });
+  t.like(planRelease({ app: announced, config: config({}), releases: [release(1, IMAGE_A), release(2, IMAGE_A)] }), { kind: "cut", spec: { version: 3 } });
+  t.like(planRelease({ app: announced, config: config({ env: { A: "1" } }), releases: [release(1, IMAGE_A), release(2, IMAGE_A), release(3, IMAGE_B)] }), { kind: "cut", spec: { version: 4 } });
+  const remembered = app({ image: IMAGE_B }, {}, { latestReleaseNumber: 5 });
+  t.like(planRelease({ app: remembered, config: config({}), releases: [release(1, IMAGE_A)] }), { kind: "cut", spec: { version: 6 } }, "numbers only grow");
+});

@@ -36,6 +36,18 @@ export function nextReleaseNumber(releases: readonly Release[], latestReleaseNum
   return Math.max(latestReleaseNumber, 0, ...releases.map((r) => r.spec.version)) + 1;
 }
 
+/**
+ * The highest release number the App's status remembers. A pass records the number of the release it cuts
+ * (latestReleaseNumber, with pendingRelease) before it cuts it; a number so recorded whose release was never
+ * cut (the process stopped in between) is not counted, so no number is skipped.
+ */
+export function rememberedNumber(app: App, releases: readonly Release[]): number {
+  const latest = app.status?.latestReleaseNumber ?? 0;
+  const pending = app.status?.pendingRelease?.version;
+  if (pending === latest && !releases.some((r) => r.spec.version === pending)) return pending - 1;
+  return latest;
+}
+
 /** A Config spec in canonical form: keys sorted, empty maps and undefined values dropped. */
 export function normalizeConfig(spec: ConfigSpec | undefined): ConfigSpec {
   return (canonical(spec ?? {}) ?? {}) as ConfigSpec;
@@ -178,6 +190,7 @@ export function planRelease({ app, config, releases }: PlanInput): ReleasePlan {
   const latest = own.at(-1);
   const image = app.spec.image;
   let build: Build;
+  let fromBuild = false;
   if (image) {
     if (latest?.spec.build.image === image) {
       build = latest.spec.build;
@@ -193,26 +206,45 @@ export function planRelease({ app, config, releases }: PlanInput): ReleasePlan {
       build = { image };
     }
   } else if (app.spec.source) {
-    if (!latest) return { kind: "awaitingBuild", message: `waiting for the first build of ${app.spec.source.git}` };
-    build = latest.spec.build;
+    const built = unreleasedBuild(app, own);
+    if (built) {
+      build = built;
+      fromBuild = true;
+    }
+    else if (!latest) return { kind: "awaitingBuild", message: `waiting for the first build of ${app.spec.source.git}` };
+    else build = latest.spec.build;
   } else {
     return { kind: "stalled", reason: "InvalidSpec", message: "the App needs spec.image or spec.source" };
   }
   const configSpec = normalizeConfig(config?.spec);
   if (latest && latest.spec.build.image === build.image && sameConfig(latest.spec.config, configSpec)) return { kind: "none" };
   const imageChanged = !latest || latest.spec.build.image !== build.image;
-  const who = imageChanged || !config ? requestedBy(app.metadata) : requestedBy(config.metadata);
+  // A build is asked for by a push to the source branch; the PipelineRun names the commit it built.
+  const who = fromBuild ? `build ${build.pipelineRun ?? ""}`.trim()
+    : imageChanged || !config ? requestedBy(app.metadata) : requestedBy(config.metadata);
   return {
     kind: "cut",
     spec: {
       app: app.metadata.name,
-      version: nextReleaseNumber(own, app.status?.latestReleaseNumber),
+      version: nextReleaseNumber(own, rememberedNumber(app, own)),
       cause: releaseCause(latest?.spec, build, configSpec),
       ...(who ? { requestedBy: who } : {}),
       build,
       config: configSpec,
     },
   };
+}
+
+/**
+ * The build of an App built from source that is still to be released: the succeeded build its status records
+ * (the build controller writes it there), when no Release holds that PipelineRun's image yet. A rollback to an
+ * older release does not bring it back: it was released once.
+ */
+export function unreleasedBuild(app: App, releases: readonly Release[]): Build | undefined {
+  const built = app.status?.latestBuild;
+  if (!app.spec.source || built?.phase !== "Succeeded" || !built.image || !isPinned(built.image)) return undefined;
+  if (releases.some((r) => r.spec.app === app.metadata.name && r.spec.build.pipelineRun === built.pipelineRun)) return undefined;
+  return { image: built.image, sourceCommit: built.commit, pipelineRun: built.pipelineRun, ...(built.procfile ? { procfile: built.procfile } : {}) };
 }
 
 /**
@@ -241,7 +273,7 @@ export function planRollback(app: App, releases: readonly Release[], target: str
     target: found,
     spec: {
       app: app.metadata.name,
-      version: nextReleaseNumber(own, app.status?.latestReleaseNumber),
+      version: nextReleaseNumber(own, rememberedNumber(app, own)),
       cause: `rollback to v${found.spec.version}`,
       ...(who ? { requestedBy: who } : {}),
       build: found.spec.build,

@@ -1,28 +1,30 @@
 // Builds and pull-request previews. A new commit on an App's source branch (push webhook, or polling the
-// repository's refs) becomes a Tekton v1 PipelineRun; a succeeded run cuts a Release with the image digest, a
-// failed one is reported on the App while the live release keeps serving. Pull-request webhooks create, update
+// repository's refs) becomes a Tekton v1 PipelineRun; a succeeded run is recorded in the App's status.latestBuild
+// (image digest, commit, Procfile), which the App reconciler releases, and a failed one is reported on the App
+// while the live release keeps serving. Pull-request webhooks create, update
 // and delete preview Apps. Every App is handled through one keyed queue, so one App never has two builds
 // started at once, and every write compares before writing, so redelivered webhooks change nothing.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Watch } from "@kubernetes/client-node";
 import type { Logger } from "pino";
-import { ANNOTATIONS, API_VERSION, LABELS, type App, type Build, type Condition, type Config, type LatestBuild, type Release } from "../../crds/v1alpha1.js";
+import { ANNOTATIONS, API_VERSION, LABELS, type App, type Condition, type Config, type LatestBuild } from "../../crds/v1alpha1.js";
 import type { CacheEvent, ClusterCache } from "../cache.js";
-import { setCondition, sameConditions } from "../conditions.js";
+import { BUILT, setCondition, sameConditions } from "../conditions.js";
+import { faultPoint } from "../fault.js";
 import { isConflict, isRefused, type Kube, type KubeObject } from "../kube.js";
 import { log as rootLog } from "../log.js";
 import { WorkQueue } from "../queue.js";
-import { nextReleaseNumber, normalizeConfig, releaseCause, releaseObject, releasesOf } from "../releases.js";
+import { normalizeConfig } from "../releases.js";
 import { answerBodyError, readWebhookBody, verifyWebhook, WebhookBodyError } from "../webhooks.js";
 import { parseGitEvent, sameRepo, type PullRequestEvent, type PushEvent } from "./events.js";
 import {
-  buildOutcome, buildPipelineRun, cacheClaimName, DEFAULT_SETTINGS, failedTasks, ownerReference, pipelineRunName, RECORDED_ANNOTATION,
+  buildOutcome, builtMessage, buildPipelineRun, cacheClaimName, DEFAULT_SETTINGS, failedTasks, ownerReference, pipelineRunName, RECORDED_ANNOTATION,
   shortSha, TEKTON_API_VERSION, PIPELINE_RUN_KIND, type PipelineRun, type PipelineSettings, type TaskRunSummary,
 } from "./pipelinerun.js";
 import { previewApp, previewConfig, previewExpired, previewHost, previewName, PREVIEW_ANNOTATIONS } from "./previews.js";
 import { branchHead, ProcfileError, readProcfile, type GitAuth } from "./procfile.js";
 
-export const BUILT = "Built";
+export { BUILT } from "../conditions.js";
 
 export interface BuildsOptions {
   /** The operator's client. */
@@ -101,6 +103,8 @@ class BuildController {
   readonly #queue: WorkQueue;
   /** Commits asked for by webhooks or polling, not yet started: the newest request per App wins. */
   readonly #wanted = new Map<AppKey, string>();
+  /** PipelineRuns ("namespace/name") this process has created (or tried to). */
+  readonly #created = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
   #watch: AbortController | undefined;
   #stopped = false;
@@ -356,6 +360,14 @@ class BuildController {
       return;
     }
     let runs = await this.#runsOf(app);
+    // A build recorded as started whose PipelineRun does not exist: the process that recorded it stopped before
+    // creating it. It is created now (once per process: one deleted by hand later is not made again).
+    const recorded = app.status?.latestBuild;
+    if (recorded?.phase === "Running" && !runs.some((r) => r.metadata.name === recorded.pipelineRun) && !this.#created.has(`${ns}/${recorded.pipelineRun}`)) {
+      this.#log.info({ app: name, pipelineRun: recorded.pipelineRun, commit: recorded.commit }, "creating the PipelineRun of a build recorded before a restart");
+      await this.#startBuild(app, recorded.commit, runs);
+      runs = await this.#runsOf(app);
+    }
     const wanted = this.#wanted.get(key as AppKey);
     if (wanted) {
       this.#wanted.delete(key as AppKey);
@@ -391,6 +403,14 @@ class BuildController {
       }
     }
     await this.#ensureCacheClaim(app);
+    // The build is recorded before its PipelineRun is created, under the run's deterministic name: a process that
+    // stops in between leaves a record that the next one finishes (see #reconcile), never a run that status does
+    // not name (which would be taken for a superseded build when it finishes).
+    await this.#writeStatus(app, { pipelineRun: run.metadata.name, commit, phase: "Running", message: `building ${shortSha(commit)}` }, {
+      type: BUILT, status: "Unknown", reason: "Building",
+      message: `Building commit ${shortSha(commit)} in PipelineRun ${run.metadata.name}`,
+    });
+    this.#created.add(`${app.metadata.namespace}/${run.metadata.name}`);
     try {
       await this.#kube.create(run as PipelineRun & KubeObject);
     } catch (err) {
@@ -401,11 +421,8 @@ class BuildController {
       }
       if (!isConflict(err)) throw err;
     }
+    faultPoint("after-pipelinerun-created");
     this.#log.info({ app: app.metadata.name, commit, pipelineRun: run.metadata.name }, "build started");
-    await this.#writeStatus(app, { pipelineRun: run.metadata.name, commit, phase: "Running", message: `building ${shortSha(commit)}` }, {
-      type: BUILT, status: "Unknown", reason: "Building",
-      message: `Building commit ${shortSha(commit)} in PipelineRun ${run.metadata.name}`,
-    });
     await this.#event(app, "Normal", "BuildStarted", `Building commit ${shortSha(commit)} of ${app.spec.source?.git} in PipelineRun ${run.metadata.name}`);
   }
 
@@ -433,7 +450,7 @@ class BuildController {
     }
   }
 
-  /** Records a finished run once: the App's current build cuts a Release or reports its failure; others were superseded. */
+  /** Records a finished run once: the App's current build is recorded as succeeded or failed; others were superseded. */
   async #record(app: App & KubeObject, run: PipelineRun): Promise<void> {
     const outcome = buildOutcome(run);
     const commit = run.metadata.labels?.["slipway.dev/commit"] ?? "";
@@ -443,7 +460,7 @@ class BuildController {
       recorded = "Superseded";
       this.#log.info({ app: app.metadata.name, pipelineRun: run.metadata.name, phase: outcome.phase }, "build of a superseded commit finished; not deployed");
     } else if (outcome.phase === "Succeeded") {
-      recorded = await this.#deploy(app, run, commit, outcome.image);
+      recorded = await this.#succeed(app, run, commit, outcome.image);
     } else if (outcome.phase === "Failed") {
       const tasks = await this.#failedTasks(run);
       await this.#fail(app, run, commit, outcome.reason, tasks ? `${outcome.message}; ${tasks}` : outcome.message);
@@ -454,7 +471,16 @@ class BuildController {
     await this.#kube.mergePatch(run as PipelineRun & KubeObject, { metadata: { annotations: { [RECORDED_ANNOTATION]: recorded } } });
   }
 
-  async #deploy(app: App & KubeObject, run: PipelineRun, commit: string, image: string): Promise<string> {
+  /**
+   * Records a succeeded build in the App's status: the image by digest, the commit and its Procfile. The App
+   * reconciler cuts the release from that record (the only place releases are cut), and names the release in
+   * status and in the BuildSucceeded Event.
+   */
+  async #succeed(app: App & KubeObject, run: PipelineRun, commit: string, image: string): Promise<string> {
+    // Recorded already (a restart between the status write and the annotation): the reconciler may have
+    // released it since, and named the release in the record.
+    const already = app.status?.latestBuild;
+    if (already?.pipelineRun === run.metadata.name && already.phase === "Succeeded" && already.image === image) return "Succeeded";
     const source = app.spec.source;
     let procfile: Record<string, string> | undefined;
     try {
@@ -464,46 +490,11 @@ class BuildController {
       await this.#fail(app, run, commit, "InvalidProcfile", err.message);
       return "Failed";
     }
-    const build: Build = { image, sourceCommit: commit, pipelineRun: run.metadata.name, ...(procfile ? { procfile } : {}) };
-    const release = await this.#cutRelease(app, build);
-    await this.#writeStatus(app, { pipelineRun: run.metadata.name, commit, phase: "Succeeded", image, message: `released as v${release.spec.version}` }, {
-      type: BUILT, status: "True", reason: "Succeeded",
-      message: `Built commit ${shortSha(commit)} in PipelineRun ${run.metadata.name}: ${image}, released as v${release.spec.version}`,
-    }, release.spec.version);
-    await this.#event(app, "Normal", "BuildSucceeded", `Built commit ${shortSha(commit)} in PipelineRun ${run.metadata.name}; cut release v${release.spec.version} (${image})`);
+    await this.#writeStatus(app, {
+      pipelineRun: run.metadata.name, commit, phase: "Succeeded", image, ...(procfile ? { procfile } : {}), message: "built; to be released",
+    }, { type: BUILT, status: "True", reason: "Succeeded", message: builtMessage(commit, run.metadata.name, image) });
+    this.#log.info({ app: app.metadata.name, pipelineRun: run.metadata.name, image }, "build succeeded; recorded for release");
     return "Succeeded";
-  }
-
-  /** Cuts `<app>-v<n>` for a build, as the operator cuts releases; a Release of this PipelineRun already cut is reused. */
-  async #cutRelease(app: App & KubeObject, build: Build): Promise<Release> {
-    for (let attempt = 0; ; attempt++) {
-      // By spec.app, as the reconciler counts: a Release applied from Git without labels still takes its number.
-      const all = (await this.#kube.list<Release & KubeObject>(API_VERSION, "Release", app.metadata.namespace, undefined, `spec.app=${app.metadata.name}`)).items;
-      const own = releasesOf(app.metadata.name, all);
-      const already = own.find((r) => r.spec.build.pipelineRun === build.pipelineRun);
-      if (already) return already;
-      const configObj = await this.#kube.getIfExists<Config & KubeObject>(API_VERSION, "Config", app.metadata.namespace, app.metadata.name);
-      const config = normalizeConfig(configObj?.spec);
-      const release = releaseObject(app, {
-        app: app.metadata.name,
-        version: nextReleaseNumber(own, app.status?.latestReleaseNumber),
-        cause: releaseCause(own.at(-1)?.spec, build, config),
-        // A build is asked for by a push to the source branch; the PipelineRun names the commit it built.
-        requestedBy: `build ${build.pipelineRun ?? ""}`.trim(),
-        build,
-        config,
-      }, configObj);
-      // A preview's releases go with the preview; a regular App's releases are its history and outlive nothing else.
-      if (app.metadata.labels?.[LABELS.preview] !== undefined) release.metadata.ownerReferences = [ownerReference(app)];
-      try {
-        const created = await this.#kube.create(release as Release & KubeObject);
-        this.#log.info({ app: app.metadata.name, release: created.metadata.name, image: build.image }, "release cut from build");
-        return created;
-      } catch (err) {
-        // Someone (a config change) took the number meanwhile; count again.
-        if (!isConflict(err) || attempt >= 5) throw err;
-      }
-    }
   }
 
   async #fail(app: App & KubeObject, run: PipelineRun, commit: string, reason: string, message: string): Promise<void> {
@@ -532,15 +523,13 @@ class BuildController {
   }
 
   /** Writes status.latestBuild and the Built condition through the status subresource, only when they change. */
-  async #writeStatus(app: App, latestBuild: LatestBuild, condition: Omit<Condition, "lastTransitionTime">, releaseNumber?: number): Promise<void> {
+  async #writeStatus(app: App, latestBuild: LatestBuild, condition: Omit<Condition, "lastTransitionTime">): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       const fresh = await this.#kube.get<App & KubeObject>(API_VERSION, "App", app.metadata.namespace, app.metadata.name);
       const conditions = setCondition(fresh.status?.conditions, { ...condition, observedGeneration: fresh.metadata.generation }, new Date());
-      const latestReleaseNumber = Math.max(fresh.status?.latestReleaseNumber ?? 0, releaseNumber ?? 0) || undefined;
-      if (JSON.stringify(fresh.status?.latestBuild) === JSON.stringify(latestBuild) && sameConditions(fresh.status?.conditions, conditions) &&
-        fresh.status?.latestReleaseNumber === latestReleaseNumber) return;
+      if (JSON.stringify(fresh.status?.latestBuild) === JSON.stringify(latestBuild) && sameConditions(fresh.status?.conditions, conditions)) return;
       try {
-        await this.#kube.patchStatus(fresh, { latestBuild, conditions, ...(latestReleaseNumber ? { latestReleaseNumber } : {}) }, fresh.metadata.resourceVersion);
+        await this.#kube.patchStatus(fresh, { latestBuild, conditions }, fresh.metadata.resourceVersion);
         app.status = { ...fresh.status, latestBuild, conditions };
         return;
       } catch (err) {

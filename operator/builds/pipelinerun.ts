@@ -46,6 +46,11 @@ export function shortSha(commit: string): string {
   return commit.slice(0, 7);
 }
 
+/** The Built condition's message for a succeeded build, naming the release it became once there is one. */
+export function builtMessage(commit: string, pipelineRun: string, image: string, release?: string): string {
+  return `Built commit ${shortSha(commit)} in PipelineRun ${pipelineRun}: ${image}${release ? `, released as ${release}` : ""}`;
+}
+
 /** `<app>-build-<short sha>`; App names are at most 40 characters, so this fits a DNS label. */
 export function pipelineRunName(app: string, commit: string): string {
   return `${app}-build-${shortSha(commit)}`;

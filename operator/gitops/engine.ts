@@ -5,12 +5,11 @@
 // different Apps run concurrently; whatever moves the local branch (a commit and its push, a fetch) runs one
 // at a time (#exclusive). A sync reconciles only the Apps whose directories a new head changed.
 import type { Logger } from "pino";
-import type { App, Config, ObjectMeta, Release } from "../../crds/v1alpha1.js";
-import { ANNOTATIONS, API_VERSION } from "../../crds/v1alpha1.js";
+import type { App, ObjectMeta, Release } from "../../crds/v1alpha1.js";
+import { API_VERSION } from "../../crds/v1alpha1.js";
 import { faultPoint } from "../fault.js";
 import type { ClusterCache } from "../cache.js";
 import { isConflict, isNotFound, isRefused, type Kube, type KubeObject } from "../kube.js";
-import { planRelease, planRollback } from "../releases.js";
 import {
   APPS_DIR,
   appDir,
@@ -67,7 +66,7 @@ interface Item {
 const objectKey = (kind: string, namespace: string, name: string) => `${kind}/${namespace}/${name}`;
 
 /** One read of an App's objects in the cluster. */
-interface ClusterView {
+export interface ClusterView {
   app: (ClusterObject & { spec?: { suspend?: boolean } }) | undefined;
   config: ClusterObject | undefined;
   releases: ClusterObject[];
@@ -126,11 +125,6 @@ export class GitOpsEngine {
    */
   noteCreated(kind: SlipwayKind, meta: ObjectMeta): void {
     if (meta.namespace) this.#settled.add(objectKey(kind, meta.namespace, meta.name));
-  }
-
-  /** Whether the operator core is about to cut a release for this App, so its change should wait for it. */
-  releaseExpected(namespace: string, app: string): boolean {
-    return releaseComing(this.#readCluster(namespace, app));
   }
 
   /** The push that will carry every commit made so far, while it has not started. */
@@ -233,7 +227,7 @@ export class GitOpsEngine {
       const { items, cluster } = await this.#plan(namespace, app, head);
       const commits = items.filter((i) => i.decision.action === "commit");
       const releaseInCommit = commits.some((i) => i.kind === "Release" && i.cluster);
-      if (holdForRelease && commits.length && !releaseInCommit && releaseComing(cluster)) {
+      if (holdForRelease && commits.length && !releaseInCommit && releasePending(cluster)) {
         this.#log.debug({ app: `${namespace}/${app}`, paths: commits.map((i) => i.path) }, "holding a change for the release it causes");
         return "held";
       }
@@ -560,16 +554,17 @@ export function removals(live: unknown, desired: unknown): Record<string, unknow
   return Object.keys(patch).length ? patch : undefined;
 }
 
-/** Whether the operator is about to cut a release for the App, judged from one read of the cluster. */
-function releaseComing({ app: appObj, config, releases }: ClusterView): boolean {
-  // No release is cut without a Config (the operator waits for it).
-  if (!appObj || !config || appObj.spec?.suspend || appObj.metadata.deletionTimestamp) return false;
-  const a = appObj as unknown as App;
-  // The operator stalled on this generation (e.g. no Config yet): no release is coming.
-  const stalled = a.status?.conditions?.find((c) => c.type === "Stalled");
-  if (a.status?.observedGeneration === a.metadata.generation && stalled?.status === "True") return false;
-  const rels = releases as unknown as Release[];
-  const rollback = a.metadata.annotations?.[ANNOTATIONS.rollback];
-  const plan = rollback ? planRollback(a, rels, rollback) : planRelease({ app: a, config: config as unknown as Config | undefined, releases: rels });
-  return plan.kind === "cut";
+/**
+ * Whether the operator is about to cut a release for the App, as the App's status says, judged from one read of
+ * the cluster: the operator has yet to reconcile the App's or the Config's current generation (its first
+ * status write of that pass says whether it cuts a release), or its status names a release (being cut, or cut)
+ * that the Release cache does not hold yet.
+ */
+export function releasePending({ app, config, releases }: ClusterView): boolean {
+  // No release is cut without a Config (the operator waits for it), nor for a suspended or deleted App.
+  if (!app || !config || app.spec?.suspend || app.metadata.deletionTimestamp) return false;
+  const status = (app as unknown as App).status;
+  if (!status || status.observedGeneration !== app.metadata.generation || status.observedConfigGeneration !== config.metadata.generation) return true;
+  const named = Math.max(status.pendingRelease?.version ?? 0, status.latestReleaseNumber ?? 0);
+  return !releases.some((r) => ((r as unknown as Release).spec?.version ?? 0) >= named);
 }

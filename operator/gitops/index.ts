@@ -99,7 +99,8 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
   let stopped = false;
 
   // An App held for the release the operator is about to cut for it: since when, and the timer that gives up
-  // waiting. The Release's arrival, or a change of the App's status (the operator stalled), wakes it earlier.
+  // waiting. The Release's arrival, or a change of the App's status (the operator observed the change, named the
+  // release it cuts, or stalled), wakes it earlier.
   const held = new Map<string, { since: number; timer: NodeJS.Timeout }>();
   const release = (key: string) => {
     clearTimeout(held.get(key)?.timer);
