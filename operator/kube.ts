@@ -107,6 +107,8 @@ const KNOWN_PLURALS: Record<string, string> = {
   "slipway.dev/v1alpha1/App": "apps",
   "slipway.dev/v1alpha1/Config": "configs",
   "slipway.dev/v1alpha1/Release": "releases",
+  "tekton.dev/v1/PipelineRun": "pipelineruns",
+  "tekton.dev/v1/TaskRun": "taskruns",
 };
 
 /**

@@ -52,7 +52,7 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
     if (gitops) stops.push(() => gitops.stop());
     const builds = options.builds
       ? await startBuilds({
-        kube: options.kube, namespace: options.namespace, pollIntervalMs: options.builds.pollIntervalMs,
+        kube: options.kube, informers: operator.informers, namespace: options.namespace, pollIntervalMs: options.builds.pollIntervalMs,
         webhookSecret: options.webhookSecret, previewDomain: options.platform?.domain, cache: operator.cache,
       })
       : undefined;

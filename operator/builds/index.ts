@@ -5,12 +5,12 @@
 // and delete preview Apps. Every App is handled through one keyed queue, so one App never has two builds
 // started at once, and every write compares before writing, so redelivered webhooks change nothing.
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { Watch } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { ANNOTATIONS, API_VERSION, LABELS, type App, type Condition, type Config, type LatestBuild } from "../../crds/v1alpha1.js";
 import type { CacheEvent, ClusterCache } from "../cache.js";
 import { BUILT, setCondition, sameConditions } from "../conditions.js";
 import { faultPoint } from "../fault.js";
+import { Informers } from "../informers.js";
 import { isConflict, isRefused, type Kube, type KubeObject } from "../kube.js";
 import { log as rootLog } from "../log.js";
 import { WorkQueue } from "../queue.js";
@@ -29,6 +29,8 @@ export { BUILT } from "../conditions.js";
 export interface BuildsOptions {
   /** The operator's client. */
   kube: Kube;
+  /** The process's informers (OperatorHandle.informers), where builds add PipelineRuns; default their own. */
+  informers?: Informers;
   /** Only Apps in this namespace; default all namespaces. */
   namespace?: string;
   /** How often source branches are polled (the fallback when no webhook arrives) and previews' TTLs checked. */
@@ -106,7 +108,8 @@ class BuildController {
   /** PipelineRuns ("namespace/name") this process has created (or tried to). */
   readonly #created = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
-  #watch: AbortController | undefined;
+  /** Stops hearing of PipelineRuns; and the informers builds started themselves, when not given shared ones. */
+  #unwatch: (() => Promise<void>) | undefined;
   #stopped = false;
   #polling: Promise<void> | undefined;
   /** Hands builds over to the leader instead of starting them (handOverSourceWebhooks). */
@@ -145,7 +148,7 @@ class BuildController {
     this.#stopped = true;
     this.#unsubscribe?.();
     if (this.#timer) clearTimeout(this.#timer);
-    this.#watch?.abort();
+    await this.#unwatch?.();
     await this.#polling?.catch(() => undefined);
     await this.#queue.stop();
   }
@@ -156,26 +159,23 @@ class BuildController {
   #startWatch(): void {
     if (this.#stopped) return;
     const ns = this.#opts.namespace;
-    const path = `/apis/${TEKTON_API_VERSION}${ns ? `/namespaces/${ns}` : ""}/pipelineruns`;
-    const restart = () => {
-      if (!this.#stopped) setTimeout(() => this.#startWatch(), 1000).unref();
+    const own = this.#opts.informers ? undefined : new Informers(this.#kube, this.#log);
+    const informers = this.#opts.informers ?? own;
+    if (!informers) return;
+    // Tekton not installed (yet): the informer says so in its log and lists again with backoff.
+    const runs = informers.add({
+      name: "pipelineruns", apiVersion: TEKTON_API_VERSION, kind: PIPELINE_RUN_KIND, labelSelector: LABELS.app, trim: "managedFields",
+      path: `/apis/${TEKTON_API_VERSION}${ns ? `/namespaces/${encodeURIComponent(ns)}` : ""}/pipelineruns`,
+    });
+    const off = runs.on((_type, obj) => {
+      const app = obj.metadata.labels?.[LABELS.app];
+      if (app) void this.#queue.enqueue(keyOf(obj.metadata.namespace, app));
+    });
+    if (own) void own.start(0);
+    this.#unwatch = async () => {
+      off();
+      await own?.stop();
     };
-    new Watch(this.#kube.kubeConfig)
-      .watch(path, { labelSelector: LABELS.app }, (_phase: string, obj: PipelineRun) => {
-        const app = obj.metadata?.labels?.[LABELS.app];
-        if (app) void this.#queue.enqueue(keyOf(obj.metadata.namespace, app));
-      }, (err: unknown) => {
-        if (err && !this.#stopped) this.#log.debug({ err }, "PipelineRun watch ended; restarting");
-        restart();
-      })
-      .then((controller) => {
-        this.#watch = controller;
-        if (this.#stopped) controller.abort();
-      })
-      .catch((err: unknown) => {
-        this.#log.warn({ err }, "cannot watch Tekton PipelineRuns (is Tekton installed?); retrying");
-        restart();
-      });
   }
 
   pollNow(): Promise<void> {
