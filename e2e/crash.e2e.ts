@@ -143,8 +143,9 @@ async function killedAtCut(t: ExecutionContext, env: Env, operator: OperatorProc
 
 test("a SIGKILLed operator, restarted three times during bursts of Config changes, releases each state once as v1..vN", async (t) => {
   const env = await setup(t);
-  // 1: killed right after its second release cut during a burst (its first cut is v1).
-  let operator = await env.start(3);
+  // 1: killed right after its first release cut during a burst (its first cut is v1). Not a later one: on a
+  // loaded machine one pass may come after the whole burst, and its one release holds all of it.
+  let operator = await env.start(2);
   await apply(env.ns, configYaml({ GREETING: "hello", STEP: "0" }));
   await apply(env.ns, appYaml(IMAGE_A));
   await eventuallyReady(env, "v1");
