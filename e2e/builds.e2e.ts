@@ -5,7 +5,7 @@
 // as a kubelet would (e2e/controlplane/kwok/tekton.yaml), and the test names say "simulated steps" where a
 // test chooses what they report (a failing step, a step that never ends).
 import test from "ava";
-import { createServer, type AddressInfo, type Socket } from "node:net";
+import { startTricklingServer } from "../operator/local/trickling-server.js";
 import type { KubeObject } from "../operator/kube.js";
 import { giteaPush, githubPush, gitlabPush } from "../operator/builds/testdata/payloads.js";
 import {
@@ -264,22 +264,9 @@ test("a source Git server that sends its answer a byte at a time and never finis
   const env = await setup(t, { tasks: { "slipway-git-clone": { hang: true } }, gitTimeoutMs: 1_000 });
   // It starts its response and sends one byte of a header every 200 ms: never idle long enough for Node's
   // socket timeout (5 s), never done.
-  const sockets = new Set<Socket>();
-  const trickling = createServer((socket) => {
-    sockets.add(socket);
-    socket.on("error", () => undefined);
-    socket.once("data", () => {
-      socket.write("HTTP/1.1 200 OK\r\nX-Slow: ");
-      const timer = setInterval(() => socket.write("a"), 200);
-      socket.on("close", () => clearInterval(timer));
-    });
-  });
-  await new Promise<void>((resolve) => trickling.listen(0, "127.0.0.1", resolve));
-  t.teardown(() => {
-    for (const s of sockets) s.destroy();
-    trickling.close();
-  });
-  await applyYaml(env, sourceAppYaml("stuck", `http://127.0.0.1:${(trickling.address() as AddressInfo).port}/stuck.git`));
+  const trickling = await startTricklingServer({ head: "HTTP/1.1 200 OK\r\nX-Slow: ", intervalMs: 200 });
+  t.teardown(() => trickling.close());
+  await applyYaml(env, sourceAppYaml("stuck", `http://127.0.0.1:${trickling.port}/stuck.git`));
   const src = await sourceRepo(t, `healthy-${env.ns}`);
   const first = await src.commit({ "Procfile": "web: ./p\n" });
   await applyYaml(env, sourceAppYaml("healthy", src.url));
@@ -288,7 +275,7 @@ test("a source Git server that sends its answer a byte at a time and never finis
   await env.builds.pollNow();
   const took = Date.now() - started;
   t.true(took < 30_000, `the first poll took ${took} ms`);
-  t.true(sockets.size > 0, "the poll never reached the trickling server");
+  t.true(trickling.connections() > 0, "the poll never reached the trickling server");
   await eventuallyRun(env, `healthy-build-${first.slice(0, 7)}`);
   // The next poll runs, and finds the healthy App's next commit.
   const second = await src.commit({ "Procfile": "web: ./p2\n" });

@@ -1,28 +1,13 @@
 import test from "ava";
-import { createServer, type AddressInfo, type Socket } from "node:net";
 import { gitHttp, GitTimeoutError } from "./git-http.js";
+import { startTricklingServer } from "./local/trickling-server.js";
 
 // A 2 s timeout against a byte every 100 ms: room for a loaded machine's event-loop delays.
 test("a response body that keeps trickling in is cut off at ten timeouts, one that pauses longer than the timeout at once", async (t) => {
-  const sockets = new Set<Socket>();
-  const server = createServer((socket) => {
-    sockets.add(socket.on("error", () => undefined));
-    socket.once("data", (request) => {
-      socket.write("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n");
-      // /pause sends one byte and then nothing; any other path one byte every 100 ms, forever.
-      if (request.toString().startsWith("GET /pause ")) socket.write("a");
-      else {
-        const timer = setInterval(() => socket.write("a"), 100);
-        socket.on("close", () => clearInterval(timer));
-      }
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  t.teardown(() => {
-    for (const s of sockets) s.destroy();
-    server.close();
-  });
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  // /pause sends one byte and then nothing; any other path one byte every 100 ms, forever.
+  const server = await startTricklingServer({ head: "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n", intervalMs: 100, pausePath: "/pause" });
+  t.teardown(() => server.close());
+  const base = `http://127.0.0.1:${server.port}`;
   const read = async (path: string) => {
     const res = await gitHttp(2_000).request({ url: `${base}${path}`, method: "GET", headers: {} });
     let bytes = 0;

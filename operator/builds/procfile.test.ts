@@ -1,11 +1,11 @@
 import test, { type ExecutionContext } from "ava";
 import { execFile } from "node:child_process";
-import { createServer, type AddressInfo, type Socket } from "node:net";
 import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { startGitServer } from "../local/gitserver.js";
+import { startTricklingServer } from "../local/trickling-server.js";
 import { GitTimeoutError } from "../git-http.js";
 import { branchHead, parseProcfile, readProcfile } from "./procfile.js";
 
@@ -65,17 +65,9 @@ test("the Procfile is read at the built commit and within the App's path, from a
 
 /** A Git server that accepts connections and never answers; returns its URL. */
 async function hungServer(t: ExecutionContext): Promise<string> {
-  const sockets = new Set<Socket>();
-  const server = createServer((socket) => {
-    sockets.add(socket);
-    socket.on("error", () => undefined);
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  t.teardown(() => {
-    for (const s of sockets) s.destroy();
-    server.close();
-  });
-  return `http://user:hunter2@127.0.0.1:${(server.address() as AddressInfo).port}/shop.git`;
+  const server = await startTricklingServer();
+  t.teardown(() => server.close());
+  return `http://user:hunter2@127.0.0.1:${server.port}/shop.git`;
 }
 
 test("a Git server that accepts the connection and never answers fails a poll and a Procfile read within the timeout, naming the server", async (t) => {
@@ -90,21 +82,9 @@ test("a Git server that accepts the connection and never answers fails a poll an
 });
 
 test("a Git server that trickles its response headers a byte at a time (never idle for Node's socket timeout) fails a poll within the timeout", async (t) => {
-  const sockets = new Set<Socket>();
-  const server = createServer((socket) => {
-    sockets.add(socket.on("error", () => undefined));
-    socket.once("data", () => {
-      socket.write("HTTP/1.1 200 OK\r\nX-Slow: ");
-      const timer = setInterval(() => socket.write("a"), 100);
-      socket.on("close", () => clearInterval(timer));
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  t.teardown(() => {
-    for (const s of sockets) s.destroy();
-    server.close();
-  });
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/shop.git`;
+  const server = await startTricklingServer({ head: "HTTP/1.1 200 OK\r\nX-Slow: ", intervalMs: 100 });
+  t.teardown(() => server.close());
+  const url = `http://127.0.0.1:${server.port}/shop.git`;
   const started = Date.now();
   await t.throwsAsync(branchHead({ url, branch: "main", timeoutMs: 1_000 }), {
     instanceOf: GitTimeoutError,
