@@ -51,13 +51,21 @@ interface Env {
   whileStopped(change: () => Promise<void>): Promise<void>;
   /** Posts a push webhook to the GitOps handler; returns the HTTP status. */
   webhook(headers?: Record<string, string>): Promise<number>;
+  /** For a failure message: the namespace's Apps, Configs and Releases, and the operator's last log lines. */
+  diagnose(): Promise<string>;
 }
 
 async function setup(t: ExecutionContext, opts: { mode?: "sync" | "commit-only" } = {}): Promise<Env> {
   const cp = await controlPlane();
   const ns = await freshNamespace(t);
   const kube = new Kube(cp.kubeConfig());
-  const logger = createLogger({ level: process.env.LOG_LEVEL ?? "silent" });
+  // The operator's log is kept in memory (the last 60 lines) and shown when a wait fails; LOG_LEVEL=debug
+  // prints it as it happens.
+  const logLines: string[] = [];
+  const logger = process.env.LOG_LEVEL ? createLogger({ level: process.env.LOG_LEVEL }) : createLogger({
+    level: "info",
+    destination: { write: (line: string) => void (logLines.push(line.trimEnd()) > 60 && logLines.shift()) },
+  });
   const repoName = ns;
   await server.createBareRepo(repoName);
   const url = server.url(repoName);
@@ -118,6 +126,11 @@ async function setup(t: ExecutionContext, opts: { mode?: "sync" | "commit-only" 
       });
       return res.status;
     },
+    async diagnose() {
+      const state = await cp.kubectl(["get", "apps.slipway.dev,configs.slipway.dev,releases.slipway.dev", "-n", ns,
+        "-o", "custom-columns=KIND:.kind,NAME:.metadata.name,GEN:.metadata.generation,STATUS:.status"]);
+      return `\n--- objects in ${ns}:\n${state.stdout}${state.stderr}--- operator log (last ${logLines.length} lines):\n${logLines.join("\n")}`;
+    },
   };
 }
 
@@ -141,7 +154,7 @@ async function eventuallyCommit(env: Env, subject: RegExp, timeoutMs = 45_000): 
       return subjects.some((s) => subject.test(s));
     },
     timeoutMs,
-    () => `no commit matching ${subject}; remote has:\n${subjects.join("\n")}`,
+    async () => `no commit matching ${subject}; remote has:\n${subjects.join("\n")}${await env.diagnose()}`,
   );
   const log = (await git(env.clone, "log", "--format=%H %s", "origin/main")).trim().split("\n");
   const line = log.find((l) => subject.test(l.slice(41)));
@@ -159,8 +172,8 @@ async function releaseVersions(env: Env, app: string): Promise<number[]> {
   return list.items.filter((r) => r.spec.app === app).map((r) => r.spec.version).sort((a, b) => a - b);
 }
 
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 45_000): Promise<void> {
-  await waitFor(check, timeoutMs, () => `timed out waiting until ${what}`);
+async function until(env: Env, what: string, check: () => Promise<boolean>, timeoutMs = 45_000): Promise<void> {
+  await waitFor(check, timeoutMs, async () => `timed out waiting until ${what}${await env.diagnose()}`);
 }
 
 /** An App with a Config and its first release, committed. */
@@ -188,7 +201,7 @@ test("an App applied with kubectl becomes one commit naming its release and who 
   const app = await readFile(join(env.clone, `apps/${env.ns}/shop/app.yaml`), "utf8");
   t.regex(app, new RegExp(`image: ${IMAGE_A.replace(/[.]/g, "\\.")}`));
   t.notRegex(app, /status:|uid:|resourceVersion:|managedFields:|generation:|creationTimestamp:/);
-  await until("the App records the commit in status.commit", async () => (await getApp(env, "shop"))?.status?.commit === commit);
+  await until(env, "the App records the commit in status.commit", async () => (await getApp(env, "shop"))?.status?.commit === commit);
   // The status write and the operator's own status updates do not make another commit.
   await new Promise((r) => setTimeout(r, 3_000));
   await env.gitops.idle();
@@ -215,7 +228,7 @@ test("a pushed edit to a Config is applied to the cluster and released", async (
   await git(env.clone, "commit", "-qam", "greet from git");
   await git(env.clone, "push", "-q", "origin", "HEAD:main");
   t.is(await env.webhook(), 202);
-  await until("the Config holds the pushed value", async () => (await getConfig(env, "shop"))?.spec.env?.GREETING === "from git");
+  await until(env, "the Config holds the pushed value", async () => (await getConfig(env, "shop"))?.spec.env?.GREETING === "from git");
   await eventuallyCommit(env, new RegExp(`^${env.ns}/shop: release v2: set GREETING`));
 });
 
@@ -230,9 +243,9 @@ test("deleting an app's directory in Git removes the App from the cluster", asyn
   await git(env.clone, "commit", "-qm", "retire shop");
   await git(env.clone, "push", "-q", "origin", "HEAD:main");
   await env.gitops.syncNow();
-  await until("the App is gone", async () => (await getApp(env, "shop")) === undefined);
+  await until(env, "the App is gone", async () => (await getApp(env, "shop")) === undefined);
   // Its Config and Releases go after it (garbage collector); GitOps commits what it sees meanwhile.
-  await until("its Config is gone", async () => (await getConfig(env, "shop")) === undefined);
+  await until(env, "its Config is gone", async () => (await getConfig(env, "shop")) === undefined);
   t.truthy(await getApp(env, "other"));
   await env.gitops.idle();
   await env.pull();
@@ -251,8 +264,8 @@ test("git revert of a release commit brings back the previous config and image a
   await git(env.clone, "revert", "--no-edit", v2);
   await git(env.clone, "push", "-q", "origin", "HEAD:main");
   await env.gitops.syncNow();
-  await until("the previous config is live", async () => (await getConfig(env, "shop"))?.spec.env?.GREETING === "hello");
-  await until("release v3 is cut", async () => (await releaseVersions(env, "shop")).includes(3));
+  await until(env, "the previous config is live", async () => (await getConfig(env, "shop"))?.spec.env?.GREETING === "hello");
+  await until(env, "release v3 is cut", async () => (await releaseVersions(env, "shop")).includes(3));
   await eventuallyCommit(env, /: release v3: set GREETING/);
 
   await apply(env.ns, appYaml("shop", IMAGE_B));
@@ -261,8 +274,8 @@ test("git revert of a release commit brings back the previous config and image a
   await git(env.clone, "revert", "--no-edit", v4);
   await git(env.clone, "push", "-q", "origin", "HEAD:main");
   await env.gitops.syncNow();
-  await until("the previous image is live", async () => (await getApp(env, "shop"))?.spec.image === IMAGE_A);
-  await until("release v5 is cut", async () => (await releaseVersions(env, "shop")).includes(5));
+  await until(env, "the previous image is live", async () => (await getApp(env, "shop"))?.spec.image === IMAGE_A);
+  await until(env, "release v5 is cut", async () => (await releaseVersions(env, "shop")).includes(5));
   await eventuallyCommit(env, /: release v5: deploy /);
   // Releases are immutable history: the reverted ones stay, numbers are not reused.
   t.deepEqual(await releaseVersions(env, "shop"), [1, 2, 3, 4, 5]);
@@ -295,9 +308,9 @@ test("when Git and the cluster change the same Config, Git wins and the cluster'
   await git(env.clone, "commit", "-qam", "user: greet from git");
   await git(env.clone, "push", "-q", "origin", "HEAD:main");
   await apply(env.ns, configYaml("shop", { GREETING: "from-cluster" }));
-  await until("Git's value is live", async () => (await getConfig(env, "shop"))?.spec.env?.GREETING === "from-git");
+  await until(env, "Git's value is live", async () => (await getConfig(env, "shop"))?.spec.env?.GREETING === "from-git");
   let branches = "";
-  await until("a conflict branch is pushed", async () => {
+  await until(env, "a conflict branch is pushed", async () => {
     branches = (await run("git", ["ls-remote", env.url, "refs/heads/conflict/*"])).stdout;
     return branches.includes(`refs/heads/conflict/${env.ns}-config-shop-`);
   });
@@ -329,11 +342,11 @@ test("a file whose path names another namespace or App is refused with an Event 
   await git(env.clone, "commit", "-qm", "greet from git, and two forged files");
   await git(env.clone, "push", "-q", "origin", "HEAD:main");
   t.is(await env.webhook(), 202);
-  await until("the valid change is live", async () => (await getConfig(env, "shop"))?.spec.env?.GREETING === "from-git");
+  await until(env, "the valid change is live", async () => (await getConfig(env, "shop"))?.spec.env?.GREETING === "from-git");
   await eventuallyCommit(env, /shop: release v2: set GREETING/);
   type Event = KubeObject & { reason?: string; note?: string; type?: string; regarding?: { name?: string } };
   let refusals: Event[] = [];
-  await until("both files are refused with an Event", async () => {
+  await until(env, "both files are refused with an Event", async () => {
     refusals = (await env.kube.list<Event>("events.k8s.io/v1", "Event", env.ns)).items.filter((e) => e.reason === "PathMismatch");
     return refusals.length >= 2;
   });
@@ -362,10 +375,10 @@ test("a Config pushed to Git that the API server refuses (too large to release) 
   await git(env.clone, "commit", "-qm", "a huge config for shop, and a new app");
   await git(env.clone, "push", "-q", "origin", "HEAD:main");
   t.is(await env.webhook(), 202);
-  await until("the other App is applied", async () => (await getApp(env, "other")) !== undefined);
+  await until(env, "the other App is applied", async () => (await getApp(env, "other")) !== undefined);
   type Event = KubeObject & { reason?: string; note?: string; type?: string };
   let refused: Event | undefined;
-  await until("the refusal is an Event", async () => {
+  await until(env, "the refusal is an Event", async () => {
     refused = (await env.kube.list<Event>("events.k8s.io/v1", "Event", env.ns)).items.find((e) => e.reason === "InvalidInGit");
     return !!refused;
   });
@@ -421,7 +434,7 @@ test("a change made while GitOps was down is committed when it starts again", as
   await shopWithRelease(env);
   await env.whileStopped(async () => {
     await apply(env.ns, configYaml("shop", { GREETING: "hello", WHILE_DOWN: "yes" }));
-    await until("the operator cut v2", async () => (await releaseVersions(env, "shop")).includes(2));
+    await until(env, "the operator cut v2", async () => (await releaseVersions(env, "shop")).includes(2));
   });
   const commit = await eventuallyCommit(env, /: release v2: set WHILE_DOWN/);
   t.true((await filesOf(env, commit)).includes(`apps/${env.ns}/shop/config.yaml`));
