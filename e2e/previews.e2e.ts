@@ -171,7 +171,8 @@ test("a pull request from a fork by an untrusted author builds nothing and gets 
   t.false(JSON.stringify(run).includes("shop-git") || JSON.stringify(run).includes("shop-tls") || JSON.stringify(run).includes("shop-db"));
   const finished = await eventuallyFinished(env, run.metadata.name);
   t.like(succeeded(finished), { status: "True" }, "Tekton runs the build as slipway-fork-build");
-  const pods = await env.kube.list<KubeObject & { spec: { serviceAccountName?: string; volumes?: { secret?: { secretName?: string } }[] } }>("v1", "Pod", env.ns, `tekton.dev/pipelineRun=${run.metadata.name}`);
+  // The TaskRuns' pods, where the fork's code runs (not Tekton's affinity assistant, which runs no step).
+  const pods = await env.kube.list<KubeObject & { spec: { serviceAccountName?: string; volumes?: { secret?: { secretName?: string } }[] } }>("v1", "Pod", env.ns, `tekton.dev/pipelineRun=${run.metadata.name},tekton.dev/taskRun`);
   t.true(pods.items.length > 0);
   for (const pod of pods.items) {
     t.is(pod.spec.serviceAccountName, "slipway-fork-build", pod.metadata.name);
