@@ -7,6 +7,7 @@ import type { AddressInfo } from "node:net";
 import { DEFAULT_PREVIEW_LIMITS, quantityValue, type PlatformSettings } from "../functions/render.js";
 import { startBuilds, type Builds } from "./builds/index.js";
 import type { PipelineSettings } from "./builds/pipelinerun.js";
+import { DEFAULT_FORK_SERVICE_ACCOUNT } from "./builds/previews.js";
 import { startGitOps, type FluxRef, type FluxTargets, type GitOpsHandle, type GitOpsOptions } from "./gitops/index.js";
 import { log as rootLog } from "./log.js";
 import { startOperator, type OperatorHandle } from "./controller.js";
@@ -164,7 +165,7 @@ export function pipelineFromEnv(env: NodeJS.ProcessEnv = process.env): PipelineS
   const pipeline: PipelineSettings = {};
   if (env.SLIPWAY_BUILD_SERVICE_ACCOUNT) pipeline.serviceAccountName = env.SLIPWAY_BUILD_SERVICE_ACCOUNT;
   if (env.SLIPWAY_FORK_BUILD_SERVICE_ACCOUNT) pipeline.forkServiceAccountName = env.SLIPWAY_FORK_BUILD_SERVICE_ACCOUNT;
-  if (pipeline.forkServiceAccountName !== undefined && pipeline.forkServiceAccountName === pipeline.serviceAccountName) {
+  if ((pipeline.forkServiceAccountName ?? DEFAULT_FORK_SERVICE_ACCOUNT) === pipeline.serviceAccountName) {
     throw new Error("SLIPWAY_FORK_BUILD_SERVICE_ACCOUNT must differ from SLIPWAY_BUILD_SERVICE_ACCOUNT: builds of forks must not get the push credentials of other builds");
   }
   return pipeline;
