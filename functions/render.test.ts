@@ -200,6 +200,17 @@ test("runs a pull-request preview at one replica per process type, without an HP
   t.deepEqual(container(find(platform.objects, "Deployment", "api-pr-7-web")).resources, { limits: { cpu: "1", memory: "1Gi" } });
 });
 
+test("mounts no ServiceAccount token into the pods of a fork's preview, and leaves other Apps' pods as they are", (t) => {
+  const podSpec = (labels: Record<string, string>, annotations: Record<string, string>): Record<string, unknown> => {
+    const a: App = { ...app({}, "api-pr-7"), metadata: { name: "api-pr-7", namespace: "team", labels, annotations } };
+    const d = find(render({ app: a, config: config({}, "api-pr-7"), release: release({}, "api-pr-7") }).objects, "Deployment", "api-pr-7-web");
+    return (d.spec as { template: { spec: Record<string, unknown> } }).template.spec;
+  };
+  t.is(podSpec({ "slipway.dev/preview": "api" }, { "slipway.dev/preview-fork": "true" }).automountServiceAccountToken, false);
+  t.false("automountServiceAccountToken" in podSpec({ "slipway.dev/preview": "api" }, { "slipway.dev/preview-fork": "false" }));
+  t.false("automountServiceAccountToken" in podSpec({}, { "slipway.dev/preview-fork": "true" }), "only previews carry the fork annotation's meaning");
+});
+
 test("reads Kubernetes quantities", (t) => {
   t.deepEqual(["500m", "1", "1.5", "2k", "512Mi", "1Gi", "1e3", ".5", "lots", "1 Gi"].map(quantityValue), [0.5, 1, 1.5, 2000, 512 * 2 ** 20, 2 ** 30, 1000, 0.5, NaN, NaN]);
 });

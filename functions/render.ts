@@ -304,6 +304,8 @@ function deployment(app: App, release: Release, type: string, port: number, plat
       template: {
         metadata: { labels: labels(app, release, type) },
         spec: compact({
+          // A fork's code gets no token of the namespace's ServiceAccount: it must not call the API as the team.
+          automountServiceAccountToken: isForkPreview(app) ? false : undefined,
           nodeSelector: sortedOrUndefined(snapshot.nodeSelector),
           containers: [container],
         }),
@@ -315,6 +317,11 @@ function deployment(app: App, release: Release, type: string, port: number, plat
 /** A pull-request preview (the label Slipway's previews carry): capped in replicas and resources. */
 function isPreview(app: App): boolean {
   return app.metadata.labels?.[LABELS.preview] !== undefined;
+}
+
+/** A preview of a pull request from a fork (the annotation Slipway's previews carry). */
+function isForkPreview(app: App): boolean {
+  return isPreview(app) && app.metadata.annotations?.["slipway.dev/preview-fork"] === "true";
 }
 
 const QUANTITY_SUFFIX: Record<string, number> = {
