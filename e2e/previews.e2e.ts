@@ -138,7 +138,7 @@ async function appEvents(env: Env, app: string, reason: string): Promise<EventOb
 const APP = "slipway.dev/v1alpha1";
 
 test("a pull request from a fork by an untrusted author builds nothing and gets no preview until labelled slipway/ok-to-preview; then it builds as the fork ServiceAccount without the parent's credentials, secret env or TLS Secret", async (t) => {
-  const env = await setup(t);
+  const env = await setup(t, { operator: true });
   const { src, base } = await parentApp(t, env, undefined, { secrets: true });
   const fork = await sourceRepo(t, `fork-${env.ns}`);
   const head = await fork.commit({ "Procfile": "web: ./evil\n" }, "main");
@@ -178,6 +178,14 @@ test("a pull request from a fork by an untrusted author builds nothing and gets 
     t.is(pod.spec.serviceAccountName, "slipway-fork-build", pod.metadata.name);
     t.false((pod.spec.volumes ?? []).some((v) => ["shop-git", "shop-tls", "shop-db"].includes(v.secret?.secretName ?? "")), pod.metadata.name);
   }
+
+  // What runs the fork's code: no secret env, no ServiceAccount token, no TLS Secret on its route.
+  await eventuallyApp(env, "shop-pr-9", (a) => a.status?.currentRelease === "v1", "rolled out v1", 60_000);
+  const deployment = await env.kube.get<KubeObject & { spec: { template: { spec: { automountServiceAccountToken?: boolean; containers: { env?: { valueFrom?: unknown }[] }[] } } } }>("apps/v1", "Deployment", env.ns, "shop-pr-9-web");
+  t.is(deployment.spec.template.spec.automountServiceAccountToken, false);
+  t.false(deployment.spec.template.spec.containers.some((c) => (c.env ?? []).some((e) => e.valueFrom !== undefined)));
+  const ingress = await env.kube.get<KubeObject & { spec: { tls?: unknown } }>("networking.k8s.io/v1", "Ingress", env.ns, "shop-pr-9");
+  t.is(ingress.spec.tls, undefined);
 
   const parent = await getApp(env, "shop");
   t.is(parent.spec.source?.credentialsSecret, "shop-git", "the parent keeps its credentials");
