@@ -39,6 +39,11 @@ export const ANNOTATIONS = {
    * lead (an RFC 3339 time): the leader, which reads the Lease at every renewal, syncs with the repository.
    */
   syncRequestedAt: "slipway.dev/sync-requested-at",
+  /**
+   * On a Deployment's pod template: a checksum of the live release's secretDigests, so a changed secret value
+   * rolls the pods out (they read Secrets only when they start).
+   */
+  secretChecksum: "slipway.dev/secret-checksum",
 } as const;
 
 /** Flux's own metadata that Slipway reads or sets on its objects (operator/gitops/flux.ts). */
@@ -292,6 +297,12 @@ export interface ReleaseSpec {
   config: ConfigSpec;
   /** For a rollback: the version whose build and config this release reuses. */
   rollbackOf?: number;
+  /**
+   * Per secretEnv variable, a digest of its value when the release was cut (operator/secrets.ts): never the
+   * value, and not a plain hash of it either, so a short value cannot be guessed from Git. Absent on releases
+   * cut before Slipway recorded them.
+   */
+  secretDigests?: Record<string, string>;
 }
 
 export interface ReleaseStatus {

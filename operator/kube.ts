@@ -88,7 +88,15 @@ interface RequestOptions {
   body?: unknown;
   contentType?: string;
   query?: Record<string, string | number | boolean | undefined>;
+  /** The Accept header; default application/json. */
+  accept?: string;
 }
+
+/**
+ * The Accept header that asks the API server for objects' metadata only (PartialObjectMetadata), as client-go's
+ * metadata informers do: a watch of Secrets this way never carries their values.
+ */
+export const METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json";
 
 /** Kinds Slipway reads and writes, so their REST paths need no discovery. */
 const KNOWN_PLURALS: Record<string, string> = {
@@ -177,14 +185,20 @@ export class Kube {
     }
   }
 
-  /** Every object of a kind in a namespace (all namespaces when undefined), optionally by label or field selector. */
-  async list<T extends KubeObject>(apiVersion: string, kind: string, namespace: string | undefined, labelSelector?: string, fieldSelector?: string): Promise<KubeList<T>> {
+  /**
+   * Every object of a kind in a namespace (all namespaces when undefined), optionally by label or field selector;
+   * with `metadataOnly`, only their metadata (see METADATA_ONLY).
+   */
+  async list<T extends KubeObject>(
+    apiVersion: string, kind: string, namespace: string | undefined, labelSelector?: string, fieldSelector?: string, options: { metadataOnly?: boolean } = {},
+  ): Promise<KubeList<T>> {
     const path = await this.path(apiVersion, kind, namespace);
     const items: T[] = [];
     let cont: string | undefined;
     let last: KubeList<T>;
+    const accept = options.metadataOnly ? METADATA_ONLY : undefined;
     do {
-      last = await this.request<KubeList<T>>("GET", path, { query: { labelSelector, fieldSelector, limit: 500, continue: cont } });
+      last = await this.request<KubeList<T>>("GET", path, { query: { labelSelector, fieldSelector, limit: 500, continue: cont }, accept });
       // List items carry no apiVersion/kind; give them back so callers can address them.
       for (const item of last.items ?? []) items.push({ ...item, apiVersion, kind });
       cont = last.metadata?.continue || undefined;
@@ -290,7 +304,7 @@ export class Kube {
     if (!this.#transport.agent && opts.agent instanceof https.Agent) this.#transport.agent = new https.Agent({ ...opts.agent.options, keepAlive: true });
     else if (!this.#transport.agent && opts.agent instanceof http.Agent) this.#transport.agent = opts.agent;
     if (this.#transport.agent) opts.agent = this.#transport.agent;
-    const headers: http.OutgoingHttpHeaders = { ...(opts.headers as http.OutgoingHttpHeaders), accept: "application/json" };
+    const headers: http.OutgoingHttpHeaders = { ...(opts.headers as http.OutgoingHttpHeaders), accept: options.accept ?? "application/json" };
     let payload: string | undefined;
     if (options.body !== undefined) {
       payload = JSON.stringify(options.body);
