@@ -5,6 +5,7 @@ import https from "node:https";
 import { randomBytes } from "node:crypto";
 import os from "node:os";
 import type { KubeConfig } from "@kubernetes/client-node";
+import { redactDeep, redactUrls } from "./redact.js";
 
 /** The operator's field manager; GitOps writes as "slipway-gitops", the CLI as "kubectl-slipway" (Kube.as). */
 /** The operator's field manager. GitOps writes as "slipway-gitops" through `Kube.as`. */
@@ -243,7 +244,8 @@ export class Kube {
    */
   async patchStatus<T extends KubeObject>(target: EventSubject, status: unknown, resourceVersion?: string): Promise<T> {
     const path = await this.path(target.apiVersion, target.kind, target.metadata.namespace, target.metadata.name);
-    const body = resourceVersion ? { metadata: { resourceVersion }, status } : { status };
+    // Status is read by everyone who may read the object: no URL credentials (from an error message) in it.
+    const body = resourceVersion ? { metadata: { resourceVersion }, status: redactDeep(status) } : { status: redactDeep(status) };
     return this.request<T>("PATCH", `${path}/status`, {
       body,
       contentType: "application/merge-patch+json",
@@ -276,7 +278,7 @@ export class Kube {
       reportingInstance: `${REPORTING_CONTROLLER}-${os.hostname()}`.slice(0, 128),
       action: input.action,
       reason: input.reason,
-      note: input.note.slice(0, 1024),
+      note: redactUrls(input.note).slice(0, 1024),
       type: input.type,
       regarding: {
         apiVersion: subject.apiVersion,
