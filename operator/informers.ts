@@ -57,7 +57,7 @@ class TrimmingWatch extends Watch {
 /** The KubeConfig whose requests (client-node's Watch) ask for metadata only. */
 function metadataOnlyConfig(config: KubeConfig): KubeConfig {
   const wrapped = Object.create(config) as KubeConfig;
-  wrapped.applyToFetchOptions = (opts) => config.applyToFetchOptions({ ...opts, headers: { ...opts.headers, accept: METADATA_ONLY } });
+  wrapped.applyToFetchOptions = (opts) => config.applyToFetchOptions({ ...opts, headers: { ...opts.headers, accept: METADATA_ONLY.watch } });
   return wrapped;
 }
 

@@ -94,10 +94,14 @@ interface RequestOptions {
 }
 
 /**
- * The Accept header that asks the API server for objects' metadata only (PartialObjectMetadata), as client-go's
- * metadata informers do: a watch of Secrets this way never carries their values.
+ * The Accept headers that ask the API server for objects' metadata only, as client-go's metadata informers do: a
+ * list (PartialObjectMetadataList) or a watch (events of PartialObjectMetadata) of Secrets this way never carries
+ * their values. (A watch asked for the list form ends at once, without an error.)
  */
-export const METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json";
+export const METADATA_ONLY = {
+  list: "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+  watch: "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+} as const;
 
 /** Kinds Slipway reads and writes, so their REST paths need no discovery. */
 const KNOWN_PLURALS: Record<string, string> = {
@@ -197,7 +201,7 @@ export class Kube {
     const items: T[] = [];
     let cont: string | undefined;
     let last: KubeList<T>;
-    const accept = options.metadataOnly ? METADATA_ONLY : undefined;
+    const accept = options.metadataOnly ? METADATA_ONLY.list : undefined;
     do {
       last = await this.request<KubeList<T>>("GET", path, { query: { labelSelector, fieldSelector, limit: 500, continue: cont }, accept });
       // List items carry no apiVersion/kind; give them back so callers can address them.
