@@ -21,8 +21,19 @@ export const LABELS = {
 export const ANNOTATIONS = {
   /** Set on an App to roll back: the value is a release version such as "v5". */
   rollback: "slipway.dev/rollback-to",
-  /** Who asked for a change; set by clients (the CLI sets it), read into release causes and commits. */
+  /**
+   * Who asked for a change; set by clients (the CLI sets it; admission checks it is the requesting user) and by
+   * GitOps to a Git commit's author when it applies a change from Git. Read into release causes and commits;
+   * never written to Git (the commit itself says who).
+   */
   changedBy: "slipway.dev/changed-by",
+  /**
+   * Set by GitOps on an App or Config it applies from Git: the short id of the commit that changed the file, and
+   * for a `git revert` of a release commit, the release it reverts ("v2"). The release the change cuts names
+   * them ("revert of v2 (git 2c0d82e by alice@example.com)"). Never written to Git.
+   */
+  gitCommit: "slipway.dev/git-commit",
+  gitRevertOf: "slipway.dev/git-revert-of",
   /**
    * Marks a hold of a cluster change from Flux (with Flux's reconcile annotation, see FLUX_METADATA), set by the
    * CLI or GitOps and removed by GitOps once Flux's source has the change's commit. Never written to Git.

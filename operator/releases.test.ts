@@ -267,3 +267,22 @@ test("changed-by names the requester only while its writer made the latest chang
   t.is(requestedBy(patchedLater, ["f:data"]), "kubectl-patch");
   t.is(requestedBy({ name: "x", annotations: { "slipway.dev/changed-by": "alice" } }), "alice", "without managedFields the annotation is taken");
 });
+
+test("a change applied from Git is credited to its commit's author, and a revert of a release commit says so", (t) => {
+  const gitops = (fields: Record<string, unknown>) => ({ manager: "slipway-gitops", operation: "Apply", time: "2026-01-01T10:00:00Z", fieldsV1: fields });
+  const annotations = (revertOf?: string) => ({
+    "slipway.dev/changed-by": "alice@example.com", "slipway.dev/git-commit": "2c0d82e", ...(revertOf ? { "slipway.dev/git-revert-of": revertOf } : {}),
+  });
+  const owned = { "f:metadata": { "f:annotations": { "f:slipway.dev/changed-by": {}, "f:slipway.dev/git-commit": {} } }, "f:spec": { "f:env": {} } };
+  const releases = [release(1, IMAGE_A, { env: { FOO: "1" } }), release(2, IMAGE_A, { env: { FOO: "2" } })];
+  const plan = (cfg: Config) => planRelease({ app: app({ image: IMAGE_A }), config: cfg, releases });
+  const edit = plan(config({ env: { FOO: "3" } }, { annotations: annotations(), managedFields: [gitops(owned)] }));
+  t.like(edit, { kind: "cut", spec: { cause: "set FOO (git 2c0d82e by alice@example.com)", requestedBy: "alice@example.com" } });
+  const revert = plan(config({ env: { FOO: "1" } }, { annotations: annotations("v2"), managedFields: [gitops(owned)] }));
+  t.like(revert, { kind: "cut", spec: { cause: "revert of v2 (git 2c0d82e by alice@example.com)", requestedBy: "alice@example.com" } });
+  // bob's later kubectl apply leaves the annotations in place: his change is not Git's, nor alice's.
+  const later = plan(config({ env: { FOO: "4" } }, {
+    annotations: annotations(), managedFields: [gitops(owned), { manager: "kubectl", operation: "Apply", time: "2026-01-01T10:09:00Z", fieldsV1: { "f:spec": { "f:env": {} } } }],
+  }));
+  t.like(later, { kind: "cut", spec: { cause: "set FOO", requestedBy: "kubectl" } });
+});

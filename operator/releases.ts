@@ -171,8 +171,13 @@ export function lastManagerOf(meta: ObjectMeta, path: readonly string[]): string
 /** Where managedFields say who wrote the `slipway.dev/changed-by` annotation. */
 const CHANGED_BY_PATH = ["f:metadata", "f:annotations", `f:${ANNOTATIONS.changedBy}`] as const;
 
-/** The fields whose managers `requestedBy` and the rollback's requester are read from. */
-export const OWNERSHIP_PATHS: readonly (readonly string[])[] = [["f:spec"], ["f:metadata", "f:annotations", `f:${ANNOTATIONS.rollback}`], CHANGED_BY_PATH];
+/** Where managedFields say who wrote the `slipway.dev/git-commit` annotation (GitOps, applying from Git). */
+const GIT_COMMIT_PATH = ["f:metadata", "f:annotations", `f:${ANNOTATIONS.gitCommit}`] as const;
+
+/** The fields whose managers `requestedBy`, `gitChange` and the rollback's requester are read from. */
+export const OWNERSHIP_PATHS: readonly (readonly string[])[] = [
+  ["f:spec"], ["f:metadata", "f:annotations", `f:${ANNOTATIONS.rollback}`], CHANGED_BY_PATH, GIT_COMMIT_PATH,
+];
 
 /**
  * The part of an object's managedFields that lastManagerOf reads for OWNERSHIP_PATHS: the entries of the main
@@ -274,22 +279,39 @@ export function planRelease({ app, config, releases, secrets }: PlanInput): Rele
   const imageChanged = !latest || latest.spec.build.image !== build.image;
   // A build is asked for by a push to the source branch; the PipelineRun names the commit it built. A secret
   // value changed alone is asked for by whoever wrote its Secret.
+  const asker = fromBuild ? undefined : imageChanged || !config ? app.metadata : configChanged ? config.metadata : undefined;
   const who = fromBuild ? `build ${build.pipelineRun ?? ""}`.trim()
-    : imageChanged || !config ? requestedBy(app.metadata)
-    : configChanged ? requestedBy(config.metadata)
+    : asker ? requestedBy(asker)
     : secretWriters(configSpec, secretsChanged, secrets);
+  const fromGit = asker ? gitChange(asker) : undefined;
+  const cause = fromGit?.revertOf ? `revert of ${fromGit.revertOf}` : releaseCause(latest?.spec, build, configSpec, secretsChanged);
   return {
     kind: "cut",
     spec: {
       app: app.metadata.name,
       version: nextReleaseNumber(own, rememberedNumber(app, own)),
-      cause: releaseCause(latest?.spec, build, configSpec, secretsChanged),
+      cause: fromGit ? `${cause} (git ${fromGit.commit}${who ? ` by ${who}` : ""})` : cause,
       ...(who ? { requestedBy: who } : {}),
       build,
       config: configSpec,
       ...(digests ? { secretDigests: digests } : {}),
     },
   };
+}
+
+/**
+ * The Git commit an App's or Config's latest change came from, as GitOps records it when it applies a change
+ * pushed to Git (the slipway.dev/git-commit and git-revert-of annotations); undefined when the latest change
+ * under spec was made by another writer (the annotations stay on the object after it).
+ */
+export function gitChange(meta: ObjectMeta): { commit: string; revertOf?: string } | undefined {
+  const commit = meta.annotations?.[ANNOTATIONS.gitCommit];
+  if (!commit) return undefined;
+  const writer = lastManagerOf(meta, GIT_COMMIT_PATH);
+  const last = lastManagerOf(meta, ["f:spec"]);
+  if (writer !== undefined && last !== undefined && writer !== last) return undefined;
+  const revertOf = meta.annotations?.[ANNOTATIONS.gitRevertOf];
+  return revertOf ? { commit, revertOf } : { commit };
 }
 
 /** Who wrote the Secrets of the changed variables, as one name ("alice", or "alice, bob"). */
