@@ -64,14 +64,27 @@ export const COMMANDS: CommandSpec[] = [
   { name: "config", aliases: ["config:list"], summary: "list env values and secret env references (never secret values)", usage: "config NAME", positionals: [APP], flags: {}, read: true },
   {
     name: "config:set", summary: "set env values; with --secret, store the value in the Secret <app>-env and reference it",
-    usage: "config:set NAME KEY=VALUE... [--secret KEY=VALUE]...", positionals: [APP, { name: "KEY=VALUE", variadic: true, optional: true }],
-    flags: { secret: { type: "string", multiple: true, valueName: "KEY=VALUE", description: "a secret value: kept in a Secret, only the reference enters Config and Git" } },
-    examples: ["kubectl slipway config:set hello GREETING=hi", "kubectl slipway config:set hello --secret DATABASE_PASSWORD=s3cret"],
+    usage: "config:set NAME KEY=VALUE... [--secret KEY[=VALUE]]...", positionals: [APP, { name: "KEY=VALUE", variadic: true, optional: true }],
+    flags: {
+      secret: {
+        type: "string", multiple: true, valueName: "KEY[=VALUE]",
+        description: "a secret value: kept in a Secret, only the reference enters Config and Git; without =VALUE, read from stdin or asked for without echo",
+      },
+    },
+    examples: [
+      "kubectl slipway config:set hello GREETING=hi",
+      "kubectl slipway config:set hello --secret DATABASE_PASSWORD            # asks for it; nothing in shell history or ps",
+      "kubectl slipway config:set hello --secret DATABASE_PASSWORD < password.txt",
+    ],
   },
   { name: "config:unset", summary: "remove env values or secret env references", usage: "config:unset NAME KEY...", positionals: [APP, { name: "KEY", variadic: true }], flags: {} },
   {
-    name: "config:push", summary: "set env values from a .env file", usage: "config:push NAME [--path .env]", positionals: [APP],
-    flags: { path: { type: "string", short: "p", valueName: "FILE", description: ".env file to read (default .env)" } },
+    name: "config:push", summary: "set env values from a .env file", usage: "config:push NAME [--path .env] [--secret KEY,KEY...]", positionals: [APP],
+    flags: {
+      path: { type: "string", short: "p", valueName: "FILE", description: ".env file to read (default .env)" },
+      secret: { type: "string", multiple: true, valueName: "KEY,KEY", description: "keys of the file whose values are secret: kept in the Secret <app>-env, like config:set --secret" },
+    },
+    examples: ["kubectl slipway config:push hello --path prod.env --secret DATABASE_URL,API_TOKEN"],
   },
   {
     name: "config:pull", summary: "write the App's plain env values to a .env file", usage: "config:pull NAME [--path .env] [--overwrite]", positionals: [APP],

@@ -11,7 +11,7 @@ import {
 import { CliError, UsageError } from "./errors.js";
 import { ConflictError, lineStream, type Session } from "./kube.js";
 import {
-  checkProcessType, listFlag, parseAssignments, parseInteger, parseScale, parseVersion, stringFlag, type ParsedCommand,
+  checkEnvName, checkProcessType, listFlag, parseAssignments, parseInteger, parseScale, parseVersion, stringFlag, type ParsedCommand,
 } from "./parse.js";
 import {
   appInfo, appsTable, buildsTable, configData, configTable, keyValueTable, limitsTable, podRows, previewsTable, psTable,
@@ -28,6 +28,12 @@ export interface Io {
   now(): Date;
   /** Asks on the terminal; resolves with the answer, or undefined without a terminal. */
   ask(question: string): Promise<string | undefined>;
+  /**
+   * Reads secret values, so they stay out of shell history and `ps`: on a terminal, asks for each name without
+   * echoing what is typed; otherwise stdin, read to its end, is the value of the one name (a single trailing
+   * newline dropped). Throws a UsageError for several names without a terminal.
+   */
+  readSecrets(names: readonly string[]): Promise<Record<string, string>>;
   cwd: string;
   /** Registers cleanup for Ctrl-C; returns a function that unregisters it. */
   onInterrupt(cleanup: () => Promise<void>): () => void;
@@ -246,10 +252,24 @@ function emptyConfig(appName: string): Config {
 
 const configSet: Handler = async (cmd, io, k) => {
   const plain = parseAssignments(cmd.args.slice(1), { env: true });
-  const secret = parseAssignments(listFlag(cmd.flags, "secret"), { env: true });
-  if (Object.keys(plain).length + Object.keys(secret).length === 0) throw new UsageError(`config:set needs KEY=VALUE or --secret KEY=VALUE: ${cmd.spec.usage}`);
-  const both = Object.keys(plain).filter((key) => key in secret);
+  const secretWords = listFlag(cmd.flags, "secret");
+  // `--secret KEY` without a value: the value is read from stdin or a prompt, never from the command line.
+  const asked = secretWords.filter((w) => !w.includes("="));
+  for (const key of asked) checkEnvName(key);
+  const secret = parseAssignments(secretWords.filter((w) => w.includes("=")), { env: true });
+  if (Object.keys(plain).length + Object.keys(secret).length + asked.length === 0) {
+    throw new UsageError(`config:set needs KEY=VALUE or --secret KEY[=VALUE]: ${cmd.spec.usage}`);
+  }
+  const both = Object.keys(plain).filter((key) => key in secret || asked.includes(key));
   if (both.length) throw new UsageError(`${both.join(", ")} given both as plain and as --secret`);
+  const twice = asked.filter((key, i) => key in secret || asked.indexOf(key) !== i);
+  if (twice.length) throw new UsageError(`--secret ${twice.join(", ")} given more than once`);
+  if (asked.length) {
+    const read = await io.readSecrets(asked);
+    const empty = asked.filter((key) => !read[key]);
+    if (empty.length) throw new UsageError(`no value given for ${empty.join(", ")}: pass it on stdin or type it at the prompt`);
+    Object.assign(secret, read);
+  }
   const kube = k();
   const appName = name(cmd);
   if (Object.keys(secret).length) await writeSecretValues(kube, appName, secret);
@@ -298,8 +318,17 @@ const configPush: Handler = async (cmd, io, k) => {
   });
   const values = parseDotenv(text, file);
   if (Object.keys(values).length === 0) throw new CliError(`${file} sets nothing`);
-  const c = await editConfig(k(), name(cmd), (spec) => setEnv(spec, values));
-  io.err(`Set ${Object.keys(values).join(", ")} on ${name(cmd)} from ${file}.\n`);
+  // --secret KEY,KEY2: those values go to the Secret <app>-env, like config:set --secret; the rest is plain env.
+  const secretKeys = [...new Set(listFlag(cmd.flags, "secret").flatMap((w) => w.split(",")).map((w) => w.trim()).filter(Boolean))];
+  const absent = secretKeys.filter((key) => !(key in values));
+  if (absent.length) throw new UsageError(`--secret ${absent.join(", ")}: not set in ${file}`);
+  const secret = Object.fromEntries(secretKeys.map((key) => [key, values[key] ?? ""]));
+  const plain = Object.fromEntries(Object.entries(values).filter(([key]) => !(key in secret)));
+  const kube = k();
+  const appName = name(cmd);
+  if (secretKeys.length) await writeSecretValues(kube, appName, secret);
+  const c = await editConfig(kube, appName, (spec) => setSecretEnv(setEnv(spec, plain), secretName(appName), secretKeys));
+  io.err(`Set ${[...Object.keys(plain), ...secretKeys.map((key) => `${key} (secret)`)].join(", ")} on ${appName} from ${file}.\n`);
   await printConfig(cmd, io, c);
 };
 

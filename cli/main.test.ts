@@ -12,6 +12,7 @@ function io(): Io & { stdout: string; stderr: string } {
     err(s: string) { o.stderr += s; },
     now: () => new Date("2025-06-01T12:00:00Z"),
     ask: async () => undefined,
+    readSecrets: async () => ({}),
     cwd: "/",
     onInterrupt: () => () => undefined,
   };

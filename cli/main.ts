@@ -3,7 +3,8 @@
 import { createInterface } from "node:readline/promises";
 import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { CliError } from "./errors.js";
+import { Writable } from "node:stream";
+import { CliError, UsageError } from "./errors.js";
 import { helpText } from "./commands.js";
 import { parseArgv } from "./parse.js";
 import { HANDLERS, type Io } from "./handlers.js";
@@ -64,6 +65,28 @@ function processIo(): Io {
       } finally {
         rl.close();
       }
+    },
+    async readSecrets(names) {
+      const values: Record<string, string> = {};
+      if (!process.stdin.isTTY) {
+        if (names.length !== 1) throw new UsageError(`without a terminal, stdin holds the value of one --secret KEY, not of ${names.length}: give the others as KEY=VALUE`);
+        const chunks: Buffer[] = [];
+        for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+        values[names[0] ?? ""] = Buffer.concat(chunks).toString("utf8").replace(/\r?\n$/, "");
+        return values;
+      }
+      // What is typed is echoed into a stream that drops it.
+      const rl = createInterface({ input: process.stdin, output: new Writable({ write: (_chunk, _enc, done) => done() }), terminal: true });
+      try {
+        for (const name of names) {
+          process.stderr.write(`${name} (not shown): `);
+          values[name] = await rl.question("");
+          process.stderr.write("\n");
+        }
+      } finally {
+        rl.close();
+      }
+      return values;
     },
     onInterrupt(cleanup) {
       cleanups.add(cleanup);

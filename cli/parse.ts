@@ -145,12 +145,17 @@ export function parseAssignments(words: string[], what: { env?: boolean; noun?: 
     const eq = w.indexOf("=");
     if (eq <= 0) throw new UsageError(`expected ${what.noun ?? "KEY=VALUE"}, got "${w}"`);
     const key = w.slice(0, eq);
-    if (what.env && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) {
-      throw new UsageError(`"${key}" is not a valid environment variable name (letters, digits and _, not starting with a digit)`);
-    }
+    if (what.env) checkEnvName(key);
     out[key] = w.slice(eq + 1);
   }
   return out;
+}
+
+/** Throws a UsageError unless `key` is an environment variable name. */
+export function checkEnvName(key: string): void {
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) {
+    throw new UsageError(`"${key}" is not a valid environment variable name (letters, digits and _, not starting with a digit)`);
+  }
 }
 
 /** "web=3 worker=0" to replica counts per process type. */

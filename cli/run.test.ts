@@ -47,7 +47,7 @@ function cluster() {
 function io(): Io & { interrupt(): Promise<void> } {
   const cleanups: (() => Promise<void>)[] = [];
   return {
-    out: () => undefined, err: () => undefined, now: () => new Date(), ask: async () => undefined, cwd: "/",
+    out: () => undefined, err: () => undefined, now: () => new Date(), ask: async () => undefined, readSecrets: async () => ({}), cwd: "/",
     onInterrupt(cleanup) {
       cleanups.push(cleanup);
       return () => void cleanups.splice(cleanups.indexOf(cleanup), 1);

@@ -135,7 +135,7 @@ const resourceAmounts: Fields<ResourceAmounts> = { cpu: "optional", memory: "opt
 const configStatus: Fields<ConfigStatus> = { observedGeneration: "optional", conditions: "optional", commit: "optional" };
 const releaseSpec: Fields<ReleaseSpec> = {
   app: "required", version: "required", cause: "required", requestedBy: "optional", build: "required",
-  config: "required", rollbackOf: "optional",
+  config: "required", rollbackOf: "optional", secretDigests: "optional",
 };
 const build: Fields<Build> = {
   image: "required", sourceCommit: "optional", procfile: "optional", pipelineRun: "optional",

@@ -21,8 +21,19 @@ export const LABELS = {
 export const ANNOTATIONS = {
   /** Set on an App to roll back: the value is a release version such as "v5". */
   rollback: "slipway.dev/rollback-to",
-  /** Who asked for a change; set by clients (the CLI sets it), read into release causes and commits. */
+  /**
+   * Who asked for a change; set by clients (the CLI sets it; admission checks it is the requesting user) and by
+   * GitOps to a Git commit's author when it applies a change from Git. Read into release causes and commits;
+   * never written to Git (the commit itself says who).
+   */
   changedBy: "slipway.dev/changed-by",
+  /**
+   * Set by GitOps on an App or Config it applies from Git: the short id of the commit that changed the file, and
+   * for a `git revert` of a release commit, the release it reverts ("v2"). The release the change cuts names
+   * them ("revert of v2 (git 2c0d82e by alice@example.com)"). Never written to Git.
+   */
+  gitCommit: "slipway.dev/git-commit",
+  gitRevertOf: "slipway.dev/git-revert-of",
   /**
    * Marks a hold of a cluster change from Flux (with Flux's reconcile annotation, see FLUX_METADATA), set by the
    * CLI or GitOps and removed by GitOps once Flux's source has the change's commit. Never written to Git.
@@ -39,6 +50,11 @@ export const ANNOTATIONS = {
    * lead (an RFC 3339 time): the leader, which reads the Lease at every renewal, syncs with the repository.
    */
   syncRequestedAt: "slipway.dev/sync-requested-at",
+  /**
+   * On a Deployment's pod template: a checksum of the live release's secretDigests, so a changed secret value
+   * rolls the pods out (they read Secrets only when they start).
+   */
+  secretChecksum: "slipway.dev/secret-checksum",
 } as const;
 
 /** Flux's own metadata that Slipway reads or sets on its objects (operator/gitops/flux.ts). */
@@ -298,6 +314,12 @@ export interface ReleaseSpec {
   config: ConfigSpec;
   /** For a rollback: the version whose build and config this release reuses. */
   rollbackOf?: number;
+  /**
+   * Per secretEnv variable, a digest of its value when the release was cut (operator/secrets.ts): never the
+   * value, and not a plain hash of it either, so a short value cannot be guessed from Git. Absent on releases
+   * cut before Slipway recorded them.
+   */
+  secretDigests?: Record<string, string>;
 }
 
 export interface ReleaseStatus {

@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createLogger } from "../operator/log.js";
-import { startOperator } from "../operator/controller.js";
+import { startOperator, type OperatorHandle } from "../operator/controller.js";
 import { repoRoot } from "../operator/local/controlplane.js";
 import { controlPlane, freshNamespace, installCrds } from "./harness/suite.js";
 import { Kube } from "../operator/kube.js";
@@ -31,8 +31,8 @@ export interface Result {
 export interface User {
   name: string;
   kubeconfig: string;
-  /** Runs kubectl-slipway as this user (namespace from the kubeconfig context). */
-  slipway(args: string[], opts?: { cwd?: string }): Promise<Result>;
+  /** Runs kubectl-slipway as this user (namespace from the kubeconfig context); `input` is its stdin (none by default). */
+  slipway(args: string[], opts?: { cwd?: string; input?: string }): Promise<Result>;
 }
 
 export async function kubectl(args: string[], input?: string): Promise<string> {
@@ -41,8 +41,9 @@ export async function kubectl(args: string[], input?: string): Promise<string> {
   return r.stdout;
 }
 
-export function runCli(args: string[], env: Record<string, string>, cwd = repoRoot): { child: ReturnType<typeof spawn>; done: Promise<Result> } {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+export function runCli(args: string[], env: Record<string, string>, cwd = repoRoot, input?: string): { child: ReturnType<typeof spawn>; done: Promise<Result> } {
+  const child = spawn(process.execPath, [CLI, ...args], { cwd, env: { ...process.env, ...env }, stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"] });
+  if (input !== undefined) child.stdin?.end(input);
   let stdout = "";
   let stderr = "";
   child.stdout?.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -69,11 +70,11 @@ export async function userWith(t: ExecutionContext, ns: string, name: string, ro
     contexts: [{ name, context: { cluster: "e2e", user: name, namespace: ns } }],
   }));
   t.log(`${name} (${role}): KUBECONFIG=${kubeconfig}`);
-  return { name, kubeconfig, slipway: (args, opts) => runCli(args, { KUBECONFIG: kubeconfig }, opts?.cwd).done };
+  return { name, kubeconfig, slipway: (args, opts) => runCli(args, { KUBECONFIG: kubeconfig }, opts?.cwd, opts?.input).done };
 }
 
 /** A fresh namespace with the operator watching it and a developer "alice". */
-export async function setup(t: ExecutionContext): Promise<{ ns: string; alice: User }> {
+export async function setup(t: ExecutionContext): Promise<{ ns: string; alice: User; operator: OperatorHandle }> {
   const cp = await controlPlane();
   const ns = await freshNamespace(t);
   const logger = createLogger({ level: process.env.LOG_LEVEL ?? "silent" });
@@ -83,7 +84,7 @@ export async function setup(t: ExecutionContext): Promise<{ ns: string; alice: U
     await cp.kubectl(["delete", "apps.slipway.dev", "--all", "-n", ns, "--timeout=30s"]);
     await operator.stop();
   });
-  return { ns, alice: await userWith(t, ns, "alice", "slipway-developer") };
+  return { ns, alice: await userWith(t, ns, "alice", "slipway-developer"), operator };
 }
 
 export function ok(t: ExecutionContext, r: Result, what: string): Result {

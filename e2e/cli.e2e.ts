@@ -71,6 +71,82 @@ test("a secret value set with config:set --secret reaches the Secret <app>-env a
   t.is(latest?.spec.cause, "set DB_PASSWORD (secret)");
 });
 
+test("changing a secret value, with config:set --secret or with kubectl, cuts a release and restarts the pods; the value stays in its Secret", async (t) => {
+  const { ns, alice, operator } = await setup(t);
+  const by = `system:serviceaccount:${ns}:alice`;
+  const values = ["first-value-51c", "second-value-8e2", "third-value-07d"];
+  await createApp(t, alice, "hello");
+  ok(t, await alice.slipway(["config:set", "hello", "--secret", `TOKEN=${values[0]}`]), "config:set --secret");
+  await releasesUntil(t, alice, "hello", 2);
+  const checksum = () => kubectl(["get", "deployment", "hello-web", "-n", ns, "-o", "jsonpath={.spec.template.metadata.annotations.slipway\\.dev/secret-checksum}"]);
+  // Every pod of the web process carries the checksum: they were started after the value was set.
+  const podsStartedWith = async (want: string) => waitFor(async () => {
+    const pods = (await kubectl(["get", "pods", "-n", ns, "-l", "slipway.dev/app=hello", "-o", "jsonpath={range .items[*]}{.metadata.annotations.slipway\\.dev/secret-checksum}{\"\\n\"}{end}"])).trim().split("\n");
+    return pods.length > 0 && pods.every((c) => c === want);
+  }, 60_000, async () => `pods do not all carry checksum ${want}: ${await kubectl(["get", "pods", "-n", ns, "-o", "wide", "--show-labels"])}`);
+  let first = "";
+  await waitFor(async () => /^[0-9a-f]{16}$/.test(first = await checksum()), 60_000, () => `no checksum on the pod template: "${first}"`);
+  await podsStartedWith(first);
+
+  ok(t, await alice.slipway(["config:set", "hello", "--secret", `TOKEN=${values[1]}`]), "config:set --secret of the same key");
+  const [v3] = await releasesUntil(t, alice, "hello", 3);
+  t.deepEqual([v3?.spec.version, v3?.spec.cause, v3?.spec.requestedBy], [3, "change secret TOKEN", by]);
+  await liveRelease(t, alice, "hello", "v3");
+  const second = await checksum();
+  t.not(second, first);
+  await podsStartedWith(second);
+
+  // A plain kubectl change of the Secret is seen too, and credited to kubectl's field manager, not to alice.
+  await kubectl(["patch", "secret", "hello-env", "-n", ns, "--type=merge", "-p", JSON.stringify({ data: { TOKEN: Buffer.from(values[2] ?? "").toString("base64") } })]);
+  const [v4] = await releasesUntil(t, alice, "hello", 4);
+  t.deepEqual([v4?.spec.cause, v4?.spec.requestedBy], ["change secret TOKEN", "kubectl-patch"]);
+  await liveRelease(t, alice, "hello", "v4");
+  const third = await checksum();
+  t.false([first, second].includes(third));
+  await podsStartedWith(third);
+
+  // A change of the Secret that changes no value cuts nothing.
+  await kubectl(["label", "secret", "hello-env", "-n", ns, "team=a"]);
+  await new Promise((r) => setTimeout(r, 3_000));
+  t.is((await json<Release[]>(t, alice, ["releases", "hello"])).length, 4);
+
+  // The values are in the Secret only: not in Releases, Deployments, pods or Events, nor in the operator's watch.
+  const everything = await kubectl(["get", "apps.slipway.dev,configs.slipway.dev,releases.slipway.dev,deployments,replicasets,pods,events", "-n", ns, "-o", "json"]);
+  for (const value of values) t.false(everything.includes(value), `${value} is outside its Secret`);
+  const watched = operator.informers.get("secrets")?.get("hello-env", ns);
+  t.truthy(watched?.metadata.resourceVersion, "the operator watches the Secret");
+  t.false("data" in (watched ?? {}), "the operator's watch holds the Secret's values");
+});
+
+test("config:set --secret KEY reads the value from stdin, and config:push --secret keeps the named keys in the Secret", async (t) => {
+  const { ns, alice } = await setup(t);
+  await createApp(t, alice, "hello");
+  const secretValue = async (key: string) => Buffer.from(await kubectl(["get", "secret", "hello-env", "-n", ns, "-o", `jsonpath={.data.${key}}`]), "base64").toString();
+  const r = ok(t, await alice.slipway(["config:set", "hello", "--secret", "DB_PASSWORD"], { input: "from-stdin-9f2\n" }), "config:set --secret from stdin");
+  t.false(r.stdout.includes("from-stdin-9f2"));
+  t.is(await secretValue("DB_PASSWORD"), "from-stdin-9f2", "one trailing newline is dropped");
+  const empty = await alice.slipway(["config:set", "hello", "--secret", "OTHER"], { input: "" });
+  t.is(empty.code, 2);
+  t.is(empty.stderr, "error: no value given for OTHER: pass it on stdin or type it at the prompt\n");
+  const two = await alice.slipway(["config:set", "hello", "--secret", "A", "--secret", "B"], { input: "x" });
+  t.is(two.code, 2);
+  t.regex(two.stderr, /^error: without a terminal, stdin holds the value of one --secret KEY, not of 2/);
+
+  const dir = await mkdtemp(join(tmpdir(), "slipway-dotenv-"));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(join(dir, ".env"), "GREETING=hi\nAPI_TOKEN=push-secret-4e1\nDB_URL=postgres://u:pw-77a@db/x\n");
+  const unknown = await alice.slipway(["config:push", "hello", "--secret", "NOPE"], { cwd: dir });
+  t.is(unknown.code, 2);
+  t.is(unknown.stderr, `error: --secret NOPE: not set in ${join(dir, ".env")}\n`);
+  ok(t, await alice.slipway(["config:push", "hello", "--secret", "API_TOKEN,DB_URL"], { cwd: dir }), "config:push --secret");
+  const ref = (key: string) => ({ secretName: "hello-env", key });
+  t.deepEqual(await json(t, alice, ["config", "hello"]), { env: { GREETING: "hi" }, secretEnv: { API_TOKEN: ref("API_TOKEN"), DB_PASSWORD: ref("DB_PASSWORD"), DB_URL: ref("DB_URL") } });
+  t.is(await secretValue("API_TOKEN"), "push-secret-4e1");
+  t.is(await secretValue("DB_URL"), "postgres://u:pw-77a@db/x");
+  const config = await kubectl(["get", "configs.slipway.dev", "hello", "-n", ns, "-o", "yaml"]);
+  t.false(["from-stdin-9f2", "push-secret-4e1", "pw-77a"].some((v) => config.includes(v)));
+});
+
 test("config:push sets values from a .env file and config:pull writes them back", async (t) => {
   const { alice } = await setup(t);
   await createApp(t, alice, "hello");

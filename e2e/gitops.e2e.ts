@@ -171,6 +171,11 @@ async function filesOf(env: Env, commit: string): Promise<string[]> {
 
 const getConfig = (env: Env, name: string) => env.kube.getIfExists<Config & KubeObject>(V, "Config", env.ns, name);
 const getApp = (env: Env, name: string) => env.kube.getIfExists<App & KubeObject>(V, "App", env.ns, name);
+const getRelease = (env: Env, app: string, version: number) => env.kube.getIfExists<Release & KubeObject>(V, "Release", env.ns, `${app}-v${version}`);
+/** Runs git in `cwd` as the given author. */
+async function gitAs(cwd: string, name: string, email: string, ...args: string[]): Promise<string> {
+  return (await run("git", ["-c", `user.name=${name}`, "-c", `user.email=${email}`, ...args], { cwd })).stdout;
+}
 async function releaseVersions(env: Env, app: string): Promise<number[]> {
   const list = await env.kube.list<Release & KubeObject>(V, "Release", env.ns);
   return list.items.filter((r) => r.spec.app === app).map((r) => r.spec.version).sort((a, b) => a - b);
@@ -223,17 +228,28 @@ test("a config change and the release it causes land in one commit", async (t) =
   t.false((await env.subjects()).some((s) => /update Config/.test(s)));
 });
 
-test("a pushed edit to a Config is applied to the cluster and released", async (t) => {
+test("a pushed edit to a Config is applied to the cluster and released, credited to the commit's author, never to a changed-by the file claims", async (t) => {
   const env = await setup(t);
   await shopWithRelease(env);
   await env.pull();
   const path = join(env.clone, `apps/${env.ns}/shop/config.yaml`);
-  await writeFile(path, (await readFile(path, "utf8")).replace('GREETING: "hello"', 'GREETING: "from git"').replace("GREETING: hello", "GREETING: from git"));
-  await git(env.clone, "commit", "-qam", "greet from git");
+  const edited = (await readFile(path, "utf8")).replace('GREETING: "hello"', 'GREETING: "from git"').replace("GREETING: hello", "GREETING: from git");
+  t.false(edited.includes("changed-by"), "who changed an object is not written to its file");
+  // The file claims mallory changed it; Git says the commit's author did.
+  await writeFile(path, edited.replace(/^metadata:\n/m, "metadata:\n  annotations:\n    slipway.dev/changed-by: mallory\n"));
+  await gitAs(env.clone, "Alice", "alice@example.com", "commit", "-qam", "greet from git");
+  const sha = (await git(env.clone, "rev-parse", "--short=7", "HEAD")).trim();
   await git(env.clone, "push", "-q", "origin", "HEAD:main");
   t.is(await env.webhook(), 202);
   await until(env, "the Config holds the pushed value", async () => (await getConfig(env, "shop"))?.spec.env?.GREETING === "from git");
-  await eventuallyCommit(env, new RegExp(`^${env.ns}/shop: release v2: set GREETING`));
+  const v2 = await eventuallyCommit(env, new RegExp(`^${env.ns}/shop: release v2: set GREETING \\(git ${sha} by alice@example\\.com\\)$`));
+  t.truthy(v2);
+  t.is((await getRelease(env, "shop", 2))?.spec.requestedBy, "alice@example.com");
+
+  // A later kubectl change is its own: not credited to alice, nor named after her commit.
+  await apply(env.ns, configYaml("shop", { GREETING: "from git", COLOR: "blue" }));
+  await eventuallyCommit(env, new RegExp(`^${env.ns}/shop: release v3: set COLOR \\(by ${USER}\\)$`));
+  t.like((await getRelease(env, "shop", 3))?.spec, { cause: "set COLOR", requestedBy: USER });
 });
 
 test("deleting an app's directory in Git removes the App from the cluster", async (t) => {
@@ -265,12 +281,15 @@ test("git revert of a release commit brings back the previous config and image a
   await apply(env.ns, configYaml("shop", { GREETING: "bonjour" }));
   const v2 = await eventuallyCommit(env, /: release v2: set GREETING/);
   await env.pull();
-  await git(env.clone, "revert", "--no-edit", v2);
+  // alice reverts it: the rollback is hers, and names her commit and the release it reverts.
+  await gitAs(env.clone, "Alice", "alice@example.com", "revert", "--no-edit", v2);
+  const revert = (await git(env.clone, "rev-parse", "--short=7", "HEAD")).trim();
   await git(env.clone, "push", "-q", "origin", "HEAD:main");
   await env.gitops.syncNow();
   await until(env, "the previous config is live", async () => (await getConfig(env, "shop"))?.spec.env?.GREETING === "hello");
   await until(env, "release v3 is cut", async () => (await releaseVersions(env, "shop")).includes(3));
-  await eventuallyCommit(env, /: release v3: set GREETING/);
+  t.like((await getRelease(env, "shop", 3))?.spec, { cause: `revert of v2 (git ${revert} by alice@example.com)`, requestedBy: "alice@example.com" });
+  await eventuallyCommit(env, new RegExp(`^${env.ns}/shop: release v3: revert of v2 \\(git ${revert} by alice@example\\.com\\)$`));
 
   await apply(env.ns, appYaml("shop", IMAGE_B));
   const v4 = await eventuallyCommit(env, /: release v4: deploy /);
@@ -280,7 +299,7 @@ test("git revert of a release commit brings back the previous config and image a
   await env.gitops.syncNow();
   await until(env, "the previous image is live", async () => (await getApp(env, "shop"))?.spec.image === IMAGE_A);
   await until(env, "release v5 is cut", async () => (await releaseVersions(env, "shop")).includes(5));
-  await eventuallyCommit(env, /: release v5: deploy /);
+  await eventuallyCommit(env, /: release v5: revert of v4 \(git [0-9a-f]{7} by dev@example\.com\)$/);
   // Releases are immutable history: the reverted ones stay, numbers are not reused.
   t.deepEqual(await releaseVersions(env, "shop"), [1, 2, 3, 4, 5]);
 });

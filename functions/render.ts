@@ -4,7 +4,7 @@
 // The operator, the kpt function (main.ts), the kustomize exec function and the Argo CD plugin all call this.
 import { createHash } from "node:crypto";
 import type { App, Config, ConfigSpec, HttpProbe, ProcessResources, ProcessSpec, Release, ResourceAmounts } from "../crds/v1alpha1.js";
-import { LABELS, MANAGED_BY } from "../crds/v1alpha1.js";
+import { ANNOTATIONS, LABELS, MANAGED_BY } from "../crds/v1alpha1.js";
 
 export interface KubernetesObject {
   apiVersion: string;
@@ -302,7 +302,7 @@ function deployment(app: App, release: Release, type: string, port: number, plat
       selector: { matchLabels: selectorLabels(app, type) },
       progressDeadlineSeconds: platform.progressDeadlineSeconds,
       template: {
-        metadata: { labels: labels(app, release, type) },
+        metadata: compact({ labels: labels(app, release, type), annotations: secretAnnotations(release) }),
         spec: compact({
           // A fork's code gets no token of the namespace's ServiceAccount: it must not call the API as the team.
           automountServiceAccountToken: isForkPreview(app) ? false : undefined,
@@ -347,6 +347,22 @@ function previewResources(configured: ProcessResources | undefined, cap: Require
     if (request !== undefined) requests[key] = quantityValue(request) <= quantityValue(limits[key]) ? request : limits[key];
   }
   return Object.keys(requests).length ? { requests, limits } : { limits };
+}
+
+/**
+ * The pod template's checksum of the release's secret digests: a changed secret value changes the template, so
+ * the Deployment rolls its pods out (a pod reads a Secret only when it starts). The digests are HMACs, never
+ * values (operator/secrets.ts), and this is a hash of them; undefined for a release without secret env.
+ */
+export function secretChecksum(digests: Readonly<Record<string, string>> | undefined): string | undefined {
+  const entries = Object.entries(digests ?? {}).sort(([a], [b]) => compare(a, b));
+  if (!entries.length) return undefined;
+  return createHash("sha256").update(JSON.stringify(entries)).digest("hex").slice(0, 16);
+}
+
+function secretAnnotations(release: Release): Record<string, string> | undefined {
+  const checksum = secretChecksum(release.spec.secretDigests);
+  return checksum ? { [ANNOTATIONS.secretChecksum]: checksum } : undefined;
 }
 
 function probe(p: HttpProbe, port: number): Record<string, unknown> {

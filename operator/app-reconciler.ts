@@ -12,7 +12,8 @@ import { faultPoint } from "./fault.js";
 import { isConflict, isNotFound, KubeError, specFingerprint, type EventInput, type Kube, type KubeObject } from "./kube.js";
 import type { HandlerResult } from "./queue.js";
 import { ApiReader, type AppObject, type ConfigObject, type ObjectReader } from "./reader.js";
-import { normalizeConfig, planRelease, planRollback, releaseObject, sameConfig, sameContent, unreleasedBuild } from "./releases.js";
+import { normalizeConfig, parseVersion, planRelease, planRollback, releaseObject, sameConfig, sameContent, unreleasedBuild } from "./releases.js";
+import { SecretDigests } from "./secrets.js";
 
 export const FINALIZER = "slipway.dev/finalizer";
 
@@ -42,6 +43,8 @@ export interface AppReconcilerOptions {
   onReleaseCut?: (release: Release) => void;
   /** Where Apps, Configs and Releases are read; default the API server (the operator passes its watch caches). */
   reader?: ObjectReader;
+  /** Reads the Secrets that secret env names, to digest their values; default straight from the API server. */
+  secrets?: SecretDigests;
 }
 
 /** The result of one pass: the summary, the status fields it implies and what to tell the user. */
@@ -83,6 +86,7 @@ export class AppReconciler {
   readonly #platform: PlatformSettings;
   readonly #onReleaseCut: (release: Release) => void;
   readonly #reader: ObjectReader;
+  readonly #secrets: SecretDigests;
   /**
    * What the operator last applied to each watched child, per App ("<namespace>/<app>" → "<kind>/<name>" →), and
    * the generation the server gave it then. While the cached child still has that generation (nobody changed its
@@ -97,6 +101,7 @@ export class AppReconciler {
   constructor(options: AppReconcilerOptions) {
     this.#kube = options.kube;
     this.#reader = options.reader ?? new ApiReader(options.kube);
+    this.#secrets = options.secrets ?? new SecretDigests(options.kube);
     this.#log = options.log;
     this.#platform = { ...defaultPlatform, ...options.platform };
     this.#onReleaseCut = options.onReleaseCut ?? (() => undefined);
@@ -205,7 +210,12 @@ export class AppReconciler {
     // A rollback is the release of its pass: the App and Config are pointed back at it, and that change runs the
     // next pass, which plans any further release.
     const rollbackTo = pass.app.metadata.annotations?.[ANNOTATIONS.rollback];
-    const plan: ReturnType<typeof planRollback> = rollbackTo !== undefined ? planRollback(pass.app, releases, rollbackTo) : planRelease({ app: pass.app, config, releases });
+    // The secret env of the release to cut (a rollback's is the target's), digested from its Secrets now.
+    const rollbackVersion = rollbackTo !== undefined ? parseVersion(rollbackTo) : undefined;
+    const secretEnv = rollbackTo !== undefined ? releases.find((r) => r.spec.version === rollbackVersion)?.spec.config.secretEnv : config.spec.secretEnv;
+    const secrets = await this.#secrets.state(namespace, secretEnv, log);
+    const plan: ReturnType<typeof planRollback> = rollbackTo !== undefined ? planRollback(pass.app, releases, rollbackTo, secrets)
+      : planRelease({ app: pass.app, config, releases, secrets });
     const action = rollbackTo !== undefined ? "Rollback" : "CutRelease";
     if (plan.kind === "stalled") return stalled(plan.reason, plan.message, action);
     if (plan.kind === "awaitingBuild") return { summary: { state: "waiting", reason: "AwaitingBuild", message: plan.message } };

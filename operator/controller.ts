@@ -12,6 +12,7 @@ import { isConflict, type Kube, type KubeObject } from "./kube.js";
 import { log as rootLog } from "./log.js";
 import { queueDepth, reconcileDuration, reconcileErrors, reconcileTotal, releasesCut } from "./metrics.js";
 import { ApiReader, CachedReader } from "./reader.js";
+import { SecretDigests } from "./secrets.js";
 import { WorkQueue } from "./queue.js";
 
 export interface OperatorOptions {
@@ -83,6 +84,36 @@ function deploymentApp(obj: KubeObject): string | undefined {
   return app ? `${obj.metadata.namespace}/${app}` : undefined;
 }
 
+/** Which Apps read each Secret through their Config's secretEnv: "namespace/secret" → App keys. */
+export class SecretReaders {
+  readonly #byConfig = new Map<string, readonly string[]>();
+  readonly #bySecret = new Map<string, Set<string>>();
+
+  /** Takes in a Config as its event says it is now (or deleted). */
+  update(config: KubeObject, deleted = false): void {
+    const app = byName(config);
+    for (const secret of this.#byConfig.get(app) ?? []) {
+      const apps = this.#bySecret.get(secret);
+      apps?.delete(app);
+      if (apps?.size === 0) this.#bySecret.delete(secret);
+    }
+    const refs = deleted ? [] : Object.values((config as { spec?: { secretEnv?: Record<string, { secretName?: string }> } }).spec?.secretEnv ?? {});
+    const names = [...new Set(refs.flatMap((ref) => (ref.secretName ? [`${config.metadata.namespace}/${ref.secretName}`] : [])))];
+    if (names.length) this.#byConfig.set(app, names);
+    else this.#byConfig.delete(app);
+    for (const secret of names) {
+      const apps = this.#bySecret.get(secret) ?? new Set<string>();
+      apps.add(app);
+      this.#bySecret.set(secret, apps);
+    }
+  }
+
+  /** The App keys whose Config reads the Secret. */
+  of(namespace: string, name: string): readonly string[] {
+    return [...(this.#bySecret.get(`${namespace}/${name}`) ?? [])];
+  }
+}
+
 /** Starts the informers and the reconcile queue; resolves once the informers have listed (or after 30 s of trying). */
 export async function startOperator(options: OperatorOptions): Promise<OperatorHandle> {
   const log = options.logger ?? rootLog;
@@ -100,6 +131,11 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
     },
   ];
   const [apps, configs, releases, deployments] = specs.map((s) => informers.add(s)) as [Informer, Informer, Informer, Informer];
+  // The Secrets that secret env reads: a changed value is a new release. Metadata only, so the watch never
+  // carries a value; the reconciler reads the referenced ones when their resourceVersion moves (secrets.ts).
+  const secrets = informers.add({
+    name: "secrets", apiVersion: "v1", kind: "Secret", path: `/api/v1${inNs}/secrets`, trim: "managedFields", metadataOnly: true,
+  });
   const synced = () => informers.synced(CONTROLLER_INFORMERS);
 
   // Like client-go's WaitForCacheSync: no reconcile runs before every informer has listed once (an empty
@@ -108,7 +144,9 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
   let cachesFilled: () => void = () => undefined;
   const filled = new Promise<void>((resolve) => (cachesFilled = resolve));
   const reader = new CachedReader({ apps, configs, releases, deployments, synced, fallback: new ApiReader(kube) });
-  const reconciler = new AppReconciler({ kube, log, platform: options.platform, reader, onReleaseCut: () => releasesCut.inc() });
+  const reconciler = new AppReconciler({
+    kube, log, platform: options.platform, reader, secrets: new SecretDigests(kube, secrets), onReleaseCut: () => releasesCut.inc(),
+  });
   const queue = new WorkQueue(
     async (key) => {
       const [namespace = "", name = ""] = key.split("/");
@@ -174,6 +212,13 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
       else queue.enqueueAfter(key, CHILD_SETTLE_MS);
     });
   }
+
+  // A Secret's change reaches the Apps whose Configs name it in secretEnv (kept from the Config events).
+  const readers = new SecretReaders();
+  configs.on((type, config) => readers.update(config, type === "delete"));
+  secrets.on((_type, secret) => {
+    for (const key of readers.of(secret.metadata.namespace ?? "", secret.metadata.name)) void queue.enqueue(key);
+  });
 
   const cacheOf: Record<CachedKind, Informer> = { App: apps, Config: configs, Release: releases };
   const cache: ClusterCache = {

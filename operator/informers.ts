@@ -5,7 +5,7 @@
 // reports what was deleted meanwhile, so no event is lost.
 import { ListWatch, Watch, type KubeConfig, type KubernetesListObject, type KubernetesObject } from "@kubernetes/client-node";
 import type { Logger } from "pino";
-import type { Kube, KubeObject } from "./kube.js";
+import { METADATA_ONLY, type Kube, type KubeObject } from "./kube.js";
 import type { Cache } from "./reader.js";
 import { ownershipOnly, type ManagedFieldsEntry } from "./releases.js";
 
@@ -29,6 +29,8 @@ export interface InformerSpec {
   trim?: Trim;
   /** Keeps the objects' names by this key ("namespace/app"), so listOf() finds one App's objects without a scan. */
   indexBy?: (obj: KubeObject) => string | undefined;
+  /** List and watch only the objects' metadata (PartialObjectMetadata): for Secrets, whose values it must not hold. */
+  metadataOnly?: boolean;
 }
 
 export type InformerHandler = (type: InformerEventType, obj: KubeObject) => void;
@@ -52,6 +54,13 @@ class TrimmingWatch extends Watch {
   }
 }
 
+/** The KubeConfig whose requests (client-node's Watch) ask for metadata only. */
+function metadataOnlyConfig(config: KubeConfig): KubeConfig {
+  const wrapped = Object.create(config) as KubeConfig;
+  wrapped.applyToFetchOptions = (opts) => config.applyToFetchOptions({ ...opts, headers: { ...opts.headers, accept: METADATA_ONLY.watch } });
+  return wrapped;
+}
+
 const RETRY_MIN_MS = 500;
 const RETRY_MAX_MS = 30_000;
 
@@ -72,13 +81,14 @@ export class Informer implements Cache<KubeObject> {
     this.#log = log;
     this.#index = spec.indexBy ? new Map() : undefined;
     const list = async (): Promise<KubernetesListObject<KubernetesObject>> => {
-      const result = await kube.list<KubeObject>(spec.apiVersion, spec.kind, namespaceOf(spec.path), spec.labelSelector);
+      const result = await kube.list<KubeObject>(spec.apiVersion, spec.kind, namespaceOf(spec.path), spec.labelSelector, undefined, { metadataOnly: spec.metadataOnly });
       if (spec.trim) for (const item of result.items) trim(item, spec.trim);
       this.#listed = true;
       this.#failures = 0;
       return result as unknown as KubernetesListObject<KubernetesObject>;
     };
-    const watch = spec.trim ? new TrimmingWatch(kube.kubeConfig, spec.trim) : new Watch(kube.kubeConfig);
+    const config = spec.metadataOnly ? metadataOnlyConfig(kube.kubeConfig) : kube.kubeConfig;
+    const watch = spec.trim ? new TrimmingWatch(config, spec.trim) : new Watch(config);
     this.#listWatch = new ListWatch<KubernetesObject>(spec.path, watch, list, false, spec.labelSelector);
     for (const type of ["add", "update", "delete"] as const) this.#listWatch.on(type, (obj) => this.#event(type, obj as unknown as KubeObject));
     this.#listWatch.on("error", (err: unknown) => this.#restart(err));

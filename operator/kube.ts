@@ -5,6 +5,7 @@ import https from "node:https";
 import { randomBytes } from "node:crypto";
 import os from "node:os";
 import type { KubeConfig } from "@kubernetes/client-node";
+import { redactDeep, redactUrls } from "./redact.js";
 
 /** The operator's field manager; GitOps writes as "slipway-gitops", the CLI as "kubectl-slipway" (Kube.as). */
 /** The operator's field manager. GitOps writes as "slipway-gitops" through `Kube.as`. */
@@ -88,7 +89,19 @@ interface RequestOptions {
   body?: unknown;
   contentType?: string;
   query?: Record<string, string | number | boolean | undefined>;
+  /** The Accept header; default application/json. */
+  accept?: string;
 }
+
+/**
+ * The Accept headers that ask the API server for objects' metadata only, as client-go's metadata informers do: a
+ * list (PartialObjectMetadataList) or a watch (events of PartialObjectMetadata) of Secrets this way never carries
+ * their values. (A watch asked for the list form ends at once, without an error.)
+ */
+export const METADATA_ONLY = {
+  list: "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+  watch: "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+} as const;
 
 /** Kinds Slipway reads and writes, so their REST paths need no discovery. */
 const KNOWN_PLURALS: Record<string, string> = {
@@ -177,14 +190,20 @@ export class Kube {
     }
   }
 
-  /** Every object of a kind in a namespace (all namespaces when undefined), optionally by label or field selector. */
-  async list<T extends KubeObject>(apiVersion: string, kind: string, namespace: string | undefined, labelSelector?: string, fieldSelector?: string): Promise<KubeList<T>> {
+  /**
+   * Every object of a kind in a namespace (all namespaces when undefined), optionally by label or field selector;
+   * with `metadataOnly`, only their metadata (see METADATA_ONLY).
+   */
+  async list<T extends KubeObject>(
+    apiVersion: string, kind: string, namespace: string | undefined, labelSelector?: string, fieldSelector?: string, options: { metadataOnly?: boolean } = {},
+  ): Promise<KubeList<T>> {
     const path = await this.path(apiVersion, kind, namespace);
     const items: T[] = [];
     let cont: string | undefined;
     let last: KubeList<T>;
+    const accept = options.metadataOnly ? METADATA_ONLY.list : undefined;
     do {
-      last = await this.request<KubeList<T>>("GET", path, { query: { labelSelector, fieldSelector, limit: 500, continue: cont } });
+      last = await this.request<KubeList<T>>("GET", path, { query: { labelSelector, fieldSelector, limit: 500, continue: cont }, accept });
       // List items carry no apiVersion/kind; give them back so callers can address them.
       for (const item of last.items ?? []) items.push({ ...item, apiVersion, kind });
       cont = last.metadata?.continue || undefined;
@@ -229,7 +248,8 @@ export class Kube {
    */
   async patchStatus<T extends KubeObject>(target: EventSubject, status: unknown, resourceVersion?: string): Promise<T> {
     const path = await this.path(target.apiVersion, target.kind, target.metadata.namespace, target.metadata.name);
-    const body = resourceVersion ? { metadata: { resourceVersion }, status } : { status };
+    // Status is read by everyone who may read the object: no URL credentials (from an error message) in it.
+    const body = resourceVersion ? { metadata: { resourceVersion }, status: redactDeep(status) } : { status: redactDeep(status) };
     return this.request<T>("PATCH", `${path}/status`, {
       body,
       contentType: "application/merge-patch+json",
@@ -263,7 +283,7 @@ export class Kube {
       reportingInstance: `${REPORTING_CONTROLLER}-${os.hostname()}`.slice(0, 128),
       action: input.action,
       reason: input.reason,
-      note: input.note.slice(0, 1024),
+      note: redactUrls(input.note).slice(0, 1024),
       type: input.type,
       regarding: {
         apiVersion: subject.apiVersion,
@@ -291,7 +311,7 @@ export class Kube {
     if (!this.#transport.agent && opts.agent instanceof https.Agent) this.#transport.agent = new https.Agent({ ...opts.agent.options, keepAlive: true });
     else if (!this.#transport.agent && opts.agent instanceof http.Agent) this.#transport.agent = opts.agent;
     if (this.#transport.agent) opts.agent = this.#transport.agent;
-    const headers: http.OutgoingHttpHeaders = { ...(opts.headers as http.OutgoingHttpHeaders), accept: "application/json" };
+    const headers: http.OutgoingHttpHeaders = { ...(opts.headers as http.OutgoingHttpHeaders), accept: options.accept ?? "application/json" };
     let payload: string | undefined;
     if (options.body !== undefined) {
       payload = JSON.stringify(options.body);

@@ -43,3 +43,15 @@ test("drops messages below the configured level", (t) => {
   log.warn("shown");
   t.deepEqual(lines().map((l) => l.msg), ["shown"]);
 });
+
+test("a URL's user and password never reach a log line, in the message, a field or an error's cause", (t) => {
+  const { stream, lines } = capture();
+  const log = createLogger({ level: "info", destination: stream });
+  const url = "https://deploy:hunter2@git.example.com/acme/shop.git";
+  const err = new Error(`cannot fetch ${url}`, { cause: new Error(`401 from ${url}`) });
+  log.warn({ err, source: url }, `polling ${url} failed`);
+  const text = JSON.stringify(lines());
+  t.false(text.includes("hunter2"));
+  t.false(text.includes("deploy:"));
+  t.like(lines()[0], { source: "https://***@git.example.com/acme/shop.git", msg: "polling https://***@git.example.com/acme/shop.git failed" });
+});

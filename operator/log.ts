@@ -1,5 +1,6 @@
 // The operator's one structured logger: JSON lines on stdout, level from LOG_LEVEL (default "info").
 import { pino, stdSerializers, type DestinationStream, type Logger } from "pino";
+import { redactUrls } from "./redact.js";
 
 export const LOG_COMPONENT = "slipway-operator";
 
@@ -21,6 +22,8 @@ export function createLogger(
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label: string) => ({ level: label }) },
     serializers: { err: serializeError, error: serializeError, cause: serializeError },
+    // Every line, whatever it holds (an error from a Git request, a URL in a message), loses URL credentials.
+    hooks: { streamWrite: redactUrls },
   };
   return options.destination ? pino(opts, options.destination) : pino(opts);
 }

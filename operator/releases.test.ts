@@ -12,6 +12,7 @@ import {
   planRollback,
   releaseCause,
   releaseObject,
+  requestedBy,
 } from "./releases.js";
 
 const IMAGE_A = `registry.example/shop@sha256:${"a".repeat(64)}`;
@@ -252,4 +253,36 @@ test("a release number status announced for a cut that never happened is not ski
   t.like(planRelease({ app: announced, config: config({ env: { A: "1" } }), releases: [release(1, IMAGE_A), release(2, IMAGE_A), release(3, IMAGE_B)] }), { kind: "cut", spec: { version: 4 } });
   const remembered = app({ image: IMAGE_B }, {}, { latestReleaseNumber: 5 });
   t.like(planRelease({ app: remembered, config: config({}), releases: [release(1, IMAGE_A)] }), { kind: "cut", spec: { version: 6 } }, "numbers only grow");
+});
+
+test("changed-by names the requester only while its writer made the latest change; a later writer is credited itself", (t) => {
+  const entry = (manager: string, time: string, fields: Record<string, unknown>) => ({ manager, operation: "Update", time, fieldsV1: fields });
+  const annotated = { "f:metadata": { "f:annotations": { "f:slipway.dev/changed-by": {} } }, "f:data": { "f:TOKEN": {} } };
+  const meta = {
+    name: "shop-env", annotations: { "slipway.dev/changed-by": "alice" },
+    managedFields: [entry("kubectl-slipway", "2026-01-01T10:00:00Z", annotated)],
+  };
+  t.is(requestedBy(meta, ["f:data"]), "alice");
+  const patchedLater = { ...meta, managedFields: [...meta.managedFields, entry("kubectl-patch", "2026-01-01T10:05:00Z", { "f:data": { "f:TOKEN": {} } })] };
+  t.is(requestedBy(patchedLater, ["f:data"]), "kubectl-patch");
+  t.is(requestedBy({ name: "x", annotations: { "slipway.dev/changed-by": "alice" } }), "alice", "without managedFields the annotation is taken");
+});
+
+test("a change applied from Git is credited to its commit's author, and a revert of a release commit says so", (t) => {
+  const gitops = (fields: Record<string, unknown>) => ({ manager: "slipway-gitops", operation: "Apply", time: "2026-01-01T10:00:00Z", fieldsV1: fields });
+  const annotations = (revertOf?: string) => ({
+    "slipway.dev/changed-by": "alice@example.com", "slipway.dev/git-commit": "2c0d82e", ...(revertOf ? { "slipway.dev/git-revert-of": revertOf } : {}),
+  });
+  const owned = { "f:metadata": { "f:annotations": { "f:slipway.dev/changed-by": {}, "f:slipway.dev/git-commit": {} } }, "f:spec": { "f:env": {} } };
+  const releases = [release(1, IMAGE_A, { env: { FOO: "1" } }), release(2, IMAGE_A, { env: { FOO: "2" } })];
+  const plan = (cfg: Config) => planRelease({ app: app({ image: IMAGE_A }), config: cfg, releases });
+  const edit = plan(config({ env: { FOO: "3" } }, { annotations: annotations(), managedFields: [gitops(owned)] }));
+  t.like(edit, { kind: "cut", spec: { cause: "set FOO (git 2c0d82e by alice@example.com)", requestedBy: "alice@example.com" } });
+  const revert = plan(config({ env: { FOO: "1" } }, { annotations: annotations("v2"), managedFields: [gitops(owned)] }));
+  t.like(revert, { kind: "cut", spec: { cause: "revert of v2 (git 2c0d82e by alice@example.com)", requestedBy: "alice@example.com" } });
+  // bob's later kubectl apply leaves the annotations in place: his change is not Git's, nor alice's.
+  const later = plan(config({ env: { FOO: "4" } }, {
+    annotations: annotations(), managedFields: [gitops(owned), { manager: "kubectl", operation: "Apply", time: "2026-01-01T10:09:00Z", fieldsV1: { "f:spec": { "f:env": {} } } }],
+  }));
+  t.like(later, { kind: "cut", spec: { cause: "set FOO", requestedBy: "kubectl" } });
 });

@@ -3,6 +3,7 @@
 // app-reconciler.ts reads the cluster, asks these what to do, and writes the answer.
 import type { App, Build, Config, ConfigSpec, ObjectMeta, Release, ReleaseSpec } from "../crds/v1alpha1.js";
 import { ANNOTATIONS, API_VERSION, FLUX_METADATA, LABELS, MANAGED_BY, releaseName } from "../crds/v1alpha1.js";
+import { MISSING, type SecretState } from "./secrets.js";
 
 /** Annotations on a Release recording which App and Config generations it was cut from. */
 export const RELEASE_ANNOTATIONS = {
@@ -88,15 +89,50 @@ export function shortImage(image: string): string {
   return image.replace(/@sha256:([0-9a-f]{12})[0-9a-f]{52}$/, "@sha256:$1");
 }
 
-/** The cause of a release that follows `previous`: "deploy <image>", "set FOO, unset BAR", or both. */
-export function releaseCause(previous: ReleaseSpec | undefined, build: Build, config: ConfigSpec): string {
+/**
+ * The cause of a release that follows `previous`: "deploy <image>", "set FOO, unset BAR", "change secret TOKEN"
+ * (a secret env variable whose value changed in its Secret, see changedSecrets), or several of these.
+ */
+export function releaseCause(previous: ReleaseSpec | undefined, build: Build, config: ConfigSpec, secretsChanged: readonly string[] = []): string {
   const what = build.sourceCommit ? build.sourceCommit.slice(0, 7) : shortImage(build.image);
   if (!previous) return `deploy ${what}`;
   const parts: string[] = [];
   if (previous.build.image !== build.image) parts.push(`deploy ${what}`);
   const changes = configChanges(previous.config, config);
   if (changes) parts.push(changes);
+  if (secretsChanged.length) parts.push(`change secret ${secretsChanged.join(", ")}`);
   return parts.length ? parts.join(", ") : `deploy ${what}`;
+}
+
+/**
+ * The digests a release of `config` records: those of its secret env variables, none when it has none. A
+ * variable the state does not know (not read) is left out, and counts as unchanged.
+ */
+export function recordedDigests(config: ConfigSpec, state: SecretState | undefined): Record<string, string> | undefined {
+  const names = Object.keys(config.secretEnv ?? {}).sort();
+  if (!state || !names.length) return undefined;
+  const out: Record<string, string> = {};
+  for (const name of names) {
+    const digest = state.digests[name];
+    if (digest !== undefined) out[name] = digest;
+  }
+  return Object.keys(out).length ? out : undefined;
+}
+
+/**
+ * The secret env variables whose value changed since `previous` was cut, though their reference did not (a
+ * changed reference is a Config change): their digests differ. None for a release that recorded no digests
+ * (cut before Slipway recorded them), so an upgrade does not roll every App out. A value that went missing (its
+ * Secret or key deleted) is no change to roll out: new pods could not start, and the running ones keep theirs.
+ */
+export function changedSecrets(previous: ReleaseSpec | undefined, config: ConfigSpec, digests: Readonly<Record<string, string>> | undefined): string[] {
+  const before = previous?.secretDigests;
+  if (!previous || !before || !digests) return [];
+  const refsBefore = normalizeConfig(previous.config).secretEnv ?? {};
+  const refsNow = normalizeConfig(config).secretEnv ?? {};
+  return Object.keys(digests).sort().filter((name) =>
+    before[name] !== undefined && before[name] !== digests[name] && digests[name] !== MISSING &&
+    JSON.stringify(refsBefore[name]) === JSON.stringify(refsNow[name]));
 }
 
 export interface ManagedFieldsEntry {
@@ -132,8 +168,16 @@ export function lastManagerOf(meta: ObjectMeta, path: readonly string[]): string
   return best?.manager;
 }
 
-/** The fields whose managers `requestedBy` and the rollback's requester are read from. */
-export const OWNERSHIP_PATHS: readonly (readonly string[])[] = [["f:spec"], ["f:metadata", "f:annotations", `f:${ANNOTATIONS.rollback}`]];
+/** Where managedFields say who wrote the `slipway.dev/changed-by` annotation. */
+const CHANGED_BY_PATH = ["f:metadata", "f:annotations", `f:${ANNOTATIONS.changedBy}`] as const;
+
+/** Where managedFields say who wrote the `slipway.dev/git-commit` annotation (GitOps, applying from Git). */
+const GIT_COMMIT_PATH = ["f:metadata", "f:annotations", `f:${ANNOTATIONS.gitCommit}`] as const;
+
+/** The fields whose managers `requestedBy`, `gitChange` and the rollback's requester are read from. */
+export const OWNERSHIP_PATHS: readonly (readonly string[])[] = [
+  ["f:spec"], ["f:metadata", "f:annotations", `f:${ANNOTATIONS.rollback}`], CHANGED_BY_PATH, GIT_COMMIT_PATH,
+];
 
 /**
  * The part of an object's managedFields that lastManagerOf reads for OWNERSHIP_PATHS: the entries of the main
@@ -157,9 +201,18 @@ export function ownershipOnly(managedFields: readonly ManagedFieldsEntry[] | und
   return kept;
 }
 
-/** Who asked for a change to an object: the `slipway.dev/changed-by` annotation, else the last manager of `path`. */
+/**
+ * Who asked for a change to an object: the `slipway.dev/changed-by` annotation, else the last manager of `path`.
+ * The annotation names the requester only when its writer also made the latest change under `path`: a later
+ * write by another manager (a `kubectl edit`, a patch of a Secret's data) leaves an earlier user's annotation in
+ * place, and that change is credited to its own manager instead. Without managedFields the annotation is taken.
+ */
 export function requestedBy(meta: ObjectMeta, path: readonly string[] = ["f:spec"]): string | undefined {
-  return meta.annotations?.[ANNOTATIONS.changedBy] || lastManagerOf(meta, path);
+  const annotation = meta.annotations?.[ANNOTATIONS.changedBy];
+  const last = lastManagerOf(meta, path);
+  if (!annotation) return last;
+  const writer = lastManagerOf(meta, CHANGED_BY_PATH);
+  return writer === undefined || last === undefined || writer === last ? annotation : last;
 }
 
 /** What the reconciler should do about releases. */
@@ -178,6 +231,8 @@ export interface PlanInput {
   config?: Config;
   /** The App's releases, any order. */
   releases: readonly Release[];
+  /** The digests of the Config's secret env values now (operator/secrets.ts); unknown when not given. */
+  secrets?: SecretState;
 }
 
 /**
@@ -185,7 +240,7 @@ export interface PlanInput {
  * Comparing content (not generations) makes this idempotent: after a crash or restart the same change
  * never cuts a second release.
  */
-export function planRelease({ app, config, releases }: PlanInput): ReleasePlan {
+export function planRelease({ app, config, releases, secrets }: PlanInput): ReleasePlan {
   const own = releasesOf(app.metadata.name, releases);
   const latest = own.at(-1);
   const image = app.spec.image;
@@ -217,22 +272,53 @@ export function planRelease({ app, config, releases }: PlanInput): ReleasePlan {
     return { kind: "stalled", reason: "InvalidSpec", message: "the App needs spec.image or spec.source" };
   }
   const configSpec = normalizeConfig(config?.spec);
-  if (latest && latest.spec.build.image === build.image && sameConfig(latest.spec.config, configSpec)) return { kind: "none" };
+  const digests = recordedDigests(configSpec, secrets);
+  const secretsChanged = changedSecrets(latest?.spec, configSpec, digests);
+  const configChanged = !latest || !sameConfig(latest.spec.config, configSpec);
+  if (latest && latest.spec.build.image === build.image && !configChanged && !secretsChanged.length) return { kind: "none" };
   const imageChanged = !latest || latest.spec.build.image !== build.image;
-  // A build is asked for by a push to the source branch; the PipelineRun names the commit it built.
+  // A build is asked for by a push to the source branch; the PipelineRun names the commit it built. A secret
+  // value changed alone is asked for by whoever wrote its Secret.
+  const asker = fromBuild ? undefined : imageChanged || !config ? app.metadata : configChanged ? config.metadata : undefined;
   const who = fromBuild ? `build ${build.pipelineRun ?? ""}`.trim()
-    : imageChanged || !config ? requestedBy(app.metadata) : requestedBy(config.metadata);
+    : asker ? requestedBy(asker)
+    : secretWriters(configSpec, secretsChanged, secrets);
+  const fromGit = asker ? gitChange(asker) : undefined;
+  const cause = fromGit?.revertOf ? `revert of ${fromGit.revertOf}` : releaseCause(latest?.spec, build, configSpec, secretsChanged);
   return {
     kind: "cut",
     spec: {
       app: app.metadata.name,
       version: nextReleaseNumber(own, rememberedNumber(app, own)),
-      cause: releaseCause(latest?.spec, build, configSpec),
+      cause: fromGit ? `${cause} (git ${fromGit.commit}${who ? ` by ${who}` : ""})` : cause,
       ...(who ? { requestedBy: who } : {}),
       build,
       config: configSpec,
+      ...(digests ? { secretDigests: digests } : {}),
     },
   };
+}
+
+/**
+ * The Git commit an App's or Config's latest change came from, as GitOps records it when it applies a change
+ * pushed to Git (the slipway.dev/git-commit and git-revert-of annotations); undefined when the latest change
+ * under spec was made by another writer (the annotations stay on the object after it).
+ */
+export function gitChange(meta: ObjectMeta): { commit: string; revertOf?: string } | undefined {
+  const commit = meta.annotations?.[ANNOTATIONS.gitCommit];
+  if (!commit) return undefined;
+  const writer = lastManagerOf(meta, GIT_COMMIT_PATH);
+  const last = lastManagerOf(meta, ["f:spec"]);
+  if (writer !== undefined && last !== undefined && writer !== last) return undefined;
+  const revertOf = meta.annotations?.[ANNOTATIONS.gitRevertOf];
+  return revertOf ? { commit, revertOf } : { commit };
+}
+
+/** Who wrote the Secrets of the changed variables, as one name ("alice", or "alice, bob"). */
+function secretWriters(config: ConfigSpec, variables: readonly string[], secrets: SecretState | undefined): string | undefined {
+  const names = new Set(variables.map((v) => config.secretEnv?.[v]?.secretName).filter((n): n is string => !!n));
+  const writers = [...new Set([...names].map((n) => secrets?.changedBy[n]).filter((w): w is string => !!w))];
+  return writers.length ? writers.join(", ") : undefined;
 }
 
 /**
@@ -251,7 +337,7 @@ export function unreleasedBuild(app: App, releases: readonly Release[]): Build |
  * A rollback to `target` ("v5"): a new release reusing v5's build and config. "none" when the newest release
  * already holds exactly that (the rollback was cut before a restart, or it would change nothing).
  */
-export function planRollback(app: App, releases: readonly Release[], target: string): ReleasePlan & { target?: Release } {
+export function planRollback(app: App, releases: readonly Release[], target: string, secrets?: SecretState): ReleasePlan & { target?: Release } {
   const own = releasesOf(app.metadata.name, releases);
   const version = parseVersion(target);
   const found = version === undefined ? undefined : own.find((r) => r.spec.version === version);
@@ -268,6 +354,7 @@ export function planRollback(app: App, releases: readonly Release[], target: str
     return { kind: "none", target: found };
   }
   const who = app.metadata.annotations?.[ANNOTATIONS.changedBy] || lastManagerOf(app.metadata, ["f:metadata", "f:annotations", `f:${ANNOTATIONS.rollback}`]);
+  const digests = recordedDigests(normalizeConfig(found.spec.config), secrets);
   return {
     kind: "cut",
     target: found,
@@ -279,6 +366,8 @@ export function planRollback(app: App, releases: readonly Release[], target: str
       build: found.spec.build,
       config: normalizeConfig(found.spec.config),
       rollbackOf: found.spec.version,
+      // Secrets keep only their current values: a rollback brings back the references, and records what they hold now.
+      ...(digests ? { secretDigests: digests } : {}),
     },
   };
 }
@@ -311,7 +400,8 @@ export function releaseObject(app: App, spec: ReleaseSpec, config?: Config): Rel
 
 /** True when two release specs hold the same build and config (what makes a release what it is). */
 export function sameContent(a: ReleaseSpec, b: ReleaseSpec): boolean {
-  return a.app === b.app && a.version === b.version && JSON.stringify(canonical(a.build)) === JSON.stringify(canonical(b.build)) && sameConfig(a.config, b.config);
+  return a.app === b.app && a.version === b.version && JSON.stringify(canonical(a.build)) === JSON.stringify(canonical(b.build)) && sameConfig(a.config, b.config) &&
+    JSON.stringify(canonical(a.secretDigests)) === JSON.stringify(canonical(b.secretDigests));
 }
 
 function canonical(value: unknown): unknown {

@@ -142,3 +142,11 @@ test("a failed build names its failed TaskRuns with Tekton's message (the step),
   ]), 'task build (TaskRun shop-build-1a2b3c4-build) Failed: "step-create" exited with code 1: Error');
   t.is(failedTasks([]), undefined, "a run that timed out before any task failed has nothing to add");
 });
+
+test("a source URL with credentials in it reaches the PipelineRun's params without them", (t) => {
+  for (const strategy of ["buildpacks", "dockerfile"] as const) {
+    const run = buildPipelineRun(app({ git: "https://deploy:hunter2@git.example.com/acme/shop.git", strategy, credentialsSecret: "shop-git" }), SHA);
+    t.false(JSON.stringify(run).includes("hunter2"), strategy);
+    t.is(run.spec.params.find((p) => p.name === "git-url")?.value, "https://git.example.com/acme/shop.git");
+  }
+});

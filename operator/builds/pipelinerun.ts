@@ -3,6 +3,7 @@
 // webhook or a restart computes the same name and never starts a second build of the same commit.
 import { createHash } from "node:crypto";
 import { API_VERSION, LABELS, MANAGED_BY, type App } from "../../crds/v1alpha1.js";
+import { withoutCredentials } from "../redact.js";
 
 export const TEKTON_API_VERSION = "tekton.dev/v1";
 export const PIPELINE_RUN_KIND = "PipelineRun";
@@ -114,19 +115,23 @@ export function buildPipelineRun(app: App, commit: string, settings: PipelineSet
   const s = { ...DEFAULT_SETTINGS, ...settings };
   const subpath = source.path ?? "";
   const dockerfile = source.strategy === "dockerfile";
+  // Params are readable by everyone who may read the PipelineRun, and end up in its TaskRuns' pods: never
+  // credentials (the CRD refuses them in source.git; this covers an App admitted before it did). The clone
+  // authenticates with source.credentialsSecret, bound as the basic-auth workspace.
+  const gitUrl = withoutCredentials(source.git);
   const params: TektonParam[] = dockerfile
     ? [
       { name: "APP_IMAGE", value: appImage(app, commit, s) },
       { name: "DOCKERFILE", value: subpath ? `./${subpath}/Dockerfile` : "./Dockerfile" },
       { name: "CONTEXT", value: subpath ? `./${subpath}` : "./" },
-      { name: "git-url", value: source.git },
+      { name: "git-url", value: gitUrl },
       { name: "git-revision", value: commit },
     ]
     : [
       { name: "APP_IMAGE", value: appImage(app, commit, s) },
       { name: "BUILDER_IMAGE", value: source.builder ?? s.builderImage },
       { name: "SOURCE_SUBPATH", value: subpath },
-      { name: "git-url", value: source.git },
+      { name: "git-url", value: gitUrl },
       { name: "git-revision", value: commit },
     ];
   // One workspace, the App's build claim, which the Pipeline splits by subPath into the checkout and the cache.

@@ -6,7 +6,7 @@
 // at a time (#exclusive). A sync reconciles only the Apps whose directories a new head changed.
 import type { Logger } from "pino";
 import type { App, ObjectMeta, Release } from "../../crds/v1alpha1.js";
-import { API_VERSION } from "../../crds/v1alpha1.js";
+import { ANNOTATIONS, API_VERSION } from "../../crds/v1alpha1.js";
 import { faultPoint } from "../fault.js";
 import type { ClusterCache } from "../cache.js";
 import { isConflict, isNotFound, isRefused, type Kube, type KubeObject } from "../kube.js";
@@ -24,7 +24,7 @@ import {
   type StoredObject,
 } from "./layout.js";
 import { decide, UNKNOWN, type Base, type Decision } from "./merge.js";
-import { commitMessage, conflictMessage, type ObjectChange } from "./messages.js";
+import { commitMessage, conflictMessage, gitCredit, type ObjectChange } from "./messages.js";
 import type { ArgoCdLink } from "./argocd.js";
 import { PushRejectedError, type ConfigRepo, type FileChanges } from "./repo.js";
 
@@ -32,6 +32,8 @@ export const GITOPS_FIELD_MANAGER = "slipway-gitops";
 const PUSH_ATTEMPTS = 5;
 /** How far back a starting process looks in Git for its own last commit of an object whose record it lost. */
 const HISTORY_DEPTH = 500;
+/** How far back the commit that changed a file applied from Git is looked for (see #credit). */
+const CREDIT_DEPTH = 200;
 
 export interface EngineOptions {
   kube: Kube;
@@ -408,6 +410,7 @@ export class GitOpsEngine {
     const desired = cleanObject(parseObject(item.gitText));
     const mismatch = pathMismatch(item.path, desired);
     if (mismatch) return this.#refuseFile(namespace, item, "PathMismatch", mismatch, head);
+    if (item.kind !== "Release" && head) await this.#credit(desired, item.path, head);
     let applied: ClusterObject;
     try {
       applied = await this.#apply(desired, item.cluster?.metadata.resourceVersion);
@@ -436,6 +439,23 @@ export class GitOpsEngine {
       live = await this.#kube.mergePatch<ClusterObject>(live, { ...removal, metadata: { ...(removal.metadata as object | undefined), resourceVersion: live.metadata.resourceVersion } });
     }
     return live;
+  }
+
+  /**
+   * Credits a change applied from Git to the commit that made it (the newest that changed the file): its author
+   * in slipway.dev/changed-by, the commit (and a reverted release) in the git-commit annotations, which the
+   * release the change cuts names. Written by slipway-gitops, which the admission policy lets through.
+   */
+  async #credit(desired: StoredObject, path: string, head: string): Promise<void> {
+    const commit = await this.#repo.lastChange(path, head, CREDIT_DEPTH);
+    if (!commit) return;
+    const credit = gitCredit(commit);
+    desired.metadata.annotations = {
+      ...desired.metadata.annotations,
+      [ANNOTATIONS.changedBy]: credit.by,
+      [ANNOTATIONS.gitCommit]: credit.commit,
+      ...(credit.revertOf ? { [ANNOTATIONS.gitRevertOf]: credit.revertOf } : {}),
+    };
   }
 
   async #recordCommit(obj: KubeObject, key: string, commit: string): Promise<void> {

@@ -34,8 +34,13 @@ export interface ObjectRef {
 
 
 /** Annotations that are bookkeeping of a client, not desired state. */
-// The rollback annotation is a one-off request the operator acts on and removes, not desired state.
-const DROPPED_ANNOTATIONS = new Set(["kubectl.kubernetes.io/last-applied-configuration", ANNOTATIONS.rollback, ANNOTATIONS.fluxHold, ANNOTATIONS.requestedAt]);
+// The rollback annotation is a one-off request the operator acts on and removes, not desired state. Who changed
+// an object is said by the commit that records the change (its message, or its author for a change pushed to
+// Git), not by the file: a file's changed-by would be anyone's to write, and would credit the next change too.
+const DROPPED_ANNOTATIONS = new Set([
+  "kubectl.kubernetes.io/last-applied-configuration", ANNOTATIONS.rollback, ANNOTATIONS.fluxHold, ANNOTATIONS.requestedAt,
+  ANNOTATIONS.changedBy, ANNOTATIONS.gitCommit, ANNOTATIONS.gitRevertOf,
+]);
 
 /** Tracking metadata Argo CD and Flux put on live objects: theirs, not desired state, so never written to Git. */
 const TOOL_PREFIXES = ["argocd.argoproj.io/", "kustomize.toolkit.fluxcd.io/"];

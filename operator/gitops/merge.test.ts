@@ -58,7 +58,7 @@ const live = {
   status: { commit: "abc", observedGeneration: 3 },
 } as StoredObject;
 
-test("objects are written without status or server bookkeeping, keys sorted", (t) => {
+test("objects are written without status, server bookkeeping or who changed them, keys sorted", (t) => {
   t.is(
     renderObject(live),
     [
@@ -67,8 +67,6 @@ test("objects are written without status or server bookkeeping, keys sorted", (t
       "metadata:",
       "  name: web",
       "  namespace: team-a",
-      "  annotations:",
-      "    slipway.dev/changed-by: alice",
       "spec:",
       "  env:",
       '    A: "1"',

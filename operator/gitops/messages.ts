@@ -2,6 +2,7 @@
 import type { ConfigSpec, ObjectMeta, ReleaseSpec } from "../../crds/v1alpha1.js";
 import { configChanges, requestedBy } from "../releases.js";
 import type { StoredObject } from "./layout.js";
+import type { CommitInfo } from "./repo.js";
 
 /** One object's change in a commit. */
 export interface ObjectChange {
@@ -56,8 +57,10 @@ export function commitMessage(namespace: string, app: string, changes: readonly 
   const by = people.length ? people.join(", ") : "unknown";
   const latest = newReleases.at(-1);
   const others = changes.filter((c) => !(c.kind === "Release" && c.after && !c.before));
+  // A cause that names its Git commit says who already: "revert of v2 (git 2c0d82e by alice@example.com)".
+  const credited = latest && people.length === 1 && latest.cause.endsWith(` by ${by})`);
   const subject = latest
-    ? `${namespace}/${app}: release v${latest.version}: ${latest.cause} (by ${by})`
+    ? `${namespace}/${app}: release v${latest.version}: ${latest.cause}${credited ? "" : ` (by ${by})`}`
     : `${namespace}/${app}: ${others.map(describe).join(", ")} (by ${by})`;
   const body = [
     ...(newReleases.length ? [`Release: ${newReleases.map((r) => `v${r.version}`).join(", ")}`] : []),
@@ -67,6 +70,20 @@ export function commitMessage(namespace: string, app: string, changes: readonly 
     ...changes.map((c) => `${c.after ? (c.before ? "M" : "A") : "D"} ${c.path}`),
   ];
   return `${subject}\n\n${body.join("\n")}\n`;
+}
+
+/**
+ * Who a commit pushed to Git credits with its change, and what it is: the author's email (a Git host maps it to
+ * an account; names are not unique), or for a commit of Slipway's own, the requester its Changed-by trailer
+ * names; and for a `git revert` of a release commit, the release it reverts ("v2"). Git authors are
+ * self-asserted: push access to the config repository is the boundary.
+ */
+export function gitCredit(commit: CommitInfo): { by: string; commit: string; revertOf?: string } {
+  const trailer = commit.bySlipway ? /^Changed-by: (.+)$/m.exec(commit.message)?.[1]?.trim() : undefined;
+  const by = (trailer && trailer !== "unknown" ? trailer : undefined) ?? (commit.author.email || commit.author.name);
+  const reverted = /^Revert "(.*)"\s*$/m.exec(commit.message.split("\n")[0] ?? "")?.[1];
+  const version = reverted ? /: release (v[1-9][0-9]*): /.exec(reverted)?.[1] : undefined;
+  return { by, commit: commit.oid.slice(0, 7), ...(version ? { revertOf: version } : {}) };
 }
 
 /** The message of a conflict branch's commit. */

@@ -34,6 +34,15 @@ export type FileChanges = Map<string, string | null>;
 
 export const AUTHOR = { name: "Slipway", email: "slipway@slipway.dev" };
 
+/** A commit as lastChange() finds it. */
+export interface CommitInfo {
+  oid: string;
+  author: { name: string; email: string };
+  message: string;
+  /** Made by Slipway (AUTHOR): its message's Changed-by trailer says who asked. */
+  bySlipway: boolean;
+}
+
 type TreeEntry = Awaited<ReturnType<typeof git.readTree>>["tree"][number];
 
 interface TreeFile {
@@ -410,6 +419,34 @@ export class ConfigRepo {
         oid = parentOid;
         if (!parent) break;
         commit = parent;
+        blob = parentBlob;
+      }
+    } catch {
+      // A commit the clone lacks (a shallow history): nothing more to learn from it.
+    }
+    return undefined;
+  }
+
+  /**
+   * The newest commit that changed `path`, walking the first-parent history back from `from` at most `depth`
+   * commits: its id, author and message. Undefined when none is found that far (or the clone lacks a commit).
+   */
+  async lastChange(path: string, from: string, depth: number): Promise<CommitInfo | undefined> {
+    try {
+      let oid: string | undefined = from;
+      let read = await git.readCommit({ fs, dir: this.dir, oid: from, cache: this.#cache });
+      let blob = await this.#blobIn(read.commit.tree, path);
+      for (let i = 0; i < depth && oid; i++) {
+        const parentOid: string | undefined = read.commit.parent[0];
+        const parent = parentOid ? await git.readCommit({ fs, dir: this.dir, oid: parentOid, cache: this.#cache }) : undefined;
+        const parentBlob = parent ? await this.#blobIn(parent.commit.tree, path) : undefined;
+        if (parentBlob !== blob) {
+          const { author, message } = read.commit;
+          return { oid, author: { name: author.name, email: author.email }, message, bySlipway: author.email === AUTHOR.email };
+        }
+        if (!parent || !parentOid) break;
+        oid = parentOid;
+        read = parent;
         blob = parentBlob;
       }
     } catch {
