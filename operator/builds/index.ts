@@ -15,7 +15,7 @@ import { isConflict, isRefused, type Kube, type KubeObject } from "../kube.js";
 import { log as rootLog } from "../log.js";
 import { WorkQueue } from "../queue.js";
 import { normalizeConfig } from "../releases.js";
-import { answerBodyError, readWebhookBody, verifyWebhook, WebhookBodyError } from "../webhooks.js";
+import { answerBodyError, hasSignature, readWebhookBody, verifyWebhook, WebhookBodyError, type WebhookHeaders } from "../webhooks.js";
 import { parseGitEvent, sameRepo, type PullRequestEvent, type PushEvent } from "./events.js";
 import {
   buildOutcome, builtMessage, buildPipelineRun, cacheClaimName, DEFAULT_SETTINGS, failedTasks, ownerReference, pipelineRunName, RECORDED_ANNOTATION,
@@ -25,6 +25,11 @@ import { previewApp, previewConfig, previewExpired, previewHost, previewName, PR
 import { branchHead, ProcfileError, readProcfile, type GitAuth } from "./procfile.js";
 
 export { BUILT } from "../conditions.js";
+
+/** The key of an App's spec.source.webhookSecret Secret when it names none. */
+export const WEBHOOK_SECRET_KEY = "secret";
+/** Why an unverified source delivery is refused: the same words whether or not any App builds the repository. */
+const NO_MATCHING_SECRET = "the signature matches the webhook secret of no App that builds this repository and branch";
 
 export interface BuildsOptions {
   /** The operator's client. */
@@ -37,7 +42,10 @@ export interface BuildsOptions {
   pollIntervalMs: number;
   /** How long a Git request to a source repository may wait for a byte; default SLIPWAY_GIT_TIMEOUT_SECONDS (git-http.ts). */
   gitTimeoutMs?: number;
-  /** Secret shared with the Git host; without one every webhook is refused (polling still works). */
+  /**
+   * The platform's fallback source webhook secret (SLIPWAY_SOURCE_WEBHOOK_SECRET): accepted only for Apps whose
+   * spec.source names no webhookSecret. Without it such Apps are built by polling only.
+   */
   webhookSecret?: string;
   pipeline?: PipelineSettings;
   /** Platform domain for the default preview host `{app}-pr-{pr}.<domain>`; default "slipway.local". */
@@ -262,10 +270,12 @@ class BuildController {
         this.#log.warn({ status: err.status, reason: err.message }, "refused a webhook body");
         return answerBodyError(res, err);
       }
-      const verdict = verifyWebhook(req.headers, body, this.#opts.webhookSecret ?? "");
-      if (!verdict.ok) {
-        this.#log.warn({ reason: verdict.reason }, "refused a webhook");
-        return answer(401, { error: verdict.reason });
+      // Each source repository has its own secret, named by the Apps that build it: the body says which
+      // repository, so it is parsed first, and nothing is read or written for a delivery that is not signed.
+      if (!hasSignature(req.headers)) {
+        const reason = "no signature header (X-Hub-Signature-256, X-Gitea-Signature, X-Gitlab-Token or X-Slipway-Signature)";
+        this.#log.warn({ reason, remote: req.socket.remoteAddress }, "refused a source webhook");
+        return answer(401, { error: reason });
       }
       let payload: unknown;
       try {
@@ -274,9 +284,16 @@ class BuildController {
         return answer(400, { error: "webhook body is not JSON" });
       }
       const event = parseGitEvent(req.headers, payload);
+      // An event Slipway does not act on (a ping, a tag push) changes nothing, whoever sent it.
       if (event.kind === "ignored") return answer(202, { ignored: event.reason });
-      if (event.kind === "push") return answer(202, { builds: await this.#onPush(event) });
-      return answer(202, { previews: await this.#onPullRequest(event) });
+      const candidates = event.kind === "push" ? await this.#pushed(event) : await this.#previewParents(event);
+      const apps = await this.#signedFor(candidates, req.headers, body);
+      if (apps.length === 0 && !(candidates.length === 0 && this.#opts.webhookSecret && verifyWebhook(req.headers, body, this.#opts.webhookSecret).ok)) {
+        this.#log.warn({ reason: NO_MATCHING_SECRET, event: event.kind, remote: req.socket.remoteAddress }, "refused a source webhook");
+        return answer(401, { error: NO_MATCHING_SECRET });
+      }
+      if (event.kind === "push") return answer(202, await this.#onPush(event, apps));
+      return answer(202, { previews: await this.#onPullRequest(event, apps) });
     } catch (err) {
       this.#log.error({ err }, "webhook handling failed");
       answer(500, { error: (err as Error).message });
@@ -288,17 +305,57 @@ class BuildController {
     return apps.filter((a) => a.spec.source && !a.spec.suspend);
   }
 
-  async #onPush(event: PushEvent): Promise<string[]> {
-    const apps = (await this.#appsWithSource()).filter((a) =>
+  /** The Apps that build the pushed repository and branch. */
+  async #pushed(event: PushEvent): Promise<(App & KubeObject)[]> {
+    return (await this.#appsWithSource()).filter((a) =>
       (a.spec.source?.branch ?? "main") === event.branch && event.repoUrls.some((u) => sameRepo(u, a.spec.source?.git ?? "")));
-    await Promise.all(apps.map((a) => this.#request(a, event.commit)));
-    return apps.map((a) => `${a.metadata.namespace}/${pipelineRunName(a.metadata.name, event.commit)}`);
   }
 
-  async #onPullRequest(event: PullRequestEvent): Promise<string[]> {
-    const parents = (await this.#appsWithSource()).filter((a) =>
+  /** The Apps with previews that build a pull request's base repository and branch. */
+  async #previewParents(event: PullRequestEvent): Promise<(App & KubeObject)[]> {
+    return (await this.#appsWithSource()).filter((a) =>
       a.spec.previews?.enabled && a.metadata.labels?.[LABELS.preview] === undefined &&
       (a.spec.source?.branch ?? "main") === event.base.branch && event.base.repoUrls.some((u) => sameRepo(u, a.spec.source?.git ?? "")));
+  }
+
+  /**
+   * The Apps among `apps` whose webhook secret signed the delivery: the Secret key their spec.source.webhookSecret
+   * names, or the platform's fallback for Apps that name none. A Secret shared by several Apps is read once.
+   */
+  async #signedFor(apps: (App & KubeObject)[], headers: WebhookHeaders, body: Buffer): Promise<(App & KubeObject)[]> {
+    const secrets = new Map<string, Promise<string | undefined>>();
+    const signed: (App & KubeObject)[] = [];
+    for (const app of apps) {
+      const ref = app.spec.source?.webhookSecret;
+      let secret = this.#opts.webhookSecret;
+      if (ref) {
+        const id = `${app.metadata.namespace}/${ref.name}/${ref.key ?? WEBHOOK_SECRET_KEY}`;
+        if (!secrets.has(id)) secrets.set(id, this.#secretValue(app, ref.name, ref.key ?? WEBHOOK_SECRET_KEY));
+        secret = await secrets.get(id);
+      }
+      if (secret && verifyWebhook(headers, body, secret).ok) signed.push(app);
+    }
+    return signed;
+  }
+
+  /** One key of a Secret in the App's namespace; undefined (and a log line naming it) when it is missing. */
+  async #secretValue(app: App, name: string, key: string): Promise<string | undefined> {
+    const secret = await this.#kube.getIfExists<KubeObject & { data?: Record<string, string> }>("v1", "Secret", app.metadata.namespace, name);
+    const value = secret?.data?.[key];
+    if (value === undefined) {
+      this.#log.warn({ app: `${app.metadata.namespace}/${app.metadata.name}`, secret: name, key }, "the App's webhook Secret or its key does not exist; its webhooks are refused");
+      return undefined;
+    }
+    return Buffer.from(value, "base64").toString("utf8");
+  }
+
+  /** Asks for a build of the pushed commit in each App. */
+  async #onPush(event: PushEvent, apps: (App & KubeObject)[]): Promise<{ builds: string[] }> {
+    await Promise.all(apps.map((a) => this.#request(a, event.commit)));
+    return { builds: apps.map((a) => `${a.metadata.namespace}/${pipelineRunName(a.metadata.name, event.commit)}`) };
+  }
+
+  async #onPullRequest(event: PullRequestEvent, parents: (App & KubeObject)[]): Promise<string[]> {
     const done: string[] = [];
     for (const parent of parents) {
       const name = previewName(parent.metadata.name, event.number);
