@@ -275,6 +275,38 @@ test("each App has its own source webhook secret: a push signed with another App
   await eventuallyRun(env, `beta-build-${commit.slice(0, 7)}`);
 });
 
+test("a push webhook for a commit that is no longer the branch head (an old or redelivered event) builds nothing, and the newer release stays live", async (t) => {
+  // Only the newest finished PipelineRun is kept: the old commit's run is gone, so nothing but the head check
+  // stands between the old event and a rebuild that would roll the App back.
+  const env = await setup(t, { operator: true, pipeline: { keep: 1 } });
+  const src = await sourceRepo(t, `stale-${env.ns}`);
+  await applyYaml(env, sourceAppYaml("stale", src.url));
+  await applyYaml(env, configYaml("stale"));
+  const repo = repoOf(src.url, src.name);
+  const old = await src.commit({ "Procfile": "web: ./old\n" });
+  const oldPush = githubPush({ repo, branch: "main", before: "0".repeat(40), after: old, secret: SECRET });
+  await env.deliver(oldPush);
+  await eventuallyReleased(env, "stale", "v1");
+  // Creation timestamps have one-second resolution; keep the runs' order unambiguous for pruning.
+  await new Promise((r) => setTimeout(r, 1100));
+  const newer = await src.commit({ "Procfile": "web: ./new\n" });
+  await env.deliver(githubPush({ repo, branch: "main", before: old, after: newer, secret: SECRET }));
+  await eventuallyReleased(env, "stale", "v2");
+  const newerRun = `stale-build-${newer.slice(0, 7)}`;
+  await waitFor(async () => (await pipelineRuns(env, "stale")).map((r) => r.metadata.name).join() === newerRun, 30_000,
+    async () => `the old run was not pruned: ${(await pipelineRuns(env, "stale")).map((r) => r.metadata.name).join(", ")}`);
+
+  const res = await env.deliver(oldPush);
+  t.is(res.status, 202);
+  t.deepEqual(res.body, { builds: [], notHead: [`${env.ns}/stale: ${old.slice(0, 7)} is not the head of branch main (the head is ${newer.slice(0, 7)}); not built`] });
+  await env.builds.pollNow();
+  t.deepEqual((await pipelineRuns(env, "stale")).map((r) => r.metadata.name), [newerRun], "no build of the old commit");
+  t.deepEqual((await releases(env, "stale")).map((r) => [r.spec.version, r.spec.build.sourceCommit]), [[1, old], [2, newer]]);
+  const app = await getApp(env, "stale");
+  t.is(app.status?.currentRelease, "v2");
+  t.is(app.status?.latestBuild?.commit, newer);
+});
+
 test("without a webhook, polling the source repository's refs finds a new commit and builds it (simulated clone steps that never end)", async (t) => {
   const env = await setup(t, { tasks: { "slipway-git-clone": { hang: true } } });
   const src = await sourceRepo(t, `polled-${env.ns}`);

@@ -216,9 +216,8 @@ class BuildController {
   /** Reads the head of the App's source branch and builds it unless it is built or building already. */
   async #pollSource(app: App & KubeObject): Promise<void> {
     const key = keyOf(app.metadata.namespace, app.metadata.name);
-    const source = app.spec.source;
-    if (source && !app.spec.suspend) {
-      const head = await branchHead({ url: source.git, branch: source.branch ?? "main", auth: await this.#auth(app), timeoutMs: this.#opts.gitTimeoutMs });
+    if (app.spec.source && !app.spec.suspend) {
+      const head = await this.#head(app);
       if (head && !this.#wanted.has(key)) this.#wanted.set(key, head);
     }
     await this.#queue.enqueue(key);
@@ -349,10 +348,36 @@ class BuildController {
     return Buffer.from(value, "base64").toString("utf8");
   }
 
-  /** Asks for a build of the pushed commit in each App. */
-  async #onPush(event: PushEvent, apps: (App & KubeObject)[]): Promise<{ builds: string[] }> {
-    await Promise.all(apps.map((a) => this.#request(a, event.commit)));
-    return { builds: apps.map((a) => `${a.metadata.namespace}/${pipelineRunName(a.metadata.name, event.commit)}`) };
+  /**
+   * Asks for a build of the pushed commit in each App, if it is the head of the App's source branch now: an old
+   * or redelivered push names a commit the branch has moved past, and building it would roll the App back.
+   * (A replica that does not lead only asks the leader, which builds the head it reads then.)
+   */
+  async #onPush(event: PushEvent, apps: (App & KubeObject)[]): Promise<{ builds: string[]; notHead?: string[] }> {
+    const builds: string[] = [];
+    const notHead: string[] = [];
+    await Promise.all(apps.map(async (a) => {
+      const id = `${a.metadata.namespace}/${a.metadata.name}`;
+      if (!this.#handOver) {
+        const head = await this.#head(a);
+        if (head !== event.commit) {
+          const why = `${shortSha(event.commit)} is not the head of branch ${event.branch} (${head ? `the head is ${shortSha(head)}` : "the branch does not exist"}); not built`;
+          this.#log.info({ app: id, commit: event.commit, head }, "push webhook names a commit that is not the branch head; not built");
+          notHead.push(`${id}: ${why}`);
+          return;
+        }
+      }
+      await this.#request(a, event.commit);
+      builds.push(`${a.metadata.namespace}/${pipelineRunName(a.metadata.name, event.commit)}`);
+    }));
+    return notHead.length ? { builds: builds.sort(), notHead: notHead.sort() } : { builds: builds.sort() };
+  }
+
+  /** The head commit of the App's source branch on its Git server now (undefined when the branch is gone). */
+  async #head(app: App): Promise<string | undefined> {
+    const source = app.spec.source;
+    if (!source) return undefined;
+    return branchHead({ url: source.git, branch: source.branch ?? "main", auth: await this.#auth(app), timeoutMs: this.#opts.gitTimeoutMs });
   }
 
   async #onPullRequest(event: PullRequestEvent, parents: (App & KubeObject)[]): Promise<string[]> {
@@ -431,8 +456,15 @@ class BuildController {
       const runName = pipelineRunName(name, wanted);
       const known = runs.some((r) => r.metadata.name === runName);
       if (!known && app.status?.latestBuild?.commit !== wanted) {
-        await this.#startBuild(app, wanted, runs);
-        runs = await this.#runsOf(app);
+        // Asked for as the head, but the head may have moved since (a poll that read it before a push whose
+        // build started first): only the head now is built, so an older commit never supersedes a newer one.
+        const head = await this.#head(app);
+        if (head === wanted) {
+          await this.#startBuild(app, wanted, runs);
+          runs = await this.#runsOf(app);
+        } else {
+          this.#log.info({ app: key, commit: wanted, head }, "not building a commit that is no longer the branch head");
+        }
       }
     }
     const fresh = (await this.#kube.getIfExists<App & KubeObject>(API_VERSION, "App", ns, name)) ?? app;
