@@ -233,8 +233,6 @@ function validateConfig(spec: ConfigSpec, types: string[], object: RenderError["
 // ----------------------------------------------------------------------------------------------- objects
 
 function build(app: App, release: Release, platform: PlatformSettings): KubernetesObject[] {
-  const name = app.metadata.name;
-  const namespace = app.metadata.namespace ?? "";
   const types = processTypes(app, release);
   const routing = app.spec.routing ?? {};
   const port = routing.port ?? DEFAULT_CONTAINER_PORT;

@@ -458,7 +458,14 @@ class BuildController {
       if (!known && app.status?.latestBuild?.commit !== wanted) {
         // Asked for as the head, but the head may have moved since (a poll that read it before a push whose
         // build started first): only the head now is built, so an older commit never supersedes a newer one.
-        const head = await this.#head(app);
+        let head: string | undefined;
+        try {
+          head = await this.#head(app);
+        } catch (err) {
+          // Asked for again when the pass is retried, unless a newer request came meanwhile.
+          if (!this.#wanted.has(key as AppKey)) this.#wanted.set(key as AppKey, wanted);
+          throw err;
+        }
         if (head === wanted) {
           await this.#startBuild(app, wanted, runs);
           runs = await this.#runsOf(app);
