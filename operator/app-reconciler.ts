@@ -411,10 +411,13 @@ export class AppReconciler {
   async #hostTaken(app: AppObject, objects: readonly KubernetesObject[]): Promise<string | undefined> {
     if (!objects.some((o) => o.kind === "Ingress" || o.kind === "HTTPRoute")) return undefined;
     const mine = new Set(routeHosts(app, this.#platform));
+    // Default hosts (<app>.<namespace>.<domain>) never equal one another, so another App's is only compared when
+    // this App names domains of its own: a pass over every App costs a few set lookups each.
+    const ownDomains = (app.spec.routing?.domains?.length ?? 0) > 0;
     for (const other of await this.#reader.apps()) {
-      if (other.metadata.uid === app.metadata.uid || other.metadata.deletionTimestamp) continue;
+      if (other.metadata.uid === app.metadata.uid || other.metadata.deletionTimestamp || other.spec.routing?.enabled === false) continue;
+      if (!ownDomains && !other.spec.routing?.domains?.some((h) => mine.has(h))) continue;
       const shared = routeHosts(other, this.#platform).filter((h) => mine.has(h));
-      if (shared.length === 0) continue;
       for (const host of shared) {
         const [ours, theirs] = await Promise.all([this.#routes(app, host), this.#routes(other, host)]);
         const theirsFirst = ours === theirs ? claimedFirst(other, app) : theirs;
