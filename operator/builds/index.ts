@@ -269,8 +269,9 @@ class BuildController {
         this.#log.warn({ status: err.status, reason: err.message }, "refused a webhook body");
         return answerBodyError(res, err);
       }
-      // Each source repository has its own secret, named by the Apps that build it: the body says which
-      // repository, so it is parsed first, and nothing is read or written for a delivery that is not signed.
+      // Each source repository has its own secret, named by the Apps that build it, and the body says which
+      // repository: it is parsed before the signature is checked. A delivery without any signature is refused
+      // unparsed; one that no App's secret signed reads only those Secrets and changes nothing.
       if (!hasSignature(req.headers)) {
         const reason = "no signature header (X-Hub-Signature-256, X-Gitea-Signature, X-Gitlab-Token or X-Slipway-Signature)";
         this.#log.warn({ reason, remote: req.socket.remoteAddress }, "refused a source webhook");
