@@ -111,8 +111,15 @@ class BuildController {
   readonly #log: Logger;
   readonly #settings: PipelineSettings;
   readonly #queue: WorkQueue;
-  /** Commits asked for by webhooks or polling, not yet started: the newest request per App wins. */
-  readonly #wanted = new Map<AppKey, string>();
+  /**
+   * Commits asked for by webhooks or polling, not yet started: the newest request per App wins. `readAt` is the
+   * #clock tick at which a read of the branch head that returned the commit began (none: not read as the head).
+   */
+  readonly #wanted = new Map<AppKey, { commit: string; readAt?: number }>();
+  /** Orders reads of branch heads and build starts in this process (see #reconcile). */
+  #clock = 0;
+  /** The #clock tick at which each App's last build was started by this process. */
+  readonly #startedAt = new Map<AppKey, number>();
   /** PipelineRuns ("namespace/name") this process has created (or tried to). */
   readonly #created = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
@@ -217,8 +224,9 @@ class BuildController {
   async #pollSource(app: App & KubeObject): Promise<void> {
     const key = keyOf(app.metadata.namespace, app.metadata.name);
     if (app.spec.source && !app.spec.suspend) {
+      const readAt = ++this.#clock;
       const head = await this.#head(app);
-      if (head && !this.#wanted.has(key)) this.#wanted.set(key, head);
+      if (head && !this.#wanted.has(key)) this.#wanted.set(key, { commit: head, readAt });
     }
     await this.#queue.enqueue(key);
   }
@@ -240,8 +248,11 @@ class BuildController {
     this.#pollSource(app).catch((err: unknown) => this.#log.warn({ app: key, err }, "cannot poll the App's source"));
   }
 
-  /** Builds `commit` of an App (its source's head); a replica that does not lead asks the leader instead. */
-  async #request(app: App, commit: string): Promise<void> {
+  /**
+   * Builds `commit` of an App, its source's head as read at #clock tick `readAt` (none: the head is read before
+   * the build starts); a replica that does not lead asks the leader instead.
+   */
+  async #request(app: App, commit: string, readAt?: number): Promise<void> {
     const key = keyOf(app.metadata.namespace, app.metadata.name);
     if (this.#handOver) {
       await this.#kube.mergePatch({ apiVersion: API_VERSION, kind: "App", metadata: app.metadata },
@@ -249,7 +260,7 @@ class BuildController {
       this.#log.info({ app: key, commit }, "asked the leader for a build");
       return;
     }
-    this.#wanted.set(key, commit);
+    this.#wanted.set(key, { commit, readAt });
     await this.#queue.enqueue(key);
   }
 
@@ -359,7 +370,9 @@ class BuildController {
     const notHead: string[] = [];
     await Promise.all(apps.map(async (a) => {
       const id = `${a.metadata.namespace}/${a.metadata.name}`;
+      let readAt: number | undefined;
       if (!this.#handOver) {
+        readAt = ++this.#clock;
         const head = await this.#head(a);
         if (head !== event.commit) {
           const why = `${shortSha(event.commit)} is not the head of branch ${event.branch} (${head ? `the head is ${shortSha(head)}` : "the branch does not exist"}); not built`;
@@ -368,7 +381,7 @@ class BuildController {
           return;
         }
       }
-      await this.#request(a, event.commit);
+      await this.#request(a, event.commit, readAt);
       builds.push(`${a.metadata.namespace}/${pipelineRunName(a.metadata.name, event.commit)}`);
     }));
     return notHead.length ? { builds: builds.sort(), notHead: notHead.sort() } : { builds: builds.sort() };
@@ -440,6 +453,7 @@ class BuildController {
     const app = await this.#kube.getIfExists<App & KubeObject>(API_VERSION, "App", ns, name);
     if (!app || !app.spec.source || app.metadata.deletionTimestamp) {
       this.#wanted.delete(key as AppKey);
+      this.#startedAt.delete(key as AppKey);
       return;
     }
     let runs = await this.#runsOf(app);
@@ -451,21 +465,25 @@ class BuildController {
       await this.#startBuild(app, recorded.commit, runs);
       runs = await this.#runsOf(app);
     }
-    const wanted = this.#wanted.get(key as AppKey);
-    if (wanted) {
+    const request = this.#wanted.get(key as AppKey);
+    if (request) {
       this.#wanted.delete(key as AppKey);
+      const wanted = request.commit;
       const runName = pipelineRunName(name, wanted);
       const known = runs.some((r) => r.metadata.name === runName);
       if (!known && app.status?.latestBuild?.commit !== wanted) {
-        // Asked for as the head, but the head may have moved since (a poll that read it before a push whose
-        // build started first): only the head now is built, so an older commit never supersedes a newer one.
-        let head: string | undefined;
-        try {
-          head = await this.#head(app);
-        } catch (err) {
-          // Asked for again when the pass is retried, unless a newer request came meanwhile.
-          if (!this.#wanted.has(key as AppKey)) this.#wanted.set(key as AppKey, wanted);
-          throw err;
+        // Only the branch head is built, so an older commit never supersedes a newer one. A head read after this
+        // App's last build started is current enough; one read before it (a poll that read it while a newer push
+        // was being built), or a commit never read as the head (a pull request's), is read again.
+        let head: string | undefined = wanted;
+        if (request.readAt === undefined || request.readAt < (this.#startedAt.get(key as AppKey) ?? 0)) {
+          try {
+            head = await this.#head(app);
+          } catch (err) {
+            // Asked for again when the pass is retried, unless a newer request came meanwhile.
+            if (!this.#wanted.has(key as AppKey)) this.#wanted.set(key as AppKey, request);
+            throw err;
+          }
         }
         if (head === wanted) {
           await this.#startBuild(app, wanted, runs);
@@ -491,6 +509,7 @@ class BuildController {
   }
 
   async #startBuild(app: App & KubeObject, commit: string, runs: PipelineRun[]): Promise<void> {
+    this.#startedAt.set(keyOf(app.metadata.namespace, app.metadata.name), ++this.#clock);
     const run = buildPipelineRun(app, commit, this.#settings);
     // A newer commit supersedes builds of older ones: Tekton v1 stops a run whose spec.status is Cancelled.
     for (const old of runs) {
