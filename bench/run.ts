@@ -688,43 +688,6 @@ async function gitOpsRoundTrip(cp: ControlPlane): Promise<void> {
 }
 
 /**
- * The e2e Git server (git http-backend) in a process of its own, as it would be in production: in the bench's
- * process, each git-http-backend it spawns costs a fork of the bench's heap and blocks its event loop, which
- * delays what the bench measures.
- */
-async function startGitServerProcess(root: string): Promise<Pick<GitServer, "url" | "createBareRepo" | "stop">> {
-  await mkdir(root, { recursive: true });
-  const child = spawn(process.execPath, ["--input-type=module", "-e", `
-    const { startGitServer } = await import(${JSON.stringify(join(repoRoot, "dist", "operator", "local", "gitserver.js"))});
-    const server = await startGitServer({ root: ${JSON.stringify(root)} });
-    console.log(JSON.stringify({ url: server.url("REPO") }));
-    process.stdin.on("end", () => void server.stop().then(() => process.exit(0)));
-    process.stdin.resume();`], { stdio: ["pipe", "pipe", "inherit"] });
-  const exited = new Promise((resolve) => child.on("exit", resolve));
-  const { url } = await new Promise<{ url: string }>((resolve, reject) => {
-    let out = "";
-    child.stdout.on("data", (d: Buffer) => {
-      out += d.toString();
-      if (out.includes("\n")) resolve(JSON.parse(out.split("\n")[0] ?? "") as { url: string });
-    });
-    child.on("exit", (code) => reject(new Error(`the Git server process exited with ${code}`)));
-  });
-  return {
-    url: (repo) => url.replace("REPO.git", repo.endsWith(".git") ? repo : `${repo}.git`),
-    async createBareRepo(name) {
-      const path = join(root, name.endsWith(".git") ? name : `${name}.git`);
-      await git(root, "init", "--quiet", "--bare", "--initial-branch=main", path);
-      await git(path, "config", "http.receivepack", "true");
-      return path;
-    },
-    async stop() {
-      child.stdin?.end();
-      await exited;
-    },
-  };
-}
-
-/**
  * GitOps's Git wrapper (ConfigRepo, the commit + push every cluster change goes through) on a config repository
  * with 10,000 commits of history, made cheaply with `git fast-import`: the first clone, the kustomization.yaml
  * files regenerated as the engine's first sync does, then 10 commit + push of a Config change with 100 apps in
@@ -733,7 +696,7 @@ async function startGitServerProcess(root: string): Promise<Pick<GitServer, "url
 async function gitOpsHistory(): Promise<void> {
   const historyConfig = (app: number, n: string) => `apiVersion: ${V}\nkind: Config\nmetadata:\n  name: app-${app}\n  namespace: history\nspec:\n  env:\n    N: "${n}"\n`;
   const clone = await mkdtemp(join(tmpdir(), "slipway-bench-history-"));
-  const server = await startGitServerProcess(join(clone, "server"));
+  const server = await startGitServer({ root: join(clone, "server") });
   try {
     const url = server.url("history");
     const bare = await server.createBareRepo("history");
@@ -1218,7 +1181,7 @@ if (["controlplane", "operator", "gitops", "scale", "gitops-scale", "flux"].some
     // BENCH_GITOPS_SCALE=1000 runs one size.
     if (run("gitops-scale")) {
       const root = await mkdtemp(join(tmpdir(), "slipway-bench-gitserver-"));
-      const server = await startGitServerProcess(root);
+      const server = await startGitServer({ root });
       try {
         for (const count of gitopsSizes()) await gitOpsAtScale(cp, server, count);
         // Flat: the time for one app's edit does not grow with the number of apps beside it.
@@ -1234,7 +1197,7 @@ if (["controlplane", "operator", "gitops", "scale", "gitops-scale", "flux"].some
     // BENCH_FLUX_COUNT=100 runs a smaller row.
     if (run("flux")) {
       const root = await mkdtemp(join(tmpdir(), "slipway-bench-gitserver-"));
-      const server = await startGitServerProcess(root);
+      const server = await startGitServer({ root });
       try {
         await slipwayBesideFlux(cp, server);
       } finally {

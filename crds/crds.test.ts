@@ -107,7 +107,9 @@ const routing: Fields<Routing> = {
   domains: "optional", tls: "optional", port: "optional", path: "optional", enabled: "optional",
 };
 const tls: Fields<NonNullable<Routing["tls"]>> = { secretName: "required" };
-const previews: Fields<Previews> = { enabled: "required", ttl: "optional", domainTemplate: "optional" };
+const previews: Fields<Previews> = {
+  enabled: "required", ttl: "optional", domainTemplate: "optional", max: "optional", trustedAuthors: "optional", trustedAssociations: "optional",
+};
 const appStatus: Fields<AppStatus> = {
   observedGeneration: "optional", observedConfigGeneration: "optional", conditions: "optional", currentRelease: "optional",
   latestReleaseNumber: "optional", url: "optional", latestBuild: "optional", pendingRelease: "optional", processes: "optional",

@@ -158,6 +158,12 @@ export interface Previews {
   ttl?: string;
   /** Host template; `{app}`, `{pr}` and `{namespace}` are replaced. Default "{app}-pr-{pr}.<platform domain>". */
   domainTemplate?: string;
+  /** Most previews the App has at once; a pull request over it gets none (an Event says so). Default 5. */
+  max?: number;
+  /** Git host logins whose pull requests from forks build without the `slipway/ok-to-preview` label. */
+  trustedAuthors?: string[];
+  /** GitHub author associations whose pull requests from forks build without the label; default OWNER, MEMBER, COLLABORATOR. */
+  trustedAssociations?: string[];
 }
 
 export interface AppSpec {

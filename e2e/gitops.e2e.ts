@@ -45,8 +45,10 @@ interface Env {
   /** The user's clone (git CLI), up to date after `pull()`. */
   clone: string;
   pull(): Promise<void>;
-  /** Subjects of the remote branch's commits, newest first. */
+  /** Subjects of the remote branch's commits, newest first; the user's clone has fetched them. */
   subjects(): Promise<string[]>;
+  /** The same, read from the server's bare repository: one git process, no fetch (for polling). */
+  remoteSubjects(): Promise<string[]>;
   /** Stops GitOps, makes a change, starts GitOps again on the same clone (a crash or restart in between). */
   whileStopped(change: () => Promise<void>): Promise<void>;
   /** Posts a push webhook to the GitOps handler; returns the HTTP status. */
@@ -59,15 +61,15 @@ async function setup(t: ExecutionContext, opts: { mode?: "sync" | "commit-only" 
   const cp = await controlPlane();
   const ns = await freshNamespace(t);
   const kube = new Kube(cp.kubeConfig());
-  // The operator's log is kept in memory (the last 60 lines) and shown when a wait fails; LOG_LEVEL=debug
+  // The operator's debug log is kept in memory (the last 120 lines) and shown when a wait fails; LOG_LEVEL=debug
   // prints it as it happens.
   const logLines: string[] = [];
   const logger = process.env.LOG_LEVEL ? createLogger({ level: process.env.LOG_LEVEL }) : createLogger({
-    level: "info",
-    destination: { write: (line: string) => void (logLines.push(line.trimEnd()) > 60 && logLines.shift()) },
+    level: "debug",
+    destination: { write: (line: string) => void (logLines.push(line.trimEnd()) > 120 && logLines.shift()) },
   });
   const repoName = ns;
-  await server.createBareRepo(repoName);
+  const bare = await server.createBareRepo(repoName);
   const url = server.url(repoName);
   const operator = await startOperator({ kube, namespace: ns, logger, concurrency: 2 });
   const dir = await temp();
@@ -116,6 +118,7 @@ async function setup(t: ExecutionContext, opts: { mode?: "sync" | "commit-only" 
       await git(clone, "fetch", "-q", "origin");
       return (await git(clone, "log", "--format=%s", head)).trim().split("\n");
     },
+    remoteSubjects: async () => (await git(bare, "log", "--format=%s", "main")).trim().split("\n"),
     async webhook(headers) {
       const body = JSON.stringify({ ref: "refs/heads/main" });
       const { port } = hooks.address() as AddressInfo;
@@ -150,12 +153,13 @@ async function eventuallyCommit(env: Env, subject: RegExp, timeoutMs = 45_000): 
   let subjects: string[] = [];
   await waitFor(
     async () => {
-      subjects = await env.subjects();
+      subjects = await env.remoteSubjects();
       return subjects.some((s) => subject.test(s));
     },
     timeoutMs,
     async () => `no commit matching ${subject}; remote has:\n${subjects.join("\n")}${await env.diagnose()}`,
   );
+  await env.subjects(); // fetches
   const log = (await git(env.clone, "log", "--format=%H %s", "origin/main")).trim().split("\n");
   const line = log.find((l) => subject.test(l.slice(41)));
   return line?.slice(0, 40) ?? "";

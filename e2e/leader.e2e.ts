@@ -4,6 +4,7 @@ import test from "ava";
 import { CoordinationV1Api, V1MicroTime, type V1Lease } from "@kubernetes/client-node";
 import { controlPlane, freshNamespace, waitFor } from "./harness/suite.js";
 import { Kube } from "../operator/kube.js";
+import { createLogger } from "../operator/log.js";
 import { startLeaderElection, type LeaderElection, type LeaderElectionOptions } from "../operator/leader.js";
 
 const LEASE = "slipway-operator";
@@ -42,6 +43,7 @@ async function candidate(namespace: string, identity: string, leadership: Leader
     name: LEASE,
     identity,
     ...timing,
+    logger: createLogger({ level: process.env.LOG_LEVEL ?? "silent" }),
     onStartedLeading: () => {
       events.push("started");
       leadership.started(identity);

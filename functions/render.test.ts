@@ -6,7 +6,7 @@ import { dirname, join } from "node:path";
 import type { App, Config, Release } from "../crds/v1alpha1.js";
 import { collectInputs, slipwayObjects } from "./inputs.js";
 import { readManifests, toYaml } from "./manifests.js";
-import { type KubernetesObject, type PlatformSettings, type RenderInput, render, routeHosts } from "./render.js";
+import { type KubernetesObject, type PlatformSettings, type RenderInput, quantityValue, render, routeHosts } from "./render.js";
 
 // Tests run from dist/functions; sources and goldens are read from the checkout.
 const root = join(import.meta.dirname, "..", "..");
@@ -178,6 +178,41 @@ test("leaves replicas to the HPA for an autoscaled process type", (t) => {
     maxReplicas: 4,
     metrics: [{ type: "Resource", resource: { name: "cpu", target: { type: "Utilization", averageUtilization: 80 } } }],
   });
+});
+
+test("runs a pull-request preview at one replica per process type, without an HPA, within the preview resource limits", (t) => {
+  const preview: App = { ...app({ processes: { web: { replicas: 3 }, worker: { autoscale: { min: 2, max: 9 } } } }, "api-pr-7"), metadata: { name: "api-pr-7", namespace: "team", labels: { "slipway.dev/preview": "api" } } };
+  const outcome = render({
+    app: preview,
+    config: config({}, "api-pr-7"),
+    release: release({
+      build: { image: "r.example/api@sha256:" + "b".repeat(64), procfile: { web: "w", worker: "k", clock: "c" } },
+      config: { resources: { web: { requests: { cpu: "2", memory: "256Mi" }, limits: { cpu: "4", memory: "300Mi" } } } },
+    }, "api-pr-7"),
+  });
+  t.deepEqual(outcome.errors, []);
+  const replicas = (name: string): unknown => (find(outcome.objects, "Deployment", name).spec as { replicas?: number }).replicas;
+  t.deepEqual([replicas("api-pr-7-web"), replicas("api-pr-7-worker"), replicas("api-pr-7-clock")], [1, 1, 0]);
+  t.false(outcome.objects.some((o) => o.kind === "HorizontalPodAutoscaler"));
+  t.deepEqual(container(find(outcome.objects, "Deployment", "api-pr-7-web")).resources, { requests: { cpu: "500m", memory: "256Mi" }, limits: { cpu: "500m", memory: "300Mi" } });
+  t.deepEqual(container(find(outcome.objects, "Deployment", "api-pr-7-clock")).resources, { limits: { cpu: "500m", memory: "512Mi" } }, "a process type without resources gets the limits");
+  const platform = render({ app: preview, config: config({}, "api-pr-7"), release: release({}, "api-pr-7") }, { previewLimits: { cpu: "1", memory: "1Gi" } });
+  t.deepEqual(container(find(platform.objects, "Deployment", "api-pr-7-web")).resources, { limits: { cpu: "1", memory: "1Gi" } });
+});
+
+test("mounts no ServiceAccount token into the pods of a fork's preview, and leaves other Apps' pods as they are", (t) => {
+  const podSpec = (labels: Record<string, string>, annotations: Record<string, string>): Record<string, unknown> => {
+    const a: App = { ...app({}, "api-pr-7"), metadata: { name: "api-pr-7", namespace: "team", labels, annotations } };
+    const d = find(render({ app: a, config: config({}, "api-pr-7"), release: release({}, "api-pr-7") }).objects, "Deployment", "api-pr-7-web");
+    return (d.spec as { template: { spec: Record<string, unknown> } }).template.spec;
+  };
+  t.is(podSpec({ "slipway.dev/preview": "api" }, { "slipway.dev/preview-fork": "true" }).automountServiceAccountToken, false);
+  t.false("automountServiceAccountToken" in podSpec({ "slipway.dev/preview": "api" }, { "slipway.dev/preview-fork": "false" }));
+  t.false("automountServiceAccountToken" in podSpec({}, { "slipway.dev/preview-fork": "true" }), "only previews carry the fork annotation's meaning");
+});
+
+test("reads Kubernetes quantities", (t) => {
+  t.deepEqual(["500m", "1", "1.5", "2k", "512Mi", "1Gi", "1e3", ".5", "lots", "1 Gi"].map(quantityValue), [0.5, 1, 1.5, 2000, 512 * 2 ** 20, 2 ** 30, 1000, 0.5, NaN, NaN]);
 });
 
 test("keeps Deployment selectors the same from one release to the next", (t) => {

@@ -3,7 +3,7 @@
 // process type. Pure and deterministic: the same input gives the same objects, keys in the same order.
 // The operator, the kpt function (main.ts), the kustomize exec function and the Argo CD plugin all call this.
 import { createHash } from "node:crypto";
-import type { App, Config, ConfigSpec, HttpProbe, ProcessSpec, Release } from "../crds/v1alpha1.js";
+import type { App, Config, ConfigSpec, HttpProbe, ProcessResources, ProcessSpec, Release, ResourceAmounts } from "../crds/v1alpha1.js";
 import { LABELS, MANAGED_BY } from "../crds/v1alpha1.js";
 
 export interface KubernetesObject {
@@ -28,7 +28,14 @@ export interface PlatformSettings {
   gateway?: { name: string; namespace?: string };
   /** How long a rollout may make no progress before the Deployment reports failure; default 600. */
   progressDeadlineSeconds: number;
+  /**
+   * The most a pull-request preview's container may use (each process type): its limits are the Config's
+   * when lower, else these, and its requests at most its limits. Default DEFAULT_PREVIEW_LIMITS.
+   */
+  previewLimits?: Required<ResourceAmounts>;
 }
+
+export const DEFAULT_PREVIEW_LIMITS: Required<ResourceAmounts> = Object.freeze({ cpu: "500m", memory: "512Mi" });
 
 export const defaultPlatform: PlatformSettings = Object.freeze({
   domain: "slipway.local",
@@ -248,7 +255,7 @@ function build(app: App, release: Release, platform: PlatformSettings): Kubernet
   }
   for (const type of types) {
     const autoscale = app.spec.processes?.[type]?.autoscale;
-    if (autoscale) objects.push(hpa(app, release, type, autoscale.min, autoscale.max, autoscale.cpuPercent ?? DEFAULT_CPU_PERCENT));
+    if (autoscale && !isPreview(app)) objects.push(hpa(app, release, type, autoscale.min, autoscale.max, autoscale.cpuPercent ?? DEFAULT_CPU_PERCENT));
   }
   return objects;
 }
@@ -268,7 +275,10 @@ function deployment(app: App, release: Release, type: string, port: number, plat
   if (web) env.push({ name: "PORT", value: String(port) });
   env.sort((a, b) => compare(String(a.name), String(b.name)));
 
-  const resources = snapshot.resources?.[type];
+  const preview = isPreview(app);
+  const resources = preview
+    ? previewResources(snapshot.resources?.[type], platform.previewLimits ?? DEFAULT_PREVIEW_LIMITS)
+    : snapshot.resources?.[type];
   const container = compact({
     name: type,
     image: release.spec.build.image,
@@ -280,22 +290,61 @@ function deployment(app: App, release: Release, type: string, port: number, plat
     livenessProbe: spec.liveness ? probe(spec.liveness, port) : undefined,
   });
 
-  const autoscaled = spec.autoscale !== undefined;
+  // A preview runs one replica at most and is never autoscaled.
+  const autoscaled = spec.autoscale !== undefined && !preview;
+  const replicas = spec.autoscale !== undefined ? 1 : (spec.replicas ?? (type === WEB ? 1 : 0));
   return object("apps/v1", "Deployment", dnsLabel(`${app.metadata.name}-${type}`), app, release, type, {
     spec: compact({
       // An autoscaled Deployment leaves replicas to its HPA, so applying it never resets the scale.
-      replicas: autoscaled ? undefined : (spec.replicas ?? (type === WEB ? 1 : 0)),
+      replicas: autoscaled ? undefined : preview ? Math.min(replicas, 1) : replicas,
       selector: { matchLabels: selectorLabels(app, type) },
       progressDeadlineSeconds: platform.progressDeadlineSeconds,
       template: {
         metadata: { labels: labels(app, release, type) },
         spec: compact({
+          // A fork's code gets no token of the namespace's ServiceAccount: it must not call the API as the team.
+          automountServiceAccountToken: isForkPreview(app) ? false : undefined,
           nodeSelector: sortedOrUndefined(snapshot.nodeSelector),
           containers: [container],
         }),
       },
     }),
   });
+}
+
+/** A pull-request preview (the label Slipway's previews carry): capped in replicas and resources. */
+function isPreview(app: App): boolean {
+  return app.metadata.labels?.[LABELS.preview] !== undefined;
+}
+
+/** A preview of a pull request from a fork (the annotation Slipway's previews carry). */
+function isForkPreview(app: App): boolean {
+  return isPreview(app) && app.metadata.annotations?.["slipway.dev/preview-fork"] === "true";
+}
+
+const QUANTITY_SUFFIX: Record<string, number> = {
+  "": 1, m: 1e-3, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60,
+};
+
+/** A Kubernetes quantity ("500m", "1.5Gi", "2e3") as a number; NaN when it is not one. */
+export function quantityValue(q: string): number {
+  const m = /^([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:([eE][-+]?[0-9]+)|(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?)$/.exec(q.trim());
+  if (!m) return NaN;
+  return m[2] ? Number(`${m[1]}${m[2]}`) : Number(m[1]) * (QUANTITY_SUFFIX[m[3] ?? ""] ?? NaN);
+}
+
+/** A preview's resources: limits at most the platform's preview limits, requests at most the limits. */
+function previewResources(configured: ProcessResources | undefined, cap: Required<ResourceAmounts>): ProcessResources {
+  const limits: ResourceAmounts = {};
+  const requests: ResourceAmounts = {};
+  for (const key of ["cpu", "memory"] as const) {
+    const limit = configured?.limits?.[key];
+    // An unreadable quantity counts as over the cap.
+    limits[key] = limit !== undefined && quantityValue(limit) <= quantityValue(cap[key]) ? limit : cap[key];
+    const request = configured?.requests?.[key];
+    if (request !== undefined) requests[key] = quantityValue(request) <= quantityValue(limits[key]) ? request : limits[key];
+  }
+  return Object.keys(requests).length ? { requests, limits } : { limits };
 }
 
 function probe(p: HttpProbe, port: number): Record<string, unknown> {

@@ -238,10 +238,11 @@ export class Kube {
   }
 
   /** Deletes an object; one that is already gone counts as deleted. Returns whether it existed. */
-  async deleteIfExists(target: EventSubject, propagationPolicy: "Background" | "Foreground" = "Background"): Promise<boolean> {
+  async deleteIfExists(target: EventSubject, propagationPolicy: "Background" | "Foreground" = "Background", preconditions?: { uid?: string }): Promise<boolean> {
     const path = await this.path(target.apiVersion, target.kind, target.metadata.namespace, target.metadata.name);
     try {
-      await this.request("DELETE", path, { body: { kind: "DeleteOptions", apiVersion: "v1", propagationPolicy } });
+      // With preconditions, an object of that name with another uid is not deleted: the API server answers 409.
+      await this.request("DELETE", path, { body: { kind: "DeleteOptions", apiVersion: "v1", propagationPolicy, ...(preconditions ? { preconditions } : {}) } });
       return true;
     } catch (err) {
       if (isNotFound(err)) return false;

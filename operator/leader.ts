@@ -5,6 +5,7 @@
 // while doing nothing.
 import { performance } from "node:perf_hooks";
 import { isConflict, isNotFound, microTime, type Kube, type KubeObject } from "./kube.js";
+import type { Logger } from "pino";
 import { log as rootLog } from "./log.js";
 
 export const LEASE_API_VERSION = "coordination.k8s.io/v1";
@@ -57,6 +58,8 @@ export interface LeaderElectionOptions {
   readonly onStoppedLeading: (why: StoppedLeading) => void | Promise<void>;
   /** Called with the Lease whenever this candidate read or wrote it (the receiver's sync requests live on it). */
   readonly onLease?: (lease: LeaseObject) => void;
+  /** Where it logs; default the operator's logger. */
+  readonly logger?: Logger;
 }
 
 /** What a candidate is doing now. */
@@ -112,7 +115,7 @@ export async function startLeaderElection(options: LeaderElectionOptions): Promi
   if (renewDeadlineMs >= leaseSeconds * 1000) {
     throw new Error(`renew deadline (${renewDeadlineMs} ms) must be shorter than the lease (${leaseSeconds} s)`);
   }
-  const log = rootLog.child({ lease: `${namespace}/${name}`, identity });
+  const log = (options.logger ?? rootLog).child({ lease: `${namespace}/${name}`, identity });
   const requestMs = Math.max(retryMs, 1000);
 
   let leading = false;

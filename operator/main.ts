@@ -9,7 +9,7 @@ import { startHealthServer, type Readiness } from "./http.js";
 import { Kube } from "./kube.js";
 import { startLeaderElection, type LeaderElection, type LeaseObject } from "./leader.js";
 import { log as rootLog } from "./log.js";
-import { gitopsFromEnv, listenForWebhooks, platformFromEnv, startPlatform, webhookSecretsFromEnv, type Platform, type PlatformOptions } from "./platform.js";
+import { gitopsFromEnv, listenForWebhooks, pipelineFromEnv, platformFromEnv, startPlatform, webhookSecretsFromEnv, type Platform, type PlatformOptions } from "./platform.js";
 import { handOverWebhooks } from "./receiver.js";
 import { handleShutdown } from "./shutdown.js";
 
@@ -49,7 +49,7 @@ async function main(): Promise<void> {
     starting ??= startPlatform({
       ...options,
       gitops: gitopsFromEnv(env),
-      builds: env.SLIPWAY_BUILDS === "true" ? { pollIntervalMs: Number(env.SLIPWAY_SOURCE_POLL_SECONDS ?? 60) * 1000 } : undefined,
+      builds: env.SLIPWAY_BUILDS === "true" ? { pollIntervalMs: Number(env.SLIPWAY_SOURCE_POLL_SECONDS ?? 60) * 1000, pipeline: pipelineFromEnv(env) } : undefined,
       webhookSecrets,
     }).then((handle) => {
       operator = handle;

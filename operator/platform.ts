@@ -4,8 +4,10 @@
 // cannot drift apart; both read their settings from the environment with the *FromEnv functions below.
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { PlatformSettings } from "../functions/render.js";
+import { DEFAULT_PREVIEW_LIMITS, quantityValue, type PlatformSettings } from "../functions/render.js";
 import { startBuilds, type Builds } from "./builds/index.js";
+import type { PipelineSettings } from "./builds/pipelinerun.js";
+import { DEFAULT_FORK_SERVICE_ACCOUNT } from "./builds/previews.js";
 import { startGitOps, type FluxRef, type FluxTargets, type GitOpsHandle, type GitOpsOptions } from "./gitops/index.js";
 import { log as rootLog } from "./log.js";
 import { startOperator, type OperatorHandle } from "./controller.js";
@@ -20,7 +22,7 @@ export interface PlatformOptions {
   /** The config repository; without it Slipway runs without GitOps (releases are not committed). */
   gitops?: Omit<GitOpsOptions, "kube" | "cache" | "namespace" | "webhookSecret">;
   /** Builds from source with Tekton; without it Apps with a `source` wait for a build forever. */
-  builds?: { pollIntervalMs: number };
+  builds?: { pollIntervalMs: number; pipeline?: PipelineSettings };
   /** Webhook secrets: the config repository's, and the fallback for source repositories whose App names none. */
   webhookSecrets?: WebhookSecrets;
 }
@@ -67,7 +69,7 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
     const builds = options.builds
       ? await startBuilds({
         kube: options.kube, informers: operator.informers, namespace: options.namespace, pollIntervalMs: options.builds.pollIntervalMs,
-        webhookSecret: options.webhookSecrets?.sourceFallback, previewDomain: options.platform?.domain, cache: operator.cache,
+        webhookSecret: options.webhookSecrets?.sourceFallback, previewDomain: options.platform?.domain, cache: operator.cache, pipeline: options.builds.pipeline,
       })
       : undefined;
     if (builds) stops.push(() => builds.stop());
@@ -176,5 +178,22 @@ export function platformFromEnv(env: NodeJS.ProcessEnv = process.env): Partial<P
   if (env.SLIPWAY_INGRESS_CLASS) platform.ingressClassName = env.SLIPWAY_INGRESS_CLASS;
   if (env.SLIPWAY_GATEWAY_NAME) platform.gateway = { name: env.SLIPWAY_GATEWAY_NAME, namespace: env.SLIPWAY_GATEWAY_NAMESPACE || undefined };
   if (env.SLIPWAY_PROGRESS_DEADLINE_SECONDS) platform.progressDeadlineSeconds = Number(env.SLIPWAY_PROGRESS_DEADLINE_SECONDS);
+  const cpu = env.SLIPWAY_PREVIEW_CPU_LIMIT || DEFAULT_PREVIEW_LIMITS.cpu;
+  const memory = env.SLIPWAY_PREVIEW_MEMORY_LIMIT || DEFAULT_PREVIEW_LIMITS.memory;
+  for (const [variable, value] of [["SLIPWAY_PREVIEW_CPU_LIMIT", cpu], ["SLIPWAY_PREVIEW_MEMORY_LIMIT", memory]] as const) {
+    if (!(quantityValue(value) > 0)) throw new Error(`${variable} must be a positive quantity such as 500m or 512Mi, not ${JSON.stringify(value)}`);
+  }
+  platform.previewLimits = { cpu, memory };
   return platform;
+}
+
+/** Build settings from the environment: the ServiceAccounts builds run as (see samples/tekton). */
+export function pipelineFromEnv(env: NodeJS.ProcessEnv = process.env): PipelineSettings {
+  const pipeline: PipelineSettings = {};
+  if (env.SLIPWAY_BUILD_SERVICE_ACCOUNT) pipeline.serviceAccountName = env.SLIPWAY_BUILD_SERVICE_ACCOUNT;
+  if (env.SLIPWAY_FORK_BUILD_SERVICE_ACCOUNT) pipeline.forkServiceAccountName = env.SLIPWAY_FORK_BUILD_SERVICE_ACCOUNT;
+  if ((pipeline.forkServiceAccountName ?? DEFAULT_FORK_SERVICE_ACCOUNT) === pipeline.serviceAccountName) {
+    throw new Error("SLIPWAY_FORK_BUILD_SERVICE_ACCOUNT must differ from SLIPWAY_BUILD_SERVICE_ACCOUNT: builds of forks must not get the push credentials of other builds");
+  }
+  return pipeline;
 }

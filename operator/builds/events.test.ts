@@ -54,6 +54,26 @@ test("GitHub pull_request opened, synchronize, reopened and closed map to open, 
   t.deepEqual(actions.map((e) => e.kind === "pullRequest" && e.action), ["open", "update", "open", "close"]);
 });
 
+test("a GitHub pull request names its author, the author's association and its labels; labeled and unlabeled are updates", (t) => {
+  const input = { ...pr(fork), labels: ["bug", "slipway/ok-to-preview"], label: "slipway/ok-to-preview" };
+  for (const action of ["opened", "labeled", "unlabeled"] as const) {
+    t.like(parse(githubPullRequest(action, input)), { kind: "pullRequest", fromFork: true, author: "mallory", authorAssociation: "NONE", labels: ["bug", "slipway/ok-to-preview"] }, action);
+  }
+  t.like(parse(githubPullRequest("labeled", input)), { action: "update" });
+  t.like(parse(githubPullRequest("opened", { ...pr(fork), association: "COLLABORATOR" })), { authorAssociation: "COLLABORATOR", labels: [] });
+});
+
+test("a Gitea pull request names its author and labels, and a label change is an update", (t) => {
+  t.like(parse(giteaPullRequest("label_updated", { ...pr(fork), labels: ["slipway/ok-to-preview"] })),
+    { kind: "pullRequest", host: "gitea", action: "update", fromFork: true, author: "mallory", labels: ["slipway/ok-to-preview"] });
+});
+
+test("a GitLab merge request carries its labels but no author (the payload names only who acted)", (t) => {
+  const event = parse(gitlabMergeRequest("update", { ...pr(fork), labels: ["slipway/ok-to-preview"] }));
+  t.like(event, { kind: "pullRequest", host: "gitlab", action: "update", fromFork: true, labels: ["slipway/ok-to-preview"] });
+  t.true(event.kind === "pullRequest" && event.author === undefined);
+});
+
 test("GitHub pull_request edited changes no preview", (t) => {
   t.like(parse(githubPullRequest("edited", pr(shop))), { kind: "ignored" });
 });

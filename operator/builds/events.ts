@@ -28,6 +28,12 @@ export interface PullRequestEvent {
   head: { repoUrl: string; branch: string; commit: string };
   /** True when the head repository is not the base repository (a fork): such previews never get secrets. */
   fromFork: boolean;
+  /** The pull request's author (GitHub and Gitea login); GitLab's payload names only the user who acted. */
+  author?: string;
+  /** GitHub's author_association of the author with the base repository (OWNER, MEMBER, COLLABORATOR, …). */
+  authorAssociation?: string;
+  /** The pull request's labels as they are after this event. */
+  labels: string[];
 }
 
 export interface IgnoredEvent {
@@ -53,6 +59,12 @@ function obj(value: unknown): Json {
 
 function str(value: unknown): string | undefined {
   return typeof value === "string" && value !== "" ? value : undefined;
+}
+
+/** Label names from an array of label objects ({ name } on GitHub and Gitea, { title } on GitLab). */
+function labelNames(value: unknown): string[] {
+  if (!Array.isArray(value)) return [];
+  return value.map((l) => str(obj(l).name) ?? str(obj(l).title)).filter((n): n is string => n !== undefined);
 }
 
 function urls(...values: unknown[]): string[] {
@@ -90,9 +102,10 @@ function parseGithubLike(host: "github" | "gitea", event: string, body: Json): G
   }
   if (event === "pull_request") {
     const action = str(body.action);
+    // A label added or removed is an update: the labels may approve a fork's preview or withdraw the approval.
     const mapped = host === "github"
-      ? ({ opened: "open", reopened: "open", synchronize: "update", closed: "close" } as const)
-      : ({ opened: "open", reopened: "open", synchronized: "update", closed: "close" } as const);
+      ? ({ opened: "open", reopened: "open", synchronize: "update", closed: "close", labeled: "update", unlabeled: "update" } as const)
+      : ({ opened: "open", reopened: "open", synchronized: "update", closed: "close", label_updated: "update", label_cleared: "update" } as const);
     const kind = action && Object.hasOwn(mapped, action) ? mapped[action as keyof typeof mapped] : undefined;
     if (!kind) return { kind: "ignored", reason: `pull_request action ${action ?? "(none)"} does not change a preview` };
     const pr = obj(body.pull_request);
@@ -119,6 +132,9 @@ function parseGithubLike(host: "github" | "gitea", event: string, body: Json): G
       base: { repoUrls: repoUrlsOf(baseRepo), branch: baseBranch },
       head: { repoUrl: headUrl ?? "", branch: headBranch ?? "", commit: headCommit ?? "" },
       fromFork: headId === undefined || headId !== baseId,
+      author: str(obj(pr.user).login),
+      authorAssociation: str(pr.author_association),
+      labels: labelNames(pr.labels),
     };
   }
   return { kind: "ignored", reason: `${host} event ${event} does not start builds` };
@@ -162,6 +178,7 @@ function parseGitlab(event: string, body: Json): GitEvent {
       base: { repoUrls: urls(...gitlabProjectUrls(target), ...gitlabProjectUrls(obj(body.project))), branch: baseBranch },
       head: { repoUrl: headUrl ?? "", branch: headBranch ?? "", commit: headCommit ?? "" },
       fromFork: sourceId === undefined || sourceId !== targetId,
+      labels: labelNames(body.labels ?? attrs.labels),
     };
   }
   return { kind: "ignored", reason: `gitlab event ${event} does not start builds` };

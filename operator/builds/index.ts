@@ -21,7 +21,10 @@ import {
   buildOutcome, builtMessage, buildPipelineRun, cacheClaimName, DEFAULT_SETTINGS, failedTasks, ownerReference, pipelineRunName, RECORDED_ANNOTATION,
   shortSha, TEKTON_API_VERSION, PIPELINE_RUN_KIND, type PipelineRun, type PipelineSettings, type TaskRunSummary,
 } from "./pipelinerun.js";
-import { previewApp, previewConfig, previewExpired, previewHost, previewName, PREVIEW_ANNOTATIONS } from "./previews.js";
+import {
+  buildInput, DEFAULT_MAX_PREVIEWS, isForkPreview, isPreviewOf, previewApp, previewApproval, previewConfig, previewExpired, previewHost, previewName,
+  PREVIEW_ANNOTATIONS,
+} from "./previews.js";
 import { branchHead, ProcfileError, readProcfile, type GitAuth } from "./procfile.js";
 
 export { BUILT } from "../conditions.js";
@@ -132,6 +135,8 @@ class BuildController {
   /** The ANNOTATIONS.requestedAt last seen per App, and the cache subscription that sees it. */
   readonly #requested = new Map<AppKey, string>();
   #unsubscribe: (() => void) | undefined;
+  /** Pull request events of one parent App, handled one at a time in this process, so two cannot both pass its preview cap. */
+  readonly #previewTurns = new Map<AppKey, Promise<void>>();
 
   constructor(opts: BuildsOptions, handOver = false) {
     this.#opts = opts;
@@ -205,13 +210,12 @@ class BuildController {
       const key = keyOf(app.metadata.namespace, app.metadata.name);
       try {
         const parent = app.metadata.labels?.[LABELS.preview];
-        if (parent !== undefined) {
-          const owner = byName.get(keyOf(app.metadata.namespace, parent));
-          if (!owner?.spec.previews?.enabled || previewExpired(app, owner, new Date())) {
-            this.#log.info({ app: key, parent }, "removing preview: its TTL passed or its parent no longer has previews");
-            await this.#deletePreview(app.metadata.namespace, app.metadata.name);
-            return;
-          }
+        const owner = parent === undefined ? undefined : byName.get(keyOf(app.metadata.namespace, parent));
+        // Only a preview this module made is removed; an App that merely carries the label is somebody's App.
+        if (owner && isPreviewOf(app, owner) && (!owner.spec.previews?.enabled || previewExpired(app, owner, new Date()))) {
+          this.#log.info({ app: key, parent }, "removing preview: its TTL passed or its parent no longer has previews");
+          await this.#deletePreview(app);
+          return;
         }
         await this.#pollSource(app);
       } catch (err) {
@@ -304,7 +308,8 @@ class BuildController {
         return answer(401, { error: NO_MATCHING_SECRET });
       }
       if (event.kind === "push") return answer(202, await this.#onPush(event, apps));
-      return answer(202, { previews: await this.#onPullRequest(event, apps) });
+      const { previews, refused } = await this.#onPullRequest(event, apps);
+      return answer(202, refused.length ? { previews, refused } : { previews });
     } catch (err) {
       this.#log.error({ err }, "webhook handling failed");
       answer(500, { error: (err as Error).message });
@@ -394,55 +399,157 @@ class BuildController {
     return branchHead({ url: source.git, branch: source.branch ?? "main", auth: await this.#auth(app), timeoutMs: this.#opts.gitTimeoutMs });
   }
 
-  async #onPullRequest(event: PullRequestEvent, parents: (App & KubeObject)[]): Promise<string[]> {
-    const done: string[] = [];
+  async #onPullRequest(event: PullRequestEvent, parents: (App & KubeObject)[]): Promise<{ previews: string[]; refused: string[] }> {
+    const apps = (await this.#kube.list<App & KubeObject>(API_VERSION, "App", this.#opts.namespace)).items;
+    const previews: string[] = [];
+    const refused: string[] = [];
     for (const parent of parents) {
-      const name = previewName(parent.metadata.name, event.number);
-      if (event.action === "close") {
-        if (await this.#deletePreview(parent.metadata.namespace, name)) this.#log.info({ app: name, pr: event.number }, "pull request closed; preview deleted");
-      } else {
-        await this.#ensurePreview(parent, event);
-      }
-      done.push(`${parent.metadata.namespace}/${name}`);
+      const name = `${parent.metadata.namespace}/${previewName(parent.metadata.name, event.number)}`;
+      const refusal = await this.#inTurn(keyOf(parent.metadata.namespace, parent.metadata.name), () =>
+        event.action === "close" ? this.#closePreview(parent, event.number) : this.#ensurePreview(parent, event, apps));
+      if (refusal) refused.push(`${name}: ${refusal}`);
+      else previews.push(name);
     }
-    return done;
+    return { previews, refused };
+  }
+
+  /** Runs `fn` after the pull request events of the same parent App that arrived before it. */
+  async #inTurn<T>(key: AppKey, fn: () => Promise<T>): Promise<T> {
+    const before = this.#previewTurns.get(key) ?? Promise.resolve();
+    const run = before.then(fn);
+    const turn = run.then(() => undefined, () => undefined);
+    this.#previewTurns.set(key, turn);
+    try {
+      return await run;
+    } finally {
+      if (this.#previewTurns.get(key) === turn) this.#previewTurns.delete(key);
+    }
+  }
+
+  /** A pull request closed: its preview goes; an App of that name that is not its preview stays. */
+  async #closePreview(parent: App, pr: number): Promise<string | undefined> {
+    const name = previewName(parent.metadata.name, pr);
+    const existing = await this.#kube.getIfExists<App & KubeObject>(API_VERSION, "App", parent.metadata.namespace, name);
+    if (existing && !isPreviewOf(existing, parent, pr)) return this.#refuseTaken(parent, pr, existing);
+    if (existing && await this.#deletePreview(existing)) this.#log.info({ app: name, pr }, "pull request closed; preview deleted");
+    return undefined;
   }
 
   /**
-   * Deletes a preview App; owner references take its Releases, cache and workloads with it. Its Config (which
-   * this module created) and PipelineRuns go right away too: runs may still be running, and the garbage
-   * collector only learns of a newly installed Tekton's kinds on its next discovery.
+   * Deletes a preview App (only that App: the delete is conditional on its uid); owner references take its
+   * Releases, cache and workloads with it. Its Config (which this module created) and PipelineRuns go right away
+   * too: runs may still be running, and the garbage collector only learns of a newly installed Tekton's kinds on
+   * its next discovery.
    */
-  async #deletePreview(namespace: string | undefined, name: string): Promise<boolean> {
-    const existed = await this.#kube.deleteIfExists({ apiVersion: API_VERSION, kind: "App", metadata: { name, namespace } });
+  async #deletePreview(preview: App): Promise<boolean> {
+    const { name, namespace, uid } = preview.metadata;
+    let existed: boolean;
+    try {
+      existed = await this.#kube.deleteIfExists({ apiVersion: API_VERSION, kind: "App", metadata: { name, namespace } }, "Background", { uid });
+    } catch (err) {
+      // Another App of that name replaced the preview meanwhile: it is not this module's to delete.
+      if (isConflict(err)) return false;
+      throw err;
+    }
     const runs = await this.#kube.list<PipelineRun & KubeObject>(TEKTON_API_VERSION, PIPELINE_RUN_KIND, namespace, `${LABELS.app}=${name}`);
-    for (const run of runs.items) await this.#kube.deleteIfExists(run);
-    await this.#kube.deleteIfExists({ apiVersion: API_VERSION, kind: "Config", metadata: { name, namespace } });
+    for (const run of runs.items) {
+      if (run.metadata.ownerReferences?.some((o) => o.uid === uid)) await this.#kube.deleteIfExists(run);
+    }
+    const config = await this.#kube.getIfExists<Config & KubeObject>(API_VERSION, "Config", namespace, name);
+    if (config?.metadata.ownerReferences?.some((o) => o.uid === uid)) {
+      await this.#kube.deleteIfExists(config, "Background", { uid: config.metadata.uid });
+    }
     return existed;
   }
 
-  /** Creates or updates the preview App and its Config, writing only what differs, then builds the head commit. */
-  async #ensurePreview(parent: App, event: PullRequestEvent): Promise<void> {
+  /** An App or Config with the preview's name that is not the preview: left as it is, and the parent gets a Warning Event. */
+  async #refuseTaken(parent: App, pr: number, taken: App | Config): Promise<string> {
+    const message = `${taken.kind} ${taken.metadata.name} exists and is not the preview of pull request #${pr} of App ${parent.metadata.name}: ` +
+      "it is left unchanged and the pull request gets no preview";
+    this.#log.warn({ app: parent.metadata.name, pr, taken: `${taken.kind}/${taken.metadata.name}` }, "preview name taken by another object");
+    await this.#event(parent, "Warning", "PreviewNameTaken", message, "Preview");
+    return message;
+  }
+
+  /**
+   * Creates or updates the preview App and its Config, writing only what differs, then builds the head commit.
+   * Refuses, with an Event on the parent, and returns why: a fork's pull request nobody trusted approved (its
+   * preview, if approval was withdrawn, is removed), a new preview over the parent's cap, and a name or host that
+   * another App has.
+   */
+  async #ensurePreview(parent: App, event: PullRequestEvent, apps: readonly App[]): Promise<string | undefined> {
     const ns = parent.metadata.namespace;
     const name = previewName(parent.metadata.name, event.number);
     const existing = await this.#kube.getIfExists<App & KubeObject>(API_VERSION, "App", ns, name);
+    if (existing && !isPreviewOf(existing, parent, event.number)) return this.#refuseTaken(parent, event.number, existing);
+    const current = await this.#kube.getIfExists<Config & KubeObject>(API_VERSION, "Config", ns, name);
+    if (current && current.metadata.labels?.[LABELS.preview] !== parent.metadata.name) return this.#refuseTaken(parent, event.number, current);
+
+    const approval = previewApproval(parent, event);
+    if (!approval.approved) {
+      const removed = existing ? await this.#deletePreview(existing) : false;
+      const message = removed ? `${approval.reason}; its preview ${name} was removed` : approval.reason;
+      this.#log.info({ app: parent.metadata.name, pr: event.number, author: event.author, removed }, "pull request from a fork awaits approval");
+      await this.#event(parent, "Normal", "PreviewAwaitingApproval", message, "Preview");
+      return message;
+    }
+    if (!existing) {
+      const max = parent.spec.previews?.max ?? DEFAULT_MAX_PREVIEWS;
+      const mine = (await this.#kube.list<App & KubeObject>(API_VERSION, "App", ns, `${LABELS.preview}=${parent.metadata.name}`)).items
+        .filter((a) => isPreviewOf(a, parent)).map((a) => a.metadata.name).sort();
+      if (mine.length >= max) {
+        const message = `pull request #${event.number} gets no preview: App ${parent.metadata.name} has ${mine.length} previews (${mine.join(", ")}), ` +
+          `its limit spec.previews.max is ${max}; close a pull request or raise the limit`;
+        this.#log.warn({ app: parent.metadata.name, pr: event.number, previews: mine.length, max }, "preview limit reached");
+        await this.#event(parent, "Warning", "PreviewLimitReached", message, "Preview");
+        return message;
+      }
+    }
+    const host = previewHost(parent, event.number, this.#opts.previewDomain ?? "slipway.local");
+    const owner = apps.find((a) => !(a.metadata.namespace === ns && a.metadata.name === name) && this.#hostsOf(a).includes(host));
+    if (owner) {
+      const message = `pull request #${event.number} gets no preview: its host ${host} is App ${owner.metadata.namespace}/${owner.metadata.name}'s`;
+      this.#log.warn({ app: parent.metadata.name, pr: event.number, host, owner: owner.metadata.name }, "preview host taken by another App");
+      await this.#event(parent, "Warning", "PreviewHostTaken", message, "Preview");
+      return message;
+    }
+
     const sameCommit = existing?.metadata.annotations?.[PREVIEW_ANNOTATIONS.commit] === event.head.commit;
     const updatedAt = sameCommit ? existing?.metadata.annotations?.[PREVIEW_ANNOTATIONS.updatedAt] ?? now() : now();
-    const desired = previewApp(parent, event, previewHost(parent, event.number, this.#opts.previewDomain ?? "slipway.local"), updatedAt);
+    const desired = previewApp(parent, event, host, updatedAt);
     let app: App = existing ?? desired;
-    if (!existing || !contains(existing, desired)) {
-      app = await this.#kube.apply<App & KubeObject>(desired as App & KubeObject);
-      this.#log.info({ app: name, pr: event.number, commit: event.head.commit, fork: event.fromFork }, existing ? "preview updated" : "preview created");
+    if (!existing) {
+      // Created, never applied: an App that appeared under this name since it was read must not be taken over.
+      try {
+        app = await this.#kube.create<App & KubeObject>(desired as App & KubeObject);
+      } catch (err) {
+        if (!isConflict(err)) throw err;
+        const found = await this.#kube.get<App & KubeObject>(API_VERSION, "App", ns, name);
+        if (!isPreviewOf(found, parent, event.number)) return this.#refuseTaken(parent, event.number, found);
+        app = found;
+      }
+      this.#log.info({ app: name, pr: event.number, commit: event.head.commit, fork: event.fromFork, approvedBy: approval.by }, "preview created");
+    }
+    if (!contains(app, desired)) {
+      // Applied on the resourceVersion that was checked to be the preview's: a concurrent replacement fails with 409.
+      const read = app as App & KubeObject;
+      app = await this.#kube.apply<App & KubeObject>({ ...desired, metadata: { ...desired.metadata, resourceVersion: read.metadata.resourceVersion } } as App & KubeObject);
+      this.#log.info({ app: name, pr: event.number, commit: event.head.commit, fork: event.fromFork }, "preview updated");
     }
     const parentConfig = await this.#kube.getIfExists<Config & KubeObject>(API_VERSION, "Config", ns, parent.metadata.name);
     const config = previewConfig(parentConfig, app, event.fromFork);
-    const current = await this.#kube.getIfExists<Config & KubeObject>(API_VERSION, "Config", ns, name);
     // A stale secretEnv must go too, so compare the spec exactly rather than "contains".
     if (!current || JSON.stringify(normalizeConfig(current.spec)) !== JSON.stringify(normalizeConfig(config.spec)) || !contains(current, { metadata: config.metadata })) {
       if (current) await this.#kube.replace({ ...config, metadata: { ...config.metadata, resourceVersion: current.metadata.resourceVersion } } as Config & KubeObject);
       else await this.#kube.create(config as Config & KubeObject);
     }
     await this.#request(app, event.head.commit);
+    return undefined;
+  }
+
+  /** The hosts an App is routed at: its domains and its default host. */
+  #hostsOf(app: App): string[] {
+    return [`${app.metadata.name}.${app.metadata.namespace ?? "default"}.${this.#opts.previewDomain ?? "slipway.local"}`, ...(app.spec.routing?.domains ?? [])];
   }
 
   // ------------------------------------------------------------------------------------------ reconcile
@@ -510,7 +617,8 @@ class BuildController {
 
   async #startBuild(app: App & KubeObject, commit: string, runs: PipelineRun[]): Promise<void> {
     this.#startedAt.set(keyOf(app.metadata.namespace, app.metadata.name), ++this.#clock);
-    const run = buildPipelineRun(app, commit, this.#settings);
+    const input = buildInput(app, this.#settings);
+    const run = buildPipelineRun(input.app, commit, input.settings);
     // A newer commit supersedes builds of older ones: Tekton v1 stops a run whose spec.status is Cancelled.
     for (const old of runs) {
       if (buildOutcome(old).phase === "Running" && old.spec.status !== "Cancelled") {
@@ -654,9 +762,9 @@ class BuildController {
     }
   }
 
-  async #event(app: App, type: "Normal" | "Warning", reason: string, note: string): Promise<void> {
+  async #event(app: App, type: "Normal" | "Warning", reason: string, note: string, action = "Build"): Promise<void> {
     try {
-      await this.#kube.event({ apiVersion: API_VERSION, kind: "App", metadata: app.metadata }, { type, reason, action: "Build", note });
+      await this.#kube.event({ apiVersion: API_VERSION, kind: "App", metadata: app.metadata }, { type, reason, action, note });
     } catch (err) {
       this.#log.warn({ app: app.metadata.name, err }, "cannot record an Event");
     }
@@ -665,7 +773,8 @@ class BuildController {
   /** Credentials for the source repository from `source.credentialsSecret` (keys username, password). */
   async #auth(app: App): Promise<GitAuth | undefined> {
     const secretName = app.spec.source?.credentialsSecret;
-    if (!secretName) return undefined;
+    // A fork's preview reads the fork, which must never see the parent's credentials.
+    if (!secretName || isForkPreview(app)) return undefined;
     const secret = await this.#kube.get<KubeObject & { data?: Record<string, string> }>("v1", "Secret", app.metadata.namespace, secretName);
     const field = (k: string) => Buffer.from(secret.data?.[k] ?? "", "base64").toString("utf8");
     return { username: field("username"), password: field("password") };

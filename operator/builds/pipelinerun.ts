@@ -26,13 +26,18 @@ export interface PipelineSettings {
   timeout?: string;
   /** ServiceAccount the build's TaskRuns run as (registry push credentials); default Tekton's. */
   serviceAccountName?: string;
+  /**
+   * ServiceAccount the builds of previews from forks run as instead: one whose credentials push preview images
+   * only. Default "slipway-fork-build" (samples/tekton/fork-build-serviceaccount.yaml).
+   */
+  forkServiceAccountName?: string;
   /** Size of the per-App build PVC (the source checkout and the buildpacks cache); default "2Gi". */
   cacheSize?: string;
   /** Finished PipelineRuns kept per App; older ones are pruned. Default 3. */
   keep?: number;
 }
 
-export const DEFAULT_SETTINGS: Required<Omit<PipelineSettings, "serviceAccountName">> = {
+export const DEFAULT_SETTINGS: Required<Omit<PipelineSettings, "serviceAccountName" | "forkServiceAccountName">> = {
   buildpacksPipeline: "slipway-buildpacks",
   dockerfilePipeline: "slipway-dockerfile",
   registry: "registry.slipway.local",

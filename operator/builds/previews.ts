@@ -1,8 +1,8 @@
 // Pull-request previews as objects: the preview App `<app>-pr-<n>` and its Config, computed from the parent
 // App and the pull request. Pure functions, so the same webhook delivered twice yields the same objects.
-import { API_VERSION, LABELS, MANAGED_BY, type App, type Config } from "../../crds/v1alpha1.js";
+import { API_VERSION, LABELS, MANAGED_BY, type App, type Config, type ProcessSpec } from "../../crds/v1alpha1.js";
 import type { PullRequestEvent } from "./events.js";
-import { fitName, ownerReference } from "./pipelinerun.js";
+import { fitName, ownerReference, type PipelineSettings } from "./pipelinerun.js";
 
 /** Annotations on a preview App. */
 export const PREVIEW_ANNOTATIONS = {
@@ -12,9 +12,77 @@ export const PREVIEW_ANNOTATIONS = {
   commit: "slipway.dev/preview-commit",
   /** When the head commit last changed (RFC 3339); the TTL counts from here. */
   updatedAt: "slipway.dev/preview-updated-at",
-  /** "true" when the pull request comes from a fork: the preview gets no secret env. */
+  /**
+   * "true" when the pull request comes from a fork: the preview gets no Git credentials, secret env or TLS
+   * Secret, and its builds run as the fork build ServiceAccount.
+   */
   fork: "slipway.dev/preview-fork",
 } as const;
+
+/** The label someone trusted puts on a fork's pull request to let it build and get a preview. */
+export const APPROVAL_LABEL = "slipway/ok-to-preview";
+/** GitHub author associations whose fork pull requests need no label: they can push to the repository already. */
+export const DEFAULT_TRUSTED_ASSOCIATIONS: readonly string[] = ["OWNER", "MEMBER", "COLLABORATOR"];
+/** Previews an App has at once when spec.previews.max is not set. */
+export const DEFAULT_MAX_PREVIEWS = 5;
+/** The ServiceAccount fork previews' builds run as when the platform names none. */
+export const DEFAULT_FORK_SERVICE_ACCOUNT = "slipway-fork-build";
+
+export type Approval = { approved: true; by: string } | { approved: false; reason: string };
+
+/**
+ * Whether a pull request may build and get a preview. A branch of the repository itself may: its author can push
+ * there anyway. A fork's may once someone trusted approved it: the approval label is on the pull request (only
+ * people with triage or write access can label), or its author, or GitHub's author association, is in the
+ * parent's trusted lists. The label approves the pull request, later commits included, until it is removed.
+ */
+export function previewApproval(parent: App, pr: PullRequestEvent): Approval {
+  if (!pr.fromFork) return { approved: true, by: "a branch of the repository" };
+  if (pr.labels.includes(APPROVAL_LABEL)) return { approved: true, by: `label ${APPROVAL_LABEL}` };
+  const author = pr.author?.toLowerCase();
+  if (author && (parent.spec.previews?.trustedAuthors ?? []).some((a) => a.toLowerCase() === author)) return { approved: true, by: `trusted author ${pr.author}` };
+  const association = pr.authorAssociation?.toUpperCase();
+  if (association && (parent.spec.previews?.trustedAssociations ?? DEFAULT_TRUSTED_ASSOCIATIONS).includes(association)) {
+    return { approved: true, by: `trusted author association ${association}` };
+  }
+  const who = pr.author ? `${pr.author}${pr.authorAssociation ? ` (${pr.authorAssociation})` : ""}` : "an author the Git host does not name";
+  return {
+    approved: false,
+    reason: `pull request #${pr.number} comes from the fork ${pr.head.repoUrl || "(deleted)"} by ${who} and is not built nor previewed until someone trusted approves it: ` +
+      `add the label ${APPROVAL_LABEL} to the pull request, or list its author in spec.previews.trustedAuthors of App ${parent.metadata.name}`,
+  };
+}
+
+/**
+ * Whether `app` is the preview that this module made for pull request `pr` of `parent`: labelled with the
+ * parent's name, controlled by the parent (same uid) and annotated with the pull request. Anything else with the
+ * preview's name is somebody's App, which no pull request may change or delete.
+ */
+export function isPreviewOf(app: App, parent: App, pr?: number): boolean {
+  return app.metadata.labels?.[LABELS.preview] === parent.metadata.name &&
+    (app.metadata.ownerReferences ?? []).some((o) => o.kind === "App" && o.controller === true && o.uid === parent.metadata.uid) &&
+    (pr === undefined || app.metadata.annotations?.[PREVIEW_ANNOTATIONS.pr] === String(pr));
+}
+
+/** Whether an App is a preview of a pull request from a fork. */
+export function isForkPreview(app: App): boolean {
+  return app.metadata.labels?.[LABELS.preview] !== undefined && app.metadata.annotations?.[PREVIEW_ANNOTATIONS.fork] === "true";
+}
+
+/**
+ * What an App's build is made from: a fork preview's build runs as the fork build ServiceAccount, never the
+ * platform's, and mounts no Git credentials, even when its spec names some (a preview made before forks were
+ * stripped of them).
+ */
+export function buildInput(app: App, settings: PipelineSettings): { app: App; settings: PipelineSettings } {
+  if (!isForkPreview(app) || !app.spec.source) return { app, settings };
+  const source = { ...app.spec.source };
+  delete source.credentialsSecret;
+  return {
+    app: { ...app, spec: { ...app.spec, source } },
+    settings: { ...settings, serviceAccountName: settings.forkServiceAccountName ?? DEFAULT_FORK_SERVICE_ACCOUNT },
+  };
+}
 
 /** App names are at most 40 characters (CRD validation). */
 const APP_NAME_MAX = 40;
@@ -42,17 +110,36 @@ export function previewHost(parent: App, pr: number, platformDomain: string): st
   return host;
 }
 
+/** A preview's process type: at most one replica, never autoscaled. */
+function previewProcess(spec: ProcessSpec): ProcessSpec {
+  const capped = { ...spec };
+  if (capped.autoscale) {
+    delete capped.autoscale;
+    capped.replicas = 1;
+  } else if (capped.replicas !== undefined) {
+    capped.replicas = Math.min(capped.replicas, 1);
+  }
+  return capped;
+}
+
 /**
  * The preview App for an opened or updated pull request: the parent's spec built from the pull request's head
- * repository and branch, routed only at its own host, without previews of its own. Owned by the parent, so
- * deleting the parent deletes its previews.
+ * repository and branch, routed only at its own host, without previews of its own, each process type at one
+ * replica at most and none autoscaled. A fork's preview gets neither the parent's Git credentials nor its TLS
+ * Secret. Owned by the parent, so deleting the parent deletes its previews.
  */
 export function previewApp(parent: App, pr: PullRequestEvent, host: string, updatedAt: string): App {
-  const source = parent.spec.source;
-  if (!source) throw new Error(`App ${parent.metadata.name} has no spec.source; previews need one`);
+  if (!parent.spec.source) throw new Error(`App ${parent.metadata.name} has no spec.source; previews need one`);
+  const source = { ...parent.spec.source };
+  const routing = { ...(parent.spec.routing ?? {}) };
+  if (pr.fromFork) {
+    delete source.credentialsSecret;
+    delete routing.tls;
+  }
   // A preview has no previews of its own.
   const spec = { ...parent.spec };
   delete spec.previews;
+  if (spec.processes) spec.processes = Object.fromEntries(Object.entries(spec.processes).map(([type, p]) => [type, previewProcess(p)]));
   return {
     apiVersion: API_VERSION,
     kind: "App",
@@ -71,7 +158,7 @@ export function previewApp(parent: App, pr: PullRequestEvent, host: string, upda
     spec: {
       ...spec,
       source: { ...source, git: pr.head.repoUrl, branch: pr.head.branch },
-      routing: { ...(parent.spec.routing ?? {}), domains: [host] },
+      routing: { ...routing, domains: [host] },
     },
   };
 }

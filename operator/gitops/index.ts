@@ -111,6 +111,8 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
       const [namespace = "", app = ""] = key.split("/");
       const since = held.get(key)?.since ?? Date.now();
       options.onPass?.(key);
+      const started = Date.now();
+      log.debug({ app: key, waitedMs: started - since }, "GitOps pass starts");
       const end = gitopsPassDuration.startTimer();
       // Holds from Flux set before this pass: the pass plans with their changes, so once it is done they are
       // in Git. One set during the pass waits for the next pass, which its change has asked for.
@@ -127,6 +129,7 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
       } finally {
         end();
       }
+      log.debug({ app: key, result, ms: Date.now() - started }, "GitOps pass");
       if (result === "done") {
         release(key);
         // The change is on the remote now (committed, or already there): release it once Flux has fetched it.

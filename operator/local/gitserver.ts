@@ -1,11 +1,17 @@
 // A real Git server for tests and the embedded default: git's own `git http-backend` CGI behind a small Node
 // HTTP server on loopback. Smart HTTP for fetch and push; optional Basic auth.
+//
+// The server runs in a Node process of its own, as a Git host would: every request spawns a git-http-backend,
+// and a spawn forks the spawning process, which blocks its event loop for as long as copying its page tables
+// takes. In the process of an operator (the embedded default) or of an e2e file that runs a dozen operators,
+// those spawns held up everything else: a commit waited 30 s for its push in a loaded e2e run.
 import { spawn, execFile } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 
 const run = promisify(execFile);
@@ -107,23 +113,24 @@ function serveCgi(backend: string, root: string, req: IncomingMessage, res: Serv
   });
 }
 
-/** Starts a Git smart-HTTP server on 127.0.0.1, on a free port unless `options.port` is given. */
+/** Starts a Git smart-HTTP server on 127.0.0.1 in a process of its own, on a free port unless `options.port` is given. */
 export async function startGitServer(options: GitServerOptions = {}): Promise<GitServer> {
-  const backend = await httpBackendPath();
   const root = options.root ?? (await mkdtemp(join(tmpdir(), "slipway-gitserver-")));
-  const server = createServer((req, res) => {
-    if (!authorized(req, options.auth)) {
-      res.writeHead(401, { "WWW-Authenticate": 'Basic realm="slipway"' });
-      res.end();
-      return;
-    }
-    serveCgi(backend, root, req, res, options.auth?.username);
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), JSON.stringify({ ...options, root })], {
+    stdio: ["pipe", "pipe", "pipe"],
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port ?? 0, "127.0.0.1", resolve);
+  let stderr = "";
+  child.stderr.on("data", (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      out += chunk.toString();
+      const line = out.split("\n")[0];
+      if (out.includes("\n") && line) resolve((JSON.parse(line) as { port: number }).port);
+    });
+    child.once("exit", (code) => reject(new Error(`the Git server exited (${code}) before it listened: ${stderr.trim()}`)));
   });
-  const { port } = server.address() as AddressInfo;
   return {
     root,
     port,
@@ -135,9 +142,40 @@ export async function startGitServer(options: GitServerOptions = {}): Promise<Gi
       return path;
     },
     async stop() {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      // The server process stops when its stdin closes (also when this process dies).
+      child.stdin.end();
+      await exited;
       if (!options.root) await rm(root, { recursive: true, force: true });
     },
   };
+}
+
+/** The server process: serves `root` until its stdin closes; prints {"port"} once it listens. */
+async function serve(options: GitServerOptions & { root: string }): Promise<void> {
+  const backend = await httpBackendPath();
+  const server = createServer((req, res) => {
+    if (!authorized(req, options.auth)) {
+      res.writeHead(401, { "WWW-Authenticate": 'Basic realm="slipway"' });
+      res.end();
+      return;
+    }
+    serveCgi(backend, options.root, req, res, options.auth?.username);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port ?? 0, "127.0.0.1", resolve);
+  });
+  process.stdout.write(`${JSON.stringify({ port: (server.address() as AddressInfo).port })}\n`);
+  process.stdin.on("end", () => {
+    server.closeAllConnections();
+    server.close(() => process.exit(0));
+  });
+  process.stdin.resume();
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  await serve(JSON.parse(process.argv[2] ?? "{}") as GitServerOptions & { root: string }).catch((err: unknown) => {
+    process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  });
 }

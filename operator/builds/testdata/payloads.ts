@@ -92,6 +92,23 @@ export interface PullRequestInput {
   head: { repo: Repo; branch: string; sha: string };
   secret: string;
   merged?: boolean;
+  /** The pull request's author; default the head repository's owner. */
+  author?: string;
+  /** GitHub's author_association; default MEMBER when the head is the base repository, else NONE. */
+  association?: string;
+  /** Labels on the pull request after the event. */
+  labels?: string[];
+  /** The label a GitHub `labeled` or `unlabeled` event is about. */
+  label?: string;
+}
+
+function author(o: PullRequestInput): string {
+  return o.author ?? o.head.repo.fullName.split("/")[0] ?? "";
+}
+
+function githubLabel(name: string) {
+  const id = [...name].reduce((h, c) => (h * 31 + c.charCodeAt(0)) % 1_000_000_007, 7);
+  return { id, node_id: `LA_kwDO${id}`, url: `https://api.github.com/labels/${encodeURIComponent(name)}`, name, color: "0e8a16", default: false, description: null };
 }
 
 function githubSide(side: PullRequestInput["base"]) {
@@ -99,7 +116,7 @@ function githubSide(side: PullRequestInput["base"]) {
   return { label: `${owner}:${side.branch}`, ref: side.branch, sha: side.sha, user: { login: owner, id: side.repo.id + 1000 }, repo: githubRepo(side.repo, "api") };
 }
 
-export function githubPullRequest(action: "opened" | "synchronize" | "reopened" | "closed" | "edited", o: PullRequestInput): Delivery {
+export function githubPullRequest(action: "opened" | "synchronize" | "reopened" | "closed" | "edited" | "labeled" | "unlabeled", o: PullRequestInput): Delivery {
   const closed = action === "closed";
   const body = Buffer.from(JSON.stringify({
     action,
@@ -113,7 +130,7 @@ export function githubPullRequest(action: "opened" | "synchronize" | "reopened" 
       state: closed ? "closed" : "open",
       locked: false,
       title: "Make it better",
-      user: { login: "ada", id: 1, type: "User" },
+      user: { login: author(o), id: 1, type: "User" },
       body: null,
       created_at: "2025-01-01T00:00:00Z",
       updated_at: "2025-01-01T00:00:00Z",
@@ -121,12 +138,15 @@ export function githubPullRequest(action: "opened" | "synchronize" | "reopened" 
       merged_at: o.merged ? "2025-01-02T00:00:00Z" : null,
       merge_commit_sha: null,
       draft: false,
+      labels: (o.labels ?? []).map(githubLabel),
       head: githubSide(o.head),
       base: githubSide(o.base),
+      author_association: o.association ?? (o.head.repo.id === o.base.repo.id ? "MEMBER" : "NONE"),
       merged: o.merged ?? false,
       commits: 1,
     },
     ...(action === "synchronize" ? { before: "0".repeat(40), after: o.head.sha } : {}),
+    ...(action === "labeled" || action === "unlabeled" ? { label: githubLabel(o.label ?? "") } : {}),
     repository: githubRepo(o.base.repo, "api"),
     sender: { login: "ada", id: 1, type: "User" },
   }));
@@ -225,7 +245,7 @@ export function gitlabMergeRequest(action: "open" | "update" | "reopen" | "close
       action,
       ...(action === "update" ? { oldrev: "0".repeat(40) } : {}),
     },
-    labels: [],
+    labels: (o.labels ?? []).map((title, i) => ({ id: 300 + i, title, color: "#0e8a16", project_id: o.base.repo.id, description: null, type: "ProjectLabel", group_id: null })),
     changes: {},
     repository: { name: target.name, url: target.url, description: "", homepage: target.homepage },
   }));
@@ -299,7 +319,7 @@ export function giteaPush(o: { repo: Repo; branch: string; before: string; after
   return { headers: giteaHeaders("push", "push", body, o.secret), body };
 }
 
-export function giteaPullRequest(action: "opened" | "synchronized" | "reopened" | "closed", o: PullRequestInput): Delivery {
+export function giteaPullRequest(action: "opened" | "synchronized" | "reopened" | "closed" | "label_updated", o: PullRequestInput): Delivery {
   const side = (s: PullRequestInput["base"]) => ({ label: s.branch, ref: s.branch, sha: s.sha, repo_id: s.repo.id, repo: giteaRepo(s.repo) });
   const body = Buffer.from(JSON.stringify({
     action,
@@ -308,9 +328,10 @@ export function giteaPullRequest(action: "opened" | "synchronized" | "reopened" 
       id: 500 + o.number,
       url: `${webUrl(o.base.repo)}/pulls/${o.number}`,
       number: o.number,
-      user: { id: 1, login: "ada", username: "ada" },
+      user: { id: 1, login: author(o), username: author(o) },
       title: "Make it better",
       body: "",
+      labels: (o.labels ?? []).map((name, i) => ({ id: 300 + i, name, exclusive: false, is_archived: false, color: "0e8a16", description: "", url: "" })),
       state: action === "closed" ? "closed" : "open",
       html_url: `${webUrl(o.base.repo)}/pulls/${o.number}`,
       mergeable: true,
@@ -327,6 +348,6 @@ export function giteaPullRequest(action: "opened" | "synchronized" | "reopened" 
     commit_id: "",
     review: null,
   }));
-  const eventType = action === "synchronized" ? "pull_request_sync" : "pull_request";
+  const eventType = action === "synchronized" ? "pull_request_sync" : action === "label_updated" ? "pull_request_label" : "pull_request";
   return { headers: giteaHeaders("pull_request", eventType, body, o.secret), body };
 }
