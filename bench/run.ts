@@ -819,7 +819,7 @@ async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "
   const webhookPort = await freePort();
   const operator = await startOperatorProcess(cp, ns, {
     SLIPWAY_GIT_URL: url, SLIPWAY_GIT_DIR: join(work, "operator"), SLIPWAY_GIT_POLL_SECONDS: "3600",
-    SLIPWAY_WEBHOOK_SECRET: WEBHOOK_SECRET, WEBHOOK_PORT: String(webhookPort),
+    SLIPWAY_CONFIG_WEBHOOK_SECRET: WEBHOOK_SECRET, SLIPWAY_SOURCE_WEBHOOK_SECRET: WEBHOOK_SECRET, WEBHOOK_PORT: String(webhookPort),
   });
   const clone = join(work, "user");
   const user = (...args: string[]) => git(clone, "-c", "user.name=Dev", "-c", "user.email=dev@example.com", ...args);
@@ -1007,7 +1007,7 @@ async function slipwaySide(cp: ControlPlane, server: Pick<GitServer, "url" | "cr
   const webhookPort = await freePort();
   const operator = await startOperatorProcess(cp, ns, {
     SLIPWAY_GIT_URL: url, SLIPWAY_GIT_DIR: join(work, "operator"), SLIPWAY_GIT_POLL_SECONDS: "3600",
-    SLIPWAY_WEBHOOK_SECRET: WEBHOOK_SECRET, WEBHOOK_PORT: String(webhookPort),
+    SLIPWAY_CONFIG_WEBHOOK_SECRET: WEBHOOK_SECRET, SLIPWAY_SOURCE_WEBHOOK_SECRET: WEBHOOK_SECRET, WEBHOOK_PORT: String(webhookPort),
   });
   try {
     const clone = join(work, "user");

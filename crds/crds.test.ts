@@ -92,8 +92,9 @@ const appSpec: Fields<AppSpec> = {
 };
 const gitSource: Fields<GitSource> = {
   git: "required", branch: "optional", path: "optional", credentialsSecret: "optional", strategy: "optional",
-  builder: "optional",
+  builder: "optional", webhookSecret: "optional",
 };
+const webhookSecret: Fields<NonNullable<GitSource["webhookSecret"]>> = { name: "required", key: "optional" };
 const processSpec: Fields<ProcessSpec> = {
   command: "optional", replicas: "optional", autoscale: "optional", readiness: "optional", liveness: "optional",
 };
@@ -147,6 +148,7 @@ const mirrors: Record<keyof typeof crds, Record<string, Record<string, "optional
   App: {
     spec: appSpec,
     "spec.source": gitSource,
+    "spec.source.webhookSecret": webhookSecret,
     "spec.processes.*": processSpec,
     "spec.processes.*.autoscale": autoscale,
     "spec.processes.*.readiness": httpProbe,

@@ -115,6 +115,11 @@ export interface GitSource {
   path?: string;
   /** Name of a Secret (same namespace) with `username`/`password` for the source repository. */
   credentialsSecret?: string;
+  /**
+   * The Secret key (same namespace) holding the secret this repository's webhooks are signed with; key default
+   * "secret". Without it only the platform's fallback source webhook secret, if any, is accepted.
+   */
+  webhookSecret?: { name: string; key?: string };
   /** How to build: Cloud Native Buildpacks (default) or the Dockerfile at `path`. */
   strategy?: "buildpacks" | "dockerfile";
   /** Buildpacks builder image; default is the platform's. */

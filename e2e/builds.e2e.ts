@@ -237,12 +237,74 @@ test("a push webhook with a bad signature is refused with 401 and starts nothing
   const github = githubPush({ repo: repoOf(src.url, src.name), branch: "main", before: "0".repeat(40), after: commit, secret: "not-the-secret" });
   const res = await env.deliver(github);
   t.is(res.status, 401);
-  t.deepEqual(res.body, { error: "github signature does not match the body" });
+  t.deepEqual(res.body, { error: "the signature matches the webhook secret of no App that builds this repository and branch" });
   const gitlab = await env.deliver(gitlabPush({ repo: repoOf(src.url, src.name), branch: "main", before: "0".repeat(40), after: commit, secret: "wrong" }));
   t.is(gitlab.status, 401);
   const unsigned = await env.deliver({ headers: { "Content-Type": "application/json", "X-GitHub-Event": "push" }, body: github.body });
   t.is(unsigned.status, 401);
   t.deepEqual(await pipelineRuns(env), []);
+});
+
+test("each App has its own source webhook secret: a push signed with another App's secret, the platform's or a guess is refused with 401 and builds nothing", async (t) => {
+  const env = await setup(t, { tasks: { "slipway-git-clone": { hang: true } } });
+  const src = await sourceRepo(t, `teams-${env.ns}`);
+  const commit = await src.commit({ "Procfile": "web: ./t\n" });
+  // Two teams build the same repository and branch, each with its own Secret.
+  await env.kubectl(["create", "secret", "generic", "alpha-hooks", "-n", env.ns, "--from-literal=secret=alpha-team-secret"]);
+  await env.kubectl(["create", "secret", "generic", "beta-hooks", "-n", env.ns, "--from-literal=token=beta-team-secret"]);
+  await applyYaml(env, sourceAppYaml("alpha", src.url, "    webhookSecret: { name: alpha-hooks }\n"));
+  await applyYaml(env, sourceAppYaml("beta", src.url, "    webhookSecret: { name: beta-hooks, key: token }\n"));
+  const push = (secret: string) => githubPush({ repo: repoOf(src.url, src.name), branch: "main", before: "0".repeat(40), after: commit, secret });
+
+  // The platform's fallback secret (SECRET here) signs only for Apps that name no secret of their own.
+  for (const secret of [SECRET, "a guess"]) {
+    const res = await env.deliver(push(secret));
+    t.is(res.status, 401);
+    t.deepEqual(res.body, { error: "the signature matches the webhook secret of no App that builds this repository and branch" });
+  }
+  t.deepEqual(await pipelineRuns(env), [], "nothing was built");
+
+  // Signed with alpha's secret: alpha builds, and beta, which builds the same branch, does not.
+  const alpha = await env.deliver(push("alpha-team-secret"));
+  t.is(alpha.status, 202);
+  t.deepEqual(alpha.body, { builds: [`${env.ns}/alpha-build-${commit.slice(0, 7)}`] });
+  await eventuallyRun(env, `alpha-build-${commit.slice(0, 7)}`);
+  t.deepEqual((await pipelineRuns(env)).map((r) => r.metadata.name), [`alpha-build-${commit.slice(0, 7)}`]);
+  const beta = await env.deliver(gitlabPush({ repo: repoOf(src.url, src.name), branch: "main", before: "0".repeat(40), after: commit, secret: "beta-team-secret" }));
+  t.is(beta.status, 202);
+  await eventuallyRun(env, `beta-build-${commit.slice(0, 7)}`);
+});
+
+test("a push webhook for a commit that is no longer the branch head (an old or redelivered event) builds nothing, and the newer release stays live", async (t) => {
+  // Only the newest finished PipelineRun is kept: the old commit's run is gone, so nothing but the head check
+  // stands between the old event and a rebuild that would roll the App back.
+  const env = await setup(t, { operator: true, pipeline: { keep: 1 } });
+  const src = await sourceRepo(t, `stale-${env.ns}`);
+  await applyYaml(env, sourceAppYaml("stale", src.url));
+  await applyYaml(env, configYaml("stale"));
+  const repo = repoOf(src.url, src.name);
+  const old = await src.commit({ "Procfile": "web: ./old\n" });
+  const oldPush = githubPush({ repo, branch: "main", before: "0".repeat(40), after: old, secret: SECRET });
+  await env.deliver(oldPush);
+  await eventuallyReleased(env, "stale", "v1");
+  // Creation timestamps have one-second resolution; keep the runs' order unambiguous for pruning.
+  await new Promise((r) => setTimeout(r, 1100));
+  const newer = await src.commit({ "Procfile": "web: ./new\n" });
+  await env.deliver(githubPush({ repo, branch: "main", before: old, after: newer, secret: SECRET }));
+  await eventuallyReleased(env, "stale", "v2");
+  const newerRun = `stale-build-${newer.slice(0, 7)}`;
+  await waitFor(async () => (await pipelineRuns(env, "stale")).map((r) => r.metadata.name).join() === newerRun, 30_000,
+    async () => `the old run was not pruned: ${(await pipelineRuns(env, "stale")).map((r) => r.metadata.name).join(", ")}`);
+
+  const res = await env.deliver(oldPush);
+  t.is(res.status, 202);
+  t.deepEqual(res.body, { builds: [], notHead: [`${env.ns}/stale: ${old.slice(0, 7)} is not the head of branch main (the head is ${newer.slice(0, 7)}); not built`] });
+  await env.builds.pollNow();
+  t.deepEqual((await pipelineRuns(env, "stale")).map((r) => r.metadata.name), [newerRun], "no build of the old commit");
+  t.deepEqual((await releases(env, "stale")).map((r) => [r.spec.version, r.spec.build.sourceCommit]), [[1, old], [2, newer]]);
+  const app = await getApp(env, "stale");
+  t.is(app.status?.currentRelease, "v2");
+  t.is(app.status?.latestBuild?.commit, newer);
 });
 
 test("without a webhook, polling the source repository's refs finds a new commit and builds it (simulated clone steps that never end)", async (t) => {

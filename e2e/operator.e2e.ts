@@ -466,3 +466,100 @@ test("removing a process type and turning routing off prunes the children the Ap
   t.is(app!.status?.url, undefined, "an App without routing has no URL");
   t.deepEqual((await releases(env, "shop")).map((r) => r.spec.version), [1]);
 });
+
+test("an App in another namespace cannot take a host another App routes: it is Stalled HostTaken naming the owner, the owner's Ingress is unchanged, and both keep serving", async (t) => {
+  const cp = await controlPlane();
+  const [first, second] = [await freshNamespace(t), await freshNamespace(t)];
+  // One operator for both namespaces (as in a cluster), reconciling only this test's Apps.
+  const run = `run-${first.slice(-6)}`;
+  const logger = createLogger({ level: process.env.LOG_LEVEL ?? "silent" });
+  const operator = await startOperator({ kube: new Kube(cp.kubeConfig()), appLabelSelector: `e2e.slipway.dev/run=${run}`, logger, concurrency: 2 });
+  t.teardown(async () => {
+    for (const ns of [first, second]) await cp.kubectl(["delete", "apps.slipway.dev", "--all", "-n", ns, "--timeout=30s"]);
+    await operator.stop();
+  });
+  const kube = new Kube(cp.kubeConfig());
+  const team = (ns: string): Env => ({ ns, kube, operator, restart: () => Promise.reject(new Error("not here")) });
+  const [owner, rival] = [team(first), team(second)];
+  const host = `shop-${run}.example.com`;
+  const labelled = (name: string, extra = "") => appYaml(name, IMAGE_A, extra).replace(`name: ${name}\n`, `name: ${name}\n  labels: { e2e.slipway.dev/run: ${run} }\n`);
+
+  // The rival App is older: it exists before the owner claims the host.
+  await apply(second, configYaml("storefront", {}));
+  await apply(second, labelled("storefront"));
+  await eventuallyReady(rival, "storefront", "v1");
+  const rivalIngress = await kube.get<KubeObject>("networking.k8s.io/v1", "Ingress", second, "storefront");
+  await apply(first, configYaml("shop", {}));
+  await apply(first, labelled("shop", `  routing:\n    domains: [${host}]\n`));
+  await eventuallyReady(owner, "shop", "v1");
+  const ownerIngress = await kube.get<KubeObject & { spec: unknown }>("networking.k8s.io/v1", "Ingress", first, "shop");
+  t.true(JSON.stringify(ownerIngress.spec).includes(host));
+
+  // The attack: the rival claims the host the owner routes.
+  await apply(second, labelled("storefront", `  routing:\n    domains: [${host}]\n`));
+  const stalled = await eventuallyStalled(rival, "storefront", "HostTaken");
+  t.like(condition(stalled, "Ready"), { status: "False", reason: "HostTaken" });
+  t.regex(condition(stalled, "Stalled")!.message, new RegExp(`host "${host.replaceAll(".", "\\.")}" belongs to App ${first}/shop, which routes it already`));
+  const event = await eventuallyEvent(rival, "storefront", "HostTaken", "Warning");
+  t.regex(event.note ?? "", new RegExp(`belongs to App ${first}/shop`));
+
+  // Nothing of the owner changed, and the rival's own route still serves its own host only.
+  const ownerAfter = await kube.get<KubeObject>("networking.k8s.io/v1", "Ingress", first, "shop");
+  t.is(ownerAfter.metadata.resourceVersion, ownerIngress.metadata.resourceVersion, "the owner's Ingress is unchanged");
+  t.is((await getApp(owner, "shop")).status?.conditions?.find((c) => c.type === "Ready")?.status, "True");
+  const rivalAfter = await kube.get<KubeObject & { spec: unknown }>("networking.k8s.io/v1", "Ingress", second, "storefront");
+  t.is(rivalAfter.metadata.resourceVersion, rivalIngress.metadata.resourceVersion, "the rival's Ingress was not given the host");
+  t.false(JSON.stringify(rivalAfter.spec).includes(host));
+  t.deepEqual((await releases(rival, "storefront")).map((r) => r.spec.version), [1]);
+
+  // Giving the host up makes the rival go again.
+  await apply(second, labelled("storefront"));
+  await eventuallyReady(rival, "storefront", "v1");
+});
+
+test("the operator never takes over a Deployment or Service it did not create: the App is Stalled NotOwned naming it, and the object is left unchanged", async (t) => {
+  const env = await setup(t);
+  // Objects of someone else, named as Slipway would name App shop's Deployment and App api's Service.
+  await apply(env.ns, `apiVersion: apps/v1
+kind: Deployment
+metadata: { name: shop-web, labels: { team: payments } }
+spec:
+  replicas: 1
+  selector: { matchLabels: { team: payments } }
+  template:
+    metadata: { labels: { team: payments } }
+    spec: { containers: [{ name: main, image: registry.example/payments@sha256:${"c".repeat(64)} }] }
+`, "payments-team");
+  await apply(env.ns, `apiVersion: v1
+kind: Service
+metadata: { name: api }
+spec:
+  selector: { team: payments }
+  ports: [{ port: 443, targetPort: 8443 }]
+`, "payments-team");
+  const snapshot = async (kind: string, apiVersion: string, name: string) => {
+    const o = await env.kube.get<KubeObject & { spec: unknown }>(apiVersion, kind, env.ns, name);
+    return { spec: o.spec, managedFields: o.metadata.managedFields, ownerReferences: o.metadata.ownerReferences, labels: o.metadata.labels, resourceVersion: o.metadata.resourceVersion };
+  };
+  const deploymentBefore = await snapshot("Deployment", "apps/v1", "shop-web");
+  const serviceBefore = await snapshot("Service", "v1", "api");
+
+  for (const name of ["shop", "api"]) {
+    await apply(env.ns, configYaml(name, {}));
+    await apply(env.ns, appYaml(name, IMAGE_A));
+  }
+  const shop = await eventuallyStalled(env, "shop", "NotOwned");
+  t.like(condition(shop, "Ready"), { status: "False", reason: "NotOwned" });
+  t.regex(condition(shop, "Stalled")!.message, /^Deployment shop-web already exists and is not this App's \(it has no controller owner reference\): Slipway never takes over an object it did not create/);
+  const api = await eventuallyStalled(env, "api", "NotOwned");
+  t.regex(condition(api, "Stalled")!.message, /^Service api already exists and is not this App's/);
+  const event = await eventuallyEvent(env, "shop", "NotOwned", "Warning");
+  t.regex(event.note ?? "", /Deployment shop-web/);
+
+  // The objects are exactly as their owner left them: no field, owner or manager added.
+  t.deepEqual(await snapshot("Deployment", "apps/v1", "shop-web"), deploymentBefore);
+  t.deepEqual(await snapshot("Service", "v1", "api"), serviceBefore);
+  // Nothing else of either App was applied beside them.
+  t.is(await env.kube.getIfExists("v1", "Service", env.ns, "shop"), undefined);
+  t.is(await env.kube.getIfExists("apps/v1", "Deployment", env.ns, "api-web"), undefined);
+});

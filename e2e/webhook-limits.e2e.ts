@@ -57,7 +57,7 @@ async function operatorWithWebhooks(t: ExecutionContext): Promise<{ operator: Op
   t.teardown(() => operators.cleanup());
   const operator = await operators.spawn("operator", {
     SLIPWAY_GIT_URL: server.url(ns), SLIPWAY_GIT_DIR: `/tmp/slipway-webhook-limits-${ns}`, SLIPWAY_GIT_POLL_SECONDS: "3600",
-    SLIPWAY_WEBHOOK_SECRET: SECRET, SLIPWAY_BUILDS: "true", WEBHOOK_PORT: String(port),
+    SLIPWAY_CONFIG_WEBHOOK_SECRET: SECRET, SLIPWAY_SOURCE_WEBHOOK_SECRET: SECRET, SLIPWAY_BUILDS: "true", WEBHOOK_PORT: String(port),
   });
   await operator.ready();
   return { operator, port };

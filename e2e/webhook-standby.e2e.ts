@@ -57,7 +57,7 @@ async function twoReplicas(t: ExecutionContext, ns: string, extra: NodeJS.Proces
   const replica = async (name: string): Promise<Replica> => {
     const webhookPort = await freePort();
     const process = await operators.spawn(name, {
-      LEADER_ELECTION: "true", POD_NAMESPACE: ns, POD_NAME: name, WEBHOOK_PORT: String(webhookPort), SLIPWAY_WEBHOOK_SECRET: SECRET,
+      LEADER_ELECTION: "true", POD_NAMESPACE: ns, POD_NAME: name, WEBHOOK_PORT: String(webhookPort), SLIPWAY_CONFIG_WEBHOOK_SECRET: SECRET,
       ...extra, ...(extra.SLIPWAY_GIT_URL ? { SLIPWAY_GIT_DIR: await temp() } : {}),
     });
     return { process, webhookPort };
@@ -129,7 +129,7 @@ test("a config repository push delivered to the standby is verified there and sy
   t.false(standby.process.logged("started leading"), "operator-b stayed a standby");
 });
 
-test("a source push delivered to the standby makes the leader build the branch head; an unsigned one builds nothing", async (t) => {
+test("a source push delivered to the standby makes the leader build the branch head; an unsigned one, or one signed with the config repository's secret, builds nothing", async (t) => {
   await requireTekton();
   const ns = await freshNamespace(t);
   const cp = await controlPlane();
@@ -138,14 +138,21 @@ test("a source push delivered to the standby makes the leader build the branch h
   const src = await sourceRepo(t, `web-${ns}`);
   const commit = await src.commit({ Procfile: "web: node server.js\n", "server.js": "// v1\n" });
   const { kube, leader, standby } = await twoReplicas(t, ns, { SLIPWAY_BUILDS: "true", SLIPWAY_SOURCE_POLL_SECONDS: "3600" });
-  await apply(ns, `apiVersion: ${V}\nkind: App\nmetadata:\n  name: web\nspec:\n  source:\n    git: ${src.url}\n    branch: main\n`);
+  // The App's own webhook secret, read by whichever replica takes the delivery.
+  const created = await cp.kubectl(["create", "secret", "generic", "web-hooks", "-n", ns, "--from-literal=secret=web-team-secret"]);
+  if (created.code !== 0) throw new Error(created.stderr);
+  await apply(ns, `apiVersion: ${V}\nkind: App\nmetadata:\n  name: web\nspec:\n  source:\n    git: ${src.url}\n    branch: main\n    webhookSecret: { name: web-hooks }\n`);
   const runs = async () => (await kube.list<PipelineRun & KubeObject>("tekton.dev/v1", "PipelineRun", ns)).items.map((r) => r.metadata.name);
   const requested = async () => (await kube.get<App & KubeObject>(V, "App", ns, "web")).metadata.annotations?.[ANNOTATIONS.requestedAt];
 
-  const push = githubPush({ repo: { url: src.url, fullName: `acme/${src.name}`, id: 4242 }, branch: "main", before: "0".repeat(40), after: commit, secret: SECRET });
+  const signedWith = (secret: string) => githubPush({ repo: { url: src.url, fullName: `acme/${src.name}`, id: 4242 }, branch: "main", before: "0".repeat(40), after: commit, secret });
+  const push = signedWith("web-team-secret");
   const unsigned = Object.fromEntries(Object.entries(push.headers).filter(([k]) => !/signature/i.test(k)));
   const refused = await post(standby.webhookPort, "/webhooks/source", push.body, unsigned);
   t.is(refused.status, 401, refused.body);
+  const platformSigned = signedWith(SECRET);
+  const wrongSecret = await post(standby.webhookPort, "/webhooks/source", platformSigned.body, platformSigned.headers);
+  t.is(wrongSecret.status, 401, wrongSecret.body);
   await sleep(5_000); // a build would have been started by now
   t.deepEqual(await runs(), [], "nothing was built");
   t.is(await requested(), undefined, "the standby asked the leader for nothing");

@@ -6,7 +6,7 @@ import { dirname, join } from "node:path";
 import type { App, Config, Release } from "../crds/v1alpha1.js";
 import { collectInputs, slipwayObjects } from "./inputs.js";
 import { readManifests, toYaml } from "./manifests.js";
-import { type KubernetesObject, type PlatformSettings, type RenderInput, quantityValue, render } from "./render.js";
+import { type KubernetesObject, type PlatformSettings, type RenderInput, quantityValue, render, routeHosts } from "./render.js";
 
 // Tests run from dist/functions; sources and goldens are read from the checkout.
 const root = join(import.meta.dirname, "..", "..");
@@ -336,4 +336,11 @@ test("refuses gateway routing without a Gateway to attach to", (t) => {
   t.deepEqual(messages({ app: app(), config: config(), release: release() }, { routing: "gateway" }), [
     'platform routing "gateway" needs a gateway name for the HTTPRoute parentRef',
   ]);
+});
+
+test("an App's route hosts are its default host, then its domains, and none with routing off", (t) => {
+  const app = (routing: App["spec"]["routing"]): App => ({ apiVersion: "slipway.dev/v1alpha1", kind: "App", metadata: { name: "shop", namespace: "team-a" }, spec: { image: "x", routing } });
+  t.deepEqual(routeHosts(app({ domains: ["shop.example.com"] }), { domain: "apps.example.net" }), ["shop.team-a.apps.example.net", "shop.example.com"]);
+  t.deepEqual(routeHosts(app(undefined)), ["shop.team-a.slipway.local"]);
+  t.deepEqual(routeHosts(app({ enabled: false, domains: ["shop.example.com"] })), []);
 });

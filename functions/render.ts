@@ -240,8 +240,6 @@ function validateConfig(spec: ConfigSpec, types: string[], object: RenderError["
 // ----------------------------------------------------------------------------------------------- objects
 
 function build(app: App, release: Release, platform: PlatformSettings): KubernetesObject[] {
-  const name = app.metadata.name;
-  const namespace = app.metadata.namespace ?? "";
   const types = processTypes(app, release);
   const routing = app.spec.routing ?? {};
   const port = routing.port ?? DEFAULT_CONTAINER_PORT;
@@ -251,7 +249,7 @@ function build(app: App, release: Release, platform: PlatformSettings): Kubernet
     objects.push(deployment(app, release, type, port, platform));
   }
   if (types.includes(WEB) && routing.enabled !== false) {
-    const hosts = [defaultHost(name, namespace, platform), ...(routing.domains ?? [])];
+    const hosts = routeHosts(app, platform);
     objects.push(service(app, release, port));
     objects.push(platform.routing === "gateway" ? httpRoute(app, release, hosts, platform) : ingress(app, release, hosts, platform));
   }
@@ -458,6 +456,13 @@ function labels(app: App, release: Release, type: string): Record<string, string
 
 function version(release: Release): string {
   return `v${release.spec.version}`;
+}
+
+/** The hosts an App's web route serves: its default host, then spec.routing.domains (none when routing is off). */
+export function routeHosts(app: App, platform: Partial<PlatformSettings> = {}): string[] {
+  if (app.spec.routing?.enabled === false) return [];
+  const settings: PlatformSettings = { ...defaultPlatform, ...dropUndefined(platform) };
+  return [defaultHost(app.metadata.name, app.metadata.namespace ?? "", settings), ...(app.spec.routing?.domains ?? [])];
 }
 
 function defaultHost(app: string, namespace: string, platform: PlatformSettings): string {

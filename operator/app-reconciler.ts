@@ -5,7 +5,7 @@ import { createHash } from "node:crypto";
 import type { Logger } from "pino";
 import type { App, AppStatus, Condition, Config, LatestBuild, Release } from "../crds/v1alpha1.js";
 import { ANNOTATIONS, API_VERSION, LABELS } from "../crds/v1alpha1.js";
-import { defaultPlatform, render, type KubernetesObject, type PlatformSettings, type RenderError } from "../functions/render.js";
+import { defaultPlatform, render, routeHosts, type KubernetesObject, type PlatformSettings, type RenderError } from "../functions/render.js";
 import { builtMessage, shortSha } from "./builds/pipelinerun.js";
 import { BUILT, isTrue, READY, RECONCILING, sameConditions, setCondition, STALLED, summarize, type Summary } from "./conditions.js";
 import { faultPoint } from "./fault.js";
@@ -26,6 +26,12 @@ const CHILD_KINDS: readonly { apiVersion: string; kind: string; optional?: boole
   // Served only where Gateway API is installed.
   { apiVersion: "gateway.networking.k8s.io/v1", kind: "HTTPRoute", optional: true },
 ];
+
+/**
+ * How often an App Stalled by another object (HostTaken, NotOwned) is looked at again: that object's owner, not
+ * this App's, may resolve it, and neither is watched for it.
+ */
+const BLOCKED_RECHECK_MS = 60_000;
 
 /** How often a rollout in progress is looked at again even without a Deployment event. */
 const ROLLOUT_POLL_MS = 30_000;
@@ -228,6 +234,11 @@ export class AppReconciler {
       const latestReleaseNumber = candidate ? undefined : Math.max(pass.app.status?.latestReleaseNumber ?? 0, live.spec.version);
       return { ...stalled("InvalidSpec", renderMessage(rendered.errors), "Render"), ...(latestReleaseNumber ? { status: { latestReleaseNumber } } : {}) };
     }
+    // Checked before anything is written: an App that may not route its hosts or own its children changes nothing.
+    const hostTaken = await this.#hostTaken(pass.app, rendered.objects);
+    if (hostTaken) return { ...stalled("HostTaken", hostTaken, "Route"), requeueAfterMs: BLOCKED_RECHECK_MS };
+    const notOwned = await this.#notOwned(pass.app, rendered.objects);
+    if (notOwned) return { ...stalled("NotOwned", notOwned, "Apply"), requeueAfterMs: BLOCKED_RECHECK_MS };
 
     // status.inventory lists every child the App may have. A child is listed before it is first applied, so a
     // crash cannot leave one unlisted; pruning then deletes what is listed but no longer rendered, with no list
@@ -400,6 +411,70 @@ export class AppReconciler {
     });
     log.info({ release: `v${target.spec.version}` }, "App and Config now match the release rolled back to");
     return { app, config };
+  }
+
+  /**
+   * Why the App may not route its hosts: one of them belongs to another App. A host belongs to the App whose
+   * route (Ingress or HTTPRoute, controlled by it) serves it already; when neither or both do, to the App created
+   * first (then the first by namespace and name). Undefined when every host is the App's.
+   */
+  async #hostTaken(app: AppObject, objects: readonly KubernetesObject[]): Promise<string | undefined> {
+    if (!objects.some((o) => o.kind === "Ingress" || o.kind === "HTTPRoute")) return undefined;
+    const mine = new Set(routeHosts(app, this.#platform));
+    // Default hosts (<app>.<namespace>.<domain>) never equal one another, so another App's is only compared when
+    // this App names domains of its own: a pass over every App costs a few set lookups each.
+    const ownDomains = (app.spec.routing?.domains?.length ?? 0) > 0;
+    for (const other of await this.#reader.apps()) {
+      if (other.metadata.uid === app.metadata.uid || other.metadata.deletionTimestamp || other.spec.routing?.enabled === false) continue;
+      if (!ownDomains && !other.spec.routing?.domains?.some((h) => mine.has(h))) continue;
+      const shared = routeHosts(other, this.#platform).filter((h) => mine.has(h));
+      for (const host of shared) {
+        const [ours, theirs] = await Promise.all([this.#routes(app, host), this.#routes(other, host)]);
+        const theirsFirst = ours === theirs ? claimedFirst(other, app) : theirs;
+        if (!theirsFirst) continue;
+        const owner = `${other.metadata.namespace}/${other.metadata.name}`;
+        const why = ours === theirs ? "was created first" : "routes it already";
+        return `host "${host}" belongs to App ${owner}, which ${why}: a host name belongs to one App; ` +
+          `remove it from this App's spec.routing.domains (or its previews' domainTemplate), or from App ${owner}`;
+      }
+    }
+    return undefined;
+  }
+
+  /** Whether the App's own route (Ingress or HTTPRoute named after it, controlled by it) serves `host` now. */
+  async #routes(app: AppObject, host: string): Promise<boolean> {
+    const gateway = this.#platform.routing === "gateway";
+    const route = await this.#kube.getIfExists<KubeObject & { spec?: { rules?: { host?: string }[]; hostnames?: string[] } }>(
+      gateway ? "gateway.networking.k8s.io/v1" : "networking.k8s.io/v1", gateway ? "HTTPRoute" : "Ingress", app.metadata.namespace, app.metadata.name);
+    if (!route || ownerUid(route) !== app.metadata.uid) return false;
+    return gateway ? (route.spec?.hostnames ?? []).includes(host) : (route.spec?.rules ?? []).some((r) => r.host === host);
+  }
+
+  /**
+   * Why the App may not apply its children: one exists already and is not the App's (no controller owner
+   * reference to it). Slipway never takes over an object it did not create; server-side apply would. A child
+   * this process has applied before is the App's (its Deployment is checked again in the watch cache).
+   * Undefined when every child is the App's or does not exist yet.
+   */
+  async #notOwned(app: AppObject, objects: readonly KubernetesObject[]): Promise<string | undefined> {
+    const remembered = this.#lastApplied.get(appKey(app));
+    const namespace = app.metadata.namespace ?? "";
+    for (const object of objects) {
+      const cached = this.#reader.child(object.apiVersion, object.kind, namespace, object.metadata.name);
+      if (!cached && remembered?.has(`${object.kind}/${object.metadata.name}`)) continue;
+      const existing = cached ?? await this.#kube.getIfExists<KubeObject>(object.apiVersion, object.kind, namespace, object.metadata.name);
+      const owner = existing && ownerUid(existing);
+      if (!existing || owner === app.metadata.uid) continue;
+      if (owner !== undefined && existing.metadata.ownerReferences?.some((r) => r.controller && r.kind === "App" && r.name === app.metadata.name)) {
+        // An earlier App of this name left it; the garbage collector is deleting it.
+        throw new KubeError(409, "Conflict", `${object.kind} ${object.metadata.name} is left from an earlier App of this name; waiting for the garbage collector to delete it`);
+      }
+      const controller = existing.metadata.ownerReferences?.find((r) => r.controller);
+      return `${object.kind} ${object.metadata.name} already exists and is not this App's ` +
+        `(${controller ? `it is controlled by ${controller.kind} ${controller.name}` : "it has no controller owner reference"}): ` +
+        `Slipway never takes over an object it did not create; delete or rename that ${object.kind}, or give the App another name`;
+    }
+    return undefined;
   }
 
   /** Applies every rendered object with a controller ownerReference to the App; returns what the server holds. */
@@ -627,6 +702,12 @@ export function podProblem(pod: PodObject): string | undefined {
 /** The controller ownerReference to the App that its children and Releases carry. */
 function appOwner(app: AppObject) {
   return { apiVersion: API_VERSION, kind: "App", name: app.metadata.name, uid: app.metadata.uid ?? "", controller: true, blockOwnerDeletion: true };
+}
+
+/** Whether `a` claimed its hosts before `b`: created first, then first by namespace and name. */
+function claimedFirst(a: AppObject, b: AppObject): boolean {
+  const at = (x: AppObject) => `${x.metadata.creationTimestamp ?? ""} ${x.metadata.namespace ?? ""}/${x.metadata.name}`;
+  return at(a) < at(b);
 }
 
 /** The uid of the App that controls an object; undefined when no App does. */

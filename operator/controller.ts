@@ -26,6 +26,8 @@ export interface OperatorOptions {
   concurrency?: number;
   /** Watch only this namespace; default all namespaces. */
   namespace?: string;
+  /** Reconcile only the Apps with these labels (a label selector, like Flux's --watch-label-selector); default all. */
+  appLabelSelector?: string;
   logger?: Logger;
   /** How often every App is reconciled even without events; default 10 minutes. */
   resyncMs?: number;
@@ -122,7 +124,7 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
   const inNs = ns ? `/namespaces/${encodeURIComponent(ns)}` : "";
   const informers = new Informers(kube, log);
   const specs: InformerSpec[] = [
-    { name: "apps", apiVersion: API_VERSION, kind: "App", path: `/apis/${API_VERSION}${inNs}/apps`, trim: "ownership" },
+    { name: "apps", apiVersion: API_VERSION, kind: "App", path: `/apis/${API_VERSION}${inNs}/apps`, trim: "ownership", labelSelector: options.appLabelSelector },
     { name: "configs", apiVersion: API_VERSION, kind: "Config", path: `/apis/${API_VERSION}${inNs}/configs`, trim: "ownership" },
     { name: "releases", apiVersion: API_VERSION, kind: "Release", path: `/apis/${API_VERSION}${inNs}/releases`, trim: "managedFields", indexBy: releaseApp },
     {

@@ -9,7 +9,7 @@ import { startHealthServer, type Readiness } from "./http.js";
 import { Kube } from "./kube.js";
 import { startLeaderElection, type LeaderElection, type LeaseObject } from "./leader.js";
 import { log as rootLog } from "./log.js";
-import { gitopsFromEnv, listenForWebhooks, pipelineFromEnv, platformFromEnv, startPlatform, type Platform, type PlatformOptions } from "./platform.js";
+import { gitopsFromEnv, listenForWebhooks, pipelineFromEnv, platformFromEnv, startPlatform, webhookSecretsFromEnv, type Platform, type PlatformOptions } from "./platform.js";
 import { handOverWebhooks } from "./receiver.js";
 import { handleShutdown } from "./shutdown.js";
 
@@ -40,7 +40,7 @@ async function main(): Promise<void> {
     concurrency: env.RECONCILE_CONCURRENCY ? Number(env.RECONCILE_CONCURRENCY) : undefined,
     namespace: env.WATCH_NAMESPACE || undefined,
   };
-  const webhookSecret = env.SLIPWAY_WEBHOOK_SECRET || undefined;
+  const webhookSecrets = webhookSecretsFromEnv(env);
   const shutdown = handleShutdown();
   let operator: Platform | undefined;
   let starting: Promise<void> | undefined;
@@ -50,7 +50,7 @@ async function main(): Promise<void> {
       ...options,
       gitops: gitopsFromEnv(env),
       builds: env.SLIPWAY_BUILDS === "true" ? { pollIntervalMs: Number(env.SLIPWAY_SOURCE_POLL_SECONDS ?? 60) * 1000, pipeline: pipelineFromEnv(env) } : undefined,
-      webhookSecret,
+      webhookSecrets,
     }).then((handle) => {
       operator = handle;
       if (syncAfterStart) {
@@ -138,7 +138,7 @@ async function main(): Promise<void> {
   shutdown.add("health server", () => health.close());
   if (env.WEBHOOK_PORT) {
     const handOver = handOverWebhooks({
-      kube, lease: campaign ? lease : undefined, webhookSecret, namespace: options.namespace, previewDomain: options.platform?.domain,
+      kube, lease: campaign ? lease : undefined, webhookSecrets, namespace: options.namespace, previewDomain: options.platform?.domain,
     });
     const webhooks = await listenForWebhooks(Number(env.WEBHOOK_PORT), () => operator?.webhookHandler, handOver);
     shutdown.add("webhook receiver", () => webhooks.close());

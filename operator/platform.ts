@@ -23,8 +23,22 @@ export interface PlatformOptions {
   gitops?: Omit<GitOpsOptions, "kube" | "cache" | "namespace" | "webhookSecret">;
   /** Builds from source with Tekton; without it Apps with a `source` wait for a build forever. */
   builds?: { pollIntervalMs: number; pipeline?: PipelineSettings };
-  /** Secret the Git hosts sign webhooks with (both the config repository's and the sources'). */
-  webhookSecret?: string;
+  /** Webhook secrets: the config repository's, and the fallback for source repositories whose App names none. */
+  webhookSecrets?: WebhookSecrets;
+}
+
+/**
+ * The platform's webhook secrets (webhookSecretsFromEnv). Each source repository's own secret is named by the
+ * Apps that build it (spec.source.webhookSecret), in their namespace.
+ */
+export interface WebhookSecrets {
+  /** Signs pushes to the config repository (POST /webhooks/config); without it those webhooks are refused. */
+  config?: string;
+  /**
+   * Accepted on POST /webhooks/source only for Apps whose spec.source names no webhookSecret; without it those
+   * Apps are built by polling only. Whoever knows it can start builds of every such App.
+   */
+  sourceFallback?: string;
 }
 
 export interface Platform {
@@ -49,13 +63,13 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
     });
     stops.push(() => operator.stop());
     const gitops = options.gitops
-      ? await startGitOps({ ...options.gitops, kube: options.kube, cache: operator.cache, namespace: options.namespace, webhookSecret: options.webhookSecret })
+      ? await startGitOps({ ...options.gitops, kube: options.kube, cache: operator.cache, namespace: options.namespace, webhookSecret: options.webhookSecrets?.config })
       : undefined;
     if (gitops) stops.push(() => gitops.stop());
     const builds = options.builds
       ? await startBuilds({
         kube: options.kube, informers: operator.informers, namespace: options.namespace, pollIntervalMs: options.builds.pollIntervalMs,
-        webhookSecret: options.webhookSecret, previewDomain: options.platform?.domain, cache: operator.cache, pipeline: options.builds.pipeline,
+        webhookSecret: options.webhookSecrets?.sourceFallback, previewDomain: options.platform?.domain, cache: operator.cache, pipeline: options.builds.pipeline,
       })
       : undefined;
     if (builds) stops.push(() => builds.stop());
@@ -141,6 +155,19 @@ function argocdFromEnv(value: string | undefined): { argocd?: { application: { n
     throw new Error(`SLIPWAY_ARGOCD_APPLICATION must be "<namespace>/<name>" of an Argo CD Application, not ${JSON.stringify(value)}`);
   }
   return { argocd: { application: { namespace, name } } };
+}
+
+/**
+ * The webhook secrets from the environment: SLIPWAY_CONFIG_WEBHOOK_SECRET (the config repository) and
+ * SLIPWAY_SOURCE_WEBHOOK_SECRET (the fallback for Apps that name no spec.source.webhookSecret). The single
+ * secret that once signed both, SLIPWAY_WEBHOOK_SECRET, is refused rather than given either meaning in silence.
+ */
+export function webhookSecretsFromEnv(env: NodeJS.ProcessEnv): WebhookSecrets {
+  if (env.SLIPWAY_WEBHOOK_SECRET) {
+    throw new Error("SLIPWAY_WEBHOOK_SECRET is no longer read: set SLIPWAY_CONFIG_WEBHOOK_SECRET for the config repository, " +
+      "and spec.source.webhookSecret on each App (or SLIPWAY_SOURCE_WEBHOOK_SECRET, a fallback for Apps that name none)");
+  }
+  return { config: env.SLIPWAY_CONFIG_WEBHOOK_SECRET || undefined, sourceFallback: env.SLIPWAY_SOURCE_WEBHOOK_SECRET || undefined };
 }
 
 /** Platform settings from the environment (the slipway-operator Secret). */

@@ -29,6 +29,8 @@ export interface ObjectReader {
   created(release: ReleaseObject): void;
   /** A child as the watch cache holds it (only Deployments are watched); undefined when not cached. */
   child(apiVersion: string, kind: string, namespace: string, name: string): KubeObject | undefined;
+  /** Every App (in every namespace the operator watches): who else claims a host. */
+  apps(): Promise<readonly AppObject[]>;
 }
 
 /** Reads every object from the API server. */
@@ -44,6 +46,9 @@ export class ApiReader implements ObjectReader {
   async releases(namespace: string, app: string) {
     const all = await this.kube.list<ReleaseObject>(API_VERSION, "Release", namespace, undefined, `spec.app=${app}`);
     return releasesOf(app, all.items) as ReleaseObject[];
+  }
+  async apps() {
+    return (await this.kube.list<AppObject>(API_VERSION, "App", undefined)).items;
   }
   wrote(): void {}
   created(): void {}
@@ -108,6 +113,11 @@ export class CachedReader implements ObjectReader {
   async app(namespace: string, name: string) {
     if (this.#instead) return this.#instead.app(namespace, name);
     return this.#fresh("App", this.#apps.get(name, namespace), namespace, name) as AppObject | undefined;
+  }
+
+  async apps() {
+    if (this.#instead) return this.#instead.apps();
+    return this.#apps.list() as unknown as AppObject[];
   }
 
   async config(namespace: string, name: string) {

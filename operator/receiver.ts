@@ -14,6 +14,7 @@ import { ANNOTATIONS } from "../crds/v1alpha1.js";
 import { handOverSourceWebhooks } from "./builds/index.js";
 import { isConflict, type Kube } from "./kube.js";
 import { LEASE_API_VERSION, type LeaseObject } from "./leader.js";
+import type { WebhookSecrets } from "./platform.js";
 import { log as rootLog } from "./log.js";
 import { answerBodyError, readWebhookBody, verifyWebhook, WebhookBodyError } from "./webhooks.js";
 
@@ -21,8 +22,8 @@ export interface HandOverOptions {
   kube: Kube;
   /** The leader election Lease; without one (a single replica, starting) config pushes are answered 503. */
   lease?: { namespace: string; name: string };
-  /** Secret the Git hosts sign webhooks with; without one every webhook is refused. */
-  webhookSecret?: string;
+  /** The config repository's secret and the source fallback, as the leader has them; each App's own is read per delivery. */
+  webhookSecrets?: WebhookSecrets;
   /** Only Apps in this namespace; default all. */
   namespace?: string;
   /** Platform domain for preview hosts. */
@@ -40,7 +41,7 @@ function answer(res: ServerResponse, status: number, body: Record<string, unknow
 /** Routes POST /webhooks/config and POST /webhooks/source like the leader's handler, handing the work over. */
 export function handOverWebhooks(options: HandOverOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const source = handOverSourceWebhooks({
-    kube: options.kube, namespace: options.namespace, webhookSecret: options.webhookSecret,
+    kube: options.kube, namespace: options.namespace, webhookSecret: options.webhookSecrets?.sourceFallback,
     previewDomain: options.previewDomain, logger: log,
   });
   return (req, res) => {
@@ -60,7 +61,7 @@ async function configPush(options: HandOverOptions, req: IncomingMessage, res: S
     log.warn({ status: refused.status, reason: refused.message, remote: req.socket.remoteAddress }, "refused a config repository webhook body");
     return answerBodyError(res, refused);
   }
-  const verdict = verifyWebhook(req.headers, body, options.webhookSecret ?? "");
+  const verdict = verifyWebhook(req.headers, body, options.webhookSecrets?.config ?? "");
   if (!verdict.ok) {
     log.warn({ reason: verdict.reason, remote: req.socket.remoteAddress }, "refused a config repository webhook");
     return answer(res, 401, { error: verdict.reason });

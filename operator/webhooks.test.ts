@@ -2,7 +2,7 @@ import test from "ava";
 import { createHmac } from "node:crypto";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { answerBodyError, readWebhookBody, signWebhookBody, verifyWebhook, type WebhookBodyError } from "./webhooks.js";
+import { answerBodyError, hasSignature, readWebhookBody, signWebhookBody, verifyWebhook, type WebhookBodyError } from "./webhooks.js";
 
 const secret = "s3cret-webhook";
 const body = Buffer.from(JSON.stringify({ ref: "refs/heads/main", after: "1a2b3c" }));
@@ -102,4 +102,12 @@ test("a webhook body that does not arrive in time is refused with 408", async (t
   } as RequestInit);
   t.is(res.status, 408);
   t.true(Date.now() - started >= 300);
+});
+
+test("tells a request with any signature header, in any case, from one with none", (t) => {
+  t.true(hasSignature({ "X-Hub-Signature-256": "sha256=00" }));
+  t.true(hasSignature({ "x-gitea-signature": "00" }));
+  t.true(hasSignature({ "X-Gitlab-Token": "t" }));
+  t.true(hasSignature({ "x-slipway-signature": "sha256=00" }));
+  t.false(hasSignature({ "content-type": "application/json", "x-github-event": "push", "x-hub-signature": "sha1=00" }));
 });

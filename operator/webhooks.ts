@@ -64,6 +64,14 @@ export function verifyWebhook(headers: WebhookHeaders, body: Buffer, secret: str
   };
 }
 
+/**
+ * Whether a request carries any of the signature headers `verifyWebhook` checks: a request with none is refused
+ * before its body is parsed or any secret is read.
+ */
+export function hasSignature(headers: WebhookHeaders): boolean {
+  return ["x-hub-signature-256", "x-gitea-signature", "x-gitlab-token", "x-slipway-signature"].some((name) => header(headers, name) !== undefined);
+}
+
 /** Signs a body the way `verifyWebhook` expects for the generic and GitHub forms: `sha256=<hex hmac>`. */
 export function signWebhookBody(body: Buffer | string, secret: string): string {
   return `sha256=${hmacHex(secret, Buffer.isBuffer(body) ? body : Buffer.from(body))}`;

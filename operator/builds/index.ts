@@ -15,7 +15,7 @@ import { isConflict, isRefused, type Kube, type KubeObject } from "../kube.js";
 import { log as rootLog } from "../log.js";
 import { WorkQueue } from "../queue.js";
 import { normalizeConfig } from "../releases.js";
-import { answerBodyError, readWebhookBody, verifyWebhook, WebhookBodyError } from "../webhooks.js";
+import { answerBodyError, hasSignature, readWebhookBody, verifyWebhook, WebhookBodyError, type WebhookHeaders } from "../webhooks.js";
 import { parseGitEvent, sameRepo, type PullRequestEvent, type PushEvent } from "./events.js";
 import {
   buildOutcome, builtMessage, buildPipelineRun, cacheClaimName, DEFAULT_SETTINGS, failedTasks, ownerReference, pipelineRunName, RECORDED_ANNOTATION,
@@ -29,6 +29,11 @@ import { branchHead, ProcfileError, readProcfile, type GitAuth } from "./procfil
 
 export { BUILT } from "../conditions.js";
 
+/** The key of an App's spec.source.webhookSecret Secret when it names none. */
+export const WEBHOOK_SECRET_KEY = "secret";
+/** Why an unverified source delivery is refused: the same words whether or not any App builds the repository. */
+const NO_MATCHING_SECRET = "the signature matches the webhook secret of no App that builds this repository and branch";
+
 export interface BuildsOptions {
   /** The operator's client. */
   kube: Kube;
@@ -40,7 +45,10 @@ export interface BuildsOptions {
   pollIntervalMs: number;
   /** How long a Git request to a source repository may wait for a byte; default SLIPWAY_GIT_TIMEOUT_SECONDS (git-http.ts). */
   gitTimeoutMs?: number;
-  /** Secret shared with the Git host; without one every webhook is refused (polling still works). */
+  /**
+   * The platform's fallback source webhook secret (SLIPWAY_SOURCE_WEBHOOK_SECRET): accepted only for Apps whose
+   * spec.source names no webhookSecret. Without it such Apps are built by polling only.
+   */
   webhookSecret?: string;
   pipeline?: PipelineSettings;
   /** Platform domain for the default preview host `{app}-pr-{pr}.<domain>`; default "slipway.local". */
@@ -106,8 +114,15 @@ class BuildController {
   readonly #log: Logger;
   readonly #settings: PipelineSettings;
   readonly #queue: WorkQueue;
-  /** Commits asked for by webhooks or polling, not yet started: the newest request per App wins. */
-  readonly #wanted = new Map<AppKey, string>();
+  /**
+   * Commits asked for by webhooks or polling, not yet started: the newest request per App wins. `readAt` is the
+   * #clock tick at which a read of the branch head that returned the commit began (none: not read as the head).
+   */
+  readonly #wanted = new Map<AppKey, { commit: string; readAt?: number }>();
+  /** Orders reads of branch heads and build starts in this process (see #reconcile). */
+  #clock = 0;
+  /** The #clock tick at which each App's last build was started by this process. */
+  readonly #startedAt = new Map<AppKey, number>();
   /** PipelineRuns ("namespace/name") this process has created (or tried to). */
   readonly #created = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
@@ -212,10 +227,10 @@ class BuildController {
   /** Reads the head of the App's source branch and builds it unless it is built or building already. */
   async #pollSource(app: App & KubeObject): Promise<void> {
     const key = keyOf(app.metadata.namespace, app.metadata.name);
-    const source = app.spec.source;
-    if (source && !app.spec.suspend) {
-      const head = await branchHead({ url: source.git, branch: source.branch ?? "main", auth: await this.#auth(app), timeoutMs: this.#opts.gitTimeoutMs });
-      if (head && !this.#wanted.has(key)) this.#wanted.set(key, head);
+    if (app.spec.source && !app.spec.suspend) {
+      const readAt = ++this.#clock;
+      const head = await this.#head(app);
+      if (head && !this.#wanted.has(key)) this.#wanted.set(key, { commit: head, readAt });
     }
     await this.#queue.enqueue(key);
   }
@@ -237,8 +252,11 @@ class BuildController {
     this.#pollSource(app).catch((err: unknown) => this.#log.warn({ app: key, err }, "cannot poll the App's source"));
   }
 
-  /** Builds `commit` of an App (its source's head); a replica that does not lead asks the leader instead. */
-  async #request(app: App, commit: string): Promise<void> {
+  /**
+   * Builds `commit` of an App, its source's head as read at #clock tick `readAt` (none: the head is read before
+   * the build starts); a replica that does not lead asks the leader instead.
+   */
+  async #request(app: App, commit: string, readAt?: number): Promise<void> {
     const key = keyOf(app.metadata.namespace, app.metadata.name);
     if (this.#handOver) {
       await this.#kube.mergePatch({ apiVersion: API_VERSION, kind: "App", metadata: app.metadata },
@@ -246,7 +264,7 @@ class BuildController {
       this.#log.info({ app: key, commit }, "asked the leader for a build");
       return;
     }
-    this.#wanted.set(key, commit);
+    this.#wanted.set(key, { commit, readAt });
     await this.#queue.enqueue(key);
   }
 
@@ -266,10 +284,13 @@ class BuildController {
         this.#log.warn({ status: err.status, reason: err.message }, "refused a webhook body");
         return answerBodyError(res, err);
       }
-      const verdict = verifyWebhook(req.headers, body, this.#opts.webhookSecret ?? "");
-      if (!verdict.ok) {
-        this.#log.warn({ reason: verdict.reason }, "refused a webhook");
-        return answer(401, { error: verdict.reason });
+      // Each source repository has its own secret, named by the Apps that build it, and the body says which
+      // repository: it is parsed before the signature is checked. A delivery without any signature is refused
+      // unparsed; one that no App's secret signed reads only those Secrets and changes nothing.
+      if (!hasSignature(req.headers)) {
+        const reason = "no signature header (X-Hub-Signature-256, X-Gitea-Signature, X-Gitlab-Token or X-Slipway-Signature)";
+        this.#log.warn({ reason, remote: req.socket.remoteAddress }, "refused a source webhook");
+        return answer(401, { error: reason });
       }
       let payload: unknown;
       try {
@@ -278,9 +299,16 @@ class BuildController {
         return answer(400, { error: "webhook body is not JSON" });
       }
       const event = parseGitEvent(req.headers, payload);
+      // An event Slipway does not act on (a ping, a tag push) changes nothing, whoever sent it.
       if (event.kind === "ignored") return answer(202, { ignored: event.reason });
-      if (event.kind === "push") return answer(202, { builds: await this.#onPush(event) });
-      const { previews, refused } = await this.#onPullRequest(event);
+      const candidates = event.kind === "push" ? await this.#pushed(event) : await this.#previewParents(event);
+      const apps = await this.#signedFor(candidates, req.headers, body);
+      if (apps.length === 0 && !(candidates.length === 0 && this.#opts.webhookSecret && verifyWebhook(req.headers, body, this.#opts.webhookSecret).ok)) {
+        this.#log.warn({ reason: NO_MATCHING_SECRET, event: event.kind, remote: req.socket.remoteAddress }, "refused a source webhook");
+        return answer(401, { error: NO_MATCHING_SECRET });
+      }
+      if (event.kind === "push") return answer(202, await this.#onPush(event, apps));
+      const { previews, refused } = await this.#onPullRequest(event, apps);
       return answer(202, refused.length ? { previews, refused } : { previews });
     } catch (err) {
       this.#log.error({ err }, "webhook handling failed");
@@ -293,18 +321,86 @@ class BuildController {
     return apps.filter((a) => a.spec.source && !a.spec.suspend);
   }
 
-  async #onPush(event: PushEvent): Promise<string[]> {
-    const apps = (await this.#appsWithSource()).filter((a) =>
+  /** The Apps that build the pushed repository and branch. */
+  async #pushed(event: PushEvent): Promise<(App & KubeObject)[]> {
+    return (await this.#appsWithSource()).filter((a) =>
       (a.spec.source?.branch ?? "main") === event.branch && event.repoUrls.some((u) => sameRepo(u, a.spec.source?.git ?? "")));
-    await Promise.all(apps.map((a) => this.#request(a, event.commit)));
-    return apps.map((a) => `${a.metadata.namespace}/${pipelineRunName(a.metadata.name, event.commit)}`);
   }
 
-  async #onPullRequest(event: PullRequestEvent): Promise<{ previews: string[]; refused: string[] }> {
+  /** The Apps with previews that build a pull request's base repository and branch. */
+  async #previewParents(event: PullRequestEvent): Promise<(App & KubeObject)[]> {
+    return (await this.#appsWithSource()).filter((a) =>
+      a.spec.previews?.enabled && a.metadata.labels?.[LABELS.preview] === undefined &&
+      (a.spec.source?.branch ?? "main") === event.base.branch && event.base.repoUrls.some((u) => sameRepo(u, a.spec.source?.git ?? "")));
+  }
+
+  /**
+   * The Apps among `apps` whose webhook secret signed the delivery: the Secret key their spec.source.webhookSecret
+   * names, or the platform's fallback for Apps that name none. A Secret shared by several Apps is read once.
+   */
+  async #signedFor(apps: (App & KubeObject)[], headers: WebhookHeaders, body: Buffer): Promise<(App & KubeObject)[]> {
+    const secrets = new Map<string, Promise<string | undefined>>();
+    const signed: (App & KubeObject)[] = [];
+    for (const app of apps) {
+      const ref = app.spec.source?.webhookSecret;
+      let secret = this.#opts.webhookSecret;
+      if (ref) {
+        const id = `${app.metadata.namespace}/${ref.name}/${ref.key ?? WEBHOOK_SECRET_KEY}`;
+        if (!secrets.has(id)) secrets.set(id, this.#secretValue(app, ref.name, ref.key ?? WEBHOOK_SECRET_KEY));
+        secret = await secrets.get(id);
+      }
+      if (secret && verifyWebhook(headers, body, secret).ok) signed.push(app);
+    }
+    return signed;
+  }
+
+  /** One key of a Secret in the App's namespace; undefined (and a log line naming it) when it is missing. */
+  async #secretValue(app: App, name: string, key: string): Promise<string | undefined> {
+    const secret = await this.#kube.getIfExists<KubeObject & { data?: Record<string, string> }>("v1", "Secret", app.metadata.namespace, name);
+    const value = secret?.data?.[key];
+    if (value === undefined) {
+      this.#log.warn({ app: `${app.metadata.namespace}/${app.metadata.name}`, secret: name, key }, "the App's webhook Secret or its key does not exist; its webhooks are refused");
+      return undefined;
+    }
+    return Buffer.from(value, "base64").toString("utf8");
+  }
+
+  /**
+   * Asks for a build of the pushed commit in each App, if it is the head of the App's source branch now: an old
+   * or redelivered push names a commit the branch has moved past, and building it would roll the App back.
+   * (A replica that does not lead only asks the leader, which builds the head it reads then.)
+   */
+  async #onPush(event: PushEvent, apps: (App & KubeObject)[]): Promise<{ builds: string[]; notHead?: string[] }> {
+    const builds: string[] = [];
+    const notHead: string[] = [];
+    await Promise.all(apps.map(async (a) => {
+      const id = `${a.metadata.namespace}/${a.metadata.name}`;
+      let readAt: number | undefined;
+      if (!this.#handOver) {
+        readAt = ++this.#clock;
+        const head = await this.#head(a);
+        if (head !== event.commit) {
+          const why = `${shortSha(event.commit)} is not the head of branch ${event.branch} (${head ? `the head is ${shortSha(head)}` : "the branch does not exist"}); not built`;
+          this.#log.info({ app: id, commit: event.commit, head }, "push webhook names a commit that is not the branch head; not built");
+          notHead.push(`${id}: ${why}`);
+          return;
+        }
+      }
+      await this.#request(a, event.commit, readAt);
+      builds.push(`${a.metadata.namespace}/${pipelineRunName(a.metadata.name, event.commit)}`);
+    }));
+    return notHead.length ? { builds: builds.sort(), notHead: notHead.sort() } : { builds: builds.sort() };
+  }
+
+  /** The head commit of the App's source branch on its Git server now (undefined when the branch is gone). */
+  async #head(app: App): Promise<string | undefined> {
+    const source = app.spec.source;
+    if (!source) return undefined;
+    return branchHead({ url: source.git, branch: source.branch ?? "main", auth: await this.#auth(app), timeoutMs: this.#opts.gitTimeoutMs });
+  }
+
+  async #onPullRequest(event: PullRequestEvent, parents: (App & KubeObject)[]): Promise<{ previews: string[]; refused: string[] }> {
     const apps = (await this.#kube.list<App & KubeObject>(API_VERSION, "App", this.#opts.namespace)).items;
-    const parents = apps.filter((a) =>
-      a.spec.source && !a.spec.suspend && a.spec.previews?.enabled && a.metadata.labels?.[LABELS.preview] === undefined &&
-      (a.spec.source.branch ?? "main") === event.base.branch && event.base.repoUrls.some((u) => sameRepo(u, a.spec.source?.git ?? "")));
     const previews: string[] = [];
     const refused: string[] = [];
     for (const parent of parents) {
@@ -464,6 +560,7 @@ class BuildController {
     const app = await this.#kube.getIfExists<App & KubeObject>(API_VERSION, "App", ns, name);
     if (!app || !app.spec.source || app.metadata.deletionTimestamp) {
       this.#wanted.delete(key as AppKey);
+      this.#startedAt.delete(key as AppKey);
       return;
     }
     let runs = await this.#runsOf(app);
@@ -475,14 +572,32 @@ class BuildController {
       await this.#startBuild(app, recorded.commit, runs);
       runs = await this.#runsOf(app);
     }
-    const wanted = this.#wanted.get(key as AppKey);
-    if (wanted) {
+    const request = this.#wanted.get(key as AppKey);
+    if (request) {
       this.#wanted.delete(key as AppKey);
+      const wanted = request.commit;
       const runName = pipelineRunName(name, wanted);
       const known = runs.some((r) => r.metadata.name === runName);
       if (!known && app.status?.latestBuild?.commit !== wanted) {
-        await this.#startBuild(app, wanted, runs);
-        runs = await this.#runsOf(app);
+        // Only the branch head is built, so an older commit never supersedes a newer one. A head read after this
+        // App's last build started is current enough; one read before it (a poll that read it while a newer push
+        // was being built), or a commit never read as the head (a pull request's), is read again.
+        let head: string | undefined = wanted;
+        if (request.readAt === undefined || request.readAt < (this.#startedAt.get(key as AppKey) ?? 0)) {
+          try {
+            head = await this.#head(app);
+          } catch (err) {
+            // Asked for again when the pass is retried, unless a newer request came meanwhile.
+            if (!this.#wanted.has(key as AppKey)) this.#wanted.set(key as AppKey, request);
+            throw err;
+          }
+        }
+        if (head === wanted) {
+          await this.#startBuild(app, wanted, runs);
+          runs = await this.#runsOf(app);
+        } else {
+          this.#log.info({ app: key, commit: wanted, head }, "not building a commit that is no longer the branch head");
+        }
       }
     }
     const fresh = (await this.#kube.getIfExists<App & KubeObject>(API_VERSION, "App", ns, name)) ?? app;
@@ -501,6 +616,7 @@ class BuildController {
   }
 
   async #startBuild(app: App & KubeObject, commit: string, runs: PipelineRun[]): Promise<void> {
+    this.#startedAt.set(keyOf(app.metadata.namespace, app.metadata.name), ++this.#clock);
     const input = buildInput(app, this.#settings);
     const run = buildPipelineRun(input.app, commit, input.settings);
     // A newer commit supersedes builds of older ones: Tekton v1 stops a run whose spec.status is Cancelled.

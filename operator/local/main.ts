@@ -105,7 +105,8 @@ async function main(): Promise<void> {
       kube: new Kube(cp.kubeConfig()),
       gitops: { repo: { url: git.url("slipway-config"), dir: join(work, "config-clone") }, mode: "sync", pollIntervalMs: 5000 },
       builds: { pollIntervalMs: 5000 },
-      webhookSecret: "local-webhook-secret",
+      // One secret for both on this one machine; every sample App names none, so the fallback signs their pushes.
+      webhookSecrets: { config: "local-webhook-secret", sourceFallback: "local-webhook-secret" },
     });
     cleanups.push(() => platform.stop());
     const webhooks = await listenForWebhooks(0, () => platform.webhookHandler);
