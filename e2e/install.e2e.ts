@@ -9,17 +9,20 @@ import { controlPlane, freshNamespace, waitFor } from "./harness/suite.js";
 
 const OPERATOR = "system:serviceaccount:slipway-system:slipway";
 
+const OVERLAY = "e2e/install-overlay";
+
 /** Installs Slipway once per file; the install is idempotent and shared (CRDs are never removed). */
 let installed: Promise<{ first: string; second: string }> | undefined;
 function install(): Promise<{ first: string; second: string }> {
   installed ??= (async () => {
     const cp = await controlPlane();
-    const first = await cp.kubectl(["apply", "--server-side", "-k", "operator/deploy"]);
+    // e2e/install-overlay is operator/deploy with the admission policy bound to labelled namespaces only.
+    const first = await cp.kubectl(["apply", "--server-side", "-k", OVERLAY]);
     if (first.code !== 0) throw new Error(`install failed: ${first.stderr}`);
     const established = await cp.kubectl(["wait", "--for=condition=Established", "--timeout=60s",
       "crd/apps.slipway.dev", "crd/configs.slipway.dev", "crd/releases.slipway.dev"]);
     if (established.code !== 0) throw new Error(`CRDs not established: ${established.stderr}`);
-    const second = await cp.kubectl(["apply", "--server-side", "-k", "operator/deploy"]);
+    const second = await cp.kubectl(["apply", "--server-side", "-k", OVERLAY]);
     if (second.code !== 0) throw new Error(`second install failed: ${second.stderr}`);
     return { first: first.stdout, second: second.stdout };
   })();
@@ -59,7 +62,7 @@ async function wrongAnswers(as: string, cases: [expected: "yes" | "no", ...args:
     answers[i] === expected ? [] : [`${args.join(" ")}: expected ${expected}, got ${answers[i]}`]);
 }
 
-test("kubectl apply --server-side -k operator/deploy installs Slipway, and applying it again changes nothing", async (t) => {
+test("kubectl apply --server-side -k operator/deploy (its admission binding scoped to labelled namespaces) installs Slipway, and applying it again changes nothing", async (t) => {
   const { first, second } = await install();
   for (const object of [
     "customresourcedefinition.apiextensions.k8s.io/apps.slipway.dev",
@@ -211,6 +214,8 @@ test("admission refuses a changed-by annotation that names someone else, and let
   await install();
   const cp = await controlPlane();
   const ns = await freshNamespace(t);
+  const labelled = await cp.kubectl(["label", "namespace", ns, "slipway.dev/e2e-admission=true"]);
+  t.is(labelled.code, 0, labelled.stderr);
   for (const user of ["alice", "mallory"]) {
     const bound = await cp.kubectl(["create", "rolebinding", `developer-${user}`, "-n", ns, "--clusterrole=slipway-developer", `--user=${user}`]);
     t.is(bound.code, 0, bound.stderr);

@@ -4,6 +4,7 @@
 // running containers are simulated (kwok reports each TaskRun pod's steps, e2e/controlplane/kwok/tekton.yaml).
 import test from "ava";
 import type { KubeObject } from "../operator/kube.js";
+import type { App } from "../crds/v1alpha1.js";
 import { giteaPullRequest, githubPullRequest, gitlabMergeRequest, type PullRequestInput } from "../operator/builds/testdata/payloads.js";
 import {
   applyYaml, eventuallyApp, eventuallyFinished, eventuallyRun, getApp, getConfig, pipelineRuns, podDigest, releases, requireTekton,
@@ -80,13 +81,18 @@ test("a GitHub pull request opened creates preview App shop-pr-7 at its own host
   t.like(v1?.metadata.ownerReferences?.[0], { kind: "App", name: "shop-pr-7", uid: preview.metadata.uid, controller: true }, "the release goes with the preview");
   t.is(v1?.spec.requestedBy, `build ${run.metadata.name}`);
   t.deepEqual(v1?.spec.build, { image: `registry.slipway.local/${env.ns}/shop-pr-7@${digest}`, sourceCommit: head, pipelineRun: run.metadata.name, procfile: { web: "./shop --preview" } });
-  const live = await eventuallyApp(env, "shop-pr-7", (a) => a.status?.currentRelease === "v1", "rolled out v1", 60_000);
+  // Ready, not only currentRelease: the reconciler records the release it rolls out before it applies the children.
+  const live = await eventuallyApp(env, "shop-pr-7", rolledOut("v1"), "rolled out v1", 60_000);
   t.is(live.status?.currentRelease, "v1");
   const deployment = await env.kube.get<KubeObject & { spec: { replicas?: number; template: { spec: { containers: { resources?: unknown }[] } } } }>("apps/v1", "Deployment", env.ns, "shop-pr-7-web");
   t.is(deployment.spec.replicas, 1);
   t.deepEqual(deployment.spec.template.spec.containers[0]?.resources, { limits: { cpu: "500m", memory: "512Mi" } }, "a preview runs within the preview limits");
   t.deepEqual(await releases(env, "shop"), [], "the parent App is not deployed by its pull request");
 });
+
+/** The App is Ready with `release` rolled out: its children are applied. */
+const rolledOut = (release: string) => (a: App) =>
+  a.status?.currentRelease === release && (a.status?.conditions ?? []).some((c) => c.type === "Ready" && c.status === "True");
 
 async function waitForReleases(env: Env, app: string, n: number) {
   await waitFor(async () => (await releases(env, app)).length === n, 90_000, async () => `releases of ${app}: ${JSON.stringify((await releases(env, app)).map((r) => r.spec))}`);
@@ -180,7 +186,7 @@ test("a pull request from a fork by an untrusted author builds nothing and gets 
   }
 
   // What runs the fork's code: no secret env, no ServiceAccount token, no TLS Secret on its route.
-  await eventuallyApp(env, "shop-pr-9", (a) => a.status?.currentRelease === "v1", "rolled out v1", 60_000);
+  await eventuallyApp(env, "shop-pr-9", rolledOut("v1"), "rolled out v1", 60_000);
   const deployment = await env.kube.get<KubeObject & { spec: { template: { spec: { automountServiceAccountToken?: boolean; containers: { env?: { valueFrom?: unknown }[] }[] } } } }>("apps/v1", "Deployment", env.ns, "shop-pr-9-web");
   t.is(deployment.spec.template.spec.automountServiceAccountToken, false);
   t.false(deployment.spec.template.spec.containers.some((c) => (c.env ?? []).some((e) => e.valueFrom !== undefined)));
