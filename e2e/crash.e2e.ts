@@ -181,7 +181,9 @@ test("a SIGKILLed operator, restarted three times during bursts of Config change
   const steps = all.map((r) => Number(r.spec.config.env?.STEP));
   t.deepEqual(steps, [...steps].sort((a, b) => a - b), "every release holds a newer Config than the one before");
   t.is(new Set(steps).size, n, `no Config is released twice: ${steps.join(", ")}`);
-  t.true(n >= 5, `the bursts were released in several steps, not one: ${steps.join(", ")}`);
+  // v1, then at least one release per phase: the first burst, the change made while no operator ran, the
+  // last burst. A burst may be one release when a pass comes after all of it (a loaded machine), so not more.
+  t.true(n >= 4, `each phase was released, none merged into another's release: ${steps.join(", ")}`);
   t.deepEqual(all.at(-1)!.spec.config, { env: { GREETING: "hello", STEP: String(last) } }, "the live release holds the final Config");
   t.deepEqual((await getConfig(env)).spec.env, { GREETING: "hello", STEP: String(last) });
   t.like(app.status, { currentRelease: `v${n}`, latestReleaseNumber: n });
