@@ -54,6 +54,11 @@ export class OperatorProcess {
     return this.lines.some((l) => l.msg === msg);
   }
 
+  /** Everything the process wrote to stdout and stderr so far, whole. */
+  get output(): string {
+    return this.#output;
+  }
+
   /** The last lines of stdout and stderr (each cut to 300 characters), for failure messages. */
   tail(lines = 40): string {
     const last = this.#output.trimEnd().split("\n").slice(-lines).map((l) => (l.length > 300 ? `${l.slice(0, 300)}…` : l));
