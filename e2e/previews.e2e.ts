@@ -108,8 +108,10 @@ test("a GitHub pull request synchronize rebuilds the preview from the new head w
   await waitForReleases(env, "shop-pr-7", 1);
 
   const second = await src.commit({ "Procfile": "web: ./two\n" }, "feature");
-  await env.deliver(githubPullRequest("synchronize", prInput(src, base, { sha: second })));
-  const run = await eventuallyRun(env, `shop-pr-7-build-${second.slice(0, 7)}`);
+  const synced = await env.deliver(githubPullRequest("synchronize", prInput(src, base, { sha: second })));
+  t.deepEqual(synced.body, { previews: [`${env.ns}/shop-pr-7`] }, "the synchronize is taken, not refused");
+  // The head commit is checked against the branch on the Git server before the build (a loaded run took over 30 s).
+  const run = await eventuallyRun(env, `shop-pr-7-build-${second.slice(0, 7)}`, undefined, 60_000);
   t.is((await getApp(env, "shop-pr-7")).metadata.annotations?.["slipway.dev/preview-commit"], second);
   await eventuallyFinished(env, run.metadata.name);
   const all = await waitForReleases(env, "shop-pr-7", 2);
