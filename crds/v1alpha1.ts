@@ -19,6 +19,8 @@ export const LABELS = {
 } as const;
 
 export const ANNOTATIONS = {
+  /** "true" on a preview App whose pull request comes from a fork: no parent secrets, no ServiceAccount token. */
+  previewFork: "slipway.dev/preview-fork",
   /** Set on an App to roll back: the value is a release version such as "v5". */
   rollback: "slipway.dev/rollback-to",
   /**

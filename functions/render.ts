@@ -318,8 +318,8 @@ function isPreview(app: App): boolean {
 }
 
 /** A preview of a pull request from a fork (the annotation Slipway's previews carry). */
-function isForkPreview(app: App): boolean {
-  return isPreview(app) && app.metadata.annotations?.["slipway.dev/preview-fork"] === "true";
+export function isForkPreview(app: App): boolean {
+  return isPreview(app) && app.metadata.annotations?.[ANNOTATIONS.previewFork] === "true";
 }
 
 const QUANTITY_SUFFIX: Record<string, number> = {

@@ -3,6 +3,7 @@
 // hold up polling, builds or GitOps for other apps.
 import nodeHttp from "isomorphic-git/http/node";
 import type { GitHttpRequest, GitHttpResponse, HttpClient } from "isomorphic-git";
+import { withoutCredentials } from "./redact.js";
 
 /** How long a Git request may go without receiving a byte: `SLIPWAY_GIT_TIMEOUT_SECONDS`, default 30. */
 export const GIT_TIMEOUT_MS = (Number(process.env.SLIPWAY_GIT_TIMEOUT_SECONDS) || 30) * 1000;
@@ -14,17 +15,6 @@ export class GitTimeoutError extends Error {
   readonly code = "GitTimeoutError";
 }
 
-/** The URL without credentials, for messages. */
-function shown(url: string): string {
-  try {
-    const u = new URL(url);
-    u.username = u.password = "";
-    return u.href;
-  } catch {
-    return "(unparsable URL)";
-  }
-}
-
 /**
  * isomorphic-git's Node HTTP client, aborted when `timeoutMs` pass without a byte from the server (while waiting
  * for the response, and between chunks of its body), or when the whole request has taken ten times that (a
@@ -34,7 +24,7 @@ export function gitHttp(timeoutMs = GIT_TIMEOUT_MS): HttpClient {
   return {
     async request(req: GitHttpRequest): Promise<GitHttpResponse> {
       const abort = new AbortController();
-      const what = `${req.method ?? "GET"} ${shown(req.url)}`;
+      const what = `${req.method ?? "GET"} ${withoutCredentials(req.url)}`;
       const timeout = () => new GitTimeoutError(`the Git server did not answer ${what} within ${timeoutMs / 1000} s`);
       const deadline = setTimeout(() => abort.abort(new GitTimeoutError(`the Git server did not finish ${what} within ${(DEADLINE_FACTOR * timeoutMs) / 1000} s`)), DEADLINE_FACTOR * timeoutMs);
       deadline.unref();

@@ -7,6 +7,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "pino";
 import { ANNOTATIONS, API_VERSION, LABELS, type App, type Condition, type Config, type LatestBuild } from "../../crds/v1alpha1.js";
+import { isForkPreview } from "../../functions/render.js";
 import type { CacheEvent, ClusterCache } from "../cache.js";
 import { BUILT, setCondition, sameConditions } from "../conditions.js";
 import { faultPoint } from "../fault.js";
@@ -22,7 +23,7 @@ import {
   shortSha, TEKTON_API_VERSION, PIPELINE_RUN_KIND, type PipelineRun, type PipelineSettings, type TaskRunSummary,
 } from "./pipelinerun.js";
 import {
-  buildInput, DEFAULT_MAX_PREVIEWS, isForkPreview, isPreviewOf, previewApp, previewApproval, previewConfig, previewExpired, previewHost, previewName,
+  buildInput, DEFAULT_MAX_PREVIEWS, isPreviewOf, previewApp, previewApproval, previewConfig, previewExpired, previewHost, previewName,
   PREVIEW_ANNOTATIONS,
 } from "./previews.js";
 import { branchHead, ProcfileError, readProcfile, type GitAuth } from "./procfile.js";

@@ -1,6 +1,7 @@
 // Pull-request previews as objects: the preview App `<app>-pr-<n>` and its Config, computed from the parent
 // App and the pull request. Pure functions, so the same webhook delivered twice yields the same objects.
-import { API_VERSION, LABELS, MANAGED_BY, type App, type Config, type ProcessSpec } from "../../crds/v1alpha1.js";
+import { ANNOTATIONS, API_VERSION, LABELS, MANAGED_BY, type App, type Config, type ProcessSpec } from "../../crds/v1alpha1.js";
+import { isForkPreview } from "../../functions/render.js";
 import type { PullRequestEvent } from "./events.js";
 import { fitName, ownerReference, type PipelineSettings } from "./pipelinerun.js";
 
@@ -16,7 +17,7 @@ export const PREVIEW_ANNOTATIONS = {
    * "true" when the pull request comes from a fork: the preview gets no Git credentials, secret env or TLS
    * Secret, and its builds run as the fork build ServiceAccount.
    */
-  fork: "slipway.dev/preview-fork",
+  fork: ANNOTATIONS.previewFork,
 } as const;
 
 /** The label someone trusted puts on a fork's pull request to let it build and get a preview. */
@@ -64,10 +65,6 @@ export function isPreviewOf(app: App, parent: App, pr?: number): boolean {
     (pr === undefined || app.metadata.annotations?.[PREVIEW_ANNOTATIONS.pr] === String(pr));
 }
 
-/** Whether an App is a preview of a pull request from a fork. */
-export function isForkPreview(app: App): boolean {
-  return app.metadata.labels?.[LABELS.preview] !== undefined && app.metadata.annotations?.[PREVIEW_ANNOTATIONS.fork] === "true";
-}
 
 /**
  * What an App's build is made from: a fork preview's build runs as the fork build ServiceAccount, never the
