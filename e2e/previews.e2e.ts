@@ -118,6 +118,35 @@ test("a GitHub pull request synchronize rebuilds the preview from the new head w
   t.deepEqual(all.map((r) => [r.spec.version, r.spec.build.sourceCommit, r.spec.build.procfile]), [[1, first, { web: "./one" }], [2, second, { web: "./two" }]]);
 });
 
+test("pull request synchronizes are taken while the preview App is being changed by others (each write re-read after a 409)", async (t) => {
+  const env = await setup(t, { operator: true });
+  const { src, base } = await parentApp(t, env);
+  const first = await src.commit({ "Procfile": "web: ./one\n" }, "feature");
+  t.deepEqual((await env.deliver(githubPullRequest("opened", prInput(src, base, { sha: first })))).body, { previews: [`${env.ns}/shop-pr-7`] });
+  // The preview's own status updates change its resourceVersion at any time; here an annotation does it 10 times a second.
+  let writing = true;
+  let writes = 0;
+  const writer = (async () => {
+    while (writing) {
+      await env.kube.mergePatch({ apiVersion: "slipway.dev/v1alpha1", kind: "App", metadata: { namespace: env.ns, name: "shop-pr-7" } },
+        { metadata: { annotations: { "e2e.slipway.dev/tick": String(++writes) } } });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  })();
+  try {
+    for (let i = 0; i < 12; i++) {
+      const head = await src.commit({ "Procfile": `web: ./v${i}\n` }, "feature");
+      const synced = await env.deliver(githubPullRequest("synchronize", prInput(src, base, { sha: head })));
+      t.deepEqual(synced.body, { previews: [`${env.ns}/shop-pr-7`] }, `synchronize ${i} is taken`);
+      t.is((await getApp(env, "shop-pr-7")).metadata.annotations?.["slipway.dev/preview-commit"], head);
+    }
+  } finally {
+    writing = false;
+    await writer;
+  }
+  t.true(writes > 12, `the App was changed while the synchronizes were written (${writes} changes)`);
+});
+
 test("a GitHub pull request closed deletes the preview App, and with it its Config and PipelineRuns", async (t) => {
   const env = await setup(t, { operator: true });
   const { src, base } = await parentApp(t, env);

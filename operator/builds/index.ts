@@ -34,6 +34,8 @@ export { BUILT } from "../conditions.js";
 export const WEBHOOK_SECRET_KEY = "secret";
 /** Why an unverified source delivery is refused: the same words whether or not any App builds the repository. */
 const NO_MATCHING_SECRET = "the signature matches the webhook secret of no App that builds this repository and branch";
+/** Times a pull request event re-reads and rewrites its preview after a 409 before the webhook answers with the error. */
+const PREVIEW_WRITE_ATTEMPTS = 5;
 
 export interface BuildsOptions {
   /** The operator's client. */
@@ -407,7 +409,7 @@ class BuildController {
     for (const parent of parents) {
       const name = `${parent.metadata.namespace}/${previewName(parent.metadata.name, event.number)}`;
       const refusal = await this.#inTurn(keyOf(parent.metadata.namespace, parent.metadata.name), () =>
-        event.action === "close" ? this.#closePreview(parent, event.number) : this.#ensurePreview(parent, event, apps));
+        event.action === "close" ? this.#closePreview(parent, event.number) : this.#ensurePreviewRetrying(parent, event, apps));
       if (refusal) refused.push(`${name}: ${refusal}`);
       else previews.push(name);
     }
@@ -478,6 +480,20 @@ class BuildController {
    * preview, if approval was withdrawn, is removed), a new preview over the parent's cap, and a name or host that
    * another App has.
    */
+  async #ensurePreviewRetrying(parent: App, event: PullRequestEvent, apps: readonly App[]): Promise<string | undefined> {
+    // The preview App and Config are written on the resourceVersion read (so a replacement is never taken over);
+    // the preview's own status updates change that version, so a 409 means "read again", and each attempt redoes
+    // every ownership check on what it reads.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#ensurePreview(parent, event, apps);
+      } catch (err) {
+        if (!isConflict(err) || attempt >= PREVIEW_WRITE_ATTEMPTS) throw err;
+        this.#log.debug({ app: parent.metadata.name, pr: event.number, attempt }, "preview changed while it was written; reading it again");
+      }
+    }
+  }
+
   async #ensurePreview(parent: App, event: PullRequestEvent, apps: readonly App[]): Promise<string | undefined> {
     const ns = parent.metadata.namespace;
     const name = previewName(parent.metadata.name, event.number);
