@@ -118,7 +118,7 @@ test("a GitHub pull request synchronize rebuilds the preview from the new head w
   t.deepEqual(all.map((r) => [r.spec.version, r.spec.build.sourceCommit, r.spec.build.procfile]), [[1, first, { web: "./one" }], [2, second, { web: "./two" }]]);
 });
 
-test("pull request synchronizes are taken while the preview App is being changed by others (each write re-read after a 409)", async (t) => {
+test("pull request synchronizes are taken while the preview App is being changed by others (it is written with its uid, not its resourceVersion)", async (t) => {
   const env = await setup(t, { operator: true });
   const { src, base } = await parentApp(t, env);
   const first = await src.commit({ "Procfile": "web: ./one\n" }, "feature");

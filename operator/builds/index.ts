@@ -12,7 +12,7 @@ import type { CacheEvent, ClusterCache } from "../cache.js";
 import { BUILT, setCondition, sameConditions } from "../conditions.js";
 import { faultPoint } from "../fault.js";
 import { Informers } from "../informers.js";
-import { isConflict, isRefused, type Kube, type KubeObject } from "../kube.js";
+import { isConflict, isRefused, KubeError, type Kube, type KubeObject } from "../kube.js";
 import { log as rootLog } from "../log.js";
 import { WorkQueue } from "../queue.js";
 import { normalizeConfig } from "../releases.js";
@@ -34,8 +34,13 @@ export { BUILT } from "../conditions.js";
 export const WEBHOOK_SECRET_KEY = "secret";
 /** Why an unverified source delivery is refused: the same words whether or not any App builds the repository. */
 const NO_MATCHING_SECRET = "the signature matches the webhook secret of no App that builds this repository and branch";
+/** The API server refused a write naming an object's uid because the object under that name has another one. */
+function isUidChanged(err: unknown): boolean {
+  return err instanceof KubeError && err.code === 422 && err.message.includes("metadata.uid");
+}
+
 /** Times a pull request event re-reads and rewrites its preview after a 409 before the webhook answers with the error. */
-const PREVIEW_WRITE_ATTEMPTS = 5;
+const PREVIEW_WRITE_ATTEMPTS = 3;
 
 export interface BuildsOptions {
   /** The operator's client. */
@@ -481,14 +486,14 @@ class BuildController {
    * another App has.
    */
   async #ensurePreviewRetrying(parent: App, event: PullRequestEvent, apps: readonly App[]): Promise<string | undefined> {
-    // The preview App and Config are written on the resourceVersion read (so a replacement is never taken over);
-    // the preview's own status updates change that version, so a 409 means "read again", and each attempt redoes
-    // every ownership check on what it reads.
+    // The preview App is written with the uid read and its Config on the resourceVersion read, so that neither
+    // is taken over if replaced meanwhile; such a refusal means "read again", and each attempt redoes every
+    // ownership check on what it reads.
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.#ensurePreview(parent, event, apps);
       } catch (err) {
-        if (!isConflict(err) || attempt >= PREVIEW_WRITE_ATTEMPTS) throw err;
+        if (!(isConflict(err) || isUidChanged(err)) || attempt >= PREVIEW_WRITE_ATTEMPTS) throw err;
         this.#log.debug({ app: parent.metadata.name, pr: event.number, attempt }, "preview changed while it was written; reading it again");
       }
     }
@@ -548,9 +553,11 @@ class BuildController {
       this.#log.info({ app: name, pr: event.number, commit: event.head.commit, fork: event.fromFork, approvedBy: approval.by }, "preview created");
     }
     if (!contains(app, desired)) {
-      // Applied on the resourceVersion that was checked to be the preview's: a concurrent replacement fails with 409.
+      // Applied with the uid of the App that was checked to be the preview: the API server refuses the apply if
+      // that App was deleted (409) or replaced (422, uid is immutable) since, and the next attempt's checks see
+      // the replacement. Not its resourceVersion: the preview's own status writes move that all the time.
       const read = app as App & KubeObject;
-      app = await this.#kube.apply<App & KubeObject>({ ...desired, metadata: { ...desired.metadata, resourceVersion: read.metadata.resourceVersion } } as App & KubeObject);
+      app = await this.#kube.apply<App & KubeObject>({ ...desired, metadata: { ...desired.metadata, uid: read.metadata.uid } } as App & KubeObject);
       this.#log.info({ app: name, pr: event.number, commit: event.head.commit, fork: event.fromFork }, "preview updated");
     }
     const parentConfig = await this.#kube.getIfExists<Config & KubeObject>(API_VERSION, "Config", ns, parent.metadata.name);
