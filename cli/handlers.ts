@@ -108,7 +108,7 @@ async function editApp(kube: Session, appName: string, change: (spec: AppSpec, a
   });
 }
 
-async function editConfig(kube: Session, appName: string, change: (spec: ConfigSpec) => ConfigSpec): Promise<Config> {
+async function editConfig(kube: Session, appName: string, change: (spec: ConfigSpec) => ConfigSpec, annotations?: Record<string, string>): Promise<Config> {
   await kube.app(appName);
   return edit(async () => {
     let config = await kube.get("Config", appName);
@@ -117,7 +117,7 @@ async function editConfig(kube: Session, appName: string, change: (spec: ConfigS
       if (err instanceof ConflictError) return kube.get("Config", appName);
       throw err;
     });
-    return writeSpec<Config>(kube, "Config", appName, config, change(structuredClone(config?.spec ?? {})));
+    return writeSpec<Config>(kube, "Config", appName, config, change(structuredClone(config?.spec ?? {})), { annotations });
   });
 }
 
@@ -272,8 +272,8 @@ const configSet: Handler = async (cmd, io, k) => {
   }
   const kube = k();
   const appName = name(cmd);
-  if (Object.keys(secret).length) await writeSecretValues(kube, appName, secret);
-  const c = await editConfig(kube, appName, (spec) => setSecretEnv(setEnv(spec, plain), secretName(appName), Object.keys(secret)));
+  const written = Object.keys(secret).length ? await writeSecretValues(kube, appName, secret) : undefined;
+  const c = await editConfig(kube, appName, (spec) => setSecretEnv(setEnv(spec, plain), secretName(appName), Object.keys(secret)), written);
   io.err(`Set ${[...Object.keys(plain), ...Object.keys(secret).map((s) => `${s} (secret)`)].join(", ")} on ${appName}.\n`);
   await printConfig(cmd, io, c);
 };
@@ -281,12 +281,13 @@ const configSet: Handler = async (cmd, io, k) => {
 /**
  * Writes secret values into the Secret `<app>-env`; they never enter the Config (nor Git). A merge patch, not an
  * apply: developers may write Secrets but not read them, and an apply of one key would drop the keys set before.
+ * Returns the annotation that tells the operator, which does not watch Secrets, to read it again: the Config
+ * written with it changes even when only a value did.
  */
-async function writeSecretValues(kube: Session, appName: string, values: Record<string, string>): Promise<void> {
+async function writeSecretValues(kube: Session, appName: string, values: Record<string, string>): Promise<Record<string, string>> {
   const app = await kube.app(appName);
   const data = Object.fromEntries(Object.entries(values).map(([key, v]) => [key, Buffer.from(v, "utf8").toString("base64")]));
-  if (await kube.mergePatch("Secret", secretName(appName), { data })) return;
-  await kube.create<V1Secret>({
+  const written = (await kube.mergePatch("Secret", secretName(appName), { data })) ?? await kube.create<V1Secret>({
     apiVersion: "v1", kind: "Secret",
     metadata: {
       name: secretName(appName), labels: { [LABELS.app]: appName },
@@ -295,6 +296,7 @@ async function writeSecretValues(kube: Session, appName: string, values: Record<
     },
     type: "Opaque", data,
   });
+  return { [ANNOTATIONS.secretVersion]: written.metadata?.resourceVersion ?? new Date().toISOString() };
 }
 
 const configUnset: Handler = async (cmd, io, k) => {
@@ -326,8 +328,8 @@ const configPush: Handler = async (cmd, io, k) => {
   const plain = Object.fromEntries(Object.entries(values).filter(([key]) => !(key in secret)));
   const kube = k();
   const appName = name(cmd);
-  if (secretKeys.length) await writeSecretValues(kube, appName, secret);
-  const c = await editConfig(kube, appName, (spec) => setSecretEnv(setEnv(spec, plain), secretName(appName), secretKeys));
+  const written = secretKeys.length ? await writeSecretValues(kube, appName, secret) : undefined;
+  const c = await editConfig(kube, appName, (spec) => setSecretEnv(setEnv(spec, plain), secretName(appName), secretKeys), written);
   io.err(`Set ${[...Object.keys(plain), ...secretKeys.map((key) => `${key} (secret)`)].join(", ")} on ${appName} from ${file}.\n`);
   await printConfig(cmd, io, c);
 };

@@ -53,6 +53,12 @@ export const ANNOTATIONS = {
    */
   syncRequestedAt: "slipway.dev/sync-requested-at",
   /**
+   * Set on a Config by the CLI when it writes a value into the Secret `<app>-env` (the Secret's resourceVersion
+   * after the write): the operator does not watch Secrets, so this change of the Config is what makes it read the
+   * Secret again and roll out a changed value. Never written to Git.
+   */
+  secretVersion: "slipway.dev/secret-version",
+  /**
    * On a Deployment's pod template: a checksum of the live release's secretDigests, so a changed secret value
    * rolls the pods out (they read Secrets only when they start).
    */

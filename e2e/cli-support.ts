@@ -74,11 +74,11 @@ export async function userWith(t: ExecutionContext, ns: string, name: string, ro
 }
 
 /** A fresh namespace with the operator watching it and a developer "alice". */
-export async function setup(t: ExecutionContext): Promise<{ ns: string; alice: User; operator: OperatorHandle }> {
+export async function setup(t: ExecutionContext, options: { watchSecrets?: boolean } = {}): Promise<{ ns: string; alice: User; operator: OperatorHandle }> {
   const cp = await controlPlane();
   const ns = await freshNamespace(t);
   const logger = createLogger({ level: process.env.LOG_LEVEL ?? "silent" });
-  const operator = await startOperator({ kube: new Kube(cp.kubeConfig()), namespace: ns, logger, concurrency: 2 });
+  const operator = await startOperator({ kube: new Kube(cp.kubeConfig()), namespace: ns, logger, concurrency: 2, watchSecrets: options.watchSecrets });
   t.teardown(async () => {
     // Delete the Apps first, so the garbage collector takes their Releases and children before the namespace goes.
     await cp.kubectl(["delete", "apps.slipway.dev", "--all", "-n", ns, "--timeout=30s"]);

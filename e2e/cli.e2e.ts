@@ -96,8 +96,10 @@ test("changing a secret value, with config:set --secret or with kubectl, cuts a 
   t.not(second, first);
   await podsStartedWith(second);
 
-  // A plain kubectl change of the Secret is seen too, and credited to kubectl's field manager, not to alice.
+  // A plain kubectl change of the Secret is seen at the App's next pass (the operator does not watch Secrets; an
+  // annotation asks for the pass now instead of at the resync), and credited to kubectl's field manager, not alice.
   await kubectl(["patch", "secret", "hello-env", "-n", ns, "--type=merge", "-p", JSON.stringify({ data: { TOKEN: Buffer.from(values[2] ?? "").toString("base64") } })]);
+  await kubectl(["annotate", "apps.slipway.dev", "hello", "-n", ns, "--overwrite", `slipway.dev/reconcile-requested-at=${new Date().toISOString()}`]);
   const [v4] = await releasesUntil(t, alice, "hello", 4);
   t.deepEqual([v4?.spec.cause, v4?.spec.requestedBy], ["change secret TOKEN", "kubectl-patch"]);
   await liveRelease(t, alice, "hello", "v4");
@@ -107,12 +109,26 @@ test("changing a secret value, with config:set --secret or with kubectl, cuts a 
 
   // A change of the Secret that changes no value cuts nothing.
   await kubectl(["label", "secret", "hello-env", "-n", ns, "team=a"]);
+  await kubectl(["annotate", "apps.slipway.dev", "hello", "-n", ns, "--overwrite", `slipway.dev/reconcile-requested-at=${new Date().toISOString()}`]);
   await new Promise((r) => setTimeout(r, 3_000));
   t.is((await json<Release[]>(t, alice, ["releases", "hello"])).length, 4);
 
-  // The values are in the Secret only: not in Releases, Deployments, pods or Events, nor in the operator's watch.
+  // The values are in the Secret only: not in Releases, Deployments, pods or Events. The Config's mark is the
+  // Secret's resourceVersion, and the operator keeps no watch of Secrets.
   const everything = await kubectl(["get", "apps.slipway.dev,configs.slipway.dev,releases.slipway.dev,deployments,replicasets,pods,events", "-n", ns, "-o", "json"]);
   for (const value of values) t.false(everything.includes(value), `${value} is outside its Secret`);
+  t.regex(await kubectl(["get", "configs.slipway.dev", "hello", "-n", ns, "-o", "jsonpath={.metadata.annotations.slipway\\.dev/secret-version}"]), /^\d+$/);
+  t.is(operator.informers.get("secrets"), undefined, "the operator watches no Secrets");
+});
+
+test("with watchSecrets (SLIPWAY_WATCH_SECRETS=true) a plain kubectl change of a secret value rolls out with no other change, and the watch holds no values", async (t) => {
+  const { ns, alice, operator } = await setup(t, { watchSecrets: true });
+  await createApp(t, alice, "hello");
+  ok(t, await alice.slipway(["config:set", "hello", "--secret", "TOKEN=first-value-3a1"]), "config:set --secret");
+  await releasesUntil(t, alice, "hello", 2);
+  await kubectl(["patch", "secret", "hello-env", "-n", ns, "--type=merge", "-p", JSON.stringify({ data: { TOKEN: Buffer.from("second-value-9c4").toString("base64") } })]);
+  const [v3] = await releasesUntil(t, alice, "hello", 3);
+  t.deepEqual([v3?.spec.cause, v3?.spec.requestedBy], ["change secret TOKEN", "kubectl-patch"]);
   const watched = operator.informers.get("secrets")?.get("hello-env", ns);
   t.truthy(watched?.metadata.resourceVersion, "the operator watches the Secret");
   t.false("data" in (watched ?? {}), "the operator's watch holds the Secret's values");

@@ -3,7 +3,7 @@
 // work queue. Its informers are the process's shared cache: GitOps reads them through `cache`, builds add
 // their own kinds to `informers`.
 import type { Logger } from "pino";
-import { API_VERSION, LABELS, type AppStatus } from "../crds/v1alpha1.js";
+import { ANNOTATIONS, API_VERSION, LABELS, type AppStatus } from "../crds/v1alpha1.js";
 import type { PlatformSettings } from "../functions/render.js";
 import { AppReconciler, rolledOut, type DeploymentObject } from "./app-reconciler.js";
 import type { CachedKind, ClusterCache } from "./cache.js";
@@ -31,6 +31,14 @@ export interface OperatorOptions {
   logger?: Logger;
   /** How often every App is reconciled even without events; default 10 minutes. */
   resyncMs?: number;
+  /**
+   * Watch Secrets' metadata (never their values), so that a Secret changed with plain kubectl rolls its Apps out
+   * at once; default false. It needs `list` and `watch` on Secrets in every watched namespace, which RBAC cannot
+   * narrow to metadata. Without it a changed value is read at the App's next pass: at once after `config:set
+   * --secret` (the CLI marks the Config), at the resync after any other change (sooner when the App is annotated
+   * with slipway.dev/reconcile-requested-at).
+   */
+  watchSecrets?: boolean;
 }
 
 export interface OperatorHandle {
@@ -133,11 +141,12 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
     },
   ];
   const [apps, configs, releases, deployments] = specs.map((s) => informers.add(s)) as [Informer, Informer, Informer, Informer];
-  // The Secrets that secret env reads: a changed value is a new release. Metadata only, so the watch never
-  // carries a value; the reconciler reads the referenced ones when their resourceVersion moves (secrets.ts).
-  const secrets = informers.add({
+  // With watchSecrets, the Secrets that secret env reads: a changed value is a new release. Metadata only, so the
+  // watch never carries a value; the reconciler reads the referenced ones when their resourceVersion moves
+  // (secrets.ts). Without it, each pass reads them (a GET per Secret an App's Config names).
+  const secrets = options.watchSecrets ? informers.add({
     name: "secrets", apiVersion: "v1", kind: "Secret", path: `/api/v1${inNs}/secrets`, trim: "managedFields", metadataOnly: true,
-  });
+  }) : undefined;
   const synced = () => informers.synced(CONTROLLER_INFORMERS);
 
   // Like client-go's WaitForCacheSync: no reconcile runs before every informer has listed once (an empty
@@ -188,7 +197,7 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
   };
   const routes: [Informer, Route][] = [
     [apps, { keyOf: byName, changed: unlessOnlyStatus("App", (m, obj) => [m.generation, m.labels ?? {}, m.annotations ?? {}, m.deletionTimestamp ?? null, m.finalizers ?? [], latestBuildOf(obj)]) }],
-    [configs, { keyOf: byName, changed: unlessOnlyStatus("Config", (m) => [m.generation, m.deletionTimestamp ?? null]) }],
+    [configs, { keyOf: byName, changed: unlessOnlyStatus("Config", (m) => [m.generation, m.deletionTimestamp ?? null, m.annotations?.[ANNOTATIONS.secretVersion] ?? null]) }],
     [releases, { keyOf: releaseApp, settle: true }],
     [deployments, { keyOf: deploymentApp, settle: true, finished: (obj) => rolledOut(obj as DeploymentObject) }],
   ];
@@ -216,11 +225,13 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
   }
 
   // A Secret's change reaches the Apps whose Configs name it in secretEnv (kept from the Config events).
-  const readers = new SecretReaders();
-  configs.on((type, config) => readers.update(config, type === "delete"));
-  secrets.on((_type, secret) => {
-    for (const key of readers.of(secret.metadata.namespace ?? "", secret.metadata.name)) void queue.enqueue(key);
-  });
+  if (secrets) {
+    const readers = new SecretReaders();
+    configs.on((type, config) => readers.update(config, type === "delete"));
+    secrets.on((_type, secret) => {
+      for (const key of readers.of(secret.metadata.namespace ?? "", secret.metadata.name)) void queue.enqueue(key);
+    });
+  }
 
   const cacheOf: Record<CachedKind, Informer> = { App: apps, Config: configs, Release: releases };
   const cache: ClusterCache = {

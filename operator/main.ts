@@ -39,6 +39,7 @@ async function main(): Promise<void> {
     platform: platformFromEnv(env),
     concurrency: env.RECONCILE_CONCURRENCY ? Number(env.RECONCILE_CONCURRENCY) : undefined,
     namespace: env.WATCH_NAMESPACE || undefined,
+    watchSecrets: env.SLIPWAY_WATCH_SECRETS === "true",
   };
   const webhookSecrets = webhookSecretsFromEnv(env);
   const shutdown = handleShutdown();

@@ -19,6 +19,8 @@ export interface PlatformOptions {
   platform?: Partial<PlatformSettings>;
   namespace?: string;
   concurrency?: number;
+  /** Watch Secrets' metadata so a Secret changed with plain kubectl rolls out at once (OperatorOptions.watchSecrets). */
+  watchSecrets?: boolean;
   /** The config repository; without it Slipway runs without GitOps (releases are not committed). */
   gitops?: Omit<GitOpsOptions, "kube" | "cache" | "namespace" | "webhookSecret">;
   /** Builds from source with Tekton; without it Apps with a `source` wait for a build forever. */
@@ -60,6 +62,7 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
   try {
     const operator = await startOperator({
       kube: options.kube, platform: options.platform, namespace: options.namespace, concurrency: options.concurrency,
+      watchSecrets: options.watchSecrets,
     });
     stops.push(() => operator.stop());
     const gitops = options.gitops

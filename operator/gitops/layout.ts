@@ -39,7 +39,7 @@ export interface ObjectRef {
 // Git), not by the file: a file's changed-by would be anyone's to write, and would credit the next change too.
 const DROPPED_ANNOTATIONS = new Set([
   "kubectl.kubernetes.io/last-applied-configuration", ANNOTATIONS.rollback, ANNOTATIONS.fluxHold, ANNOTATIONS.requestedAt,
-  ANNOTATIONS.changedBy, ANNOTATIONS.gitCommit, ANNOTATIONS.gitRevertOf,
+  ANNOTATIONS.changedBy, ANNOTATIONS.gitCommit, ANNOTATIONS.gitRevertOf, ANNOTATIONS.secretVersion,
 ]);
 
 /** Tracking metadata Argo CD and Flux put on live objects: theirs, not desired state, so never written to Git. */
