@@ -13,7 +13,7 @@ import { log as rootLog } from "./log.js";
 import { queueDepth, reconcileDuration, reconcileErrors, reconcileTotal, releasesCut } from "./metrics.js";
 import { ApiReader, CachedReader } from "./reader.js";
 import { SecretDigests } from "./secrets.js";
-import { WorkQueue } from "./queue.js";
+import { Resync, WorkQueue } from "./queue.js";
 
 export interface OperatorOptions {
   kube: Kube;
@@ -248,11 +248,10 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
   await informers.start();
   cachesFilled();
 
-  // A periodic full pass catches anything an event could not tell (and external drift of children).
-  const resync = setInterval(() => {
-    for (const app of apps.list()) void queue.enqueue(byName(app));
-  }, options.resyncMs ?? 10 * 60_000);
-  resync.unref();
+  // A periodic full pass catches anything an event could not tell (and external drift of children), spread
+  // over the interval in one-second ticks so that it never queues ahead of an event's pass in a burst.
+  const resyncMs = options.resyncMs ?? 10 * 60_000;
+  const stopResync = new Resync(() => apps.list().map(byName), (key) => void queue.enqueue(key), Math.max(1, Math.round(resyncMs / 1000))).start(resyncMs);
 
   log.info({ namespace: ns ?? "(all)", concurrency: options.concurrency ?? DEFAULT_CONCURRENCY }, "operator started");
   return {
@@ -260,7 +259,7 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
     informers,
     synced,
     async stop() {
-      clearInterval(resync);
+      stopResync();
       await informers.stop();
       await queue.stop();
       log.info("operator stopped");

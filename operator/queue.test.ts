@@ -1,5 +1,5 @@
 import test from "ava";
-import { WorkQueue } from "./queue.js";
+import { Resync, WorkQueue } from "./queue.js";
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -145,4 +145,32 @@ test("stop waits for the run in flight and drops waiting keys and retries", asyn
   t.deepEqual(handled, ["ns/a"]);
   await sleep(50);
   t.deepEqual(handled, ["ns/a"]);
+});
+
+test("a resync spreads its keys evenly over the round's ticks and enqueues each once per round, with the keys listed at the round's start", (t) => {
+  let keys = Array.from({ length: 3000 }, (_, i) => `ns/app-${i}`);
+  const enqueued: string[][] = [];
+  const resync = new Resync(() => keys, (key) => enqueued.at(-1)?.push(key), 600);
+  for (let i = 0; i < 600; i++) {
+    enqueued.push([]);
+    resync.tick();
+  }
+  t.true(enqueued.every((tick) => tick.length === 5), "3,000 keys over 600 ticks: 5 a tick, never a burst");
+  t.deepEqual(enqueued.flat(), keys, "every key once, in order");
+
+  // A key added during a round waits for the next; a round of 7 keys over 3 ticks hands over 3, 2 and 2.
+  keys = ["a", "b", "c", "d", "e", "f", "g"];
+  const small: string[][] = [];
+  const three = new Resync(() => keys, (key) => small.at(-1)?.push(key), 3);
+  small.push([]);
+  three.tick();
+  keys = [...keys, "h"];
+  for (let i = 0; i < 2; i++) {
+    small.push([]);
+    three.tick();
+  }
+  t.deepEqual(small, [["a", "b", "c"], ["d", "e"], ["f", "g"]]);
+  small.push([]);
+  three.tick();
+  t.deepEqual(small.at(-1), ["a", "b", "c"], "the next round lists the keys again");
 });
