@@ -411,7 +411,7 @@ async function buildsWithTekton(cp: ControlPlane): Promise<void> {
 // ------------------------------------------------------------------------------ the operator at scale
 
 /** `node dist/operator/main.js` as its own process, so its memory is its own; /metrics on a free port. */
-interface OperatorProcess { pid: number; metrics(): Promise<string>; stop(): Promise<void> }
+interface OperatorProcess { pid: number; metrics(): Promise<string>; stop(): Promise<void>; readonly output: string }
 
 async function freePort(): Promise<number> {
   const server = createServer();
@@ -454,6 +454,10 @@ async function startOperatorProcess(cp: ControlPlane, ns: string, env: Record<st
   return {
     pid: child.pid!,
     metrics: () => get("/metrics"),
+    /** The last 4,000 characters the process wrote (warnings and errors: LOG_LEVEL is warn). */
+    get output() {
+      return output;
+    },
     async stop() {
       child.kill("SIGTERM");
       const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
@@ -494,15 +498,27 @@ async function watchUntil(cp: ControlPlane, path: string, count: number, done: (
   const passed = new Set<string>();
   let finish: (ms: number) => void = () => undefined;
   const finished = new Promise<number>((resolve) => (finish = resolve));
+  let over = false;
   const timer = setTimeout(() => finish(since(t0)), SCALE_WAIT_S * 1000);
-  const watch = await new Watch(cp.kubeConfig()).watch(path, {}, (type: string, obj: KubeObject) => {
-    if (type === "DELETED" || !done(obj)) passed.delete(obj.metadata.name);
-    else passed.add(obj.metadata.name);
-    if (passed.size === count) finish(since(t0));
-  }, () => undefined);
+  // A watch the API server or the connection ends (it happens with several watches of 3,000 objects at once) is
+  // started again: it lists every object anew, so nothing is missed.
+  let watch: AbortController | undefined;
+  const start = async (): Promise<void> => {
+    watch = await new Watch(cp.kubeConfig()).watch(path, {}, (type: string, obj: KubeObject) => {
+      if (type === "DELETED" || !done(obj)) passed.delete(obj.metadata.name);
+      else passed.add(obj.metadata.name);
+      if (passed.size === count) finish(since(t0));
+    }, (err: unknown) => {
+      if (over) return;
+      process.stderr.write(`  watch of ${path} ended (${err instanceof Error ? err.message : "closed"}); watching again\n`);
+      setTimeout(() => void start().catch(() => undefined), 200);
+    });
+  };
+  await start();
   const ms = await finished;
+  over = true;
   clearTimeout(timer);
-  watch.abort();
+  watch?.abort();
   return { ms, reached: passed.size };
 }
 
@@ -913,6 +929,13 @@ async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "
       (a) => wanted.has(a.metadata.name) && isReady(a as App & KubeObject, "v2"), t0);
     record(`${label}: push editing ${hundred.length} apps → all their new releases Ready${all.reached < hundred.length ? ` (only ${all.reached})` : ""}`, all.ms / 1000, "s", 15);
     const [applied, cut] = await Promise.all([configsApplied, releasesCut]);
+    if (all.reached < hundred.length) {
+      const metrics = await operator.metrics();
+      process.stderr.write(`  ${label}: the 100-app push was not rolled out: ${applied.reached} Configs applied, ${cut.reached} Releases cut; ` +
+        `GitOps passes ${[...metrics.matchAll(/^slipway_gitops_passes_total\{result="([a-z]+)"\} (\S+)$/gm)].map((m) => `${m[1]} ${m[2]}`).join(", ")}, ` +
+        `${/^slipway_gitops_queue_depth (\S+)$/m.exec(metrics)?.[1] ?? "?"} waiting; ` +
+        `the operator's last output:\n${operator.output}\n`);
+    }
     report(`${label}: … of which until the last of those Configs was applied from Git`, applied.ms / 1000, "s");
     report(`${label}: … of which until the last of their Releases v2 was cut`, cut.ms / 1000, "s");
 

@@ -34,6 +34,12 @@ export const queueDepth: Gauge = new Gauge({
   registers: [registry],
 });
 
+export const gitopsQueueDepth: Gauge = new Gauge({
+  name: "slipway_gitops_queue_depth",
+  help: "Apps waiting in the GitOps work queue.",
+  registers: [registry],
+});
+
 export const releasesCut: Counter = new Counter({
   name: "slipway_releases_total",
   help: "Releases cut by the operator.",

@@ -9,7 +9,7 @@ import type { ObjectMeta } from "../../crds/v1alpha1.js";
 import type { CacheEvent, ClusterCache } from "../cache.js";
 import { isConflict, specFingerprint, type Kube } from "../kube.js";
 import { log as rootLog } from "../log.js";
-import { gitopsPassDuration, gitopsPasses } from "../metrics.js";
+import { gitopsPassDuration, gitopsPasses, gitopsQueueDepth } from "../metrics.js";
 import { WorkQueue } from "../queue.js";
 import { answerBodyError, readWebhookBody, verifyWebhook, WebhookBodyError } from "../webhooks.js";
 import { ArgoCdLink, type ArgoCdOptions } from "./argocd.js";
@@ -144,6 +144,7 @@ export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle>
     },
     {
       concurrency: options.concurrency ?? 16,
+      onDepth: (depth) => gitopsQueueDepth.set(depth),
       onError: (key, err, retryInMs) => (isConflict((err as { cause?: unknown }).cause ?? err)
         ? log.debug({ app: key, retryInMs }, "an object changed while GitOps reconciled it; retrying")
         : log.warn({ err, app: key, retryInMs }, "GitOps could not reconcile an App; retrying")),
