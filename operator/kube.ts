@@ -65,6 +65,11 @@ export function isConflict(err: unknown): boolean {
   return err instanceof KubeError && err.code === 409;
 }
 
+/** The API server refused a write naming an object's uid because the object under that name has another one. */
+export function isUidChanged(err: unknown): boolean {
+  return err instanceof KubeError && err.code === 422 && err.message.includes("metadata.uid");
+}
+
 /** The API server refused the object itself (invalid, or denied by an admission webhook): sending it again cannot help. */
 export function isRefused(err: unknown): err is KubeError {
   return err instanceof KubeError && (err.code === 400 || err.code === 422 || (err.code === 403 && err.status.includes("denied the request")));

@@ -12,7 +12,7 @@ import type { CacheEvent, ClusterCache } from "../cache.js";
 import { BUILT, setCondition, sameConditions } from "../conditions.js";
 import { faultPoint } from "../fault.js";
 import { Informers } from "../informers.js";
-import { isConflict, isRefused, KubeError, type Kube, type KubeObject } from "../kube.js";
+import { isConflict, isRefused, isUidChanged, type Kube, type KubeObject } from "../kube.js";
 import { log as rootLog } from "../log.js";
 import { WorkQueue } from "../queue.js";
 import { normalizeConfig } from "../releases.js";
@@ -34,12 +34,7 @@ export { BUILT } from "../conditions.js";
 export const WEBHOOK_SECRET_KEY = "secret";
 /** Why an unverified source delivery is refused: the same words whether or not any App builds the repository. */
 const NO_MATCHING_SECRET = "the signature matches the webhook secret of no App that builds this repository and branch";
-/** The API server refused a write naming an object's uid because the object under that name has another one. */
-function isUidChanged(err: unknown): boolean {
-  return err instanceof KubeError && err.code === 422 && err.message.includes("metadata.uid");
-}
-
-/** Times a pull request event re-reads and rewrites its preview after a 409 before the webhook answers with the error. */
+/** Times a pull request event re-reads and rewrites its preview after a refused write (isConflict, isUidChanged) before the webhook answers with the error. */
 const PREVIEW_WRITE_ATTEMPTS = 3;
 
 export interface BuildsOptions {
@@ -479,12 +474,6 @@ class BuildController {
     return message;
   }
 
-  /**
-   * Creates or updates the preview App and its Config, writing only what differs, then builds the head commit.
-   * Refuses, with an Event on the parent, and returns why: a fork's pull request nobody trusted approved (its
-   * preview, if approval was withdrawn, is removed), a new preview over the parent's cap, and a name or host that
-   * another App has.
-   */
   async #ensurePreviewRetrying(parent: App, event: PullRequestEvent, apps: readonly App[]): Promise<string | undefined> {
     // The preview App is written with the uid read and its Config on the resourceVersion read, so that neither
     // is taken over if replaced meanwhile; such a refusal means "read again", and each attempt redoes every
@@ -499,6 +488,12 @@ class BuildController {
     }
   }
 
+  /**
+   * Creates or updates the preview App and its Config, writing only what differs, then builds the head commit.
+   * Refuses, with an Event on the parent, and returns why: a fork's pull request nobody trusted approved (its
+   * preview, if approval was withdrawn, is removed), a new preview over the parent's cap, and a name or host that
+   * another App has.
+   */
   async #ensurePreview(parent: App, event: PullRequestEvent, apps: readonly App[]): Promise<string | undefined> {
     const ns = parent.metadata.namespace;
     const name = previewName(parent.metadata.name, event.number);
