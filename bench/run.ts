@@ -467,6 +467,17 @@ async function startOperatorProcess(cp: ControlPlane, ns: string, env: Record<st
   };
 }
 
+/** CLOCK_MONOTONIC in µs: the clock of a V8 CPU profile's startTime and samples, in any process on the machine. */
+const monotonicMicros = () => process.hrtime.bigint() / 1000n;
+
+/**
+ * With BENCH_PROFILE_DIR, prints the span from `start` to now on the clock of the operator's CPU profile, so that
+ * the profile's samples of one phase can be picked out: `profile window: <phase> <start µs> <end µs>`.
+ */
+function profileWindow(phase: string, start: bigint): void {
+  if (process.env.BENCH_PROFILE_DIR) process.stderr.write(`profile window: ${phase} ${start} ${monotonicMicros()}\n`);
+}
+
 /** The sum of a Prometheus counter's samples over all its labels (0 when it has none yet). */
 function counterTotal(metrics: string, name: string): number {
   return [...metrics.matchAll(new RegExp(`^${name}(?:\\{.*\\})? (\\S+)$`, "gm"))].reduce((sum, m) => sum + Number(m[1]), 0);
@@ -923,10 +934,12 @@ async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "
       (c) => wanted.has(c.metadata.name) && (c as Config & KubeObject).spec.env?.GREETING === "edit-100", t0);
     const releasesCut = watchUntil(cp, `/apis/${V}/namespaces/${ns}/releases`, hundred.length,
       (r) => wanted.has((r as Release & KubeObject).spec.app) && (r as Release & KubeObject).spec.version === 2, t0);
+    const window0 = monotonicMicros();
     await push();
     await webhook();
     const all = await watchUntil(cp, `/apis/${V}/namespaces/${ns}/apps`, hundred.length,
       (a) => wanted.has(a.metadata.name) && isReady(a as App & KubeObject, "v2"), t0);
+    profileWindow(`${label}: push editing 100 apps`, window0);
     record(`${label}: push editing ${hundred.length} apps → all their new releases Ready${all.reached < hundred.length ? ` (only ${all.reached})` : ""}`, all.ms / 1000, "s", 15);
     const [applied, cut] = await Promise.all([configsApplied, releasesCut]);
     if (all.reached < hundred.length) {

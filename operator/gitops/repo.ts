@@ -2,10 +2,10 @@
 // working tree (commits are built from blobs and trees, rewriting only the changed paths), fetched over smart
 // HTTP by isomorphic-git, and pushed with its discovery, pack writer and HTTP client (see push()); every request has a
 // timeout (git-http.ts).
-import fs from "node:fs";
-import { mkdir } from "node:fs/promises";
+import fsp, { mkdir } from "node:fs/promises";
 import git, { type HttpClient } from "isomorphic-git";
 import { gitHttp } from "../git-http.js";
+import { Lru } from "./lru.js";
 import {
   APPS_DIR,
   KUSTOMIZATION,
@@ -40,6 +40,13 @@ export interface CommitInfo {
   author: { name: string; email: string };
   message: string;
   /** Made by Slipway (AUTHOR): its message's Changed-by trailer says who asked. */
+  bySlipway: boolean;
+}
+
+/** What the commit cache keeps of a commit: its tree and parents, and whether Slipway committed it. */
+interface CachedCommit {
+  tree: string;
+  parent: string[];
   bySlipway: boolean;
 }
 
@@ -82,35 +89,33 @@ const TREE_ENTRIES = 100_000;
 const BLOB_BYTES = 16 * 2 ** 20;
 const COMMITS = 20_000;
 
-/** A map that forgets its least recently used entries once their total size passes a bound. */
-class Lru<V> {
-  readonly #map = new Map<string, V>();
-  #size = 0;
-  constructor(readonly max: number, readonly sizeOf: (value: V) => number) {}
-  get(key: string): V | undefined {
-    const value = this.#map.get(key);
-    if (value !== undefined) {
-      this.#map.delete(key);
-      this.#map.set(key, value);
-    }
-    return value;
-  }
-  set(key: string, value: V): void {
-    const old = this.#map.get(key);
-    if (old !== undefined) {
-      this.#size -= this.sizeOf(old);
-      this.#map.delete(key);
-    }
-    this.#map.set(key, value);
-    this.#size += this.sizeOf(value);
-    for (const [k, v] of this.#map) {
-      if (this.#size <= this.max || k === key) break;
-      this.#map.delete(k);
-      this.#size -= this.sizeOf(v);
-    }
-  }
-}
 const AGENT = "git/isomorphic-git (slipway)";
+
+/** What a readFile without a path is refused with: an object without a stack (see gitFs). */
+const NO_PATH = Object.freeze({ code: "ERR_INVALID_ARG_TYPE" });
+
+/**
+ * node:fs's promise API, for isomorphic-git. Every isomorphic-git command wraps the fs it is given anew and tells
+ * a promise-based one by calling readFile() without a path, twice. node:fs answers that with an
+ * ERR_INVALID_ARG_TYPE error, and capturing its stack was 6 % of the operator's CPU during a push editing 100
+ * of 1,000 apps (a CPU profile of the bench's row). Here a readFile without a path is refused with NO_PATH.
+ */
+const gitFs = {
+  promises: {
+    readFile: (path?: string, options?: Parameters<typeof fsp.readFile>[1]) => (path === undefined ? Promise.reject(NO_PATH) : fsp.readFile(path, options)),
+    writeFile: fsp.writeFile,
+    unlink: fsp.unlink,
+    readdir: fsp.readdir,
+    mkdir: fsp.mkdir,
+    rmdir: fsp.rmdir,
+    rm: fsp.rm,
+    stat: fsp.stat,
+    lstat: fsp.lstat,
+    readlink: fsp.readlink,
+    symlink: fsp.symlink,
+    chmod: fsp.chmod,
+  },
+};
 
 export class PushRejectedError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -137,7 +142,7 @@ export class ConfigRepo {
   /** Blob texts read lately, by id, up to BLOB_BYTES characters in all. */
   #blobs = new Lru<string>(BLOB_BYTES, (text) => text.length + 64);
   /** Commits known to be in the clone, with their tree. */
-  #commits = new Lru<{ tree: string; parent: string[] }>(COMMITS, () => 1);
+  #commits = new Lru<CachedCommit>(COMMITS, () => 1);
 
   private constructor(options: RepoOptions) {
     this.url = options.url;
@@ -152,8 +157,8 @@ export class ConfigRepo {
   static async open(options: RepoOptions): Promise<ConfigRepo> {
     const repo = new ConfigRepo(options);
     await mkdir(repo.dir, { recursive: true });
-    await git.init({ fs, dir: repo.dir, defaultBranch: repo.branch });
-    await git.addRemote({ fs, dir: repo.dir, remote: "origin", url: repo.url, force: true });
+    await git.init({ fs: gitFs, dir: repo.dir, defaultBranch: repo.branch });
+    await git.addRemote({ fs: gitFs, dir: repo.dir, remote: "origin", url: repo.url, force: true });
     const remoteHead = await repo.fetch();
     if (remoteHead) {
       await repo.resetTo(remoteHead);
@@ -183,7 +188,7 @@ export class ConfigRepo {
   async head(): Promise<string | undefined> {
     if (this.#head) return this.#head;
     try {
-      return (this.#head = await git.resolveRef({ fs, dir: this.dir, ref: this.#ref }));
+      return (this.#head = await git.resolveRef({ fs: gitFs, dir: this.dir, ref: this.#ref }));
     } catch {
       return undefined;
     }
@@ -201,11 +206,12 @@ export class ConfigRepo {
     if (!remote) return undefined;
     const tracking = `refs/remotes/origin/${this.branch}`;
     if (await this.hasCommit(remote.oid)) {
-      await git.writeRef({ fs, dir: this.dir, ref: tracking, value: remote.oid, force: true });
+      await git.writeRef({ fs: gitFs, dir: this.dir, ref: tracking, value: remote.oid, force: true });
+      this.#remoteHeads.set(this.branch, remote.oid);
       return remote.oid;
     }
     await git.fetch({
-      fs,
+      fs: gitFs,
       http: this.#http,
       dir: this.dir,
       remote: "origin",
@@ -216,14 +222,15 @@ export class ConfigRepo {
       onAuth: this.#onAuth,
       cache: this.#cache,
     });
-    return git.resolveRef({ fs, dir: this.dir, ref: tracking });
+    this.#remoteHeads.delete(this.branch);
+    return this.#tracking(this.branch);
   }
 
   /** Moves the local branch to a commit (after a fetch: the remote's head). */
   async resetTo(oid: string): Promise<void> {
-    await git.writeRef({ fs, dir: this.dir, ref: this.#ref, value: oid, force: true });
+    await git.writeRef({ fs: gitFs, dir: this.dir, ref: this.#ref, value: oid, force: true });
     this.#head = oid;
-    await git.writeRef({ fs, dir: this.dir, ref: "HEAD", value: this.#ref, symbolic: true, force: true });
+    await git.writeRef({ fs: gitFs, dir: this.dir, ref: "HEAD", value: this.#ref, symbolic: true, force: true });
     this.#headOnBranch = true;
   }
 
@@ -343,7 +350,7 @@ export class ConfigRepo {
   async readBlob(oid: string): Promise<string> {
     let text = this.#blobs.get(oid);
     if (text === undefined) {
-      const { blob } = await git.readBlob({ fs, dir: this.dir, oid, cache: this.#cache });
+      const { blob } = await git.readBlob({ fs: gitFs, dir: this.dir, oid, cache: this.#cache });
       text = Buffer.from(blob).toString("utf8");
       this.#blobs.set(oid, text);
     }
@@ -386,11 +393,11 @@ export class ConfigRepo {
     return false;
   }
 
-  async #readCommit(oid: string): Promise<{ tree: string; parent: string[] }> {
+  async #readCommit(oid: string): Promise<CachedCommit> {
     let commit = this.#commits.get(oid);
     if (!commit) {
-      const read = (await git.readCommit({ fs, dir: this.dir, oid, cache: this.#cache })).commit;
-      commit = { tree: read.tree, parent: read.parent };
+      const read = (await git.readCommit({ fs: gitFs, dir: this.dir, oid, cache: this.#cache })).commit;
+      commit = { tree: read.tree, parent: read.parent, bySlipway: read.committer.email === AUTHOR.email };
       this.#commits.set(oid, commit);
     }
     return commit;
@@ -403,19 +410,15 @@ export class ConfigRepo {
    * history the clone has.
    */
   async lastChangeBySlipway(path: string, from: string, options: { stopAt?: string; depth: number }): Promise<string | undefined> {
-    const read = async (oid: string) => {
-      const { commit } = await git.readCommit({ fs, dir: this.dir, oid, cache: this.#cache });
-      return { tree: commit.tree, parent: commit.parent, email: commit.committer.email };
-    };
     try {
       let oid: string | undefined = from;
-      let commit = await read(from);
+      let commit = await this.#readCommit(from);
       let blob = await this.#blobIn(commit.tree, path);
       for (let i = 0; i < options.depth && oid && oid !== options.stopAt; i++) {
         const parentOid: string | undefined = commit.parent[0];
-        const parent = parentOid ? await read(parentOid) : undefined;
+        const parent = parentOid ? await this.#readCommit(parentOid) : undefined;
         const parentBlob = parent ? await this.#blobIn(parent.tree, path) : undefined;
-        if (parentBlob !== blob && commit.email === AUTHOR.email) return oid;
+        if (parentBlob !== blob && commit.bySlipway) return oid;
         oid = parentOid;
         if (!parent) break;
         commit = parent;
@@ -434,14 +437,14 @@ export class ConfigRepo {
   async lastChange(path: string, from: string, depth: number): Promise<CommitInfo | undefined> {
     try {
       let oid: string | undefined = from;
-      let read = await git.readCommit({ fs, dir: this.dir, oid: from, cache: this.#cache });
-      let blob = await this.#blobIn(read.commit.tree, path);
+      let read = await this.#readCommit(from);
+      let blob = await this.#blobIn(read.tree, path);
       for (let i = 0; i < depth && oid; i++) {
-        const parentOid: string | undefined = read.commit.parent[0];
-        const parent = parentOid ? await git.readCommit({ fs, dir: this.dir, oid: parentOid, cache: this.#cache }) : undefined;
-        const parentBlob = parent ? await this.#blobIn(parent.commit.tree, path) : undefined;
+        const parentOid: string | undefined = read.parent[0];
+        const parent = parentOid ? await this.#readCommit(parentOid) : undefined;
+        const parentBlob = parent ? await this.#blobIn(parent.tree, path) : undefined;
         if (parentBlob !== blob) {
-          const { author, message } = read.commit;
+          const { author, message } = (await git.readCommit({ fs: gitFs, dir: this.dir, oid, cache: this.#cache })).commit;
           return { oid, author: { name: author.name, email: author.email }, message, bySlipway: author.email === AUTHOR.email };
         }
         if (!parent || !parentOid) break;
@@ -495,7 +498,7 @@ export class ConfigRepo {
     if (tree === undefined) return undefined;
     const now = { timestamp: Math.floor(Date.now() / 1000), timezoneOffset: 0 };
     const oid = await git.writeCommit({
-      fs,
+      fs: gitFs,
       dir: this.dir,
       commit: {
         message: message.endsWith("\n") ? message : `${message}\n`,
@@ -505,10 +508,10 @@ export class ConfigRepo {
         committer: { ...AUTHOR, ...now },
       },
     });
-    await git.writeRef({ fs, dir: this.dir, ref: options.ref ?? this.#ref, value: oid, force: true });
+    await git.writeRef({ fs: gitFs, dir: this.dir, ref: options.ref ?? this.#ref, value: oid, force: true });
     if (!options.ref || options.ref === this.#ref) this.#head = oid;
     if (!options.ref && !this.#headOnBranch) {
-      await git.writeRef({ fs, dir: this.dir, ref: "HEAD", value: this.#ref, symbolic: true, force: true });
+      await git.writeRef({ fs: gitFs, dir: this.dir, ref: "HEAD", value: this.#ref, symbolic: true, force: true });
       this.#headOnBranch = true;
     }
     return oid;
@@ -523,13 +526,13 @@ export class ConfigRepo {
     const after = new Map(before);
     for (const [path, content] of changes) {
       if (content === null) after.delete(path);
-      else after.set(path, { mode: "100644", oid: await git.writeBlob({ fs, dir: this.dir, blob: Buffer.from(content) }) });
+      else after.set(path, { mode: "100644", oid: await git.writeBlob({ fs: gitFs, dir: this.dir, blob: Buffer.from(content) }) });
     }
     for (const path of [...after.keys()]) if (isManagedKustomization(path)) after.delete(path);
     for (const [path, content] of kustomizations(after.keys())) {
       // Written only when new: a tree whose kustomization.yaml files are right costs no writes.
       const { oid } = await git.hashBlob({ object: content });
-      if (before.get(path)?.oid !== oid) await git.writeBlob({ fs, dir: this.dir, blob: Buffer.from(content) });
+      if (before.get(path)?.oid !== oid) await git.writeBlob({ fs: gitFs, dir: this.dir, blob: Buffer.from(content) });
       after.set(path, { mode: "100644", oid });
     }
     const unchanged =
@@ -562,13 +565,13 @@ export class ConfigRepo {
         if (node && node.entries.get(name)?.type !== "tree" && node.entries.delete(name)) node.dirty = true;
       } else {
         const node = await this.#walk(root, parts, true);
-        const oid = await git.writeBlob({ fs, dir: this.dir, blob: Buffer.from(content) });
+        const oid = await git.writeBlob({ fs: gitFs, dir: this.dir, blob: Buffer.from(content) });
         node?.entries.set(name, { mode: "100644", oid, type: "blob" });
         if (node) node.dirty = true;
       }
     }
     await this.#regenerate(root, dirs);
-    const tree = (await this.#writeNode(root)) ?? (await git.writeTree({ fs, dir: this.dir, tree: [] }));
+    const tree = (await this.#writeNode(root)) ?? (await git.writeTree({ fs: gitFs, dir: this.dir, tree: [] }));
     return tree === base && !allowEmpty ? undefined : tree;
   }
 
@@ -663,7 +666,7 @@ export class ConfigRepo {
     }
     const { oid } = await git.hashBlob({ object: content });
     if (current?.oid === oid && current.mode === "100644") return;
-    if (current?.oid !== oid) await git.writeBlob({ fs, dir: this.dir, blob: Buffer.from(content) });
+    if (current?.oid !== oid) await git.writeBlob({ fs: gitFs, dir: this.dir, blob: Buffer.from(content) });
     node.entries.set(KUSTOMIZATION, { mode: "100644", oid, type: "blob" });
     node.dirty = true;
   }
@@ -723,7 +726,7 @@ export class ConfigRepo {
   async #readTree(oid: string, remember = true): Promise<TreeEntry[]> {
     let tree = this.#trees.get(oid);
     if (!tree) {
-      tree = (await git.readTree({ fs, dir: this.dir, oid, cache: this.#cache })).tree;
+      tree = (await git.readTree({ fs: gitFs, dir: this.dir, oid, cache: this.#cache })).tree;
       if (remember) this.#remember(oid, tree);
     }
     return tree;
@@ -780,7 +783,7 @@ export class ConfigRepo {
     if (!changed && node.base) return node.base;
     // An unchanged entry is the cached tree's own object: a new namespace tree costs its changed entries only.
     const tree = [...node.entries].map(([path, e]): TreeEntry => (!e.node && "path" in e && e.path === path ? (e as TreeEntry) : { path, mode: e.mode, oid: e.oid, type: e.type }));
-    const oid = await git.writeTree({ fs, dir: this.dir, tree });
+    const oid = await git.writeTree({ fs: gitFs, dir: this.dir, tree });
     this.#remember(oid, tree);
     return oid;
   }
@@ -801,7 +804,7 @@ export class ConfigRepo {
    */
   async push(branch = this.branch): Promise<void> {
     const ref = `refs/heads/${branch}`;
-    const oid = await git.resolveRef({ fs, dir: this.dir, ref });
+    const oid = await git.resolveRef({ fs: gitFs, dir: this.dir, ref });
     const remote = await git.getRemoteInfo2({ http: this.#http, url: this.url, onAuth: this.#onAuth, forPush: true, protocolVersion: 1 });
     const refs = new Map((remote.refs ?? []).map((r) => [r.ref, r.oid]));
     const old = refs.get(ref) ?? ZERO;
@@ -819,14 +822,15 @@ export class ConfigRepo {
         objects.add(commit.oid);
         await this.#newObjects(commit.tree, commit.parent && (await this.#treeOf(commit.parent)), objects);
       }
-      const { packfile } = await git.packObjects({ fs, dir: this.dir, oids: [...objects], cache: this.#cache });
+      const { packfile } = await git.packObjects({ fs: gitFs, dir: this.dir, oids: [...objects], cache: this.#cache });
       const status = await this.#receivePack(remote.capabilities, `${old} ${oid} ${ref}`, packfile ?? new Uint8Array());
       const result = status.get(ref);
       if (status.get("unpack") !== "ok" || result !== "ok") {
         throw rejected(result && result !== "ok" ? result : `unpack ${status.get("unpack") ?? "failed"}`);
       }
     }
-    await git.writeRef({ fs, dir: this.dir, ref: `refs/remotes/origin/${branch}`, value: oid, force: true });
+    await git.writeRef({ fs: gitFs, dir: this.dir, ref: `refs/remotes/origin/${branch}`, value: oid, force: true });
+    this.#remoteHeads.set(branch, oid);
   }
 
   /** What the remote had of the branch when we last fetched or pushed it. */
@@ -836,12 +840,22 @@ export class ConfigRepo {
 
   /** What the remote had of a branch when we last fetched or pushed it. */
   async #tracking(branch: string): Promise<string | undefined> {
+    let oid = this.#remoteHeads.get(branch);
+    if (oid) return oid;
     try {
-      return await git.resolveRef({ fs, dir: this.dir, ref: `refs/remotes/origin/${branch}` });
+      oid = await git.resolveRef({ fs: gitFs, dir: this.dir, ref: `refs/remotes/origin/${branch}` });
     } catch {
       return undefined;
     }
+    this.#remoteHeads.set(branch, oid);
+    return oid;
   }
+
+  /**
+   * The remote-tracking refs as this process last wrote or read them, by branch: only this process writes
+   * them, and a pass asks for the remote's head several times (reading a ref is a stat and a read of a file).
+   */
+  readonly #remoteHeads = new Map<string, string>();
 
   /** The commits reachable from `oid` but not through `known` ones (newest first), and the known ones met. */
   async #commitsAbove(oid: string, known: Set<string>) {
@@ -934,7 +948,7 @@ export class ConfigRepo {
 
   /** Records a commit under a new branch and pushes it (used to keep the losing side of a conflict). */
   async pushNewBranch(branch: string, oid: string): Promise<void> {
-    await git.writeRef({ fs, dir: this.dir, ref: `refs/heads/${branch}`, value: oid, force: true });
+    await git.writeRef({ fs: gitFs, dir: this.dir, ref: `refs/heads/${branch}`, value: oid, force: true });
     await this.push(branch);
   }
 
@@ -956,7 +970,7 @@ export class ConfigRepo {
       const tree: { mode: string; path: string; oid: string; type: "blob" | "tree" }[] = [];
       for (const [name, file] of dir.files) tree.push({ mode: file.mode, path: name, oid: file.oid, type: "blob" });
       for (const [name, sub] of dir.dirs) tree.push({ mode: "040000", path: name, oid: await write(sub), type: "tree" });
-      return git.writeTree({ fs, dir: this.dir, tree });
+      return git.writeTree({ fs: gitFs, dir: this.dir, tree });
     };
     return write(root);
   }
