@@ -483,6 +483,16 @@ function counterTotal(metrics: string, name: string): number {
   return [...metrics.matchAll(new RegExp(`^${name}(?:\\{.*\\})? (\\S+)$`, "gm"))].reduce((sum, m) => sum + Number(m[1]), 0);
 }
 
+/** slipway_api_requests_total summed by verb. */
+function apiRequestsByVerb(metrics: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const m of metrics.matchAll(/^slipway_api_requests_total\{([^}]*)\} (\S+)$/gm)) {
+    const verb = /verb="([^"]+)"/.exec(m[1] ?? "")?.[1] ?? "?";
+    out.set(verb, (out.get(verb) ?? 0) + Number(m[2]));
+  }
+  return out;
+}
+
 /** A quantile of a Prometheus histogram, interpolated within its bucket as `histogram_quantile()` does. */
 function histogramQuantile(metrics: string, name: string, q: number): { value: number; count: number } {
   const buckets = [...metrics.matchAll(new RegExp(`^${name}_bucket\\{.*le="([^"]+)".*\\} (\\d+)$`, "gm"))]
@@ -935,11 +945,15 @@ async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "
     const releasesCut = watchUntil(cp, `/apis/${V}/namespaces/${ns}/releases`, hundred.length,
       (r) => wanted.has((r as Release & KubeObject).spec.app) && (r as Release & KubeObject).spec.version === 2, t0);
     const window0 = monotonicMicros();
+    const cpuBefore = await cpuByProcess(cp, { operator: operator.pid });
+    const requestsBefore = apiRequestsByVerb(await operator.metrics());
     await push();
     await webhook();
     const all = await watchUntil(cp, `/apis/${V}/namespaces/${ns}/apps`, hundred.length,
       (a) => wanted.has(a.metadata.name) && isReady(a as App & KubeObject, "v2"), t0);
     profileWindow(`${label}: push editing 100 apps`, window0);
+    const cpuAfter = await cpuByProcess(cp, { operator: operator.pid });
+    const requestsAfter = apiRequestsByVerb(await operator.metrics());
     record(`${label}: push editing ${hundred.length} apps → all their new releases Ready${all.reached < hundred.length ? ` (only ${all.reached})` : ""}`, all.ms / 1000, "s", 15);
     const [applied, cut] = await Promise.all([configsApplied, releasesCut]);
     if (all.reached < hundred.length) {
@@ -951,6 +965,11 @@ async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "
     }
     report(`${label}: … of which until the last of those Configs was applied from Git`, applied.ms / 1000, "s");
     report(`${label}: … of which until the last of their Releases v2 was cut`, cut.ms / 1000, "s");
+    // Where the 2 cores went meanwhile, and what the operator asked of the API server per App.
+    reportCpu(`${label}: push editing ${hundred.length} apps`, cpuBefore, cpuAfter);
+    const made = [...requestsAfter].map(([verb, n]) => [verb, n - (requestsBefore.get(verb) ?? 0)] as const).filter(([, n]) => n > 0);
+    report(`${label}: … API requests by the operator per app (${made.map(([verb, n]) => `${verb} ${n}`).join(", ")})`,
+      made.reduce((sum, [, n]) => sum + n, 0) / hundred.length, "requests");
 
     if (count === 1000) {
       // Idle: nothing changes for a minute, from when the operator has finished the work above (the commits of
