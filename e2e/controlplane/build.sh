@@ -161,7 +161,8 @@ flux() {
 # locally built images), and the node module's own pause and nodeclean, from the node wrapper module, in one
 # directory with a copy of the kubelet, keyed by both. runc needs cgo (its nsenter is C): it is the one binary
 # built with CGO_ENABLED=1, and without the seccomp tag (that needs libseccomp's headers), as its Makefile would
-# with RUNC_BUILDTAGS=-seccomp. Each step's build time is printed.
+# with RUNC_BUILDTAGS=-seccomp; containerd runs it through runc-noseccomp (node/runc-noseccomp/main.go says why).
+# Each step's build time is printed.
 kubelet_dir="$cache/kubelet-$KUBERNETES_VERSION-$(hash "$here"/kubernetes/{go.sum,go.mod})"
 kubelet() {
   if [ ! -x "$kubelet_dir/kubelet" ]; then
@@ -179,10 +180,10 @@ node_build() {
   done
   echo "build.sh: $name built in $(( $(date +%s) - start ))s" >&2
 }
-node_dir="$cache/node-containerd-$CONTAINERD_VERSION-runc-$RUNC_VERSION-cni-$CNI_PLUGINS_VERSION-crane-$GO_CONTAINERREGISTRY_VERSION-$(hash "$here"/node/{go.sum,go.mod,pause/main.go,nodeclean/main.go} "$here"/kubernetes/{go.sum,go.mod})"
+node_dir="$cache/node-containerd-$CONTAINERD_VERSION-runc-$RUNC_VERSION-cni-$CNI_PLUGINS_VERSION-crane-$GO_CONTAINERREGISTRY_VERSION-$(hash "$here"/node/{go.sum,go.mod,pause/main.go,nodeclean/main.go,runc-noseccomp/main.go} "$here"/kubernetes/{go.sum,go.mod})"
 node() {
   kubelet
-  if [ ! -x "$node_dir/containerd" ] || [ ! -x "$node_dir/runc" ] || [ ! -x "$node_dir/kubelet" ] || [ ! -x "$node_dir/nodeclean" ]; then
+  if [ ! -x "$node_dir/containerd" ] || [ ! -x "$node_dir/runc" ] || [ ! -x "$node_dir/kubelet" ] || [ ! -x "$node_dir/nodeclean" ] || [ ! -x "$node_dir/runc-noseccomp" ]; then
     echo "build.sh: building the real node's containerd $CONTAINERD_VERSION, runc $RUNC_VERSION, CNI plugins $CNI_PLUGINS_VERSION and crane $GO_CONTAINERREGISTRY_VERSION into $node_dir (first run on this machine; takes several minutes)" >&2
     mkdir -p "$cache" && tmpnode=$(mktemp -d "$cache/.node-XXXXXX")
     local cver="-X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION"
@@ -195,7 +196,7 @@ node() {
       github.com/google/go-containerregistry/cmd/crane
     node_build "u-root gosh, cat, ls" 0 "" "-s -w" github.com/u-root/u-root/cmds/core/gosh \
       github.com/u-root/u-root/cmds/core/cat github.com/u-root/u-root/cmds/core/ls
-    node_build "pause, nodeclean" 0 "" "-s -w" ./pause ./nodeclean
+    node_build "pause, nodeclean, runc-noseccomp" 0 "" "-s -w" ./pause ./nodeclean ./runc-noseccomp
     cp "$kubelet_dir/kubelet" "$tmpnode/kubelet"
     publish "$tmpnode" "$node_dir"
   fi
