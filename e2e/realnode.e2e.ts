@@ -1,18 +1,21 @@
 // The real node beside the kwok nodes (operator/local/realnode.ts): a real kubelet with containerd and runc runs
 // pods built here without docker, and they really answer HTTP on their pod IP, log, run `kubectl exec` and exit
-// with their own code. Nothing in this file is simulated by kwok. The tests run in order: the last one stops the
-// node and checks that it left nothing on the machine.
+// with their own code. Nothing in this file is simulated by kwok. The tests run in order: the fifth stops the
+// node and checks that it left nothing on the machine; the last kills another process's real node and checks that
+// the next start cleans up after it.
 //
 // If this machine cannot run a real node (not root, no cgroups, a build failure, …) the before hook fails with
 // the reason and so does every test here: they are never skipped.
 import test from "ava";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { ENV_DIR, ENV_KUBECONFIG, repoRoot } from "../operator/local/controlplane.js";
 import { buildGoProgram, buildImage } from "../operator/local/images.js";
-import { describeLeftovers, leftovers, realNodePlacement, startRealNode, type RealNode } from "../operator/local/realnode.js";
+import { describeLeftovers, leftovers, REAL_NODE_FIXED_PATHS, realNodePlacement, startRealNode, type RealNode } from "../operator/local/realnode.js";
 import { controlPlane, freshNamespace, waitFor } from "./harness/suite.js";
 
 interface PodStatus {
@@ -32,6 +35,9 @@ interface PodStatus {
 }
 
 let node: RealNode | undefined;
+/** The fixed paths the node writes to that this machine did not have before: none of them may be left. */
+const newFixedPaths = REAL_NODE_FIXED_PATHS.filter((p) => !existsSync(p));
+const fixedPathsLeft = () => newFixedPaths.filter((p) => existsSync(p));
 /** The echo server (samples/images/echo) with u-root's gosh as /bin/sh, and cat and ls: FROM scratch. */
 let echoImage = "";
 /** Shared by the serial tests below: the echo pod's namespace, name, IP and message. */
@@ -198,8 +204,46 @@ test.serial("stopping the real node leaves no process, mount, cgroup, bridge or 
   t.log(`stopped in ${((Date.now() - stopStarted) / 1000).toFixed(1)}s`);
   const left = await leftovers([n.dir], ["slipway0"], ["kubelet", "containerd", "containerd-shim-runc-v2", "crane"].map((b) => join(n.binDir, b)));
   t.is(describeLeftovers(left), "");
+  t.deepEqual(fixedPathsLeft(), []);
   t.false(existsSync(n.dir), `${n.dir} still exists`);
   t.false(existsSync("/sys/class/net/slipway0"));
   const nodes = await cp.kubectl(["get", "node", n.nodeName, "--ignore-not-found", "-o", "name"]);
   t.is(nodes.stdout.trim(), "");
+});
+
+test.serial("a real node whose owner was killed is cleaned up by the next real node's start", async (t) => {
+  const cp = await controlPlane();
+  const ns = await freshNamespace(t);
+  // The owner: another process that starts a real node, runs a pod there and is then killed with SIGKILL, so its
+  // kubelet, containerd, shim, pod, mounts, cgroups and bridge stay behind.
+  const owner = spawn(process.execPath, [join(repoRoot, "dist", "e2e", "harness", "realnode-owner.js"), ns], {
+    stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, [ENV_KUBECONFIG]: cp.kubeconfigPath, [ENV_DIR]: cp.dir },
+  });
+  let output = "";
+  owner.stdout.on("data", (d: Buffer) => (output += d.toString()));
+  owner.stderr.on("data", (d: Buffer) => (output += d.toString()));
+  await waitFor(async () => /^READY /m.test(output) || owner.exitCode !== null, 120_000, () => `the owner never said READY:\n${output}`);
+  const crashedDir = /^READY (\S+)$/m.exec(output)?.[1] ?? "";
+  t.truthy(crashedDir, output);
+  owner.kill("SIGKILL");
+  await new Promise((r) => owner.once("exit", r));
+  const binDir = realNode().binDir;
+  const exes = ["kubelet", "containerd", "containerd-shim-runc-v2"].map((b) => join(binDir, b));
+  const left = await leftovers([crashedDir], ["slipway0"], exes);
+  t.true(left.mounts.length > 0 && left.cgroups.length > 0 && left.links.length === 1 && left.processes.length >= 3,
+    `the killed owner left its node running: ${describeLeftovers(left)}`);
+
+  const next = await startRealNode(cp, { progress: (line) => console.log(`realnode.e2e: ${line}`) });
+  try {
+    t.false(existsSync(crashedDir), `${crashedDir} still exists`);
+    const stillThere = await leftovers([crashedDir], [], [join(binDir, "kubelet"), join(binDir, "containerd")]);
+    // Only the new node's own kubelet and containerd run now.
+    t.is(stillThere.mounts.length, 0, stillThere.mounts.join(" "));
+    t.is(stillThere.processes.length, 2, stillThere.processes.join(", "));
+  } finally {
+    await next.stop();
+  }
+  t.is(describeLeftovers(await leftovers([crashedDir, next.dir], ["slipway0"], exes)), "");
+  // The killed shims' sockets and the killed pods' CNI results too.
+  t.deepEqual(fixedPathsLeft(), []);
 });

@@ -13,6 +13,7 @@
 // one-line message says why. stop() deletes the node's pods and leaves the machine as it was: no process, mount,
 // cgroup, bridge, netns or CNI state left. A run that crashed is cleaned up when the next one starts.
 import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdtemp, mkdir, readFile, readdir, readlink, rm, rmdir, stat, unlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -48,6 +49,15 @@ const CONTAINER_LOG_LINKS = "/var/log/containers";
 const SHIM_SOCKETS = "/run/containerd/s";
 /** The kubelet's device-plugin socket, at a path of its own whatever its --root-dir. */
 const DEVICE_PLUGINS = "/var/lib/kubelet/device-plugins";
+/** containerd's namespace for the CRI's sandboxes and containers. */
+const CRI_NAMESPACE = "k8s.io";
+
+/**
+ * The directories outside its own that a real node's components write to (fixed in their code); each is removed
+ * at stop when it is empty. A test can check that those that did not exist before are gone after.
+ */
+export const REAL_NODE_FIXED_PATHS = [SHIM_SOCKETS, "/run/containerd", CNI_CACHE, "/var/lib/cni", DEVICE_PLUGINS, "/var/lib/kubelet",
+  CONTAINER_LOG_LINKS, "/run/mount"] as const;
 
 /** The machine cannot run a real node; the message says why in one line. */
 export class RealNodeUnavailable extends Error {
@@ -131,8 +141,11 @@ export async function checkRealNodeSupport(): Promise<void> {
   if (!existsSync("/proc/sys/net/ipv4")) throw new RealNodeUnavailable("no IPv4 networking (/proc/sys/net/ipv4 is missing)");
 }
 
+/** What the real node needs of the control plane: its address, its directory (the CA) and kubectl. */
+export type RealNodeControlPlane = Pick<ControlPlane, "server" | "dir" | "kubectl">;
+
 /** Starts a real node registered with `cp`. Stops and cleans everything it started if any step fails. */
-export async function startRealNode(cp: ControlPlane, opts: RealNodeOptions = {}): Promise<RealNode> {
+export async function startRealNode(cp: RealNodeControlPlane, opts: RealNodeOptions = {}): Promise<RealNode> {
   const progress = opts.progress ?? (() => undefined);
   const nodeName = opts.name ?? "slipway-real-node";
   const bridge = opts.bridge ?? "slipway0";
@@ -145,6 +158,8 @@ export async function startRealNode(cp: ControlPlane, opts: RealNodeOptions = {}
   await cleanUpCrashedRuns(binDir, bridge, progress);
   const others = await liveRealNodes();
   if (others.length > 0) throw new RealNodeUnavailable(`another real node runs on this machine (${others.join(", ")}); one at a time`);
+  const kubelets = await kubeletsRunning();
+  if (kubelets.length > 0) throw new RealNodeUnavailable(`a kubelet already runs on this machine (${kubelets.join(", ")}); its kubepods cgroups would be shared`);
 
   const dir = await mkdtemp(join(tmpdir(), DIR_PREFIX));
   await writeFile(join(dir, "owner.json"), JSON.stringify({ pid: process.pid, binDir, bridge }));
@@ -271,7 +286,7 @@ async function nodeclean(binDir: string, args: string[]): Promise<string> {
  * A client certificate for the kubelet (CN system:node:<name>, O system:nodes) signed by the control plane's CA,
  * its kubeconfig, and the binding that gives it the role system:node (the API server authorizes with RBAC only).
  */
-async function kubeletCredentials(cp: ControlPlane, nodeName: string, dir: string): Promise<string> {
+async function kubeletCredentials(cp: RealNodeControlPlane, nodeName: string, dir: string): Promise<string> {
   const pki = join(dir, "pki");
   const openssl = async (args: string[]) => {
     try {
@@ -464,21 +479,29 @@ export async function cleanUpCrashedRuns(binDir: string, bridge: string, progres
     const owner = await readOwner(d);
     if (!owner || !alive(owner.pid)) stale.push({ dir: d, binDir: owner?.binDir ?? binDir, bridge: owner?.bridge ?? bridge });
   }
-  const kubeletsRunning = (await pidsOf(join(binDir, "kubelet"))).length > 0;
-  const kubepodsLeft = (await leftovers([], [])).cgroups.length > 0;
-  if (stale.length === 0 && (kubeletsRunning || !kubepodsLeft)) return;
-  progress(`real node: cleaning up after ${stale.length} crashed run(s)${kubepodsLeft ? " and a kubepods cgroup no kubelet owns" : ""}`);
+  // Their kubelet, containerd and registry first (a crashed owner leaves them running): those whose command
+  // line names the stale directory.
+  const killed: number[] = [];
   for (const s of stale) {
-    // Their kubelet and containerd first (a crashed owner leaves them running), by executable, then their pods.
     for (const name of ["kubelet", "containerd", "crane"]) {
       for (const pid of await pidsOf(join(s.binDir, name))) {
         const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
-        if (cmdline.includes(s.dir)) process.kill(pid, "SIGKILL");
+        if (cmdline.includes(s.dir)) {
+          process.kill(pid, "SIGKILL");
+          killed.push(pid);
+        }
       }
     }
   }
-  if (kubeletsRunning) {
-    // Another live real node owns the kubepods cgroup and the shims: only the stale directories' mounts go.
+  await waitFor(async () => killed.every((pid) => !alive(pid)), 10_000, () => `processes ${killed.join(", ")} did not die`)
+    .catch(rethrow("cleaning up a crashed run"));
+  const kubelets = await kubeletsRunning();
+  const kubepodsLeft = (await leftovers([], [])).cgroups.length > 0;
+  if (stale.length === 0 && (kubelets.length > 0 || !kubepodsLeft)) return;
+  progress(`real node: cleaning up after ${stale.length} crashed run(s)${killed.length ? ` (killed ${killed.length} of their processes)` : ""}` +
+    `${kubepodsLeft && kubelets.length === 0 ? ", and a kubepods cgroup no kubelet owns" : ""}`);
+  if (kubelets.length > 0) {
+    // Another kubelet owns the kubepods cgroup and the shims: only the stale directories' mounts go.
     for (const s of stale) {
       await nodeclean(binDir, ["clean", "--umount", s.dir]);
       await rm(s.dir, { recursive: true, force: true });
@@ -492,12 +515,44 @@ export async function cleanUpCrashedRuns(binDir: string, bridge: string, progres
   }
   args.push("--rm-cgroup", KUBEPODS_CGROUP, "--glob", join(CNI_CACHE, `${CNI_NETWORK}-*`));
   for (const b of new Set([bridge, ...stale.map((s) => s.bridge)])) args.push("--link", b);
-  progress(`real node: ${(await nodeclean(binDir, args)).trim().split("\n").length} leftover(s) removed`);
+  const removed = (await nodeclean(binDir, args)).trim();
+  progress(`real node: ${removed ? removed.split("\n").length : 0} leftover(s) killed, unmounted or removed`);
   for (const s of stale) {
     await removeLogLinks(s.dir);
+    await removeRunFiles(s.dir);
     await rm(s.dir, { recursive: true, force: true });
   }
   await removeFixedPaths();
+}
+
+/** The kubelets running on this machine, any binary named kubelet: "pid path" each. */
+async function kubeletsRunning(): Promise<string[]> {
+  const found: string[] = [];
+  for (const entry of await readdir("/proc").catch(() => [] as string[])) {
+    if (!/^\d+$/.test(entry)) continue;
+    const exe = await readlink(`/proc/${entry}/exe`).catch(() => "");
+    if (exe.endsWith("/kubelet")) found.push(`${entry} ${exe}`);
+  }
+  return found;
+}
+
+/**
+ * Removes the files a node in `dir` left at fixed paths for its sandboxes and containers when they were not
+ * stopped (a crash, a kill): their shims' sockets in /run/containerd/s (named by a hash of containerd's socket,
+ * the namespace and the id, as containerd's shim.CreateSocketAddress does) and go-cni's cached results
+ * (<network>-<id>-<interface>) in /var/lib/cni/results. The ids are the task directories in containerd's state.
+ */
+async function removeRunFiles(dir: string): Promise<void> {
+  const socket = join(dir, "containerd", "containerd.sock");
+  const ids = await readdir(join(dir, "containerd", "state", "io.containerd.runtime.v2.task", CRI_NAMESPACE)).catch(() => [] as string[]);
+  if (ids.length === 0) return;
+  for (const id of ids) {
+    const hash = createHash("sha256").update(join(socket, CRI_NAMESPACE, id)).digest("hex");
+    await unlink(join(SHIM_SOCKETS, hash)).catch(() => undefined);
+  }
+  for (const f of await readdir(CNI_CACHE).catch(() => [] as string[])) {
+    if (ids.some((id) => f.includes(`-${id}-`))) await unlink(join(CNI_CACHE, f)).catch(() => undefined);
+  }
 }
 
 /** Removes kubelet's links in /var/log/containers that point into `dir`, and the directory if that empties it. */
@@ -516,7 +571,7 @@ async function removeLogLinks(dir: string): Promise<void> {
 async function removeFixedPaths(): Promise<void> {
   await unlink(join(DEVICE_PLUGINS, "kubelet.sock")).catch(() => undefined);
   // /run/mount is util-linux's, made empty by the first mount(8) the kubelet runs (tmpfs for projected volumes).
-  await removeEmptyDirs([SHIM_SOCKETS, "/run/containerd", CNI_CACHE, "/var/lib/cni", DEVICE_PLUGINS, "/var/lib/kubelet", "/run/mount"]);
+  await removeEmptyDirs([...REAL_NODE_FIXED_PATHS]);
 }
 
 /** rmdir each directory, in order, that exists and is empty: the fixed paths the node's components create. */
@@ -545,7 +600,7 @@ export async function leftovers(dirs: string[], bridges: string[], exes: string[
 }
 
 interface TeardownContext {
-  cp: ControlPlane;
+  cp: RealNodeControlPlane;
   nodeName: string;
   dir: string;
   binDir: string;
@@ -573,6 +628,11 @@ async function teardown(c: TeardownContext): Promise<void> {
       const r = await cp.kubectl(["get", "pods", "--all-namespaces", `--field-selector=spec.nodeName=${nodeName}`, "-o", "name", "--request-timeout=5s"]);
       return r.code !== 0 || r.stdout.trim() === "";
     }, 30_000, () => "").catch(() => c.progress("real node: pods still there after 30 s; killing their containers"));
+    // A sandbox being created when its pod was deleted is stopped by the kubelet a little later: give it the time
+    // to stop through containerd (the CNI plugins then release its network) before anything is killed.
+    const tasks = join(dir, "containerd", "state", "io.containerd.runtime.v2.task", CRI_NAMESPACE);
+    await waitFor(async () => (await readdir(tasks).catch(() => [] as string[])).length === 0, 15_000, () => "")
+      .catch(() => c.progress("real node: sandboxes still there after 15 s; killing them"));
   }
   // The kubelet first (it would register the Node again), then containerd and the registry.
   await c.processes.stopAll(10_000);
@@ -582,6 +642,7 @@ async function teardown(c: TeardownContext): Promise<void> {
   await nodeclean(binDir, ["clean", "--kill-cgroup", KUBEPODS_CGROUP, "--kill-exe", shim, "--umount", dir,
     "--rm-cgroup", KUBEPODS_CGROUP, "--link", bridge, "--glob", join(CNI_CACHE, `${CNI_NETWORK}-*`)]);
   await removeLogLinks(dir);
+  await removeRunFiles(dir);
   await removeFixedPaths();
   const left = await leftovers([dir], [bridge], [shim, join(binDir, "containerd"), join(binDir, "kubelet")]);
   const described = describeLeftovers(left);
