@@ -162,7 +162,9 @@ flux() {
 # directory with a copy of the kubelet, keyed by both. runc needs cgo (its nsenter is C): it is the one binary
 # built with CGO_ENABLED=1, and without the seccomp tag (that needs libseccomp's headers), as its Makefile would
 # with RUNC_BUILDTAGS=-seccomp; containerd runs it through runc-noseccomp (node/runc-noseccomp/main.go says why).
-# Each step's build time is printed.
+# Each step's build time is printed. Cold (each with an empty Go build cache of its own), on 2 cores shared with
+# other work: the kubelet 13 minutes, containerd and its shim 3.5, crane 1.1, runc 0.6, the CNI plugins 0.6; the
+# whole --node from an empty cache took 18 minutes.
 kubelet_dir="$cache/kubelet-$KUBERNETES_VERSION-$(hash "$here"/kubernetes/{go.sum,go.mod})"
 kubelet() {
   if [ ! -x "$kubelet_dir/kubelet" ]; then
