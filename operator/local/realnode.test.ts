@@ -1,5 +1,5 @@
 import test from "ava";
-import { describeLeftovers, parseCidr } from "./realnode.js";
+import { describeLeftovers, overlappingRoutes, parseCidr } from "./realnode.js";
 import { tarball } from "./images.js";
 
 test("parseCidr gives the prefix and the n-th address of the network", (t) => {
@@ -59,4 +59,20 @@ test("tarball writes a ustar layer with parent directories, modes and contents, 
   ]);
   t.deepEqual(await tarball(files), tar);
   await t.throwsAsync(tarball([{ path: "relative", source: { content: "" } }]), { message: /must be absolute/ });
+});
+
+test("overlappingRoutes finds the routes of /proc/net/route that overlap the pod network, but not the default route or the node's bridge", (t) => {
+  const table = [
+    "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT",
+    "eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0",
+    "eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0",
+    "slipway0\t0000580A\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0",
+    "cni0\t0001580A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0",
+    "wide\t0000000A\t00000000\t0001\t0\t0\t0\t000000FF\t0\t0\t0",
+    "",
+  ].join("\n");
+  t.deepEqual(overlappingRoutes(table, "10.88.0.0/16", "slipway0"), ["cni0 10.88.1.0/24", "wide 10.0.0.0/8"]);
+  t.deepEqual(overlappingRoutes(table, "10.89.0.0/16", "slipway0"), ["wide 10.0.0.0/8"]);
+  t.deepEqual(overlappingRoutes(table, "192.0.2.128/25", "slipway0"), ["eth0 192.0.2.0/24"]);
+  t.deepEqual(overlappingRoutes(table, "172.30.0.0/16", "slipway0"), []);
 });

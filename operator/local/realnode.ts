@@ -154,6 +154,9 @@ export async function startRealNode(cp: RealNodeControlPlane, opts: RealNodeOpti
   const nodeIP = net.host(1);
 
   await checkRealNodeSupport();
+  // The pods' traffic must stay on this machine's bridge: a network this machine already routes elsewhere is refused.
+  const clash = overlappingRoutes(await readFile("/proc/net/route", "utf8").catch(() => ""), podCidr, bridge);
+  if (clash.length > 0) throw new RealNodeUnavailable(`its pod network ${podCidr} overlaps this machine's route(s) ${clash.join(", ")}; give another podCidr`);
   const binDir = await realNodeBinaries(progress);
   await cleanUpCrashedRuns(binDir, bridge, progress);
   const others = await liveRealNodes();
@@ -661,8 +664,8 @@ export function describeLeftovers(l: Leftovers): string {
   ].filter(Boolean).join("; ");
 }
 
-/** An IPv4 CIDR: its prefix length and its n-th address. */
-export function parseCidr(cidr: string): { prefix: number; host(n: number): string } {
+/** An IPv4 CIDR: its prefix length, network address and mask (as unsigned 32-bit numbers) and its n-th address. */
+export function parseCidr(cidr: string): { prefix: number; base: number; mask: number; host(n: number): string } {
   const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)$/.exec(cidr);
   const octets = m ? m.slice(1, 5).map(Number) : [];
   const prefix = m ? Number(m[5]) : NaN;
@@ -670,11 +673,34 @@ export function parseCidr(cidr: string): { prefix: number; host(n: number): stri
   const mask = (0xffffffff << (32 - prefix)) >>> 0;
   const base = (octets.reduce((a, o) => a * 256 + o, 0) & mask) >>> 0;
   return {
-    prefix,
+    prefix, base, mask,
     host(n: number) {
       if (n <= 0 || n >= 2 ** (32 - prefix) - 1) throw new Error(`${cidr} has no host number ${n}`);
       const a = (base + n) >>> 0;
       return [a >>> 24, (a >>> 16) & 255, (a >>> 8) & 255, a & 255].join(".");
     },
   };
+}
+
+/**
+ * The routes in `routeTable` (the text of /proc/net/route) whose network overlaps `cidr`, other than the default
+ * route and those of the interface `except` (the node's own bridge), as "interface a.b.c.d/prefix".
+ */
+export function overlappingRoutes(routeTable: string, cidr: string, except: string): string[] {
+  const net = parseCidr(cidr);
+  const le = (hex: string) => (Buffer.from(hex, "hex").readUInt32LE(0)) >>> 0;
+  const out: string[] = [];
+  for (const line of routeTable.split("\n").slice(1)) {
+    const [iface, destination, , , , , , maskHex] = line.trim().split(/\s+/);
+    if (!iface || iface === except || !/^[0-9A-Fa-f]{8}$/.test(destination ?? "") || !/^[0-9A-Fa-f]{8}$/.test(maskHex ?? "")) continue;
+    const dest = le(destination ?? "");
+    const mask = le(maskHex ?? "");
+    if (mask === 0) continue;
+    const common = (mask & net.mask) >>> 0;
+    if (((dest & common) >>> 0) === ((net.base & common) >>> 0)) {
+      const prefix = mask.toString(2).replace(/0+$/, "").length;
+      out.push(`${iface} ${[dest >>> 24, (dest >>> 16) & 255, (dest >>> 8) & 255, dest & 255].join(".")}/${prefix}`);
+    }
+  }
+  return out;
 }
