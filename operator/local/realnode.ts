@@ -10,7 +10,9 @@
 // the system's; its pods sit on a bridge of their own (no masquerading, no kube-proxy: nothing here needs iptables).
 //
 // It needs root, cgroups (v1 or v2) and overlayfs; without them startRealNode throws a RealNodeUnavailable whose
-// one-line message says why. stop() deletes the node's pods and leaves the machine as it was: no process, mount,
+// one-line message says why. Of the machine's programs it runs only openssl and go, and the kubelet runs mount(8)
+// and umount(8) (util-linux, on every Linux machine) for its tmpfs volumes (service account tokens, Secrets); the
+// node's own setup and teardown use nodeclean's system calls, never iproute2, iptables or util-linux. stop() deletes the node's pods and leaves the machine as it was: no process, mount,
 // cgroup, bridge, netns or CNI state left. A run that crashed is cleaned up when the next one starts.
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
