@@ -14,6 +14,10 @@
 #                          tekton-webhook) and prints the directory holding them
 #   build.sh --flux        builds only Flux's source-controller and kustomize-controller (e2e/flux.e2e.ts and the
 #                          Flux bench) and prints the directory holding them (and nothing else)
+#   build.sh --kubelet     builds only the kubelet and prints the path of that binary
+#   build.sh --node        builds the real node (operator/local/realnode.ts): kubelet, containerd and its runc shim,
+#                          runc, the CNI bridge, host-local and loopback plugins, crane, gosh/cat/ls, pause and
+#                          nodeclean, and prints the directory holding them
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -45,8 +49,8 @@ build_as() {
 # publish TMP DIR : moves a finished build into place in one rename. Several build.sh may run at once (test
 # runs in parallel): if another one got there first, its directory is kept and this one's dropped.
 publish() { chmod 755 "$1" && mv -T "$1" "$2" 2>/dev/null || rm -rf "$1"; }
-tmptools="" tmpbin="" tmpflux=""
-trap 'rm -rf ${tmptools:+"$tmptools"} ${tmpbin:+"$tmpbin"} ${tmpflux:+"$tmpflux"}' EXIT
+tmptools="" tmpbin="" tmpflux="" tmpnode=""
+trap 'rm -rf ${tmptools:+"$tmptools"} ${tmpbin:+"$tmpbin"} ${tmpflux:+"$tmpflux"} ${tmpnode:+"$tmpnode"}' EXIT
 
 # hash FILE... : a short hash of the files, for cache keys.
 hash() { cat "$@" | sha256sum | cut -c1-12; }
@@ -151,6 +155,55 @@ flux() {
   fi
 }
 
+# The real node (operator/local/realnode.ts): the kubelet, from the pinned kubernetes module and stamped like the
+# control plane, in a directory of its own keyed by that module; then containerd and its runc shim, runc, the
+# CNI bridge, host-local and loopback plugins, crane, u-root's gosh, cat and ls (a shell for `kubectl exec` in
+# locally built images), and the node module's own pause and nodeclean, from the node wrapper module, in one
+# directory with a copy of the kubelet, keyed by both. runc needs cgo (its nsenter is C): it is the one binary
+# built with CGO_ENABLED=1, and without the seccomp tag (that needs libseccomp's headers), as its Makefile would
+# with RUNC_BUILDTAGS=-seccomp; containerd runs it through runc-noseccomp (node/runc-noseccomp/main.go says why).
+# Each step's build time is printed. Cold (each with an empty Go build cache of its own), on 2 cores shared with
+# other work: the kubelet 13 minutes, containerd and its shim 3.5, crane 1.1, runc 0.6, the CNI plugins 0.6; the
+# whole --node from an empty cache took 18 minutes.
+kubelet_dir="$cache/kubelet-$KUBERNETES_VERSION-$(hash "$here"/kubernetes/{go.sum,go.mod})"
+kubelet() {
+  if [ ! -x "$kubelet_dir/kubelet" ]; then
+    echo "build.sh: building the kubelet $KUBERNETES_VERSION into $kubelet_dir (first run on this machine; takes several minutes)" >&2
+    local start; start=$(date +%s)
+    build_as "$kubelet_dir" kubernetes "$kldflags" kubelet k8s.io/kubernetes/cmd/kubelet
+    echo "build.sh: kubelet built in $(( $(date +%s) - start ))s" >&2
+  fi
+}
+# node_build NAME CGO TAGS LDFLAGS PKG... : builds the node module's packages into $tmpnode and prints the time.
+node_build() {
+  local name=$1 cgo=$2 tags=$3 ldflags=$4 start; start=$(date +%s); shift 4
+  for pkg in "$@"; do
+    (cd "$here/node" && CGO_ENABLED=$cgo go build -trimpath -tags="$tags" -ldflags="$ldflags" -o "$tmpnode/" "$pkg") >&2 || exit 1
+  done
+  echo "build.sh: $name built in $(( $(date +%s) - start ))s" >&2
+}
+node_dir="$cache/node-containerd-$CONTAINERD_VERSION-runc-$RUNC_VERSION-cni-$CNI_PLUGINS_VERSION-crane-$GO_CONTAINERREGISTRY_VERSION-$(hash "$here"/node/{go.sum,go.mod,pause/main.go,nodeclean/main.go,runc-noseccomp/main.go} "$here"/kubernetes/{go.sum,go.mod})"
+node() {
+  kubelet
+  if [ ! -x "$node_dir/containerd" ] || [ ! -x "$node_dir/runc" ] || [ ! -x "$node_dir/kubelet" ] || [ ! -x "$node_dir/nodeclean" ] || [ ! -x "$node_dir/runc-noseccomp" ]; then
+    echo "build.sh: building the real node's containerd $CONTAINERD_VERSION, runc $RUNC_VERSION, CNI plugins $CNI_PLUGINS_VERSION and crane $GO_CONTAINERREGISTRY_VERSION into $node_dir (first run on this machine; takes several minutes)" >&2
+    mkdir -p "$cache" && tmpnode=$(mktemp -d "$cache/.node-XXXXXX")
+    local cver="-X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION"
+    node_build containerd 0 urfave_cli_no_docs "-s -w $cver" github.com/containerd/containerd/v2/cmd/containerd
+    node_build containerd-shim-runc-v2 0 "urfave_cli_no_docs no_grpc" "-s -w $cver" github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
+    node_build runc 1 urfave_cli_no_docs "-s -w -X main.version=${RUNC_VERSION#v}" github.com/opencontainers/runc
+    node_build "CNI plugins (bridge, loopback, host-local)" 0 "" "-s -w" github.com/containernetworking/plugins/plugins/main/bridge \
+      github.com/containernetworking/plugins/plugins/main/loopback github.com/containernetworking/plugins/plugins/ipam/host-local
+    node_build crane 0 "" "-s -w -X github.com/google/go-containerregistry/cmd/crane/cmd.Version=$GO_CONTAINERREGISTRY_VERSION" \
+      github.com/google/go-containerregistry/cmd/crane
+    node_build "u-root gosh, cat, ls" 0 "" "-s -w" github.com/u-root/u-root/cmds/core/gosh \
+      github.com/u-root/u-root/cmds/core/cat github.com/u-root/u-root/cmds/core/ls
+    node_build "pause, nodeclean, runc-noseccomp" 0 "" "-s -w" ./pause ./nodeclean ./runc-noseccomp
+    cp "$kubelet_dir/kubelet" "$tmpnode/kubelet"
+    publish "$tmpnode" "$node_dir"
+  fi
+}
+
 case "${1:-}" in
   --argocd-lua) argocd_lua; echo "$argocd_dir/argocd-lua"; exit 0 ;;
   --argocd) argocd; echo "$argocd_dir"; exit 0 ;;
@@ -158,8 +211,10 @@ case "${1:-}" in
   --tools) tools; echo "$tools_dir"; exit 0 ;;
   --tekton) tekton; echo "$tekton_dir"; exit 0 ;;
   --flux) flux; echo "$flux_dir"; exit 0 ;;
+  --kubelet) kubelet; echo "$kubelet_dir/kubelet"; exit 0 ;;
+  --node) node; echo "$node_dir"; exit 0 ;;
   "") kustomize; tools ;;
-  *) echo "usage: build.sh [--kustomize | --tools | --argocd-lua | --argocd | --tekton | --flux]" >&2; exit 2 ;;
+  *) echo "usage: build.sh [--kustomize | --tools | --argocd-lua | --argocd | --tekton | --flux | --kubelet | --node]" >&2; exit 2 ;;
 esac
 
 key="k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-$(cat "$here"/{etcd,kubernetes,kwok}/go.sum "$here"/{etcd,kubernetes,kwok}/go.mod | sha256sum | cut -c1-12)"

@@ -26,7 +26,7 @@ staging_version="v0${KUBERNETES_VERSION#v1}"
 replaces=$(printf 'replace (\n'; sed -n 's#^\t\(k8s.io/[a-z0-9.-]*\) => ./staging/src/.*#\t\1 => \1 '"$staging_version"'#p' "$kmod"; printf ')\n')
 pin kubernetes k8s.io/kubernetes "$KUBERNETES_VERSION" "$replaces" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler \
-  k8s.io/kubernetes/cmd/kubectl
+  k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet
 pin etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" "" go.etcd.io/etcd/server/v3
 pin kwok sigs.k8s.io/kwok "$KWOK_VERSION" "" sigs.k8s.io/kwok/cmd/kwok
 pin kustomize sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION" "" sigs.k8s.io/kustomize/kustomize/v5
@@ -68,4 +68,22 @@ pin source-controller github.com/fluxcd/source-controller "$FLUX_SOURCE_CONTROLL
 pin kustomize-controller github.com/fluxcd/kustomize-controller "$FLUX_KUSTOMIZE_CONTROLLER_VERSION" \
   "$(flux_replaces github.com/fluxcd/kustomize-controller "$FLUX_KUSTOMIZE_CONTROLLER_VERSION")" \
   github.com/fluxcd/kustomize-controller/api
-echo "pinned kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, kustomize $KUSTOMIZE_VERSION, kpt $KPT_VERSION, argo-cd $ARGOCD_VERSION, tekton $TEKTON_VERSION, source-controller $FLUX_SOURCE_CONTROLLER_VERSION, kustomize-controller $FLUX_KUSTOMIZE_CONTROLLER_VERSION"
+# The real node's wrapper module: every node component's main package is a `tool` of the module (so tidy keeps
+# what each needs), beside nodeclean/ and pause/, the module's own helpers. None of these modules has replace lines.
+(
+  mkdir -p "$here/node"
+  printf 'module slipway.dev/controlplane/node\n\ngo 1.26.8\n' > "$here/node/go.mod"
+  cd "$here/node"
+  go get -tool "github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD_VERSION" \
+    "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION" \
+    "github.com/opencontainers/runc@$RUNC_VERSION" \
+    "github.com/containernetworking/plugins/plugins/main/bridge@$CNI_PLUGINS_VERSION" \
+    "github.com/containernetworking/plugins/plugins/main/loopback@$CNI_PLUGINS_VERSION" \
+    "github.com/containernetworking/plugins/plugins/ipam/host-local@$CNI_PLUGINS_VERSION" \
+    "github.com/google/go-containerregistry/cmd/crane@$GO_CONTAINERREGISTRY_VERSION" \
+    "github.com/u-root/u-root/cmds/core/gosh@$UROOT_VERSION" \
+    "github.com/u-root/u-root/cmds/core/cat@$UROOT_VERSION" \
+    "github.com/u-root/u-root/cmds/core/ls@$UROOT_VERSION"
+  go mod tidy
+) 2>/dev/null
+echo "pinned kubernetes $KUBERNETES_VERSION (kubelet too), etcd $ETCD_VERSION, kwok $KWOK_VERSION, kustomize $KUSTOMIZE_VERSION, kpt $KPT_VERSION, argo-cd $ARGOCD_VERSION, tekton $TEKTON_VERSION, source-controller $FLUX_SOURCE_CONTROLLER_VERSION, kustomize-controller $FLUX_KUSTOMIZE_CONTROLLER_VERSION, containerd $CONTAINERD_VERSION, runc $RUNC_VERSION, CNI plugins $CNI_PLUGINS_VERSION, crane $GO_CONTAINERREGISTRY_VERSION, u-root $UROOT_VERSION"

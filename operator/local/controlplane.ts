@@ -117,6 +117,10 @@ async function makeCertificates(dir: string): Promise<void> {
     "subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\n" +
     "extendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n");
   await sign("admin", "/O=system:masters/CN=slipway-admin", "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n");
+  // The API server's client certificate to kubelets (logs, exec, port-forward): a real node's kubelet
+  // (local/realnode.ts) authenticates it by this CA and asks the API server whether it may (webhook authorization).
+  await sign("apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client",
+    "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n");
   await openssl(dir, ["genrsa", "-out", "sa.key", "2048"]);
   await openssl(dir, ["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"]);
 }
@@ -232,7 +236,9 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
       `--service-account-key-file=${join(dir, "sa.pub")}`, `--service-account-signing-key-file=${join(dir, "sa.key")}`,
       "--service-cluster-ip-range=10.0.0.0/24", "--authorization-mode=RBAC", "--allow-privileged=true",
       // kwok nodes' names do not resolve; reach their kubelet API (served by kwok) by InternalIP.
-      "--kubelet-preferred-address-types=InternalIP", "--profiling=false", "--v=0",
+      "--kubelet-preferred-address-types=InternalIP",
+      `--kubelet-client-certificate=${join(dir, "apiserver-kubelet-client.crt")}`, `--kubelet-client-key=${join(dir, "apiserver-kubelet-client.key")}`,
+      "--profiling=false", "--v=0",
     ]);
     await waitHealthy(apiserver, `${server}/readyz`, ca, 90_000);
     const kubeconfigPath = await writeKubeconfig(dir, server);

@@ -1,0 +1,153 @@
+// Container images built without docker, for the real node (local/realnode.ts): a layer tarball made here from
+// files, then crane (built by e2e/controlplane/build.sh --node) appends it to an empty (FROM scratch) image, sets
+// its entrypoint, environment, working directory and platform, and pushes it to the local registry. The image is
+// returned pinned by digest, as the platform deploys every image.
+import { execFile } from "node:child_process";
+import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { tmpdir } from "node:os";
+import { promisify } from "node:util";
+import { repoRoot } from "./tools.js";
+
+const execFileAsync = promisify(execFile);
+
+/** One file of a layer: its path in the image (absolute), where its content comes from, and its mode. */
+export interface LayerFile {
+  path: string;
+  /** A file on this machine whose content is copied, or the content itself. */
+  source: { file: string } | { content: string | Buffer };
+  /** Permission bits; 0o755 for a program, 0o644 otherwise by default. */
+  mode?: number;
+}
+
+export interface ImageSpec {
+  /** Repository name in the registry, e.g. "echo". */
+  name: string;
+  /** Tag pushed beside the digest (the returned reference is by digest); default "latest". */
+  tag?: string;
+  files: LayerFile[];
+  entrypoint?: string[];
+  cmd?: string[];
+  env?: Record<string, string>;
+  workdir?: string;
+}
+
+export class ImageBuildError extends Error {
+  constructor(readonly image: string, readonly step: string, cause: unknown) {
+    const detail = cause instanceof Error ? ((cause as { stderr?: string }).stderr?.trim() || cause.message) : String(cause);
+    super(`image ${image}: ${step} failed: ${detail.split("\n").slice(-5).join(" / ")}`, { cause });
+    this.name = "ImageBuildError";
+  }
+}
+
+/**
+ * Builds a FROM scratch image of `spec.files` with crane and pushes it to `registry` (host:port, plain HTTP on
+ * loopback). Returns `registry/name@sha256:…`.
+ */
+export async function buildImage(crane: string, registry: string, spec: ImageSpec): Promise<string> {
+  const tagged = `${registry}/${spec.name}:${spec.tag ?? "latest"}`;
+  const dir = await mkdtemp(join(tmpdir(), "slipway-image-"));
+  const run = async (step: string, args: string[]) => {
+    try {
+      return (await execFileAsync(crane, [...args, "--insecure"], { maxBuffer: 16 << 20 })).stdout.trim();
+    } catch (cause) {
+      throw new ImageBuildError(tagged, step, cause);
+    }
+  };
+  try {
+    const layer = join(dir, "layer.tar");
+    await writeFile(layer, await tarball(spec.files));
+    await run("crane append", ["append", "--oci-empty-base", "--new_layer", layer, "--new_tag", tagged]);
+    const mutate = ["mutate", tagged, "--tag", tagged, "--set-platform", "linux/amd64"];
+    // crane splits each of these flags' values at commas.
+    const listed = [...(spec.entrypoint ?? []), ...(spec.cmd ?? [])];
+    if (listed.some((a) => a.includes(","))) throw new ImageBuildError(tagged, "crane mutate", new Error("an entrypoint or cmd element holds a comma, which crane would split"));
+    if (spec.entrypoint) mutate.push(`--entrypoint=${spec.entrypoint.join(",")}`);
+    if (spec.cmd) mutate.push(`--cmd=${spec.cmd.join(",")}`);
+    for (const [k, v] of Object.entries(spec.env ?? {})) mutate.push("--env", `${k}=${v}`);
+    if (spec.workdir) mutate.push("--workdir", spec.workdir);
+    // crane mutate pushes the new image under the tag and prints it by digest: registry/name@sha256:….
+    const pinned = (await run("crane mutate", mutate)).split("\n").pop() ?? "";
+    if (!new RegExp(`^${registry.replace(/\./g, "\\.")}/${spec.name}@sha256:[0-9a-f]{64}$`).test(pinned)) {
+      throw new ImageBuildError(tagged, "crane mutate", new Error(`printed ${JSON.stringify(pinned)}, not the image by digest`));
+    }
+    return pinned;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Builds the static Go program of a module in the repository (CGO_ENABLED=0, from the Go build cache after the
+ * first time) into `outDir` and returns the binary's path. `moduleDir` is relative to the repository root.
+ */
+export async function buildGoProgram(moduleDir: string, outDir: string, name: string): Promise<string> {
+  const out = join(outDir, name);
+  try {
+    await execFileAsync("go", ["build", "-trimpath", "-ldflags=-s -w", "-o", out, "."], {
+      cwd: join(repoRoot, moduleDir),
+      env: { ...process.env, CGO_ENABLED: "0", GOFLAGS: "-mod=readonly" },
+    });
+  } catch (cause) {
+    const stderr = (cause as { stderr?: string }).stderr?.trim() ?? "";
+    throw new Error(`cannot build ${moduleDir} with go: ${stderr || (cause as Error).message}`, { cause });
+  }
+  return out;
+}
+
+/**
+ * An uncompressed POSIX ustar archive of `files`, with a directory entry for each parent directory, owned by
+ * root, dated at the epoch (so the same files make the same layer digest).
+ */
+export async function tarball(files: LayerFile[]): Promise<Buffer> {
+  const blocks: Buffer[] = [];
+  const dirs = new Set<string>();
+  for (const f of files) {
+    if (!f.path.startsWith("/")) throw new Error(`layer file ${f.path}: the path must be absolute`);
+    const rel = f.path.slice(1);
+    const parts = rel.split("/");
+    for (let i = 1; i < parts.length; i++) {
+      const d = `${parts.slice(0, i).join("/")}/`;
+      if (!dirs.has(d)) {
+        dirs.add(d);
+        blocks.push(header(d, 0, 0o755, "5"));
+      }
+    }
+    const content = "file" in f.source ? await readFile(f.source.file) : Buffer.from(f.source.content);
+    const mode = f.mode ?? ("file" in f.source && ((await stat(f.source.file)).mode & 0o111) !== 0 ? 0o755 : 0o644);
+    blocks.push(header(rel, content.length, mode, "0"), content, Buffer.alloc((512 - (content.length % 512)) % 512));
+  }
+  blocks.push(Buffer.alloc(1024));
+  return Buffer.concat(blocks);
+}
+
+function header(name: string, size: number, mode: number, type: "0" | "5"): Buffer {
+  const b = Buffer.alloc(512);
+  let prefix = "";
+  let base = name;
+  if (Buffer.byteLength(name) > 100) {
+    const cut = name.lastIndexOf("/", name.length - 2);
+    prefix = name.slice(0, cut);
+    base = name.slice(cut + 1);
+    if (Buffer.byteLength(base) > 100 || Buffer.byteLength(prefix) > 155) throw new Error(`layer file ${name}: the path is too long for a ustar archive`);
+  }
+  const put = (s: string, offset: number, length: number) => b.write(s, offset, length, "utf8");
+  const octal = (n: number, length: number) => n.toString(8).padStart(length - 1, "0") + "\0";
+  put(base, 0, 100);
+  put(octal(mode, 8), 100, 8);
+  put(octal(0, 8), 108, 8); // uid
+  put(octal(0, 8), 116, 8); // gid
+  put(octal(size, 12), 124, 12);
+  put(octal(0, 12), 136, 12); // mtime
+  put("        ", 148, 8); // checksum, counted as spaces
+  put(type, 156, 1);
+  put("ustar\0", 257, 6);
+  put("00", 263, 2);
+  put("root", 265, 32);
+  put("root", 297, 32);
+  put(prefix, 345, 155);
+  let sum = 0;
+  for (const byte of b) sum += byte;
+  put(`${sum.toString(8).padStart(6, "0")}\0 `, 148, 8);
+  return b;
+}

@@ -1,0 +1,3 @@
+module slipway.dev/samples/images/echo
+
+go 1.24.0
