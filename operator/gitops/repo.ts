@@ -82,12 +82,14 @@ type Level = "apps" | "namespace" | "app" | "releases";
 
 const ZERO = "0".repeat(40);
 /**
- * Bounds of the object caches: about 15 MiB of tree entries (the trees a pass reads for 3,000 Apps are about
- * 25,000 entries, and each commit writes a namespace tree of one entry per App), 16 MiB of file text, commits.
+ * Bounds of the object caches: about 8 MiB of tree entries (the trees a pass of every App reads at one head are
+ * about 25,000 entries with 3,000 Apps, and each commit writes a namespace tree of one entry per App), 8 MiB of
+ * file text (every file of 3,000 Apps with two releases each is about 5 MiB), and commits (history walks go back
+ * at most 1,000). Halved, with the commits a quarter, to bring the operator under 300 MiB RSS with 3,000 Apps.
  */
-const TREE_ENTRIES = 100_000;
-const BLOB_BYTES = 16 * 2 ** 20;
-const COMMITS = 20_000;
+const TREE_ENTRIES = 50_000;
+const BLOB_BYTES = 8 * 2 ** 20;
+const COMMITS = 5_000;
 
 const AGENT = "git/isomorphic-git (slipway)";
 
