@@ -5,8 +5,8 @@
 // the next start cleans up after it.
 //
 // If this machine cannot run a real node (not root, no cgroups, a build failure, …) the before hook fails with
-// the reason and so does every test here: they are never skipped.
-import test from "ava";
+// the reason and so does every test here. They are skipped only when the run opts out with SLIPWAY_REAL_NODE=off
+// (realNodeTest in harness/suite.ts), and ava then lists each one as skipped.
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { ENV_DIR, ENV_KUBECONFIG, repoRoot } from "../operator/local/controlplane.js";
 import { buildGoProgram, buildImage } from "../operator/local/images.js";
 import { describeLeftovers, leftovers, REAL_NODE_FIXED_PATHS, realNodePlacement, startRealNode, type RealNode } from "../operator/local/realnode.js";
-import { controlPlane, freshNamespace, waitFor } from "./harness/suite.js";
+import { controlPlane, freshNamespace, realNodeTest, waitFor } from "./harness/suite.js";
 
 interface PodStatus {
   spec: { nodeName?: string };
@@ -44,7 +44,7 @@ let echoImage = "";
 const echo = { ns: "", name: "", ip: "", message: "" };
 const started = Date.now();
 
-test.before("start the real node and build the echo image", async (t) => {
+realNodeTest.before("start the real node and build the echo image", async (t) => {
   // A first run on a machine builds the kubelet, containerd, runc, the CNI plugins and crane (many minutes).
   t.timeout(45 * 60_000, "building and starting the real node");
   const cp = await controlPlane();
@@ -77,7 +77,7 @@ test.before("start the real node and build the echo image", async (t) => {
     () => `no default ServiceAccount in ${echo.ns}`);
 });
 
-test.after.always("stop the real node", async () => {
+realNodeTest.afterAlways("stop the real node", async () => {
   if (echo.ns) await (await controlPlane()).kubectl(["delete", "namespace", echo.ns, "--wait=false"]);
   await node?.stop();
   console.log(`realnode.e2e: done in ${((Date.now() - started) / 1000).toFixed(1)}s`);
@@ -100,7 +100,7 @@ async function httpGet(url: string): Promise<{ status: number; body: string }> {
   return { status: res.status, body: await res.text() };
 }
 
-test.serial("a pod on the real node runs, is Ready by its kubelet's readiness probe, and answers HTTP on its pod IP", async (t) => {
+realNodeTest.serial("a pod on the real node runs, is Ready by its kubelet's readiness probe, and answers HTTP on its pod IP", async (t) => {
   const n = realNode();
   const cp = await controlPlane();
   const ns = echo.ns;
@@ -143,7 +143,7 @@ test.serial("a pod on the real node runs, is Ready by its kubelet's readiness pr
   Object.assign(echo, { name, ip, message });
 });
 
-test.serial("kubectl logs shows the request line the pod on the real node logged", async (t) => {
+realNodeTest.serial("kubectl logs shows the request line the pod on the real node logged", async (t) => {
   if (!echo.ip) return t.fail("the first test did not start the echo pod");
   const cp = await controlPlane();
   const path = `/logged-${randomBytes(4).toString("hex")}`;
@@ -157,7 +157,7 @@ test.serial("kubectl logs shows the request line the pod on the real node logged
   t.regex(logs, /^echo: listening on :8080$/m);
 });
 
-test.serial("kubectl exec runs a shell command in the container on the real node", async (t) => {
+realNodeTest.serial("kubectl exec runs a shell command in the container on the real node", async (t) => {
   if (!echo.ip) return t.fail("the first test did not start the echo pod");
   const cp = await controlPlane();
   const r = await cp.kubectl(["exec", "-n", echo.ns, echo.name, "--", "/bin/sh", "-c", "echo \"$MESSAGE\"; cat /proc/1/cmdline; echo; ls /"]);
@@ -170,7 +170,7 @@ test.serial("kubectl exec runs a shell command in the container on the real node
   t.is(failed.code, 7, `kubectl exec passes the command's exit code on: ${failed.stderr}`);
 });
 
-test.serial("a container on the real node that exits 3 reports terminated.exitCode 3 and its output", async (t) => {
+realNodeTest.serial("a container on the real node that exits 3 reports terminated.exitCode 3 and its output", async (t) => {
   const n = realNode();
   const cp = await controlPlane();
   const ns = await freshNamespace(t);
@@ -196,7 +196,7 @@ test.serial("a container on the real node that exits 3 reports terminated.exitCo
   t.is(logs.stdout.trim(), "about to exit 3");
 });
 
-test.serial("stopping the real node leaves no process, mount, cgroup, bridge or directory behind", async (t) => {
+realNodeTest.serial("stopping the real node leaves no process, mount, cgroup, bridge or directory behind", async (t) => {
   const n = realNode();
   const cp = await controlPlane();
   const stopStarted = Date.now();
@@ -211,7 +211,7 @@ test.serial("stopping the real node leaves no process, mount, cgroup, bridge or 
   t.is(nodes.stdout.trim(), "");
 });
 
-test.serial("a real node whose owner was killed is cleaned up by the next real node's start", async (t) => {
+realNodeTest.serial("a real node whose owner was killed is cleaned up by the next real node's start", async (t) => {
   const cp = await controlPlane();
   const ns = await freshNamespace(t);
   // The owner: another process that starts a real node, runs a pod there and is then killed with SIGKILL, so its

@@ -114,3 +114,17 @@ async function untilGarbageCollectorWatchesReleases(cp: ControlPlane): Promise<v
 }
 
 export { waitFor };
+
+/**
+ * SLIPWAY_REAL_NODE=off: the run opts out of the tests that need the real node (operator/local/realnode.ts), on a
+ * machine that cannot run one. Only then are they skipped, by name: ava lists each as skipped and counts them.
+ * Without it, a machine that cannot run a real node fails those tests with startRealNode's one-line reason.
+ */
+export const REAL_NODE_OFF = process.env.SLIPWAY_REAL_NODE === "off";
+/** ava's serial test, before and after.always hooks for a file of real-node tests (see REAL_NODE_OFF). */
+export const realNodeTest = {
+  serial: REAL_NODE_OFF ? test.serial.skip : test.serial,
+  before: REAL_NODE_OFF ? test.before.skip : test.before,
+  afterAlways: REAL_NODE_OFF ? test.after.always.skip : test.after.always,
+};
+if (REAL_NODE_OFF) console.log("SLIPWAY_REAL_NODE=off: the tests that need the real node are skipped (ava lists them as skipped)");

@@ -7,6 +7,7 @@ import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { promisify } from "node:util";
+import { pack } from "tar-stream";
 import { repoRoot } from "./tools.js";
 
 const execFileAsync = promisify(execFile);
@@ -96,58 +97,40 @@ export async function buildGoProgram(moduleDir: string, outDir: string, name: st
 }
 
 /**
- * An uncompressed POSIX ustar archive of `files`, with a directory entry for each parent directory, owned by
- * root, dated at the epoch (so the same files make the same layer digest).
+ * An uncompressed POSIX ustar archive of `files` (tar-stream's pack), with a directory entry for each parent
+ * directory, owned by root, dated at the epoch (so the same files make the same layer digest).
  */
 export async function tarball(files: LayerFile[]): Promise<Buffer> {
-  const blocks: Buffer[] = [];
+  const archive = pack();
+  const chunks: Buffer[] = [];
+  archive.on("data", (chunk: unknown) => chunks.push(chunk as Buffer));
+  const ended = new Promise<void>((resolve, reject) => {
+    archive.on("end", resolve);
+    archive.on("error", reject);
+  });
+  const owner = { uid: 0, gid: 0, uname: "root", gname: "root", mtime: new Date(0) };
   const dirs = new Set<string>();
-  for (const f of files) {
-    if (!f.path.startsWith("/")) throw new Error(`layer file ${f.path}: the path must be absolute`);
-    const rel = f.path.slice(1);
-    const parts = rel.split("/");
-    for (let i = 1; i < parts.length; i++) {
-      const d = `${parts.slice(0, i).join("/")}/`;
-      if (!dirs.has(d)) {
-        dirs.add(d);
-        blocks.push(header(d, 0, 0o755, "5"));
+  try {
+    for (const f of files) {
+      if (!f.path.startsWith("/")) throw new Error(`layer file ${f.path}: the path must be absolute`);
+      const rel = f.path.slice(1);
+      const parts = rel.split("/");
+      for (let i = 1; i < parts.length; i++) {
+        const d = `${parts.slice(0, i).join("/")}/`;
+        if (!dirs.has(d)) {
+          dirs.add(d);
+          archive.entry({ ...owner, name: d, type: "directory", mode: 0o755 });
+        }
       }
+      const content = "file" in f.source ? await readFile(f.source.file) : Buffer.from(f.source.content);
+      const mode = f.mode ?? ("file" in f.source && ((await stat(f.source.file)).mode & 0o111) !== 0 ? 0o755 : 0o644);
+      archive.entry({ ...owner, name: rel, type: "file", mode, size: content.length }, content);
     }
-    const content = "file" in f.source ? await readFile(f.source.file) : Buffer.from(f.source.content);
-    const mode = f.mode ?? ("file" in f.source && ((await stat(f.source.file)).mode & 0o111) !== 0 ? 0o755 : 0o644);
-    blocks.push(header(rel, content.length, mode, "0"), content, Buffer.alloc((512 - (content.length % 512)) % 512));
+  } catch (err) {
+    archive.destroy();
+    throw err;
   }
-  blocks.push(Buffer.alloc(1024));
-  return Buffer.concat(blocks);
-}
-
-function header(name: string, size: number, mode: number, type: "0" | "5"): Buffer {
-  const b = Buffer.alloc(512);
-  let prefix = "";
-  let base = name;
-  if (Buffer.byteLength(name) > 100) {
-    const cut = name.lastIndexOf("/", name.length - 2);
-    prefix = name.slice(0, cut);
-    base = name.slice(cut + 1);
-    if (Buffer.byteLength(base) > 100 || Buffer.byteLength(prefix) > 155) throw new Error(`layer file ${name}: the path is too long for a ustar archive`);
-  }
-  const put = (s: string, offset: number, length: number) => b.write(s, offset, length, "utf8");
-  const octal = (n: number, length: number) => n.toString(8).padStart(length - 1, "0") + "\0";
-  put(base, 0, 100);
-  put(octal(mode, 8), 100, 8);
-  put(octal(0, 8), 108, 8); // uid
-  put(octal(0, 8), 116, 8); // gid
-  put(octal(size, 12), 124, 12);
-  put(octal(0, 12), 136, 12); // mtime
-  put("        ", 148, 8); // checksum, counted as spaces
-  put(type, 156, 1);
-  put("ustar\0", 257, 6);
-  put("00", 263, 2);
-  put("root", 265, 32);
-  put("root", 297, 32);
-  put(prefix, 345, 155);
-  let sum = 0;
-  for (const byte of b) sum += byte;
-  put(`${sum.toString(8).padStart(6, "0")}\0 `, 148, 8);
-  return b;
+  archive.finalize();
+  await ended;
+  return Buffer.concat(chunks);
 }
