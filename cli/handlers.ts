@@ -639,21 +639,20 @@ export interface PodPlacement {
 
 /**
  * The placement of the app's own pods, from its Deployments' pod templates (the web one first): the operator
- * renders the platform's placement there. None when the app has no Deployment yet; a user who may not read
- * Deployments (roles from before `run` read them) is warned and gets the release's tags alone.
+ * renders the platform's placement there. None when the app has no Deployment yet; for a user who may not read
+ * Deployments (roles from before `run` read them), none and a warning to print once the pod is created.
  */
-async function appPlacement(kube: Session, appName: string, io: Io): Promise<PodPlacement> {
+async function appPlacement(kube: Session, appName: string): Promise<{ placement: PodPlacement; warning?: string }> {
   let deployments: V1Deployment[];
   try {
     deployments = await kube.list("Deployment", `${LABELS.app}=${appName}`);
   } catch (e) {
-    io.err(`warning: the one-off pod is placed by the release's tags alone: ${(e as Error).message}\n`);
-    return {};
+    return { placement: {}, warning: `warning: the one-off pod is placed by the release's tags alone: ${(e as Error).message}\n` };
   }
   const process = (d: V1Deployment) => d.metadata?.labels?.[LABELS.process] ?? "";
   const first = deployments.sort((a, b) => Number(process(b) === "web") - Number(process(a) === "web") || (a.metadata?.name ?? "").localeCompare(b.metadata?.name ?? ""))[0];
   const spec = first?.spec?.template.spec;
-  return { nodeSelector: spec?.nodeSelector, tolerations: spec?.tolerations };
+  return { placement: { nodeSelector: spec?.nodeSelector, tolerations: spec?.tolerations } };
 }
 
 function terminated(pod: V1Pod | undefined): { exitCode: number } | undefined {
@@ -675,7 +674,8 @@ const run: Handler = async (cmd, io, k) => {
   const release = list.find((r) => r.spec.version === live);
   if (!release) throw new CliError(`app "${appName}" has no release yet: nothing to run`);
   const id = randomBytes(3).toString("hex");
-  const pod = oneOffPod(appName, release, cmd.rest, id, await appPlacement(kube, appName, io));
+  const { placement, warning } = await appPlacement(kube, appName);
+  const pod = oneOffPod(appName, release, cmd.rest, id, placement);
   const podName = pod.metadata.name;
   let logStream: AbortController | undefined;
   let interrupted = false;
@@ -696,6 +696,8 @@ const run: Handler = async (cmd, io, k) => {
   try {
     creating = kube.create<V1Pod>(pod);
     await creating;
+    // Said once the pod exists: a user who may not create pods is told only that.
+    if (warning) io.err(warning);
     // Wait until the container runs (or already ended), or fails to start.
     const deadline = Date.now() + timeoutSeconds * 1000;
     let current: V1Pod | undefined;
