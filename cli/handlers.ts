@@ -3,7 +3,7 @@ import { readFile, writeFile, access } from "node:fs/promises";
 import { resolve } from "node:path";
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import type { V1Pod, V1Secret, V1EnvVar } from "@kubernetes/client-node";
+import type { V1Deployment, V1EnvVar, V1Pod, V1Secret, V1Toleration } from "@kubernetes/client-node";
 import {
   ANNOTATIONS, API_VERSION, FLUX_METADATA, LABELS, releaseName,
   type App, type AppSpec, type Config, type ConfigSpec, type ProcessSpec, type Release,
@@ -601,8 +601,12 @@ const logs: Handler = async (cmd, io, k) => {
 
 // ------------------------------------------------------------------------------------------ run
 
-/** The Pod `run` starts: the live release's image and env, the command exactly as given, never restarted. */
-export function oneOffPod(appName: string, release: Release, command: string[], id: string): {
+/**
+ * The Pod `run` starts: the live release's image and env, the command exactly as given, never restarted; placed
+ * where the app's processes run (`placement`, the nodeSelector and tolerations of its Deployment, which carry the
+ * platform's placement and the Config's tags), else by the release's tags alone.
+ */
+export function oneOffPod(appName: string, release: Release, command: string[], id: string, placement: PodPlacement = {}): {
   apiVersion: "v1"; kind: "Pod"; metadata: { name: string; labels: Record<string, string> }; spec: Record<string, unknown>;
 } {
   const env: V1EnvVar[] = [
@@ -611,7 +615,8 @@ export function oneOffPod(appName: string, release: Release, command: string[], 
       name: n, valueFrom: { secretKeyRef: { name: ref.secretName, key: ref.key } },
     })),
   ].sort((a, b) => a.name.localeCompare(b.name));
-  const nodeSelector = release.spec.config.nodeSelector;
+  const nodeSelector = { ...release.spec.config.nodeSelector, ...placement.nodeSelector };
+  const tolerations = placement.tolerations ?? [];
   return {
     apiVersion: "v1", kind: "Pod",
     metadata: {
@@ -620,10 +625,34 @@ export function oneOffPod(appName: string, release: Release, command: string[], 
     },
     spec: {
       restartPolicy: "Never",
-      ...(nodeSelector && Object.keys(nodeSelector).length ? { nodeSelector } : {}),
+      ...(Object.keys(nodeSelector).length ? { nodeSelector } : {}),
+      ...(tolerations.length ? { tolerations } : {}),
       containers: [{ name: "run", image: release.spec.build.image, command, env }],
     },
   };
+}
+
+export interface PodPlacement {
+  nodeSelector?: Record<string, string>;
+  tolerations?: V1Toleration[];
+}
+
+/**
+ * The placement of the app's own pods, from its Deployments' pod templates (the web one first): the operator
+ * renders the platform's placement there. None when the app has no Deployment yet; for a user who may not read
+ * Deployments (roles from before `run` read them), none and a warning to print once the pod is created.
+ */
+async function appPlacement(kube: Session, appName: string): Promise<{ placement: PodPlacement; warning?: string }> {
+  let deployments: V1Deployment[];
+  try {
+    deployments = await kube.list("Deployment", `${LABELS.app}=${appName}`);
+  } catch (e) {
+    return { placement: {}, warning: `warning: the one-off pod is placed by the release's tags alone: ${(e as Error).message}\n` };
+  }
+  const process = (d: V1Deployment) => d.metadata?.labels?.[LABELS.process] ?? "";
+  const first = deployments.sort((a, b) => Number(process(b) === "web") - Number(process(a) === "web") || (a.metadata?.name ?? "").localeCompare(b.metadata?.name ?? ""))[0];
+  const spec = first?.spec?.template.spec;
+  return { placement: { nodeSelector: spec?.nodeSelector, tolerations: spec?.tolerations } };
 }
 
 function terminated(pod: V1Pod | undefined): { exitCode: number } | undefined {
@@ -645,7 +674,8 @@ const run: Handler = async (cmd, io, k) => {
   const release = list.find((r) => r.spec.version === live);
   if (!release) throw new CliError(`app "${appName}" has no release yet: nothing to run`);
   const id = randomBytes(3).toString("hex");
-  const pod = oneOffPod(appName, release, cmd.rest, id);
+  const { placement, warning } = await appPlacement(kube, appName);
+  const pod = oneOffPod(appName, release, cmd.rest, id, placement);
   const podName = pod.metadata.name;
   let logStream: AbortController | undefined;
   let interrupted = false;
@@ -666,6 +696,8 @@ const run: Handler = async (cmd, io, k) => {
   try {
     creating = kube.create<V1Pod>(pod);
     await creating;
+    // Said once the pod exists: a user who may not create pods is told only that.
+    if (warning) io.err(warning);
     // Wait until the container runs (or already ended), or fails to start.
     const deadline = Date.now() + timeoutSeconds * 1000;
     let current: V1Pod | undefined;

@@ -3,7 +3,7 @@
 // `slipway.dev/changed-by` annotation, and every failure becomes a one-line CliError. Pod logs and the watch of a
 // one-off pod stream through @kubernetes/client-node's Log and Watch on the same KubeConfig.
 import { PassThrough, type Writable } from "node:stream";
-import { KubeConfig, Log, Watch, type V1Pod, type V1Secret } from "@kubernetes/client-node";
+import { KubeConfig, Log, Watch, type V1Deployment, type V1Pod, type V1Secret } from "@kubernetes/client-node";
 import { ANNOTATIONS, API_VERSION, type App, type Config, type OwnerReference, type Release } from "../crds/v1alpha1.js";
 import { isConflict, isNotFound, Kube, KubeError, type KubeObject } from "../operator/kube.js";
 import { CliError, isNotServed, toCliError, type RequestContext } from "./errors.js";
@@ -31,11 +31,12 @@ export interface Applied {
   [field: string]: unknown;
 }
 
-type Kinds = { App: App; Config: Config; Release: Release; Secret: V1Secret; Pod: V1Pod };
+type Kinds = { App: App; Config: Config; Release: Release; Secret: V1Secret; Pod: V1Pod; Deployment: V1Deployment };
 
-const apiVersionOf: Record<keyof Kinds, string> = { App: API_VERSION, Config: API_VERSION, Release: API_VERSION, Secret: "v1", Pod: "v1" };
+const apiVersionOf: Record<keyof Kinds, string> = { App: API_VERSION, Config: API_VERSION, Release: API_VERSION, Secret: "v1", Pod: "v1", Deployment: "apps/v1" };
 const resourceOf: Record<keyof Kinds, string> = {
   App: "apps.slipway.dev", Config: "configs.slipway.dev", Release: "releases.slipway.dev", Secret: "secrets", Pod: "pods",
+  Deployment: "deployments.apps",
 };
 
 export class Session {

@@ -83,3 +83,20 @@ test("a one-off pod runs the release's image and env with the command exactly as
     },
   });
 });
+
+test("a one-off pod is placed where the app's processes run: their nodeSelector beside the release's tags, and their tolerations", (t) => {
+  const release: Release = {
+    apiVersion: "slipway.dev/v1alpha1", kind: "Release", metadata: { name: "hello-v4" },
+    spec: { app: "hello", version: 4, cause: "tag", build: { image: "ghcr.io/acme/hello@sha256:" + "b".repeat(64) }, config: { nodeSelector: { zone: "a" } } },
+  };
+  const placement = {
+    nodeSelector: { "slipway.dev/node-kind": "real", zone: "a" },
+    tolerations: [{ key: "slipway.dev/real-node", operator: "Equal", value: "true", effect: "NoSchedule" }],
+  };
+  const pod = oneOffPod("hello", release, ["env"], "abc123", placement);
+  t.deepEqual(pod.spec.nodeSelector, { zone: "a", "slipway.dev/node-kind": "real" });
+  t.deepEqual(pod.spec.tolerations, placement.tolerations);
+  const bare = oneOffPod("hello", release, ["env"], "abc123");
+  t.deepEqual(bare.spec.nodeSelector, { zone: "a" });
+  t.false("tolerations" in bare.spec);
+});

@@ -25,7 +25,7 @@ function cluster() {
   const kube = {
     namespace: "team-a",
     app: async () => ({ metadata: { name: "hello" }, spec: {}, status: { currentRelease: "v1" } }) as unknown as App,
-    list: async () => [release],
+    list: async (kind: string) => (kind === "Release" ? [release] : []),
     async create(pod: V1Pod) {
       events.push("create sent");
       await createAnswer.promise;

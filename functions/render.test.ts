@@ -344,3 +344,50 @@ test("an App's route hosts are its default host, then its domains, and none with
   t.deepEqual(routeHosts(app(undefined)), ["shop.team-a.slipway.local"]);
   t.deepEqual(routeHosts(app({ enabled: false, domains: ["shop.example.com"] })), []);
 });
+
+// --------------------------------------------------------------------------------------------- placement
+
+function podSpec(d: KubernetesObject): Record<string, unknown> {
+  return (d.spec as { template: { spec: Record<string, unknown> } }).template.spec;
+}
+
+test("the platform's placement puts every process type's pods on the chosen nodes, beside the Config's nodeSelector", (t) => {
+  const placement = {
+    nodeSelector: { "slipway.dev/node-kind": "real", disk: "ssd" },
+    tolerations: [{ key: "slipway.dev/real-node", operator: "Equal" as const, value: "true", effect: "NoSchedule" as const }, { key: "spot", operator: "Exists" as const }],
+  };
+  const input = { app: app({ processes: { web: {}, worker: { command: ["work"], replicas: 1 } } }), config: config(), release: release({ config: { nodeSelector: { disk: "hdd", zone: "a" } } }) };
+  const { objects, errors } = render(input, { placement });
+  t.deepEqual(errors, []);
+  for (const name of ["api-web", "api-worker"]) {
+    const spec = podSpec(find(objects, "Deployment", name));
+    // The platform's value wins on a key both set; keys sorted.
+    t.deepEqual(spec.nodeSelector, { disk: "ssd", "slipway.dev/node-kind": "real", zone: "a" });
+    t.deepEqual(spec.tolerations, [
+      { key: "slipway.dev/real-node", operator: "Equal", value: "true", effect: "NoSchedule" },
+      { key: "spot", operator: "Exists" },
+    ]);
+  }
+});
+
+test("without a placement the pods carry no tolerations and only the Config's nodeSelector, as before", (t) => {
+  const plain = render({ app: app(), config: config(), release: release() });
+  t.false("nodeSelector" in podSpec(find(plain.objects, "Deployment", "api-web")));
+  t.false("tolerations" in podSpec(find(plain.objects, "Deployment", "api-web")));
+  const tagged = render({ app: app(), config: config(), release: release({ config: { nodeSelector: { zone: "a" } } }) }, { placement: {} });
+  t.deepEqual(podSpec(find(tagged.objects, "Deployment", "api-web")).nodeSelector, { zone: "a" });
+  t.false("tolerations" in podSpec(find(tagged.objects, "Deployment", "api-web")));
+});
+
+test("a placement a pod spec would refuse is a render error naming the key, the value or the toleration", (t) => {
+  const input = { app: app(), config: config(), release: release() };
+  t.deepEqual(messages(input, { placement: { nodeSelector: { "bad key!": "x", ok: "not ok" } } }), [
+    'placement nodeSelector key "bad key!" is not a label key',
+    'placement nodeSelector value "not ok" of "ok" is not a label value',
+  ]);
+  t.deepEqual(messages(input, { placement: { tolerations: [{ key: "a", operator: "Exists", value: "v" }, { value: "x" }, { key: "b", effect: "Never" as "NoSchedule" }] } }), [
+    "placement toleration 1: operator Exists takes no value",
+    "placement toleration 2: a toleration without a key must use operator Exists",
+    'placement toleration 3: effect must be one of NoSchedule, PreferNoSchedule, NoExecute, not "Never"',
+  ]);
+});

@@ -33,6 +33,26 @@ export interface PlatformSettings {
    * when lower, else these, and its requests at most its limits. Default DEFAULT_PREVIEW_LIMITS.
    */
   previewLimits?: Required<ResourceAmounts>;
+  /**
+   * Where the platform puts the pods it renders (every process type, and `run`'s one-off pods, which copy it
+   * from the Deployment): added to the Config's nodeSelector (the platform's value wins on the same key) and
+   * tolerations. Default none: pods go wherever the scheduler puts them.
+   */
+  placement?: Placement;
+}
+
+/** A platform's node placement: a nodeSelector and tolerations, as a pod spec has them. */
+export interface Placement {
+  nodeSelector?: Record<string, string>;
+  tolerations?: Toleration[];
+}
+
+/** A pod toleration (core/v1 Toleration) without tolerationSeconds. */
+export interface Toleration {
+  key?: string;
+  operator?: "Equal" | "Exists";
+  value?: string;
+  effect?: "NoSchedule" | "PreferNoSchedule" | "NoExecute";
 }
 
 export const DEFAULT_PREVIEW_LIMITS: Required<ResourceAmounts> = Object.freeze({ cpu: "500m", memory: "512Mi" });
@@ -122,6 +142,7 @@ function validate({ app, config, release }: RenderInput, platform: PlatformSetti
   if (!Number.isInteger(platform.progressDeadlineSeconds) || platform.progressDeadlineSeconds <= 0) {
     errors.push({ message: `platform progressDeadlineSeconds must be a positive integer, not ${String(platform.progressDeadlineSeconds)}`, field: "platform.progressDeadlineSeconds" });
   }
+  errors.push(...placementErrors(platform.placement).map((message) => ({ message, field: "platform.placement" })));
 
   if (!DNS_LABEL.test(name) || name.length > 63) {
     errors.push({ message: `App name "${name}" must be a DNS-1123 label (lowercase letters, digits and "-", at most 63 characters): it is part of the app's host name`, field: "metadata.name", object: appRef });
@@ -304,12 +325,45 @@ function deployment(app: App, release: Release, type: string, port: number, plat
         spec: compact({
           // A fork's code gets no token of the namespace's ServiceAccount: it must not call the API as the team.
           automountServiceAccountToken: isForkPreview(app) ? false : undefined,
-          nodeSelector: sortedOrUndefined(snapshot.nodeSelector),
+          nodeSelector: sortedOrUndefined({ ...snapshot.nodeSelector, ...platform.placement?.nodeSelector }),
+          tolerations: platform.placement?.tolerations?.length ? platform.placement.tolerations.map((t) => compact({ key: t.key, operator: t.operator, value: t.value, effect: t.effect })) : undefined,
           containers: [container],
         }),
       },
     }),
   });
+}
+
+const LABEL_NAME = /^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$/;
+const LABEL_VALUE = /^(([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?)$/;
+const TOLERATION_EFFECTS = ["NoSchedule", "PreferNoSchedule", "NoExecute"];
+
+/** A label key: an optional DNS subdomain prefix and "/", then a name of at most 63 characters. */
+export function isLabelKey(key: string): boolean {
+  const slash = key.lastIndexOf("/");
+  const prefix = slash >= 0 ? key.slice(0, slash) : undefined;
+  const name = key.slice(slash + 1);
+  if (prefix !== undefined && (!DNS_SUBDOMAIN.test(prefix) || prefix.length > 253)) return false;
+  return name.length <= 63 && LABEL_NAME.test(name);
+}
+
+/** Why a platform placement is not one a pod spec accepts; empty when it is. */
+export function placementErrors(placement: Placement | undefined): string[] {
+  const errors: string[] = [];
+  for (const [key, value] of Object.entries(placement?.nodeSelector ?? {})) {
+    if (!isLabelKey(key)) errors.push(`placement nodeSelector key "${key}" is not a label key`);
+    if (typeof value !== "string" || value.length > 63 || !LABEL_VALUE.test(value)) errors.push(`placement nodeSelector value "${String(value)}" of "${key}" is not a label value`);
+  }
+  (placement?.tolerations ?? []).forEach((t, i) => {
+    const at = `placement toleration ${i + 1}`;
+    if (t.key !== undefined && !isLabelKey(t.key)) errors.push(`${at}: key "${t.key}" is not a label key`);
+    if (t.operator !== undefined && t.operator !== "Equal" && t.operator !== "Exists") errors.push(`${at}: operator must be Equal or Exists, not "${String(t.operator)}"`);
+    if (t.operator === "Exists" && t.value) errors.push(`${at}: operator Exists takes no value`);
+    if (t.key === undefined && t.operator !== "Exists") errors.push(`${at}: a toleration without a key must use operator Exists`);
+    if (t.value !== undefined && (t.value.length > 63 || !LABEL_VALUE.test(t.value))) errors.push(`${at}: value "${t.value}" is not a label value`);
+    if (t.effect !== undefined && !TOLERATION_EFFECTS.includes(t.effect)) errors.push(`${at}: effect must be one of ${TOLERATION_EFFECTS.join(", ")}, not "${String(t.effect)}"`);
+  });
+  return errors;
 }
 
 /** A pull-request preview (the label Slipway's previews carry): capped in replicas and resources. */

@@ -29,3 +29,26 @@ test("the one platform-wide secret of old is refused at start, naming what repla
   t.regex(err?.message ?? "", /SLIPWAY_WEBHOOK_SECRET is no longer read: set SLIPWAY_CONFIG_WEBHOOK_SECRET .* spec\.source\.webhookSecret .* SLIPWAY_SOURCE_WEBHOOK_SECRET/);
   t.notRegex(err?.message ?? "", /everyone-knows-it/, "the value is not in the message");
 });
+
+test("the placement comes from SLIPWAY_NODE_SELECTOR and SLIPWAY_TOLERATIONS, written as kubectl writes labels and taints", (t) => {
+  t.is(platformFromEnv({}).placement, undefined, "no placement by default");
+  t.deepEqual(platformFromEnv({
+    SLIPWAY_NODE_SELECTOR: "slipway.dev/node-kind=real, disk=ssd",
+    SLIPWAY_TOLERATIONS: "slipway.dev/real-node=true:NoSchedule,spot:NoExecute,gpu",
+  }).placement, {
+    nodeSelector: { "slipway.dev/node-kind": "real", disk: "ssd" },
+    tolerations: [
+      { key: "slipway.dev/real-node", operator: "Equal", value: "true", effect: "NoSchedule" },
+      { key: "spot", operator: "Exists", effect: "NoExecute" },
+      { key: "gpu", operator: "Exists" },
+    ],
+  });
+  t.deepEqual(platformFromEnv({ SLIPWAY_TOLERATIONS: "dedicated=apps" }).placement, { tolerations: [{ key: "dedicated", operator: "Equal", value: "apps" }] });
+});
+
+test("a placement that is not labels and taints is refused at start, naming the variable and the entry", (t) => {
+  t.throws(() => platformFromEnv({ SLIPWAY_NODE_SELECTOR: "real" }), { message: 'SLIPWAY_NODE_SELECTOR must be key=value pairs separated by commas, not "real" in "real"' });
+  t.throws(() => platformFromEnv({ SLIPWAY_NODE_SELECTOR: "a=b c" }), { message: 'SLIPWAY_NODE_SELECTOR / SLIPWAY_TOLERATIONS: placement nodeSelector value "b c" of "a" is not a label value' });
+  t.throws(() => platformFromEnv({ SLIPWAY_TOLERATIONS: "x=y:Sometimes" }), { message: /placement toleration 1: effect must be one of NoSchedule, PreferNoSchedule, NoExecute, not "Sometimes"/ });
+  t.throws(() => platformFromEnv({ SLIPWAY_TOLERATIONS: "=y:NoSchedule" }), { message: /^SLIPWAY_TOLERATIONS entries are key=value:Effect/ });
+});

@@ -4,7 +4,7 @@
 // cannot drift apart; both read their settings from the environment with the *FromEnv functions below.
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { DEFAULT_PREVIEW_LIMITS, quantityValue, type PlatformSettings } from "../functions/render.js";
+import { DEFAULT_PREVIEW_LIMITS, placementErrors, quantityValue, type Placement, type PlatformSettings, type Toleration } from "../functions/render.js";
 import { startBuilds, type Builds } from "./builds/index.js";
 import type { PipelineSettings } from "./builds/pipelinerun.js";
 import { DEFAULT_FORK_SERVICE_ACCOUNT } from "./builds/previews.js";
@@ -187,7 +187,45 @@ export function platformFromEnv(env: NodeJS.ProcessEnv = process.env): Partial<P
     if (!(quantityValue(value) > 0)) throw new Error(`${variable} must be a positive quantity such as 500m or 512Mi, not ${JSON.stringify(value)}`);
   }
   platform.previewLimits = { cpu, memory };
+  const placement = placementFromEnv(env);
+  if (placement) platform.placement = placement;
   return platform;
+}
+
+/**
+ * Where the pods Slipway renders run: SLIPWAY_NODE_SELECTOR ("key=value,key2=value2") and SLIPWAY_TOLERATIONS
+ * (comma-separated, as `kubectl taint` writes taints: "key=value:Effect" tolerates that taint, "key:Effect" or
+ * "key" any value of the key, an effect left out any effect). Neither set: undefined, the scheduler decides.
+ */
+export function placementFromEnv(env: NodeJS.ProcessEnv): Placement | undefined {
+  const placement: Placement = {};
+  const selector = env.SLIPWAY_NODE_SELECTOR?.trim();
+  if (selector) {
+    placement.nodeSelector = {};
+    for (const part of selector.split(",").map((p) => p.trim()).filter(Boolean)) {
+      const eq = part.indexOf("=");
+      if (eq <= 0) throw new Error(`SLIPWAY_NODE_SELECTOR must be key=value pairs separated by commas, not ${JSON.stringify(part)} in ${JSON.stringify(selector)}`);
+      placement.nodeSelector[part.slice(0, eq)] = part.slice(eq + 1);
+    }
+  }
+  const tolerations = env.SLIPWAY_TOLERATIONS?.trim();
+  if (tolerations) placement.tolerations = tolerations.split(",").map((p) => p.trim()).filter(Boolean).map(toleration);
+  const errors = placementErrors(placement);
+  if (errors.length) throw new Error(`SLIPWAY_NODE_SELECTOR / SLIPWAY_TOLERATIONS: ${errors.join("; ")}`);
+  return placement.nodeSelector || placement.tolerations ? placement : undefined;
+}
+
+/** "key=value:Effect", "key:Effect", "key=value" or "key" into a toleration. */
+function toleration(text: string): Toleration {
+  const colon = text.lastIndexOf(":");
+  const effect = colon >= 0 ? text.slice(colon + 1) : undefined;
+  const keyValue = colon >= 0 ? text.slice(0, colon) : text;
+  const eq = keyValue.indexOf("=");
+  const key = eq >= 0 ? keyValue.slice(0, eq) : keyValue;
+  if (!key) throw new Error(`SLIPWAY_TOLERATIONS entries are key=value:Effect, key:Effect or key, not ${JSON.stringify(text)}`);
+  const out: Toleration = eq >= 0 ? { key, operator: "Equal", value: keyValue.slice(eq + 1) } : { key, operator: "Exists" };
+  if (effect !== undefined) out.effect = effect as Toleration["effect"];
+  return out;
 }
 
 /** Build settings from the environment: the ServiceAccounts builds run as (see samples/tekton). */
