@@ -71,7 +71,8 @@ test.before("start the real node, build and push the echo image, start the opera
   if (created.code !== 0) throw new Error(`cannot create namespace ${ns}: ${created.stderr}`);
   await waitFor(async () => (await cp.kubectl(["get", "serviceaccount", "default", "-n", ns])).code === 0, 30_000,
     () => `no default ServiceAccount in ${ns}`);
-  kubeconfigDir = await mkdtemp(join(tmpdir(), "slipway-realnode-apps-"));
+  // Not slipway-realnode-*: those are real nodes' directories, which a starting node may clean up.
+  kubeconfigDir = await mkdtemp(join(tmpdir(), "slipway-apps-on-real-node-"));
   aliceKubeconfig = await developerKubeconfig(ns, "alice", kubeconfigDir);
 
   operators = new Operators(cp, ns);
