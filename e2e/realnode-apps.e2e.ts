@@ -6,17 +6,17 @@
 //
 // The tests run in order on one App. If this machine cannot run a real node the before hook fails with the
 // reason and so does every test here: they are never skipped.
-import test, { type ExecutionContext } from "ava";
+import type { ExecutionContext } from "ava";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Watch, type V1Pod } from "@kubernetes/client-node";
 import type { App, Release } from "../crds/v1alpha1.js";
-import { buildGoProgram, buildImage } from "../operator/local/images.js";
 import { realNodePlacement, startRealNode, type RealNode } from "../operator/local/realnode.js";
 import { installCrdsAndUserRoles, runCli, type Result } from "./cli-support.js";
-import { controlPlane, waitFor } from "./harness/suite.js";
+import { buildEchoImage } from "./harness/echo-image.js";
+import { controlPlane, realNodeTest, waitFor } from "./harness/suite.js";
 import { Operators } from "./harness/operator-process.js";
 
 const APP = "echo";
@@ -39,31 +39,13 @@ const placementEnv = {
   SLIPWAY_TOLERATIONS: realNodePlacement.tolerations.map((t) => `${t.key}=${t.value}:${t.effect}`).join(","),
 };
 
-test.before("start the real node, build and push the echo image, start the operator with the real node's placement", async (t) => {
+realNodeTest.before("start the real node, build and push the echo image, start the operator with the real node's placement", async (t) => {
   t.timeout(45 * 60_000, "building and starting the real node");
   const cp = await controlPlane();
   await installCrdsAndUserRoles();
   node = await startRealNode(cp, { progress: (line) => console.log(`realnode-apps.e2e: ${line}`) });
-  const out = await mkdtemp(join(tmpdir(), "slipway-echo-"));
-  try {
-    const echo = await buildGoProgram("samples/images/echo", out, "echo");
-    const bin = (name: string) => ({ file: join(node?.binDir ?? "", name) });
-    // No PORT in the image: the server listens where Slipway tells it to.
-    image = await buildImage(join(node.binDir, "crane"), node.registry, {
-      name: "samples/echo-app",
-      files: [
-        { path: "/echo", source: { file: echo }, mode: 0o755 },
-        { path: "/bin/sh", source: bin("gosh"), mode: 0o755 },
-        { path: "/bin/cat", source: bin("cat"), mode: 0o755 },
-        { path: "/bin/ls", source: bin("ls"), mode: 0o755 },
-      ],
-      entrypoint: ["/echo"],
-      env: { PATH: "/bin" },
-      workdir: "/",
-    });
-  } finally {
-    await rm(out, { recursive: true, force: true });
-  }
+  // No PORT in the image: the server listens where Slipway tells it to.
+  image = await buildEchoImage(node, "samples/echo-app", { PATH: "/bin" });
   console.log(`realnode-apps.e2e: node ${node.nodeName} Ready and ${image} pushed in ${((Date.now() - started) / 1000).toFixed(1)}s`);
 
   ns = `e2e-realnode-apps-${randomBytes(3).toString("hex")}`;
@@ -80,7 +62,7 @@ test.before("start the real node, build and push the echo image, start the opera
   await operator.until("operator started", 60_000);
 });
 
-test.after.always("stop the operator and the real node", async () => {
+realNodeTest.afterAlways("stop the operator and the real node", async () => {
   const cp = await controlPlane();
   await operators?.cleanup().catch((err: unknown) => console.log(`realnode-apps.e2e: cleanup: ${String(err)}`));
   if (ns) await cp.kubectl(["delete", "namespace", ns, "--wait=false"]);
@@ -185,7 +167,7 @@ let firstVersion = 0;
 let secondVersion = 0;
 let webPod: V1Pod | undefined;
 
-test.serial("an App from the echo image, created and configured with kubectl-slipway, runs on the real node, Ready by the kubelet's probe, and answers its Config's MESSAGE on its pod IP at $PORT", async (t) => {
+realNodeTest.serial("an App from the echo image, created and configured with kubectl-slipway, runs on the real node, Ready by the kubelet's probe, and answers its Config's MESSAGE on its pod IP at $PORT", async (t) => {
   const n = realNode();
   ok(t, await slipway(["apps:create", APP, "--image", image]), "apps:create");
   // The port the App routes to (a developer's own field of the App); Slipway passes it to the container as $PORT.
@@ -217,7 +199,7 @@ test.serial("an App from the echo image, created and configured with kubectl-sli
   webPod = pod;
 });
 
-test.serial("on the real node, config:set MESSAGE cuts a release whose pod answers the new MESSAGE, and rollback brings the old answer back", async (t) => {
+realNodeTest.serial("on the real node, config:set MESSAGE cuts a release whose pod answers the new MESSAGE, and rollback brings the old answer back", async (t) => {
   if (!firstVersion) return t.fail("the first test did not run the App");
   ok(t, await slipway(["config:set", APP, `MESSAGE=${messages.second}`]), "config:set");
   secondVersion = (await releaseBy((r) => r.spec.config.env?.MESSAGE === messages.second, "with the second MESSAGE", firstVersion)).spec.version;
@@ -237,7 +219,7 @@ test.serial("on the real node, config:set MESSAGE cuts a release whose pod answe
   webPod = back;
 });
 
-test.serial("on the real node, kubectl slipway logs shows the request line the App's container logged", async (t) => {
+realNodeTest.serial("on the real node, kubectl slipway logs shows the request line the App's container logged", async (t) => {
   const pod = webPod;
   if (!pod) return t.fail("the earlier tests did not leave a running web pod");
   const path = `/logged-${randomBytes(4).toString("hex")}`;
@@ -264,7 +246,7 @@ async function recordRunPods(t: ExecutionContext): Promise<Map<string, V1Pod>> {
   return last;
 }
 
-test.serial("on the real node, kubectl slipway run exits with its command's code and runs with the live release's env", async (t) => {
+realNodeTest.serial("on the real node, kubectl slipway run exits with its command's code and runs with the live release's env", async (t) => {
   if (!firstVersion) return t.fail("the first test did not run the App");
   const pods = await recordRunPods(t);
   const failed = await slipway(["run", APP, "--", "sh", "-c", "echo about to exit 3; exit 3"]);

@@ -10,12 +10,10 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ENV_DIR, ENV_KUBECONFIG, repoRoot } from "../operator/local/controlplane.js";
-import { buildGoProgram, buildImage } from "../operator/local/images.js";
 import { describeLeftovers, leftovers, REAL_NODE_FIXED_PATHS, realNodePlacement, startRealNode, type RealNode } from "../operator/local/realnode.js";
+import { buildEchoImage } from "./harness/echo-image.js";
 import { controlPlane, freshNamespace, realNodeTest, waitFor } from "./harness/suite.js";
 
 interface PodStatus {
@@ -49,25 +47,7 @@ realNodeTest.before("start the real node and build the echo image", async (t) =>
   t.timeout(45 * 60_000, "building and starting the real node");
   const cp = await controlPlane();
   node = await startRealNode(cp, { progress: (line) => console.log(`realnode.e2e: ${line}`) });
-  const out = await mkdtemp(join(tmpdir(), "slipway-echo-"));
-  try {
-    const echo = await buildGoProgram("samples/images/echo", out, "echo");
-    const bin = (name: string) => ({ file: join(node?.binDir ?? "", name) });
-    echoImage = await buildImage(join(node.binDir, "crane"), node.registry, {
-      name: "samples/echo",
-      files: [
-        { path: "/echo", source: { file: echo }, mode: 0o755 },
-        { path: "/bin/sh", source: bin("gosh"), mode: 0o755 },
-        { path: "/bin/cat", source: bin("cat"), mode: 0o755 },
-        { path: "/bin/ls", source: bin("ls"), mode: 0o755 },
-      ],
-      entrypoint: ["/echo"],
-      env: { PATH: "/bin", PORT: "8080" },
-      workdir: "/",
-    });
-  } finally {
-    await rm(out, { recursive: true, force: true });
-  }
+  echoImage = await buildEchoImage(node, "samples/echo", { PATH: "/bin", PORT: "8080" });
   console.log(`realnode.e2e: node ${node.nodeName} Ready and ${echoImage} pushed in ${((Date.now() - started) / 1000).toFixed(1)}s`);
   // The echo pod serves three tests: its namespace lives as long as this file (freshNamespace's ends with a test).
   echo.ns = `e2e-realnode-${randomBytes(3).toString("hex")}`;
