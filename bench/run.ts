@@ -483,12 +483,13 @@ function counterTotal(metrics: string, name: string): number {
   return [...metrics.matchAll(new RegExp(`^${name}(?:\\{.*\\})? (\\S+)$`, "gm"))].reduce((sum, m) => sum + Number(m[1]), 0);
 }
 
-/** slipway_api_requests_total summed by verb. */
-function apiRequestsByVerb(metrics: string): Map<string, number> {
+/** slipway_api_requests_total summed by verb, or (byResource) by verb and resource ("PATCH apps/status"). */
+function apiRequestsByVerb(metrics: string, byResource = false): Map<string, number> {
   const out = new Map<string, number>();
   for (const m of metrics.matchAll(/^slipway_api_requests_total\{([^}]*)\} (\S+)$/gm)) {
     const verb = /verb="([^"]+)"/.exec(m[1] ?? "")?.[1] ?? "?";
-    out.set(verb, (out.get(verb) ?? 0) + Number(m[2]));
+    const key = byResource ? `${verb} ${/resource="([^"]*)"/.exec(m[1] ?? "")?.[1] ?? "?"}` : verb;
+    out.set(key, (out.get(key) ?? 0) + Number(m[2]));
   }
   return out;
 }
@@ -946,14 +947,18 @@ async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "
       (r) => wanted.has((r as Release & KubeObject).spec.app) && (r as Release & KubeObject).spec.version === 2, t0);
     const window0 = monotonicMicros();
     const cpuBefore = await cpuByProcess(cp, { operator: operator.pid });
-    const requestsBefore = apiRequestsByVerb(await operator.metrics());
+    const metricsBefore = await operator.metrics();
+    const requestsBefore = apiRequestsByVerb(metricsBefore);
+    const byResourceBefore = apiRequestsByVerb(metricsBefore, true);
     await push();
     await webhook();
     const all = await watchUntil(cp, `/apis/${V}/namespaces/${ns}/apps`, hundred.length,
       (a) => wanted.has(a.metadata.name) && isReady(a as App & KubeObject, "v2"), t0);
     profileWindow(`${label}: push editing 100 apps`, window0);
     const cpuAfter = await cpuByProcess(cp, { operator: operator.pid });
-    const requestsAfter = apiRequestsByVerb(await operator.metrics());
+    const metricsAfter = await operator.metrics();
+    const requestsAfter = apiRequestsByVerb(metricsAfter);
+    const byResourceAfter = apiRequestsByVerb(metricsAfter, true);
     record(`${label}: push editing ${hundred.length} apps → all their new releases Ready${all.reached < hundred.length ? ` (only ${all.reached})` : ""}`, all.ms / 1000, "s", 15);
     const [applied, cut] = await Promise.all([configsApplied, releasesCut]);
     if (all.reached < hundred.length) {
@@ -970,6 +975,9 @@ async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "
     const made = [...requestsAfter].map(([verb, n]) => [verb, n - (requestsBefore.get(verb) ?? 0)] as const).filter(([, n]) => n > 0);
     report(`${label}: … API requests by the operator per app (${made.map(([verb, n]) => `${verb} ${n}`).join(", ")})`,
       made.reduce((sum, [, n]) => sum + n, 0) / hundred.length, "requests");
+    const byResource = [...byResourceAfter].map(([key, n]) => [key, (n - (byResourceBefore.get(key) ?? 0)) / hundred.length] as const)
+      .filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
+    console.log(`  ${label}: the operator's API requests per app by verb and resource: ${byResource.map(([key, n]) => `${key} ${n.toFixed(2)}`).join(", ")}`);
 
     if (count === 1000) {
       // Idle: nothing changes for a minute, from when the operator has finished the work above (the commits of

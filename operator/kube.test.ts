@@ -2,7 +2,7 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import test from "ava";
 import { KubeConfig } from "@kubernetes/client-node";
-import { Kube } from "./kube.js";
+import { Kube, resourceOf } from "./kube.js";
 
 /** A Kube talking to a local server that answers {} and keeps every request body. */
 async function recordingKube(t: { teardown(fn: () => void): void }): Promise<{ kube: Kube; bodies: string[] }> {
@@ -39,4 +39,16 @@ test("an Event's note and a status write never carry a URL's credentials", async
     t.false(body.includes("hunter2"), body);
     t.true(body.includes("https://***@git.example.com/acme/shop.git"), body);
   }
+});
+
+test("resourceOf names the resource and subresource of a request path, never a name or namespace", (t) => {
+  t.is(resourceOf("/apis/apps/v1/namespaces/team-a/deployments/web"), "deployments");
+  t.is(resourceOf("/apis/slipway.dev/v1alpha1/namespaces/team-a/apps/shop/status"), "apps/status");
+  t.is(resourceOf("/apis/slipway.dev/v1alpha1/namespaces/team-a/releases?labelSelector=x"), "releases");
+  t.is(resourceOf("/api/v1/namespaces/team-a/secrets/db"), "secrets");
+  t.is(resourceOf("/api/v1/namespaces/team-a"), "namespaces");
+  t.is(resourceOf("/api/v1/namespaces"), "namespaces");
+  t.is(resourceOf("/apis/coordination.k8s.io/v1/namespaces/slipway-system/leases/slipway"), "leases");
+  t.is(resourceOf("/apis/events.k8s.io/v1/namespaces/team-a/events"), "events");
+  t.is(resourceOf("/version"), "");
 });

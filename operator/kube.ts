@@ -15,6 +15,21 @@ export const REPORTING_CONTROLLER = "slipway.dev/operator";
 /** Requests made through Kube in this process, by "VERB status" (watches excluded); /metrics serves them. */
 export const requestCounts = new Map<string, number>();
 
+/**
+ * The resource a request path addresses, with its subresource ("deployments", "apps/status"), for the request
+ * counter: never a name or namespace, so the counter's labels stay few. "" for a path outside /api and /apis.
+ */
+export function resourceOf(path: string): string {
+  const segments = path.split("?")[0]?.split("/").filter(Boolean) ?? [];
+  let rest: string[];
+  if (segments[0] === "api") rest = segments.slice(2);
+  else if (segments[0] === "apis") rest = segments.slice(3);
+  else return "";
+  if (rest[0] === "namespaces" && rest.length > 2) rest = rest.slice(2);
+  const [resource = "", , subresource] = rest;
+  return subresource ? `${resource}/${subresource}` : resource;
+}
+
 /** The smallest shape of a Kubernetes object this client reads and writes. */
 export interface KubeObject {
   apiVersion: string;
@@ -337,7 +352,8 @@ export class Kube {
       if (payload !== undefined) req.write(payload);
       req.end();
     });
-    requestCounts.set(`${method} ${status}`, (requestCounts.get(`${method} ${status}`) ?? 0) + 1);
+    const counted = `${method} ${status} ${resourceOf(path)}`;
+    requestCounts.set(counted, (requestCounts.get(counted) ?? 0) + 1);
     if (status < 200 || status >= 300) {
       let reason = "Unknown";
       let message = text;

@@ -61,17 +61,20 @@ export const gitopsPassDuration: Histogram = new Histogram({
   registers: [registry],
 });
 
-/** API requests the process made (not its watches), by verb and HTTP status, as client-go's rest_client_requests_total. */
-export const apiRequests: Counter<"verb" | "code"> = new Counter({
+/**
+ * API requests the process made (not its watches), by verb, HTTP status and resource (with its subresource, never
+ * a name), as client-go's rest_client_requests_total.
+ */
+export const apiRequests: Counter<"verb" | "code" | "resource"> = new Counter({
   name: "slipway_api_requests_total",
-  help: "Kubernetes API requests made (watches excluded), by verb and HTTP status code.",
-  labelNames: ["verb", "code"] as const,
+  help: "Kubernetes API requests made (watches excluded), by verb, HTTP status code and resource.",
+  labelNames: ["verb", "code", "resource"] as const,
   registers: [registry],
   collect() {
     this.reset();
     for (const [key, count] of requestCounts) {
-      const [verb = "", code = ""] = key.split(" ");
-      this.inc({ verb, code }, count);
+      const [verb = "", code = "", resource = ""] = key.split(" ");
+      this.inc({ verb, code, resource }, count);
     }
   },
 });
