@@ -62,11 +62,14 @@ function notReadyWhileStalled(app: App): void {
   if (condition(app, "Ready")?.status === "True") throw new Error(`App ${APP} is Stalled and Ready at once: ${JSON.stringify(app.status?.conditions)}`);
 }
 
-/** The web pod named in a Stalled message ("… of pod NAME …"), as the kubelet reports it now. */
-async function podNamedIn(message: string): Promise<V1Pod> {
-  const name = /of pod (\S+) /.exec(message)?.[1];
-  if (!name) throw new Error(`the Stalled message names no pod: ${message}`);
-  return echo().getJson<V1Pod>(["get", "pod", name]);
+/**
+ * The one web pod of release `version` (not being deleted), as the kubelet reports it now: found by its labels,
+ * not from the Stalled message, so a message that names no pod fails only the assertions on the message.
+ */
+async function onlyPodOf(version: number): Promise<V1Pod> {
+  const pods = (await echo().webPods()).filter((p) => p.metadata?.labels?.["slipway.dev/release"] === `v${version}`);
+  if (pods.length !== 1) throw new Error(`expected one web pod of v${version}: ${pods.map((p) => p.metadata?.name).join(", ")}`);
+  return pods[0] as V1Pod;
 }
 
 /** The one Ready web pod of release `version`, as the kubelet reports it now. */
@@ -84,8 +87,8 @@ realNodeTest.serial("on the real node, a release whose readiness probe never pas
   t.is(patched.spec.routing?.port, PORT);
   await ok(t, ["healthchecks:set", APP, "readiness", "web", "--path", "/ready", "--period", "1"]);
   await ok(t, ["config:set", APP, `MESSAGE=${messages.first}`]);
-  const v1 = (await echo().releaseBy((r) => r.spec.config.env?.MESSAGE === messages.first, "with the first MESSAGE")).spec.version;
-  const [first] = await echo().liveAndReady(t, v1);
+  const firstVersion = (await echo().releaseBy((r) => r.spec.config.env?.MESSAGE === messages.first, "with the first MESSAGE")).spec.version;
+  const [first] = await echo().liveAndReady(t, firstVersion);
   if (!first) return t.fail("no pod of the first release");
   t.is(await echo().answer(first), messages.first);
 
@@ -93,19 +96,20 @@ realNodeTest.serial("on the real node, a release whose readiness probe never pas
   // with the second MESSAGE, is rolled out with that probe.
   await ok(t, ["healthchecks:set", APP, "readiness", "web", "--path", "/status/503", "--period", "1"]);
   await ok(t, ["config:set", APP, `MESSAGE=${messages.second}`]);
-  const v2 = (await echo().releaseBy((r) => r.spec.config.env?.MESSAGE === messages.second, "with the second MESSAGE", v1)).spec.version;
-  const stalled = await stalledOn(v2);
+  const probedVersion = (await echo().releaseBy((r) => r.spec.config.env?.MESSAGE === messages.second, "with the second MESSAGE", firstVersion)).spec.version;
+  const stalled = await stalledOn(probedVersion);
   t.log(`Stalled: ${stalled.message}`);
   t.is(stalled.reason, "RolloutStalled");
-  t.regex(stalled.message, new RegExp(`^Deployment ${APP}-web of release v${v2} made no progress within its deadline \\(1/1 updated, [01]/1 available\\): `), stalled.message);
+  t.regex(stalled.message, new RegExp(`^Deployment ${APP}-web of release v${probedVersion} made no progress within its deadline \\(1/1 updated, [01]/1 available\\): `), stalled.message);
   t.regex(stalled.message, /container web of pod \S+ is running but not ready: its readiness probe \(HTTP GET \/status\/503 on port 5000\) has not passed; /);
-  t.true(stalled.message.endsWith(`; the previous release v${v1} keeps serving`), stalled.message);
+  t.true(stalled.message.endsWith(`; the previous release v${firstVersion} keeps serving`), stalled.message);
   // Nothing the kubelet does not report: no crash, no scheduling problem, no missing image.
   t.notRegex(stalled.message, /CrashLoopBackOff|exit code|not scheduled|ImagePull|no earlier release/);
 
   // The kubelet's own status of the new release's pod: Running, its container up and never restarted, not Ready.
-  const stuck = await podNamedIn(stalled.message);
-  t.is(stuck.metadata?.labels?.["slipway.dev/release"], `v${v2}`);
+  const stuck = await onlyPodOf(probedVersion);
+  t.true(stalled.message.includes(`container web of pod ${stuck.metadata?.name ?? ""} `), stalled.message);
+  t.is(stuck.metadata?.labels?.["slipway.dev/release"], `v${probedVersion}`);
   t.is(stuck.spec?.nodeName, echo().node.nodeName);
   t.is(stuck.status?.phase, "Running");
   t.false(podReady(stuck), JSON.stringify(stuck.status?.conditions));
@@ -119,7 +123,7 @@ realNodeTest.serial("on the real node, a release whose readiness probe never pas
   t.is((await httpGet(`http://${stuck.status?.podIP ?? ""}:${PORT}/status/503`)).status, 503);
 
   // The previous release's pod: the same pod as before, still Ready, still answering the first MESSAGE.
-  const serving = await readyPodOf(v1);
+  const serving = await readyPodOf(firstVersion);
   t.deepEqual(serving.map((p) => p.metadata?.name), [first.metadata?.name]);
   const still = serving[0] as V1Pod;
   t.is(still.status?.containerStatuses?.[0]?.restartCount, 0);
@@ -127,13 +131,13 @@ realNodeTest.serial("on the real node, a release whose readiness probe never pas
 
   // A probe on a path that answers 200: the same release becomes Ready, and its pod answers.
   await ok(t, ["healthchecks:set", APP, "readiness", "web", "--path", "/ready", "--period", "1"]);
-  const [fixed] = await echo().liveAndReady(t, v2);
+  const [fixed] = await echo().liveAndReady(t, probedVersion);
   if (!fixed) return t.fail("no pod of the fixed release");
   t.is(fixed.spec?.containers[0]?.readinessProbe?.httpGet?.path, "/ready");
   t.is(await echo().answer(fixed), messages.second);
   const app = await echo().app();
   t.is(condition(app, "Stalled"), undefined, JSON.stringify(app.status?.conditions));
-  good = v2;
+  good = probedVersion;
   oldPod = fixed;
 });
 
@@ -154,9 +158,10 @@ realNodeTest.serial("on the real node, a release whose container exits 7 at star
   t.notRegex(stalled.message, /timed out progressing|readiness probe/);
 
   // The kubelet restarted the container, and recorded that it exited with 7.
-  let pod: V1Pod = await podNamedIn(stalled.message);
+  let pod: V1Pod = await onlyPodOf(crashing);
+  t.true(stalled.message.includes(`container web of pod ${pod.metadata?.name ?? ""} `), stalled.message);
   await waitFor(async () => {
-    pod = await podNamedIn(stalled.message);
+    pod = await onlyPodOf(crashing);
     return (pod.status?.containerStatuses?.[0]?.restartCount ?? 0) >= 2;
   }, 90_000, () => `the kubelet did not restart the crashing container twice: ${JSON.stringify(pod.status?.containerStatuses)}`);
   const container = pod.status?.containerStatuses?.[0];
