@@ -277,9 +277,10 @@ export class AppReconciler {
     const previous = releases.at(-2);
     let rollout = readRollout(deployments, version, { previous: previous ? `v${previous.spec.version}` : undefined });
     if (rollout.stalled) {
-      // Only a stalled rollout reads its pods: to say why they are stuck (unschedulable, crashing, no image).
-      const podProblems = await this.#podProblems(deployments, log);
-      rollout = readRollout(deployments, version, { previous: previous ? `v${previous.spec.version}` : undefined, podProblems });
+      // Only a stalled rollout reads its pods: to say why they are stuck (unschedulable, crashing, not ready, no
+      // image) and which of them still serve.
+      const { podProblems, serving } = await this.#podProblems(deployments, log);
+      rollout = readRollout(deployments, version, { previous: previous ? `v${previous.spec.version}` : undefined, podProblems, serving });
     }
     const status: Partial<AppStatus> = {
       currentRelease: version,
@@ -633,22 +634,28 @@ export class AppReconciler {
     return updated;
   }
 
-  /** Why each Deployment's pods are not available, from one list of its pods; none when it cannot tell. */
-  async #podProblems(deployments: readonly DeploymentObject[], log: Logger): Promise<Map<string, string>> {
-    const problems = new Map<string, string>();
+  /**
+   * Why each Deployment's pods are not available, and which of its pods are Ready and so still serve, from one
+   * list of its pods; none when it cannot tell.
+   */
+  async #podProblems(deployments: readonly DeploymentObject[], log: Logger): Promise<Pick<RolloutContext, "podProblems" | "serving">> {
+    const podProblems = new Map<string, string>();
+    const serving = new Map<string, ServingPods>();
     for (const d of deployments) {
       const labels = (d.spec as { selector?: { matchLabels?: Record<string, string> } } | undefined)?.selector?.matchLabels;
       if (!labels || !d.metadata.namespace) continue;
       const selector = Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(",");
       try {
-        const pods = await this.#kube.list<PodObject>("v1", "Pod", d.metadata.namespace, selector);
-        const problem = pods.items.map(podProblem).find((p) => p !== undefined);
-        if (problem) problems.set(d.metadata.name, problem);
+        // A pod being deleted (of a ReplicaSet the rollout already left) is neither the problem nor serving.
+        const pods = (await this.#kube.list<PodObject>("v1", "Pod", d.metadata.namespace, selector)).items.filter((p) => !p.metadata.deletionTimestamp);
+        const problem = pods.map(podProblem).find((p) => p !== undefined);
+        if (problem) podProblems.set(d.metadata.name, problem);
+        serving.set(d.metadata.name, servingPods(pods));
       } catch (err) {
         log.debug({ err, deployment: d.metadata.name }, "cannot list the pods of a stalled rollout");
       }
     }
-    return problems;
+    return { podProblems, serving };
   }
 
   async #event(app: App & KubeObject, event: EventInput, log: Logger): Promise<void> {
@@ -669,34 +676,85 @@ export class AppReconciler {
 
 /** The parts of a Pod that say why it is not available. */
 export interface PodObject extends KubeObject {
+  metadata: KubeObject["metadata"] & { deletionTimestamp?: string };
+  spec?: {
+    containers?: { name: string; readinessProbe?: { httpGet?: { path?: string; port?: number | string } } }[];
+  };
   status?: {
     conditions?: { type: string; status: string; reason?: string; message?: string }[];
     containerStatuses?: {
       name: string;
       ready?: boolean;
       restartCount?: number;
-      state?: { waiting?: { reason?: string; message?: string } };
+      state?: { waiting?: { reason?: string; message?: string }; running?: { startedAt?: string }; terminated?: { exitCode?: number; reason?: string } };
       lastState?: { terminated?: { exitCode?: number; reason?: string } };
     }[];
   };
 }
 
 /**
- * Why a pod is not available, as `kubectl describe` would show it: the scheduler's reason
- * ("Unschedulable: 0/1 nodes are available: 1 Too many pods."), or a container's waiting reason with its last
- * exit code ("CrashLoopBackOff (exit code 1)"); undefined for a pod that is running or just starting.
+ * Why a pod is not available, as `kubectl describe` would show it, from the kubelet's status: the scheduler's
+ * reason ("Unschedulable: 0/1 nodes are available: 1 Too many pods."); a container's waiting reason with its
+ * last exit code ("CrashLoopBackOff (exit code 1)"); a container that exited or was restarted, with its exit
+ * code; or a running container that is not ready, with the readiness probe it has not passed. Undefined for a
+ * pod that is ready or just starting.
  */
 export function podProblem(pod: PodObject): string | undefined {
   const name = pod.metadata.name;
   const scheduled = pod.status?.conditions?.find((c) => c.type === "PodScheduled");
   if (scheduled?.status === "False") return `pod ${name} is not scheduled: ${[scheduled.reason, scheduled.message].filter(Boolean).join(": ")}`;
   for (const c of pod.status?.containerStatuses ?? []) {
+    if (c.ready) continue;
+    const last = c.lastState?.terminated;
+    const exit = (t: { exitCode?: number; reason?: string } | undefined) =>
+      t ? `${t.reason ? `${t.reason} ` : ""}(exit code ${t.exitCode ?? "unknown"})` : "";
+    const restarts = c.restartCount ? `, restarted ${c.restartCount} time${c.restartCount === 1 ? "" : "s"}` : "";
     const waiting = c.state?.waiting;
-    if (c.ready || !waiting?.reason || waiting.reason === "ContainerCreating" || waiting.reason === "PodInitializing") continue;
-    const exit = c.lastState?.terminated?.exitCode;
-    return `container ${c.name} of pod ${name} is ${waiting.reason}${exit !== undefined ? ` (exit code ${exit})` : ""}${waiting.message ? `: ${waiting.message}` : ""}`;
+    if (waiting?.reason) {
+      if (waiting.reason === "ContainerCreating" || waiting.reason === "PodInitializing") continue;
+      const code = last?.exitCode;
+      return `container ${c.name} of pod ${name} is ${waiting.reason}${code !== undefined ? ` (exit code ${code})` : ""}${waiting.message ? `: ${waiting.message}` : ""}`;
+    }
+    const terminated = c.state?.terminated;
+    if (terminated) return `container ${c.name} of pod ${name} exited: ${exit(terminated)}${restarts}`;
+    if (!c.state?.running) continue;
+    // Running again after a crash: the crash is the problem, whatever the readiness probe says yet.
+    if (last && c.restartCount) return `container ${c.name} of pod ${name} is running again after it exited: ${exit(last)}${restarts}`;
+    const probe = pod.spec?.containers?.find((x) => x.name === c.name)?.readinessProbe;
+    if (probe) {
+      const http = probe.httpGet ? ` (HTTP GET ${probe.httpGet.path ?? "/"} on port ${String(probe.httpGet.port ?? "")})` : "";
+      return `container ${c.name} of pod ${name} is running but not ready: its readiness probe${http} has not passed`;
+    }
   }
   return undefined;
+}
+
+/** The Ready pods of a Deployment (whatever the rollout's state), counted by the release they run. */
+export type ServingPods = ReadonlyMap<string, number>;
+
+/** Counts the Ready pods by their release label (see ServingPods). */
+export function servingPods(pods: readonly PodObject[]): ServingPods {
+  const byRelease = new Map<string, number>();
+  for (const p of pods) {
+    if (p.metadata.deletionTimestamp || !p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True")) continue;
+    const release = p.metadata.labels?.[LABELS.release] ?? "an unknown release";
+    byRelease.set(release, (byRelease.get(release) ?? 0) + 1);
+  }
+  return byRelease;
+}
+
+/**
+ * What keeps serving while a Deployment's rollout is stuck: "the previous release v3 keeps serving" only when
+ * its Ready pods are exactly that release's; otherwise what its Ready pods are (e.g. the live release's pods from
+ * before an App change), or that none is Ready. Without the pods, the release before the live one is assumed.
+ */
+export function keepsServing(previous: string | undefined, serving: ServingPods | undefined): string {
+  if (!serving) return previous ? `the previous release ${previous} keeps serving` : "there is no earlier release to keep serving";
+  const total = [...serving.values()].reduce((a, b) => a + b, 0);
+  if (total === 0) return previous ? "no pod is ready to serve" : "there is no earlier release to keep serving";
+  if (previous && serving.size === 1 && serving.has(previous)) return `the previous release ${previous} keeps serving`;
+  const parts = [...serving.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([release, n]) => `${n} of ${release}`);
+  return `${total} ready pod${total === 1 ? "" : "s"} (${parts.join(", ")}) keep${total === 1 ? "s" : ""} serving`;
 }
 
 /** The controller ownerReference to the App that its children and Releases carry. */
@@ -791,6 +849,8 @@ export interface RolloutContext {
   previous?: string;
   /** Why a Deployment's new pods are not available, by Deployment name (see podProblem). */
   podProblems?: ReadonlyMap<string, string>;
+  /** A Deployment's Ready pods by release, by Deployment name (see servingPods). */
+  serving?: ReadonlyMap<string, ServingPods>;
 }
 
 /** Whether a Deployment's rollout is done: its controller saw the spec, and every pod is updated and available. */
@@ -822,8 +882,7 @@ export function readRollout(deployments: readonly DeploymentObject[], version: s
       const why = context.podProblems?.get(d.metadata.name) ?? progressing.message ?? "";
       stalledMessage ??=
         `Deployment ${d.metadata.name} of release ${version} made no progress within its deadline (${updated}/${desired} updated, ` +
-        `${available}/${desired} available): ${why}; ` +
-        (context.previous ? `the previous release ${context.previous} keeps serving` : "there is no earlier release to keep serving");
+        `${available}/${desired} available): ${why}; ${keepsServing(context.previous, context.serving?.get(d.metadata.name))}`;
     }
     if (!rolledOut(d)) pending.push(`${type} ${updated}/${desired} updated, ${available}/${desired} available`);
   }

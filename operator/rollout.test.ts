@@ -1,6 +1,6 @@
 import test from "ava";
 import type { App } from "../crds/v1alpha1.js";
-import { deferProgress, podProblem, PROGRESS_WRITE_MS, readRollout } from "./app-reconciler.js";
+import { deferProgress, keepsServing, podProblem, PROGRESS_WRITE_MS, readRollout, servingPods, type PodObject } from "./app-reconciler.js";
 
 const deployment = (generation: number, status: Record<string, unknown>) => ({
   apiVersion: "apps/v1",
@@ -54,6 +54,49 @@ test("a stalled rollout names the pods' reason and the release that keeps servin
     status: { containerStatuses: [{ name: "web", state: { waiting: { reason: "CrashLoopBackOff", message: "back-off 10s" } }, lastState: { terminated: { exitCode: 3 } } }] },
   }), "container web of pod p is CrashLoopBackOff (exit code 3): back-off 10s");
   t.is(podProblem({ apiVersion: "v1", kind: "Pod", metadata: { name: "p" }, status: { containerStatuses: [{ name: "web", state: { waiting: { reason: "ContainerCreating" } } }] } }), undefined);
+});
+
+const pod = (name: string, release: string, status: PodObject["status"], spec?: PodObject["spec"]): PodObject =>
+  ({ apiVersion: "v1", kind: "Pod", metadata: { name, labels: { "slipway.dev/release": release } }, spec, status });
+
+test("a running container that is not ready is named with the readiness probe it has not passed (the kubelet's status)", (t) => {
+  const spec = { containers: [{ name: "web", readinessProbe: { httpGet: { path: "/status/503", port: 5000 } } }] };
+  const status = {
+    conditions: [{ type: "Ready", status: "False", reason: "ContainersNotReady", message: "containers with unready status: [web]" }],
+    containerStatuses: [{ name: "web", ready: false, restartCount: 0, state: { running: { startedAt: "2026-12-03T00:00:00Z" } } }],
+  };
+  t.is(podProblem(pod("shop-web-abc", "v2", status, spec)),
+    "container web of pod shop-web-abc is running but not ready: its readiness probe (HTTP GET /status/503 on port 5000) has not passed");
+  // Without a readiness probe a running container is ready at once: nothing to say.
+  t.is(podProblem(pod("shop-web-abc", "v2", status, { containers: [{ name: "web" }] })), undefined);
+});
+
+test("a crashing container is named with its exit code whether the kubelet shows it waiting, exited or running again", (t) => {
+  const crashed = { exitCode: 7, reason: "Error" };
+  t.is(podProblem(pod("p", "v3", { containerStatuses: [{ name: "web", restartCount: 2, state: { terminated: crashed }, lastState: { terminated: crashed } }] })),
+    "container web of pod p exited: Error (exit code 7), restarted 2 times");
+  t.is(podProblem(pod("p", "v3", { containerStatuses: [{ name: "web", restartCount: 1, state: { running: {} }, lastState: { terminated: crashed } }] }, {
+    containers: [{ name: "web", readinessProbe: { httpGet: { path: "/ready", port: 5000 } } }],
+  })), "container web of pod p is running again after it exited: Error (exit code 7), restarted 1 time");
+  t.is(podProblem(pod("p", "v3", { containerStatuses: [{ name: "web", restartCount: 2, state: { waiting: { reason: "CrashLoopBackOff" } }, lastState: { terminated: crashed } }] })),
+    "container web of pod p is CrashLoopBackOff (exit code 7)");
+});
+
+test("a stalled rollout says which pods keep serving from their Ready condition, not from the release numbers", (t) => {
+  const ready = { conditions: [{ type: "Ready", status: "True" }] };
+  const notReady = { conditions: [{ type: "Ready", status: "False" }] };
+  // A new release whose pods are not ready: the previous release's Ready pod serves.
+  t.is(keepsServing("v1", servingPods([pod("a", "v1", ready), pod("b", "v2", notReady)])), "the previous release v1 keeps serving");
+  // An App change (a health check) that rolls the live release v2's pods: v2's old pod serves, not v1.
+  t.is(keepsServing("v1", servingPods([pod("a", "v2", ready), pod("b", "v2", notReady)])), "1 ready pod (1 of v2) keeps serving");
+  // A release cut while the one before it was still stuck: v1's pods serve, not v2's.
+  t.is(keepsServing("v2", servingPods([pod("a", "v1", ready), pod("c", "v1", ready), pod("b", "v3", notReady)])), "2 ready pods (2 of v1) keep serving");
+  t.is(keepsServing("v2", servingPods([pod("b", "v3", notReady)])), "no pod is ready to serve");
+  t.is(keepsServing(undefined, servingPods([pod("b", "v1", notReady)])), "there is no earlier release to keep serving");
+  const deleting = { ...pod("a", "v1", ready), metadata: { name: "a", labels: { "slipway.dev/release": "v1" }, deletionTimestamp: "2026-12-03T00:00:00Z" } };
+  t.is(keepsServing("v1", servingPods([deleting])), "no pod is ready to serve");
+  // Without the pods (they could not be listed), the release before the live one is assumed, as before.
+  t.is(keepsServing("v1", undefined), "the previous release v1 keeps serving");
 });
 
 const app = (conditions: { type: string; status: "True" | "False" }[], observedGeneration = 2): App => ({
