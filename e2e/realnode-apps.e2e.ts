@@ -1,8 +1,10 @@
 // Slipway Apps that really run: the operator (`node dist/operator/main.js`) places every pod it renders on the real
 // node (operator/local/realnode.ts) through the platform placement (SLIPWAY_NODE_SELECTOR, SLIPWAY_TOLERATIONS), and
 // a developer drives an App built from samples/images/echo with kubectl-slipway. What is asserted comes from the
-// real node's own state: the kubelet's pod status, the container's HTTP answers on its pod IP, its log lines
-// through the kubelet, a one-off pod's exit code and environment. Nothing here is simulated by kwok.
+// real node's own state and from the ingress controller's: the kubelet's pod status, the container's HTTP answers
+// on its pod IP and at its URL through Traefik (operator/local/ingress.ts, with Traefik's own status of the Ingress
+// and of the HTTPRoute), its log lines through the kubelet, a one-off pod's exit code and environment. Nothing here
+// is simulated by kwok.
 //
 // The tests run in order on one App. If this machine cannot run a real node the before hook fails with the
 // reason and so does every test here: they are never skipped.
@@ -18,7 +20,8 @@ const APP = "echo";
 /** The port the App routes to: Slipway sets $PORT to it, and the echo server listens on $PORT. */
 const PORT = 5000;
 
-const fixture = new RealNodeFixture("realnode-apps", APP, PORT);
+const GATEWAY = "slipway";
+const fixture = new RealNodeFixture("realnode-apps", APP, PORT, {}, { ingress: { gateway: GATEWAY } });
 /** The messages of the releases, in the order the tests set them. */
 const messages = { first: `first answer ${randomBytes(3).toString("hex")}`, second: `second answer ${randomBytes(3).toString("hex")}` };
 
@@ -84,6 +87,20 @@ realNodeTest.serial("an App from the echo image, created and configured with kub
   t.regex(pod.status?.podIP ?? "", /^10\.88\.\d+\.\d+$/);
   t.is(await echo().answer(pod), messages.first);
   webPod = pod;
+
+  // Its URL, through the ingress controller: Traefik serves the Ingress Slipway rendered, publishes its address in
+  // the Ingress's own status, and the answer is the container's.
+  const ingress = fixture.ingress;
+  if (!ingress) return t.fail("Traefik did not start");
+  type IngressObject = { spec: { ingressClassName?: string; rules: { host: string }[] }; status?: { loadBalancer?: { ingress?: { ip?: string }[] } } };
+  const rendered = await echo().getJson<IngressObject>(["get", "ingress", APP]);
+  t.is(rendered.spec.ingressClassName, ingress.ingressClassName);
+  t.deepEqual(rendered.spec.rules.map((r) => r.host), [echo().host]);
+  await echo().urlAnswers(messages.first);
+  await waitFor(async () => (await echo().getJson<IngressObject>(["get", "ingress", APP])).status?.loadBalancer?.ingress?.[0]?.ip === "127.0.0.1", 30_000,
+    () => `Traefik never published its address in Ingress ${APP}'s status`);
+  const elsewhere = await ingress.get(`nothing.${fixture.namespace}.slipway.local`);
+  t.is(elsewhere.status, 404, "a host no Ingress names is not routed to the App");
 });
 
 realNodeTest.serial("on the real node, config:set MESSAGE cuts a release whose pod answers the new MESSAGE, and rollback brings the old answer back", async (t) => {
@@ -95,6 +112,7 @@ realNodeTest.serial("on the real node, config:set MESSAGE cuts a release whose p
   t.is(second.spec?.nodeName, realNode().nodeName);
   t.not(second.metadata?.name, webPod?.metadata?.name);
   t.is(await echo().answer(second), messages.second);
+  await echo().urlAnswers(messages.second);
 
   const rb = ok(t, await slipway(["rollback", APP]), "rollback");
   t.true(rb.stdout.startsWith(`Rolling back ${APP} to v${firstVersion}`), rb.stdout);
@@ -103,6 +121,7 @@ realNodeTest.serial("on the real node, config:set MESSAGE cuts a release whose p
   const back = await liveAndReady(t, rolledBack.spec.version);
   t.is(back.spec?.nodeName, realNode().nodeName);
   t.is(await echo().answer(back), messages.first);
+  await echo().urlAnswers(messages.first);
   webPod = back;
 });
 
@@ -155,4 +174,28 @@ realNodeTest.serial("on the real node, kubectl slipway run exits with its comman
   t.false(vars.some((v) => v.startsWith("MESSAGE=") && v !== `MESSAGE=${messages.first}`));
   t.is(pods.size, 2);
   t.true([...pods.values()].every((p) => p.spec?.nodeName === realNode().nodeName));
+});
+
+interface RouteStatus { status?: { parents?: { controllerName?: string; parentRef?: { name?: string }; conditions?: { type: string; status: string }[] }[] } }
+
+realNodeTest.serial("with SLIPWAY_ROUTING=gateway, the App's HTTPRoute is Accepted by Traefik's Gateway and its URL answers through it", async (t) => {
+  if (!firstVersion) return t.fail("the first test did not run the App");
+  const gateway = fixture.ingress?.gateway;
+  if (!gateway) return t.fail("Traefik serves no Gateway");
+  // The platform switches its routing: the operator restarts with the Gateway's settings, as a platform team
+  // would change the slipway-operator Secret.
+  await fixture.restartOperator({ SLIPWAY_ROUTING: "gateway", SLIPWAY_GATEWAY_NAME: gateway.name, SLIPWAY_GATEWAY_NAMESPACE: gateway.namespace });
+
+  // Traefik's own verdict on the route, in the HTTPRoute's status.
+  let route: RouteStatus | undefined;
+  await waitFor(async () => {
+    route = await echo().getJson<RouteStatus>(["get", "httproutes.gateway.networking.k8s.io", APP]);
+    const parent = route.status?.parents?.find((p) => p.controllerName === "traefik.io/gateway-controller");
+    return ["Accepted", "ResolvedRefs"].every((type) => parent?.conditions?.some((x) => x.type === type && x.status === "True"));
+  }, 60_000, () => `HTTPRoute ${APP} is not Accepted with its refs resolved by Traefik: ${JSON.stringify(route?.status)}`);
+  t.is(route?.status?.parents?.find((p) => p.controllerName === "traefik.io/gateway-controller")?.parentRef?.name, gateway.name);
+  // The Ingress is gone, so the answer below came through the HTTPRoute.
+  await waitFor(async () => (await (await controlPlane()).kubectl(["get", "ingress", APP, "-n", fixture.namespace])).code !== 0, 30_000,
+    () => `Ingress ${APP} was not removed when routing became gateway`);
+  await echo().urlAnswers(messages.first);
 });

@@ -15,6 +15,8 @@
 #   build.sh --flux        builds only Flux's source-controller and kustomize-controller (e2e/flux.e2e.ts and the
 #                          Flux bench) and prints the directory holding them (and nothing else)
 #   build.sh --kubelet     builds only the kubelet and prints the path of that binary
+#   build.sh --traefik     builds Traefik (the ingress controller in front of the real node's pods, with its RBAC
+#                          and the Gateway API CRDs of its module's go.mod beside it) and prints the directory
 #   build.sh --node        builds the real node (operator/local/realnode.ts): kubelet, containerd and its runc shim,
 #                          runc, the CNI bridge, host-local and loopback plugins, crane, gosh/cat/ls, pause and
 #                          nodeclean, and prints the directory holding them
@@ -49,8 +51,8 @@ build_as() {
 # publish TMP DIR : moves a finished build into place in one rename. Several build.sh may run at once (test
 # runs in parallel): if another one got there first, its directory is kept and this one's dropped.
 publish() { chmod 755 "$1" && mv -T "$1" "$2" 2>/dev/null || rm -rf "$1"; }
-tmptools="" tmpbin="" tmpflux="" tmpnode=""
-trap 'rm -rf ${tmptools:+"$tmptools"} ${tmpbin:+"$tmpbin"} ${tmpflux:+"$tmpflux"} ${tmpnode:+"$tmpnode"}' EXIT
+tmptools="" tmpbin="" tmpflux="" tmpnode="" tmptraefik=""
+trap 'rm -rf ${tmptools:+"$tmptools"} ${tmpbin:+"$tmpbin"} ${tmpflux:+"$tmpflux"} ${tmpnode:+"$tmpnode"} ${tmptraefik:+"$tmptraefik"}' EXIT
 
 # hash FILE... : a short hash of the files, for cache keys.
 hash() { cat "$@" | sha256sum | cut -c1-12; }
@@ -204,6 +206,36 @@ node() {
   fi
 }
 
+# Traefik, the ingress controller that serves the Ingresses (and Gateway API routes) of the Apps on the real node
+# (operator/local/ingress.ts). It is built in its own module's directory in the Go module cache, so its go.mod and
+# go.sum (its replaces and excludes) are used as they are; the module's hash is checked against TRAEFIK_SUM first.
+# Beside the binary: the ClusterRoles of the module's docs (what its Kubernetes providers may read and write) and
+# the standard Gateway API CRDs of the gateway-api version its go.mod requires.
+traefik_dir="$cache/traefik-$TRAEFIK_VERSION-$(echo "$TRAEFIK_SUM" | sha256sum | cut -c1-12)"
+traefik() {
+  if [ ! -x "$traefik_dir/traefik" ] || [ ! -d "$traefik_dir/gateway-crds" ]; then
+    command -v go >/dev/null || { echo "build.sh: Go is required to build Traefik (https://go.dev/dl)" >&2; exit 1; }
+    echo "build.sh: building Traefik $TRAEFIK_VERSION into $traefik_dir (first run on this machine; takes several minutes)" >&2
+    local start; start=$(date +%s)
+    mkdir -p "$cache" && tmptraefik=$(mktemp -d "$cache/.traefik-XXXXXX")
+    local json src sum gw
+    json=$(cd "$tmptraefik" && GOFLAGS=-mod=mod go mod download -json "github.com/traefik/traefik/v3@$TRAEFIK_VERSION")
+    src=$(echo "$json" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+    sum=$(echo "$json" | sed -n 's/.*"Sum": "\(.*\)".*/\1/p')
+    [ "$sum" = "$TRAEFIK_SUM" ] || { echo "build.sh: github.com/traefik/traefik/v3@$TRAEFIK_VERSION has hash $sum, not TRAEFIK_SUM $TRAEFIK_SUM" >&2; exit 1; }
+    (cd "$src" && go build -trimpath -ldflags="-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$TRAEFIK_VERSION" -o "$tmptraefik/traefik" ./cmd/traefik) >&2
+    mkdir -p "$tmptraefik/rbac" "$tmptraefik/gateway-crds"
+    cp "$src/docs/content/reference/dynamic-configuration/kubernetes-crd-rbac.yml" "$tmptraefik/rbac/ingress.yml"
+    cp "$src/docs/content/reference/dynamic-configuration/kubernetes-gateway-rbac.yml" "$tmptraefik/rbac/gateway.yml"
+    gw=$(cd "$src" && go mod download -json sigs.k8s.io/gateway-api | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+    cp "$gw"/config/crd/standard/*.yaml "$tmptraefik/gateway-crds/"
+    echo "$TRAEFIK_VERSION" > "$tmptraefik/VERSION"
+    chmod -R u+w,go+rX "$tmptraefik"
+    publish "$tmptraefik" "$traefik_dir"
+    echo "build.sh: Traefik built in $(( $(date +%s) - start ))s" >&2
+  fi
+}
+
 case "${1:-}" in
   --argocd-lua) argocd_lua; echo "$argocd_dir/argocd-lua"; exit 0 ;;
   --argocd) argocd; echo "$argocd_dir"; exit 0 ;;
@@ -213,8 +245,9 @@ case "${1:-}" in
   --flux) flux; echo "$flux_dir"; exit 0 ;;
   --kubelet) kubelet; echo "$kubelet_dir/kubelet"; exit 0 ;;
   --node) node; echo "$node_dir"; exit 0 ;;
+  --traefik) traefik; echo "$traefik_dir"; exit 0 ;;
   "") kustomize; tools ;;
-  *) echo "usage: build.sh [--kustomize | --tools | --argocd-lua | --argocd | --tekton | --flux | --kubelet | --node]" >&2; exit 2 ;;
+  *) echo "usage: build.sh [--kustomize | --tools | --argocd-lua | --argocd | --tekton | --flux | --kubelet | --node | --traefik]" >&2; exit 2 ;;
 esac
 
 key="k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-$(cat "$here"/{etcd,kubernetes,kwok}/go.sum "$here"/{etcd,kubernetes,kwok}/go.mod | sha256sum | cut -c1-12)"

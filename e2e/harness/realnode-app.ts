@@ -8,10 +8,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { V1Pod } from "@kubernetes/client-node";
 import type { App, Release } from "../../crds/v1alpha1.js";
+import { startIngressController, type IngressController } from "../../operator/local/ingress.js";
 import { realNodePlacement, startRealNode, type RealNode } from "../../operator/local/realnode.js";
 import { installCrdsAndUserRoles, runCli, type Result } from "../cli-support.js";
 import { buildEchoImage } from "./echo-image.js";
-import { Operators } from "./operator-process.js";
+import { Operators, type OperatorProcess } from "./operator-process.js";
 import { controlPlane, waitFor } from "./suite.js";
 
 /** The placement the operator is given: exactly the real node's label and taint, as environment settings. */
@@ -63,7 +64,30 @@ export class RealNodeApp {
     readonly port: number,
     /** The developer's kubeconfig (developerKubeconfig). */
     readonly kubeconfig: string,
+    /** Traefik in front of the App, when the fixture started one. */
+    readonly ingress?: IngressController,
   ) {}
+
+  /** The App's default host (`<app>.<namespace>.<domain>`, the default domain slipway.local). */
+  get host(): string {
+    return `${this.name}.${this.namespace}.slipway.local`;
+  }
+
+  /**
+   * Waits until the App's URL, through the ingress controller, answers `expected` (Traefik follows the
+   * EndpointSlices, so a new pod's answer comes a moment after it is Ready); fails with the last answer and
+   * Traefik's log.
+   */
+  async urlAnswers(expected: string): Promise<void> {
+    const c = this.ingress;
+    if (!c) throw new Error("no ingress controller was started for this App");
+    let last = "";
+    await waitFor(async () => {
+      const res = await c.get(this.host);
+      last = `${res.status} ${res.body.trim()}`;
+      return res.status === 200 && res.body.trim() === expected;
+    }, 30_000, async () => `http://${this.host}/ through ${c.address} answered "${last}", not "${expected}"; Traefik's log:\n${await c.logTail(15)}`);
+  }
 
   /** kubectl-slipway as the developer. */
   slipway(args: string[]): Promise<Result> {
@@ -139,7 +163,10 @@ export class RealNodeApp {
  */
 export class RealNodeFixture {
   node: RealNode | undefined;
+  ingress: IngressController | undefined;
   operators: Operators | undefined;
+  /** The operator process running now. */
+  operator: OperatorProcess | undefined;
   image = "";
   namespace = "";
   #app: RealNodeApp | undefined;
@@ -148,9 +175,12 @@ export class RealNodeFixture {
 
   /**
    * `label` names the file in logs, the namespace (e2e-<label>-…) and the kubeconfig's directory; `operatorEnv`
-   * is added to the operator's environment after the real node's placement (placementEnv).
+   * is added to the operator's environment after the real node's placement (placementEnv). With `ingress`, Traefik
+   * (operator/local/ingress.ts) starts too, serving a Gateway of that name as well, and the operator routes
+   * through its IngressClass.
    */
-  constructor(readonly label: string, readonly appName: string, readonly port: number, readonly operatorEnv: Record<string, string> = {}) {}
+  constructor(readonly label: string, readonly appName: string, readonly port: number, readonly operatorEnv: Record<string, string> = {},
+    readonly options: { ingress?: { gateway: string } } = {}) {}
 
   /** The App, once start() returned. */
   get app(): RealNodeApp {
@@ -170,6 +200,9 @@ export class RealNodeFixture {
     // No PORT in the image: the server listens where Slipway tells it to.
     this.image = await buildEchoImage(node, `samples/${this.label}`, { PATH: "/bin" });
     this.log(`node ${node.nodeName} Ready and ${this.image} pushed in ${this.#elapsed()}`);
+    if (this.options.ingress) {
+      this.ingress = await startIngressController(cp, { gateway: { name: this.options.ingress.gateway }, progress: (line) => this.log(line) });
+    }
 
     this.namespace = `e2e-${this.label}-${randomBytes(3).toString("hex")}`;
     const created = await cp.kubectl(["create", "namespace", this.namespace]);
@@ -178,17 +211,34 @@ export class RealNodeFixture {
       () => `no default ServiceAccount in ${this.namespace}`);
     // Not slipway-realnode-*: those are real nodes' directories, which a starting node may clean up.
     this.#kubeconfigDir = await mkdtemp(join(tmpdir(), `slipway-e2e-${this.label}-`));
-    this.#app = new RealNodeApp(node, this.namespace, this.appName, this.port, await developerKubeconfig(this.namespace, "alice", this.#kubeconfigDir));
+    this.#app = new RealNodeApp(node, this.namespace, this.appName, this.port, await developerKubeconfig(this.namespace, "alice", this.#kubeconfigDir),
+      this.ingress);
 
     this.operators = new Operators(cp, this.namespace);
-    const operator = await this.operators.spawn("operator", { ...placementEnv, ...this.operatorEnv });
-    await operator.until("operator started", 60_000);
+    await this.restartOperator({});
+  }
+
+  /**
+   * Starts the operator (stopping the one running first, with SIGTERM) with the placement, the ingress
+   * controller's IngressClass, the fixture's operatorEnv and then `extra`; resolves once it has started.
+   */
+  async restartOperator(extra: Record<string, string>): Promise<OperatorProcess> {
+    if (!this.operators) throw new Error("the fixture did not start");
+    if (this.operator?.running) {
+      this.operator.kill("SIGTERM");
+      await this.operator.exited;
+    }
+    const ingressEnv: Record<string, string> = this.ingress ? { SLIPWAY_INGRESS_CLASS: this.ingress.ingressClassName } : {};
+    this.operator = await this.operators.spawn(this.operator ? "operator (restarted)" : "operator", { ...placementEnv, ...ingressEnv, ...this.operatorEnv, ...extra });
+    await this.operator.until("operator started", 60_000);
+    return this.operator;
   }
 
   async stop(): Promise<void> {
     const cp = await controlPlane();
     await this.operators?.cleanup().catch((err: unknown) => this.log(`cleanup: ${String(err)}`));
     if (this.namespace) await cp.kubectl(["delete", "namespace", this.namespace, "--wait=false"]);
+    await this.ingress?.stop();
     await this.node?.stop();
     if (this.#kubeconfigDir) await rm(this.#kubeconfigDir, { recursive: true, force: true });
     this.log(`done in ${this.#elapsed()}`);
