@@ -238,8 +238,8 @@ function readObject<T>(path: string): T {
   return docs[0]!.toJS() as T;
 }
 
-test("the samples are the five documented apps", (t) => {
-  t.deepEqual(sampleApps, ["autoscale", "config-env", "custom-domain", "image-app", "source-app"]);
+test("the samples are the six documented apps", (t) => {
+  t.deepEqual(sampleApps, ["autoscale", "config-env", "custom-domain", "echo", "image-app", "source-app"]);
 });
 
 for (const name of sampleApps) {

@@ -1,8 +1,11 @@
 // `npm start`: Slipway on its embedded default. A local control plane (etcd, kube-apiserver, controller
 // manager, scheduler, kwok), a local Git server holding the config repository and a sample source
 // repository, Tekton Pipelines' controller and webhook, the operator with GitOps and builds, and the sample
-// apps. Ctrl-C stops everything. Simulated here, and said so: running containers (kwok marks pods Running
-// without them, and reports a build's steps as finished, e2e/controlplane/kwok/tekton.yaml).
+// apps. Beside the kwok nodes, one real node (operator/local/realnode.ts) with Traefik in front of it
+// (operator/local/ingress.ts), where the echo sample really runs and answers at its URL; on a machine that cannot
+// run one (or with SLIPWAY_REAL_NODE=off) one line says why and everything runs on kwok. Ctrl-C stops
+// everything. Simulated, and said so: the containers of the apps on kwok nodes (kwok marks pods Running without
+// them, and reports a build's steps as finished, e2e/controlplane/kwok/tekton.yaml).
 import { execFile } from "node:child_process";
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -11,6 +14,7 @@ import { promisify } from "node:util";
 import { parseAllDocuments } from "yaml";
 import type { ControlPlane } from "./controlplane.js";
 import type { GitServer } from "./gitserver.js";
+import type { IngressController } from "./ingress.js";
 import type { Platform } from "../platform.js";
 
 // The operator's JSON logs would drown the walkthrough printed here; LOG_LEVEL=info shows them.
@@ -20,6 +24,9 @@ const { startGitServer } = await import("./gitserver.js");
 const { kubectlPath } = await import("./tools.js");
 const { log } = await import("../log.js");
 const { startPlatform, listenForWebhooks } = await import("../platform.js");
+const { startRealNode, RealNodeUnavailable } = await import("./realnode.js");
+const { startIngressController } = await import("./ingress.js");
+const { buildEchoImage } = await import("./echo-image.js");
 const { Kube } = await import("../kube.js");
 
 const run = promisify(execFile);
@@ -48,16 +55,25 @@ async function pushSampleSource(git: GitServer, work: string): Promise<string> {
   return git.url("source-app");
 }
 
-/** The sample apps' App, Config and Secret objects (not their Releases: the operator cuts those). */
-async function sampleObjects(sourceUrl: string): Promise<string> {
+/** The sample that runs on the real node (samples/apps/echo): left out when there is none. */
+const REAL_SAMPLE = "echo";
+
+/**
+ * The sample apps' App, Config and Secret objects (not their Releases: the operator cuts those). source-app's
+ * repository is the local Git server's; echo's image is the one built here (`echoImage`), and without one echo is
+ * left out, since its Config asks for the real node.
+ */
+async function sampleObjects(sourceUrl: string, echoImage: string | undefined): Promise<string> {
   const docs: string[] = [];
   const samples = join(repoRoot, "samples", "apps");
   for (const name of (await readdir(samples)).sort()) {
+    if (name === REAL_SAMPLE && !echoImage) continue;
     for (const file of ["secret.yaml", "config.yaml", "app.yaml"]) {
       const text = await readFile(join(samples, name, file), "utf8").catch(() => undefined);
       if (!text) continue;
       for (const doc of parseAllDocuments(text)) {
         if (doc.get("kind") === "App" && doc.hasIn(["spec", "source", "git"])) doc.setIn(["spec", "source", "git"], sourceUrl);
+        if (doc.get("kind") === "App" && name === REAL_SAMPLE && echoImage) doc.setIn(["spec", "image"], echoImage);
         docs.push(doc.toString());
       }
     }
@@ -82,12 +98,36 @@ async function main(): Promise<void> {
   process.on("SIGTERM", () => void stop(0));
 
   try {
-    say("Starting Slipway on its embedded default (a local control plane and Tekton; containers simulated by kwok).");
+    say("Starting Slipway on its embedded default (a local control plane with kwok nodes and one real node, Tekton, Traefik).");
     // Each kwok node takes 110 pods; SLIPWAY_NODES sets how many (default 4: room for 440 pods).
     const nodes = Number(process.env.SLIPWAY_NODES ?? 4);
     if (!Number.isInteger(nodes) || nodes < 1) throw new Error(`SLIPWAY_NODES must be a whole number of nodes, 1 or more; got "${process.env.SLIPWAY_NODES}"`);
     const cp = await startControlPlane({ nodes, tekton: true, progress: (line) => say(`  ${line}`) });
     cleanups.push(() => cp.stop());
+
+    // The real node and Traefik. PreferNoSchedule: only the pods whose Config asks for the node by its label (the
+    // echo sample's) land there; every other pod stays on the kwok nodes.
+    let ingress: IngressController | undefined;
+    let echoImage: string | undefined;
+    let realNodeNote = "";
+    if (process.env.SLIPWAY_REAL_NODE === "off") {
+      realNodeNote = "no real node (SLIPWAY_REAL_NODE=off)";
+    } else {
+      try {
+        say("  starting the real node (the first run on a machine builds it and Traefik from the Go module proxy)");
+        const node = await startRealNode(cp, { taintEffect: "PreferNoSchedule", progress: (line) => say(`  ${line}`) });
+        cleanups.push(() => node.stop());
+        echoImage = await buildEchoImage(node, "slipway-samples/echo", { PATH: "/bin" });
+        say(`  built the echo sample's image: ${echoImage}`);
+        ingress = await startIngressController(cp, { progress: (line) => say(`  ${line}`) });
+        const started = ingress;
+        cleanups.push(() => started.stop());
+      } catch (err) {
+        if (!(err instanceof RealNodeUnavailable)) throw err;
+        realNodeNote = err.message;
+        say(`  ${err.message}: every app runs on the kwok nodes (simulated)`);
+      }
+    }
     say("  installing the Slipway CRDs and, for builds, the sample Tekton Pipelines and Tasks");
     await kubectlOk(cp, ["apply", "--server-side", "-f", "crds/"]);
     await kubectlOk(cp, ["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"]);
@@ -103,6 +143,8 @@ async function main(): Promise<void> {
     say("  starting the operator, GitOps (sync mode) and builds");
     const platform: Platform = await startPlatform({
       kube: new Kube(cp.kubeConfig()),
+      // Routes through Traefik's IngressClass when it runs.
+      platform: ingress ? { ingressClassName: ingress.ingressClassName } : undefined,
       gitops: { repo: { url: git.url("slipway-config"), dir: join(work, "config-clone") }, mode: "sync", pollIntervalMs: 5000 },
       builds: { pollIntervalMs: 5000 },
       // One secret for both on this one machine; every sample App names none, so the fallback signs their pushes.
@@ -113,7 +155,7 @@ async function main(): Promise<void> {
     cleanups.push(() => webhooks.close());
 
     say(`  applying the sample apps into namespace "${NAMESPACE}"`);
-    await kubectlOk(cp, ["apply", "--server-side", "--field-manager=slipway-samples", "-n", NAMESPACE, "-f", "-"], await sampleObjects(sourceUrl));
+    await kubectlOk(cp, ["apply", "--server-side", "--field-manager=slipway-samples", "-n", NAMESPACE, "-f", "-"], await sampleObjects(sourceUrl, echoImage));
     const ready = await cp.kubectl(["wait", "--for=condition=Ready", "--timeout=120s", "-n", NAMESPACE, "apps.slipway.dev", "--all"]);
     await platform.gitops?.idle();
 
@@ -140,11 +182,21 @@ async function main(): Promise<void> {
     say("");
     say("Commits in the config repository (git log):");
     say((await run("git", ["-C", clone, "log", "--format=  %h %s"])).stdout.trimEnd());
-    say(`
-Simulated here: running containers. kwok marks pods Running and Ready without running them, and reports
-the steps of each build's TaskRun pods as a kubelet would (exit 0, Tekton's results; the image digest is
-derived from the pod). Everything else is real, Tekton Pipelines ${cp.tekton?.version ?? ""} included: its
-controller ran the builds and its webhook admitted them.
+    let realApp = "";
+    if (ingress) {
+      const host = `${REAL_SAMPLE}.${NAMESPACE}.slipway.local`;
+      const answer = await ingress.get(host).catch((err: unknown) => ({ status: 0, body: String(err) }));
+      realApp = `
+Running for real: the echo sample, on the real node, behind Traefik ${ingress.version} on ${ingress.address}:
+  curl --resolve ${host}:${ingress.port}:127.0.0.1 http://${host}:${ingress.port}/
+  → ${answer.status === 200 ? answer.body.trim() : `(answered ${answer.status}: ${answer.body.trim()})`}
+`;
+    }
+    say(`${realApp}
+Simulated here: the containers of the apps on the kwok nodes${ingress ? " (every sample but echo)" : ` (${realNodeNote})`}. kwok
+marks their pods Running and Ready without running them, and reports the steps of each build's TaskRun pods as
+a kubelet would (exit 0, Tekton's results; the image digest is derived from the pod). Everything else is real,
+Tekton Pipelines ${cp.tekton?.version ?? ""} included: its controller ran the builds and its webhook admitted them.
 
 Try it:
   export KUBECONFIG=${cp.kubeconfigPath}
@@ -152,7 +204,9 @@ Try it:
   kubectl get apps,releases -n ${NAMESPACE}
   kubectl slipway -n ${NAMESPACE} config:set image-app GREETING=hello
   kubectl slipway -n ${NAMESPACE} releases image-app
-  kubectl slipway -n ${NAMESPACE} rollback image-app
+  kubectl slipway -n ${NAMESPACE} rollback image-app${ingress ? `
+  kubectl slipway -n ${NAMESPACE} config:set ${REAL_SAMPLE} MESSAGE=hello-again   # then the curl above answers hello-again
+  kubectl slipway -n ${NAMESPACE} logs ${REAL_SAMPLE}` : ""}
   git clone ${git.url("slipway-config")} && git -C slipway-config log --stat
 Webhooks: POST http://127.0.0.1:${webhooks.port}/webhooks/config and /webhooks/source (secret "local-webhook-secret")
 

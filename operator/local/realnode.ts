@@ -84,6 +84,12 @@ export interface RealNodeOptions {
   bridge?: string;
   /** The pods' network: the bridge takes its first address, which is also the node's IP; default 10.88.0.0/16. */
   podCidr?: string;
+  /**
+   * The effect of the node's taint: NoSchedule (the default) lets only pods that tolerate it land there;
+   * PreferNoSchedule lets a pod that asks for the node by its label (a Config's nodeSelector) land there without a
+   * toleration, while the scheduler keeps placing every other pod on the kwok nodes (`npm start`).
+   */
+  taintEffect?: "NoSchedule" | "PreferNoSchedule";
   /** Called with progress lines. */
   progress?: (line: string) => void;
 }
@@ -224,7 +230,7 @@ export async function startRealNode(cp: RealNodeControlPlane, opts: RealNodeOpti
     const kubeconfig = await kubeletCredentials(cp, nodeName, kubeletDir);
     const [kubeletPort, healthzPort] = [await freePort(), await freePort()];
     await writeFile(join(kubeletDir, "config.yaml"), kubeletConfig({
-      caFile: join(cp.dir, "ca.crt"), socket, nodeIP, port: kubeletPort, healthzPort, dir: kubeletDir,
+      caFile: join(cp.dir, "ca.crt"), socket, nodeIP, port: kubeletPort, healthzPort, dir: kubeletDir, taintEffect: opts.taintEffect,
     }));
     kubeletProcess = processes.start("kubelet", bin("kubelet"), [
       `--config=${join(kubeletDir, "config.yaml")}`, `--kubeconfig=${kubeconfig}`, `--root-dir=${join(kubeletDir, "root")}`,
@@ -393,7 +399,7 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.internal.v1.opt",
 }
 
 /** The kubelet's configuration: cgroupfs, webhook authentication and authorization, everything under `dir`. */
-export function kubeletConfig(o: { caFile: string; socket: string; nodeIP: string; port: number; healthzPort: number; dir: string }): string {
+export function kubeletConfig(o: { caFile: string; socket: string; nodeIP: string; port: number; healthzPort: number; dir: string; taintEffect?: "NoSchedule" | "PreferNoSchedule" }): string {
   return `apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: ${o.nodeIP}
@@ -416,7 +422,7 @@ authorization:
   mode: Webhook
   webhook: { cacheAuthorizedTTL: 10s, cacheUnauthorizedTTL: 5s }
 registerWithTaints:
-- { key: ${REAL_NODE_TAINT}, value: "true", effect: NoSchedule }
+- { key: ${REAL_NODE_TAINT}, value: "true", effect: ${o.taintEffect ?? "NoSchedule"} }
 rotateCertificates: false
 serverTLSBootstrap: false
 podLogsDir: ${JSON.stringify(join(o.dir, "pods"))}
