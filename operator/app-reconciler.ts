@@ -170,6 +170,11 @@ export class AppReconciler {
       next.currentRelease = `v${cut.spec.version}`;
       next.latestReleaseNumber = Math.max(app.status?.latestReleaseNumber ?? 0, cut.spec.version);
     }
+    // A pending release that has been cut is history: its readers (rememberedNumber, GitOps' releasePending)
+    // count it as cut once it exists, so clearing it waits for the pass's final write (#finish) instead of costing
+    // a status write of its own in the pass after the cut.
+    const pending = app.status?.pendingRelease;
+    if (!cut && pending && releases.some((r) => r.spec.version === pending.version)) next.pendingRelease = pending;
     const known = knownInventory(pass);
     // An App whose inventory is unknown (an older operator rolled it out) is pruned by listing its children, and
     // gets its inventory with the pass's final status.
