@@ -50,7 +50,9 @@ async function setup(t: ExecutionContext): Promise<Env> {
       operators.spawn(`operator #${operators.processes.length + 1}`, { ...(killAtCut ? { SLIPWAY_FAULT_KILL: `after-release-cut:${killAtCut}` } : {}), ...extra }),
     async start(killAtCut) {
       const operator = await env.spawn(killAtCut);
-      await operator.until("operator started");
+      // Its informers have 30 s to list before it starts without them; on 2 loaded cores, with this file's tests
+      // each starting an operator at once beside cli.e2e, 40 s was not always enough (four tests failed so in CI).
+      await operator.until("operator started", 120_000);
       return operator;
     },
   };
