@@ -13,8 +13,8 @@ import { mkdtemp, mkdir, readFile, readdir, rm, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
-import { freePort, waitFor, type ControlPlane } from "./controlplane.js";
-import { Processes, tail } from "./processes.js";
+import { freePort, type ControlPlane } from "./controlplane.js";
+import { Processes, tail, untilUp } from "./processes.js";
 import { buildInBackground } from "./tools.js";
 
 /** The IngressClass (and GatewayClass) the controller serves. */
@@ -128,13 +128,10 @@ export async function startIngressController(cp: Cluster, opts: IngressControlle
     ];
     progress(`ingress: starting Traefik on 127.0.0.1:${port}`);
     const traefik = processes.start("traefik", join(binDir, "traefik"), args, { cwd: dir });
-    let exited: number | null | undefined;
-    void traefik.exited.then((code) => (exited = code));
-    await waitFor(async () => {
-      if (exited !== undefined) throw new Error(`Traefik exited with code ${exited}`);
-      return (await fetch(`http://127.0.0.1:${pingPort}/ping`)).status === 200;
-    }, 30_000, async () => `Traefik did not answer /ping on 127.0.0.1:${pingPort}; its log:\n${await tail(traefik.logPath, 30)}`);
-    if (exited !== undefined) throw new Error(`Traefik exited with code ${exited}; its log:\n${await tail(traefik.logPath, 30)}`);
+    await untilUp(traefik, async () => (await fetch(`http://127.0.0.1:${pingPort}/ping`)).status === 200, 30_000, `an answer to /ping on 127.0.0.1:${pingPort}`)
+      .catch((e: unknown) => {
+        throw new Error(`ingress controller: Traefik: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      });
 
     return {
       ingressClassName: INGRESS_CLASS, gateway, address: `127.0.0.1:${port}`, port, version,

@@ -79,3 +79,19 @@ export async function tail(path: string, lines = 25, maxLineLength = Infinity): 
   const text = await readFile(path, "utf8").catch(() => "(no log)");
   return text.trimEnd().split("\n").slice(-lines).map((l) => (l.length > maxLineLength ? `${l.slice(0, maxLineLength)}…` : l)).join("\n");
 }
+
+/**
+ * Polls `check` until it holds, failing at once (with its log) if `p` exits first; the error's message says what
+ * did not happen ("exited with code 1 before …", "no … within 30s") and ends with the last lines of its log.
+ */
+export async function untilUp(p: Process, check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  let exited: number | null | undefined;
+  void p.exited.then((code) => (exited = code));
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (exited !== undefined) throw new Error(`exited with code ${exited} before ${what}; last log lines:\n${await tail(p.logPath, 30, 400)}`);
+    if (await check().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`no ${what} within ${timeoutMs / 1000}s; last log lines:\n${await tail(p.logPath, 30, 400)}`);
+}

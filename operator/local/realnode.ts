@@ -23,7 +23,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { freePort, waitFor, type ControlPlane } from "./controlplane.js";
 import { buildImage } from "./images.js";
-import { Processes, tail, type Process } from "./processes.js";
+import { Processes, tail, untilUp, type Process } from "./processes.js";
 import { buildInBackground } from "./tools.js";
 
 const execFileAsync = promisify(execFile);
@@ -258,17 +258,11 @@ export async function startRealNode(cp: RealNodeControlPlane, opts: RealNodeOpti
   }
 }
 
-/** Polls `check` until it holds, failing at once (with its log) if `p` exits first. */
+/** untilUp, failing as a RealNodeError of the component's step. */
 async function waitUp(p: Process, check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  let exited: number | null | undefined;
-  void p.exited.then((code) => (exited = code));
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (exited !== undefined) throw new RealNodeError(p.name, `exited with code ${exited} before ${what}; last log lines:\n${await tail(p.logPath, 30, 400)}`);
-    if (await check().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new RealNodeError(p.name, `no ${what} within ${timeoutMs / 1000}s; last log lines:\n${await tail(p.logPath, 30, 400)}`);
+  await untilUp(p, check, timeoutMs, what).catch((e: unknown) => {
+    throw new RealNodeError(p.name, e instanceof Error ? e.message : String(e), { cause: e });
+  });
 }
 
 function rethrow(step: string): (cause: unknown) => never {
