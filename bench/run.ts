@@ -500,7 +500,9 @@ function apiRequestsByVerb(metrics: string, byResource = false): Map<string, num
   const out = new Map<string, number>();
   for (const m of metrics.matchAll(/^slipway_api_requests_total\{([^}]*)\} (\S+)$/gm)) {
     const verb = /verb="([^"]+)"/.exec(m[1] ?? "")?.[1] ?? "?";
-    const key = byResource ? `${verb} ${/resource="([^"]*)"/.exec(m[1] ?? "")?.[1] ?? "?"}` : verb;
+    // By resource, a request that was not answered with success shows its status code too ("PATCH apps/status 409").
+    const code = /code="([^"]*)"/.exec(m[1] ?? "")?.[1] ?? "";
+    const key = byResource ? `${verb} ${/resource="([^"]*)"/.exec(m[1] ?? "")?.[1] ?? "?"}${code.startsWith("2") ? "" : ` ${code}`}` : verb;
     out.set(key, (out.get(key) ?? 0) + Number(m[2]));
   }
   return out;
@@ -819,6 +821,45 @@ async function gitOpsHistory(): Promise<void> {
 const gitopsSizes = () => (process.env.BENCH_GITOPS_SCALE ? process.env.BENCH_GITOPS_SCALE.split(",").map(Number) : [100, 1000, 3000]);
 
 /**
+ * Samples the operator's RSS every second, and at each new peak its JS heap and external memory (from its
+ * /metrics), naming the phase the bench was in: where the RSS peak comes from. Call `phase` as phases begin.
+ */
+function memoryTimeline(operator: OperatorProcess): { phase(name: string): void; stop(): Promise<string> } {
+  let phase = "start";
+  let peak = 0;
+  let atPeak = "";
+  const peaks = new Map<string, number>();
+  let busy = false;
+  const gauge = (metrics: string, name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(metrics)?.[1] ?? NaN) / 2 ** 20;
+  const sample = async () => {
+    if (busy) return;
+    busy = true;
+    try {
+      const rss = await rssMiB(operator.pid);
+      peaks.set(phase, Math.max(peaks.get(phase) ?? 0, rss));
+      if (rss > peak) {
+        peak = rss;
+        const m = await operator.metrics();
+        atPeak = `${rss.toFixed(0)} MiB during "${phase}": JS heap used ${gauge(m, "nodejs_heap_size_used_bytes").toFixed(0)} of ` +
+          `${gauge(m, "nodejs_heap_size_total_bytes").toFixed(0)} MiB, external ${gauge(m, "nodejs_external_memory_bytes").toFixed(0)} MiB`;
+      }
+    } catch {
+      // the process is stopping
+    } finally {
+      busy = false;
+    }
+  };
+  const timer = setInterval(() => void sample(), 1000);
+  return {
+    phase(name) { phase = name; },
+    async stop() {
+      clearInterval(timer);
+      return `RSS peak sampled ${atPeak}; peak by phase: ${[...peaks].map(([p, v]) => `${p} ${v.toFixed(0)}`).join(", ")} MiB`;
+    },
+  };
+}
+
+/**
  * BENCH_TRACE=1: when each step after a push editing an App's Config happened, in ms from `t0` (polled every
  * 20 ms): the Config applied, Release v2 cut, the Deployment updated, its rollout done. Call the result to stop.
  */
@@ -899,6 +940,7 @@ async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "
     await user("fetch", "-q", "origin");
     return (await user("ls-tree", "-r", "--name-only", head)).split("\n");
   };
+  const memory = memoryTimeline(operator);
   try {
     await git(work, "clone", "-q", url, clone);
     const names = Array.from({ length: count }, (_, i) => `app-${i}`);
@@ -910,9 +952,11 @@ async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "
     await user("add", "-A");
     await user("commit", "-qm", `${count} apps`);
     let t0 = performance.now();
+    memory.phase("push of all");
     await user("push", "-q", "origin", "HEAD:main");
     await webhook();
     const { ms, reached } = await watchUntil(cp, `/apis/${V}/namespaces/${ns}/apps`, count, (a) => isReady(a as App & KubeObject, "v1"), t0);
+    memory.phase("v1 commits");
     let committed = 0;
     await pollEvery(2000, SCALE_WAIT_S * 1000, async () => {
       committed = (await remoteFiles()).filter((f) => f.endsWith("/releases/v1.yaml")).length;
@@ -925,6 +969,7 @@ async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "
     report(`${label}: push of all → all Ready and release v1 committed`, since(t0) / 1000, "s");
 
     // One app edited per push, 20 times, each a different app.
+    memory.phase("20 edits");
     await user("pull", "-q", "--rebase", "origin", "main");
     const one: number[] = [];
     const step = Math.floor(count / 20);
@@ -948,6 +993,7 @@ async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "
     // 100 apps edited in one push.
     await user("pull", "-q", "--rebase", "origin", "main");
     const hundred = names.filter((_, i) => i % step !== 0).slice(0, 100);
+    memory.phase("100-app push");
     for (const name of hundred) await writeFile(join(dirOf(name), "config.yaml"), config(name, "edit-100"));
     await user("commit", "-qam", "100 apps edited");
     const wanted = new Set(hundred);
@@ -994,6 +1040,7 @@ async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "
     if (apiServerBefore) await printApiServerTop(cp, apiServerBefore);
 
     if (count === 1000) {
+      memory.phase("idle");
       // Idle: nothing changes for a minute, from when the operator has finished the work above (the commits of
       // the 100 releases): its counts of passes have not moved for 5 s.
       const counts = async () => {
@@ -1021,6 +1068,7 @@ async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "
       record(`${label}: API requests by the operator meanwhile (watches aside)`, requestsMade, "requests", 0);
 
       // 1,000 Config changes in the cluster at once (what 1,000 `config:set` calls make), 16 at a time.
+      memory.phase("1,000 Config changes");
       const mark = (await git(work, "ls-remote", url, "refs/heads/main")).split("\t")[0] ?? "";
       const queue = [...names];
       t0 = performance.now();
@@ -1043,6 +1091,7 @@ async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "
       report(`${label}: … throughput`, commits / took, "commits/s");
     }
     record(`${label}: operator RSS peak`, await rssMiB(operator.pid, "VmHWM"), "MiB", 300);
+    console.log(`  ${label}: ${await memory.stop()}`);
     const metrics = await operator.metrics();
     const gauge = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(metrics)?.[1] ?? NaN) / 2 ** 20;
     report(`${label}: … the JS heap in use now (of ${gauge("nodejs_heap_size_total_bytes").toFixed(0)} MiB; external ${gauge("nodejs_external_memory_bytes").toFixed(0)} MiB)`,
@@ -1050,6 +1099,7 @@ async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "
     const passes = [...metrics.matchAll(/^slipway_gitops_passes_total\{result="([a-z]+)"\} (\S+)$/gm)].map((m) => `${m[1]} ${m[2]}`).join(", ");
     report(`${label}: GitOps passes (${passes})`, histogramQuantile(metrics, "slipway_gitops_pass_duration_seconds", 0.5).value * 1000, "ms p50");
   } finally {
+    await memory.stop();
     await operator.stop();
     await rm(work, { recursive: true, force: true });
   }

@@ -14,7 +14,11 @@ import { Watch, type V1Pod } from "@kubernetes/client-node";
 import { realNodePlacement, type RealNode } from "../operator/local/realnode.js";
 import type { Result } from "./cli-support.js";
 import { controlPlane, realNodeTest, waitFor } from "./harness/suite.js";
-import { httpGet, RealNodeFixture, type RealNodeApp } from "./harness/realnode-app.js";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { parseAllDocuments } from "yaml";
+import { repoRoot } from "../operator/local/controlplane.js";
+import { httpGet, RealNodeApp, RealNodeFixture } from "./harness/realnode-app.js";
 
 const APP = "echo";
 /** The port the App routes to: Slipway sets $PORT to it, and the echo server listens on $PORT. */
@@ -174,6 +178,38 @@ realNodeTest.serial("on the real node, kubectl slipway run exits with its comman
   t.false(vars.some((v) => v.startsWith("MESSAGE=") && v !== `MESSAGE=${messages.first}`));
   t.is(pods.size, 2);
   t.true([...pods.values()].every((p) => p.spec?.nodeName === realNode().nodeName));
+});
+
+realNodeTest.serial("the image-app sample runs on the real node: its two web pods answer its MESSAGE through Traefik, and its worker process (bin/worker from the same image) logs real jobs that kubectl slipway logs --type worker shows", async (t) => {
+  const cp = await controlPlane();
+  const sample = join(repoRoot, "samples", "apps", "image-app");
+  // The sample's own files, as a developer applies them; only the image is the one built here, by digest.
+  const docs = (await Promise.all(["config.yaml", "app.yaml"].map((f) => readFile(join(sample, f), "utf8")))).flatMap((text) => parseAllDocuments(text));
+  for (const doc of docs) if (doc.get("kind") === "App") doc.setIn(["spec", "image"], fixture.image);
+  const applied = await cp.kubectl(["apply", "-n", fixture.namespace, "-f", "-"], { input: docs.map((d) => d.toString()).join("---\n") });
+  t.is(applied.code, 0, applied.stderr);
+  const app = new RealNodeApp(realNode(), fixture.namespace, "image-app", 8080, echo().kubeconfig, fixture.ingress);
+
+  const web = await app.liveAndReady(t, 1, 2);
+  t.true(web.every((p) => p.spec?.nodeName === realNode().nodeName));
+  await app.urlAnswers("hello from image-app");
+
+  // The worker: the kubelet runs it (no restarts), and its own log lines come through kubectl slipway logs.
+  let out = "";
+  let worker: V1Pod | undefined;
+  await waitFor(async () => {
+    worker = (await app.getJson<{ items: V1Pod[] }>(["get", "pods", "-l", "slipway.dev/app=image-app,slipway.dev/process=worker"])).items[0];
+    const r = await app.slipway(["logs", "image-app", "--type", "worker"]);
+    out = `${r.stdout}${r.stderr}`;
+    return out.includes(": worker: job 2 from queue default done\n");
+  }, 60_000, () => `kubectl slipway logs image-app --type worker never showed a second job:\n${out}`);
+  const name = worker?.metadata?.name ?? "";
+  t.is(worker?.spec?.nodeName, realNode().nodeName);
+  t.is(worker?.status?.containerStatuses?.[0]?.restartCount, 0);
+  t.truthy(worker?.status?.containerStatuses?.[0]?.state?.running, JSON.stringify(worker?.status?.containerStatuses));
+  t.true(out.includes(`worker/${name}: worker: taking jobs from queue default every 2s\n`), out);
+  t.true(out.includes(`worker/${name}: worker: job 1 from queue default done\n`), out);
+  t.false(out.includes("web/"), "--type worker shows only the worker's lines");
 });
 
 interface RouteStatus { status?: { parents?: { controllerName?: string; parentRef?: { name?: string }; conditions?: { type: string; status: string }[] }[] } }

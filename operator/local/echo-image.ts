@@ -1,7 +1,8 @@
 // The echo image (samples/images/echo) that runs on the real node: FROM scratch, the echo server as its
-// entrypoint, with u-root's gosh as /bin/sh and cat and ls from the real node's build (for `run` and `kubectl
-// exec`), pushed to the node's registry and returned by digest. `npm start`'s echo sample and the real-node e2e
-// files run it.
+// entrypoint and again as /bin/worker (under that name it is a queue worker: the image-app sample's worker
+// process), with u-root's gosh as /bin/sh and cat and ls from the real node's build (for `run` and `kubectl
+// exec`), pushed to the node's registry and returned by digest. `npm start`'s echo and image-app samples and the
+// real-node e2e files run it.
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,6 +19,7 @@ export async function buildEchoImage(node: RealNode, name: string, env: Record<s
       name,
       files: [
         { path: "/echo", source: { file: echo }, mode: 0o755 },
+        { path: "/bin/worker", source: { file: echo }, mode: 0o755 },
         { path: "/bin/sh", source: bin("gosh"), mode: 0o755 },
         { path: "/bin/cat", source: bin("cat"), mode: 0o755 },
         { path: "/bin/ls", source: bin("ls"), mode: 0o755 },

@@ -24,7 +24,7 @@ const { startGitServer } = await import("./gitserver.js");
 const { kubectlPath } = await import("./tools.js");
 const { log } = await import("../log.js");
 const { startPlatform, listenForWebhooks } = await import("../platform.js");
-const { startRealNode, RealNodeUnavailable } = await import("./realnode.js");
+const { startRealNode, RealNodeUnavailable, REAL_NODE_LABEL, REAL_NODE_LABEL_VALUE } = await import("./realnode.js");
 const { startIngressController } = await import("./ingress.js");
 const { buildEchoImage } = await import("./echo-image.js");
 const { Kube } = await import("../kube.js");
@@ -55,25 +55,33 @@ async function pushSampleSource(git: GitServer, work: string): Promise<string> {
   return git.url("source-app");
 }
 
-/** The sample that runs on the real node (samples/apps/echo): left out when there is none. */
+/**
+ * The samples that run on the real node, with their images built from samples/images/echo: echo needs it (its
+ * Config asks for the node, so it is left out without one); image-app runs there when there is one (its Config
+ * gets the node's nodeSelector here) and is simulated on the kwok nodes otherwise.
+ */
 const REAL_SAMPLE = "echo";
+const REAL_WHEN_POSSIBLE = "image-app";
 
 /**
  * The sample apps' App, Config and Secret objects (not their Releases: the operator cuts those). source-app's
- * repository is the local Git server's; echo's image is the one built here (`echoImage`), and without one echo is
- * left out, since its Config asks for the real node.
+ * repository is the local Git server's; echo's and image-app's images are the ones built here (`images`, by
+ * sample), and without them echo is left out.
  */
-async function sampleObjects(sourceUrl: string, echoImage: string | undefined): Promise<string> {
+async function sampleObjects(sourceUrl: string, images: ReadonlyMap<string, string>): Promise<string> {
   const docs: string[] = [];
   const samples = join(repoRoot, "samples", "apps");
   for (const name of (await readdir(samples)).sort()) {
-    if (name === REAL_SAMPLE && !echoImage) continue;
+    if (name === REAL_SAMPLE && !images.has(name)) continue;
     for (const file of ["secret.yaml", "config.yaml", "app.yaml"]) {
       const text = await readFile(join(samples, name, file), "utf8").catch(() => undefined);
       if (!text) continue;
       for (const doc of parseAllDocuments(text)) {
-        if (doc.get("kind") === "App" && doc.hasIn(["spec", "source", "git"])) doc.setIn(["spec", "source", "git"], sourceUrl);
-        if (doc.get("kind") === "App" && name === REAL_SAMPLE && echoImage) doc.setIn(["spec", "image"], echoImage);
+        const kind = doc.get("kind");
+        const image = images.get(name);
+        if (kind === "App" && doc.hasIn(["spec", "source", "git"])) doc.setIn(["spec", "source", "git"], sourceUrl);
+        if (kind === "App" && image) doc.setIn(["spec", "image"], image);
+        if (kind === "Config" && image && name === REAL_WHEN_POSSIBLE) doc.setIn(["spec", "nodeSelector"], { [REAL_NODE_LABEL]: REAL_NODE_LABEL_VALUE });
         docs.push(doc.toString());
       }
     }
@@ -108,7 +116,7 @@ async function main(): Promise<void> {
     // The real node and Traefik. PreferNoSchedule: only the pods whose Config asks for the node by its label (the
     // echo sample's) land there; every other pod stays on the kwok nodes.
     let ingress: IngressController | undefined;
-    let echoImage: string | undefined;
+    const images = new Map<string, string>();
     let realNodeNote = "";
     if (process.env.SLIPWAY_REAL_NODE === "off") {
       realNodeNote = "no real node (SLIPWAY_REAL_NODE=off)";
@@ -117,8 +125,10 @@ async function main(): Promise<void> {
         say("  starting the real node (the first run on a machine builds it and Traefik from the Go module proxy)");
         const node = await startRealNode(cp, { taintEffect: "PreferNoSchedule", progress: (line) => say(`  ${line}`) });
         cleanups.push(() => node.stop());
-        echoImage = await buildEchoImage(node, "slipway-samples/echo", { PATH: "/bin" });
-        say(`  built the echo sample's image: ${echoImage}`);
+        for (const sample of [REAL_SAMPLE, REAL_WHEN_POSSIBLE]) {
+          images.set(sample, await buildEchoImage(node, `slipway-samples/${sample}`, { PATH: "/bin" }));
+          say(`  built the ${sample} sample's image: ${images.get(sample)}`);
+        }
         ingress = await startIngressController(cp, { progress: (line) => say(`  ${line}`) });
         const started = ingress;
         cleanups.push(() => started.stop());
@@ -155,7 +165,7 @@ async function main(): Promise<void> {
     cleanups.push(() => webhooks.close());
 
     say(`  applying the sample apps into namespace "${NAMESPACE}"`);
-    await kubectlOk(cp, ["apply", "--server-side", "--field-manager=slipway-samples", "-n", NAMESPACE, "-f", "-"], await sampleObjects(sourceUrl, echoImage));
+    await kubectlOk(cp, ["apply", "--server-side", "--field-manager=slipway-samples", "-n", NAMESPACE, "-f", "-"], await sampleObjects(sourceUrl, images));
     const ready = await cp.kubectl(["wait", "--for=condition=Ready", "--timeout=120s", "-n", NAMESPACE, "apps.slipway.dev", "--all"]);
     await platform.gitops?.idle();
 
@@ -184,16 +194,21 @@ async function main(): Promise<void> {
     say((await run("git", ["-C", clone, "log", "--format=  %h %s"])).stdout.trimEnd());
     let realApp = "";
     if (ingress) {
-      const host = `${REAL_SAMPLE}.${NAMESPACE}.slipway.local`;
-      const answer = await ingress.get(host).catch((err: unknown) => ({ status: 0, body: String(err) }));
+      const lines: string[] = [];
+      for (const sample of [REAL_SAMPLE, REAL_WHEN_POSSIBLE]) {
+        const host = `${sample}.${NAMESPACE}.slipway.local`;
+        const answer = await ingress.get(host).catch((err: unknown) => ({ status: 0, body: String(err) }));
+        lines.push(`  curl --resolve ${host}:${ingress.port}:127.0.0.1 http://${host}:${ingress.port}/`,
+          `  → ${answer.status === 200 ? answer.body.trim() : `(answered ${answer.status}: ${answer.body.trim()})`}`);
+      }
       realApp = `
-Running for real: the echo sample, on the real node, behind Traefik ${ingress.version} on ${ingress.address}:
-  curl --resolve ${host}:${ingress.port}:127.0.0.1 http://${host}:${ingress.port}/
-  → ${answer.status === 200 ? answer.body.trim() : `(answered ${answer.status}: ${answer.body.trim()})`}
+Running for real, on the real node behind Traefik ${ingress.version} on ${ingress.address}: the echo sample, and
+image-app's web process and its worker:
+${lines.join("\n")}
 `;
     }
     say(`${realApp}
-Simulated here: the containers of the apps on the kwok nodes${ingress ? " (every sample but echo)" : ` (${realNodeNote})`}. kwok
+Simulated here: the containers of the apps on the kwok nodes${ingress ? " (every sample but echo and image-app)" : ` (${realNodeNote})`}. kwok
 marks their pods Running and Ready without running them, and reports the steps of each build's TaskRun pods as
 a kubelet would (exit 0, Tekton's results; the image digest is derived from the pod). Everything else is real,
 Tekton Pipelines ${cp.tekton?.version ?? ""} included: its controller ran the builds and its webhook admitted them.
@@ -206,7 +221,8 @@ Try it:
   kubectl slipway -n ${NAMESPACE} releases image-app
   kubectl slipway -n ${NAMESPACE} rollback image-app${ingress ? `
   kubectl slipway -n ${NAMESPACE} config:set ${REAL_SAMPLE} MESSAGE=hello-again   # then the curl above answers hello-again
-  kubectl slipway -n ${NAMESPACE} logs ${REAL_SAMPLE}` : ""}
+  kubectl slipway -n ${NAMESPACE} logs ${REAL_SAMPLE}
+  kubectl slipway -n ${NAMESPACE} logs ${REAL_WHEN_POSSIBLE} --type worker -f   # a job every 2 s` : ""}
   git clone ${git.url("slipway-config")} && git -C slipway-config log --stat
 Webhooks: POST http://127.0.0.1:${webhooks.port}/webhooks/config and /webhooks/source (secret "local-webhook-secret")
 
