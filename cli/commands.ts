@@ -152,7 +152,7 @@ export const COMMANDS: CommandSpec[] = [
     name: "logs", summary: "aggregated logs of the App's pods, each line prefixed TYPE/POD", usage: "logs NAME [-f] [--type TYPE] [--tail N]",
     positionals: [APP],
     flags: {
-      follow: { type: "boolean", short: "f", description: "keep streaming" },
+      follow: { type: "boolean", short: "f", description: "keep streaming, pods that start later too, until Ctrl-C" },
       type: { type: "string", valueName: "TYPE", description: "only this process type" },
       tail: { type: "string", valueName: "N", description: "last N lines of each pod" },
     },

@@ -563,6 +563,11 @@ function podType(pod: V1Pod): string {
   return labels[LABELS.process] ?? (labels[RUN_LABEL] ? "run" : "pod");
 }
 
+/** A pod whose container has started (or ran): one whose log can be read. */
+function hasLog(pod: V1Pod): boolean {
+  return pod.status?.phase !== "Pending" && pod.status?.phase !== undefined && !pod.metadata?.deletionTimestamp;
+}
+
 const logs: Handler = async (cmd, io, k) => {
   const kube = k();
   const appName = name(cmd);
@@ -571,29 +576,65 @@ const logs: Handler = async (cmd, io, k) => {
   if (type) checkProcessType(type);
   const tailLines = parseInteger("tail", cmd.flags.tail, 0);
   const follow = cmd.flags.follow === true;
-  const pods = (await kube.list("Pod", `${LABELS.app}=${appName}${type ? `,${LABELS.process}=${type}` : ""}`))
-    .filter((p) => p.status?.phase !== "Pending" && !p.metadata?.deletionTimestamp)
+  const selector = `${LABELS.app}=${appName}${type ? `,${LABELS.process}=${type}` : ""}`;
+  const pods = (await kube.list("Pod", selector))
+    .filter(hasLog)
     .sort((a, b) => (a.metadata?.name ?? "").localeCompare(b.metadata?.name ?? ""));
-  if (pods.length === 0) {
-    io.err(`No running pods of ${appName}${type ? ` (${type})` : ""}.\n`);
+  const what = `${appName}${type ? ` (${type})` : ""}`;
+  if (pods.length === 0 && !follow) {
+    io.err(`No running pods of ${what}.\n`);
     return;
   }
   const controllers: AbortController[] = [];
-  const stop = io.onInterrupt(async () => controllers.forEach((c) => c.abort()));
+  const streamed = new Set<string>();
+  let stopped = false;
+  let interrupted: () => void = () => undefined;
+  const untilInterrupted = new Promise<void>((resolve) => (interrupted = resolve));
+  const stop = io.onInterrupt(async () => {
+    stopped = true;
+    controllers.forEach((c) => c.abort());
+    interrupted();
+  });
+  /** Streams one pod's log, each line prefixed TYPE/POD; resolves when the stream ends (the pod stopped). */
+  const stream = async (pod: V1Pod, opts: { tailLines?: number }): Promise<void> => {
+    const podName = pod.metadata?.name ?? "";
+    if (streamed.has(podName)) return;
+    streamed.add(podName);
+    const prefix = `${podType(pod)}/${podName}`;
+    const container = pod.spec?.containers[0]?.name ?? "";
+    const lines = lineStream((line) => io.out(`${prefix}: ${line}\n`));
+    const ended = new Promise<void>((res) => {
+      lines.on("end", res);
+      lines.on("close", res);
+      lines.on("error", res);
+    });
+    controllers.push(await kube.log(podName, container, lines, { follow, ...(opts.tailLines !== undefined ? { tailLines: opts.tailLines } : {}) }));
+    await ended;
+  };
   try {
-    await Promise.all(pods.map(async (pod) => {
-      const podName = pod.metadata?.name ?? "";
-      const prefix = `${podType(pod)}/${podName}`;
-      const container = pod.spec?.containers[0]?.name ?? "";
-      const lines = lineStream((line) => io.out(`${prefix}: ${line}\n`));
-      const ended = new Promise<void>((res) => {
-        lines.on("end", res);
-        lines.on("close", res);
-        lines.on("error", res);
+    const first = Promise.all(pods.map((pod) => stream(pod, { tailLines })));
+    if (!follow) {
+      await first;
+      return;
+    }
+    // Following, as `heroku logs --tail` does: pods that start later (a scale, a restart, a new release) are
+    // streamed too, from their first line, until Ctrl-C.
+    if (pods.length === 0) io.err(`No running pods of ${what} yet; waiting for them (Ctrl-C to stop).\n`);
+    const watchNewPods = async (): Promise<void> => {
+      if (stopped) return;
+      const watch = await kube.watchPods(selector, (_type, pod) => {
+        if (hasLog(pod) && !streamed.has(pod.metadata?.name ?? "")) {
+          stream(pod, {}).catch((err: unknown) => io.err(`cannot stream the log of pod ${pod.metadata?.name ?? ""}: ${err instanceof Error ? err.message : String(err)}\n`));
+        }
+      }, () => {
+        // The API server ends watches now and then: watch again, unless the user stopped.
+        if (!stopped) setTimeout(() => void watchNewPods().catch(() => undefined), 1000);
       });
-      controllers.push(await kube.log(podName, container, lines, { follow, ...(tailLines !== undefined ? { tailLines } : {}) }));
-      await ended;
-    }));
+      controllers.push(watch);
+    };
+    await watchNewPods();
+    // A pod's stream that cannot start fails the command, as without -f; the ones that end leave it running.
+    await Promise.race([first.then(() => untilInterrupted), untilInterrupted]);
   } finally {
     stop();
   }

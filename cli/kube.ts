@@ -188,6 +188,19 @@ export class Session {
     }
   }
 
+  /**
+   * Calls `onEvent` for every Pod matching `labelSelector` (first as ADDED for those that exist) and every change
+   * of one, until the returned controller is aborted.
+   */
+  async watchPods(labelSelector: string, onEvent: (type: string, pod: V1Pod) => void, onDone: (err: unknown) => void): Promise<AbortController> {
+    try {
+      return await new Watch(this.#kc).watch(`/api/v1/namespaces/${this.namespace}/pods`, { labelSelector },
+        (type: string, obj: V1Pod) => onEvent(type, obj), onDone);
+    } catch (e) {
+      throw this.#error(e, { verb: "watch", resource: "pods" });
+    }
+  }
+
   /** Calls `onEvent` for every change of one Pod until the returned controller is aborted. */
   async watchPod(name: string, onEvent: (type: string, pod: V1Pod) => void, onDone: (err: unknown) => void): Promise<AbortController> {
     try {

@@ -228,7 +228,7 @@ realNodeTest.serial("on the real node, kubectl slipway ps:restart replaces the w
   t.is(await echo().answer(pod), messages.second);
 });
 
-realNodeTest.serial("on the real node, kubectl slipway logs -f streams a request line the container logs after it started", async (t) => {
+realNodeTest.serial("on the real node, kubectl slipway logs -f streams a request line the container logs after it started, and follows the pod that replaces it after ps:restart", async (t) => {
   t.timeout(8 * 60_000, "a rollout on the real node");
   if (!good) return t.fail("the earlier tests did not leave a Ready release");
   const [pod] = await echo().liveAndReady(t, good, 1);
@@ -252,6 +252,17 @@ realNodeTest.serial("on the real node, kubectl slipway logs -f streams a request
   await waitFor(async () => out.includes(expected) || exited, 20_000, () => `logs -f never showed "${expected}":\n${out}`);
   t.true(out.includes(expected), out);
   t.false(exited, "logs -f stopped by itself");
+  // A pod that starts after logs -f did (a restart, a scale, a new release) is streamed too, from its first line.
+  await ok(t, ["ps:restart", APP]);
+  let replacement: V1Pod | undefined;
+  await waitFor(async () => {
+    replacement = (await echo().webPods()).find((p) => p.metadata?.name !== pod.metadata?.name && podReady(p));
+    return replacement !== undefined;
+  }, 120_000, () => "no new web pod became Ready after ps:restart");
+  const started = `web/${replacement?.metadata?.name ?? ""}: echo: listening on :${PORT}\n`;
+  await waitFor(async () => out.includes(started) || exited, 20_000, () => `logs -f never showed the new pod's "${started.trim()}":\n${out}`);
+  t.true(out.includes(started), out);
+  t.false(exited, "logs -f stopped when its first pod went away");
   // Ctrl-C, as a user stops it: it aborts its streams and exits 130.
   follow.child.kill("SIGINT");
   const end = await Promise.race([follow.done, new Promise<undefined>((resolve) => setTimeout(resolve, 15_000))]);
