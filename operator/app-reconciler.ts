@@ -885,9 +885,15 @@ export function readRollout(deployments: readonly DeploymentObject[], version: s
     const progressing = st.conditions?.find((c) => c.type === "Progressing");
     if (observed && progressing?.reason === "ProgressDeadlineExceeded") {
       const why = context.podProblems?.get(d.metadata.name) ?? progressing.message ?? "";
+      const serving = context.serving?.get(d.metadata.name);
+      // The Deployment's availableReplicas counts the previous release's pods too; with the pods read, the count
+      // is of this release's own.
+      const counts = serving
+        ? `${updated}/${desired} pods updated, ${serving.get(version) ?? 0} of them ready`
+        : `${updated}/${desired} updated, ${available}/${desired} available`;
       stalledMessage ??=
-        `Deployment ${d.metadata.name} of release ${version} made no progress within its deadline (${updated}/${desired} updated, ` +
-        `${available}/${desired} available): ${why}; ${keepsServing(context.previous, context.serving?.get(d.metadata.name))}`;
+        `Deployment ${d.metadata.name} of release ${version} made no progress within its deadline (${counts}): ${why}; ` +
+        keepsServing(context.previous, serving);
     }
     if (!rolledOut(d)) pending.push(`${type} ${updated}/${desired} updated, ${available}/${desired} available`);
   }

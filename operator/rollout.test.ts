@@ -49,6 +49,12 @@ test("a stalled rollout names the pods' reason and the release that keeps servin
   const stuck = readRollout([deployment(1, status)], "v4", { previous: "v3", podProblems: new Map([["shop-web", unschedulable ?? ""]]) });
   t.is(stuck.stalled, "Deployment shop-web of release v4 made no progress within its deadline (1/2 updated, 0/2 available): " +
     "pod shop-web-abc is not scheduled: Unschedulable: 0/1 nodes are available: 1 Too many pods.; the previous release v3 keeps serving");
+  // With the pods read, the counts are of the stalled release's own pods: the Deployment's availableReplicas (1
+  // here) counts the previous release's pod that keeps serving.
+  const withPods = readRollout([deployment(1, { ...status, availableReplicas: 1 })], "v4",
+    { previous: "v3", podProblems: new Map([["shop-web", "container web of pod shop-web-abc is running but not ready"]]), serving: new Map([["shop-web", new Map([["v3", 1]])]]) });
+  t.is(withPods.stalled, "Deployment shop-web of release v4 made no progress within its deadline (1/2 pods updated, 0 of them ready): " +
+    "container web of pod shop-web-abc is running but not ready; the previous release v3 keeps serving");
   t.is(podProblem({
     apiVersion: "v1", kind: "Pod", metadata: { name: "p" },
     status: { containerStatuses: [{ name: "web", state: { waiting: { reason: "CrashLoopBackOff", message: "back-off 10s" } }, lastState: { terminated: { exitCode: 3 } } }] },
