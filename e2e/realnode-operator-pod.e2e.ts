@@ -1,0 +1,174 @@
+// The operator as real pods on the real node (operator/local/realnode.ts): the image operator/Dockerfile describes,
+// assembled from local parts without Docker (operator/local/operator-image.ts) and pushed to the node's registry,
+// installed with the install manifests (operator/deploy, through e2e/install-overlay, whose one change scopes the
+// admission policy's binding) and a kustomization that sets only that image by digest, the placement on the real
+// node and the way to the API server (operator/local/operator-pod.ts). That proves the image, the in-cluster config
+// and the least-privilege RBAC together: what is asserted is what a user sees, from the kubelet's pod status, the
+// Lease, the App's status and Events, and the containers' own logs.
+//
+// Simulated here: the App's pods, which run on the kwok nodes (only the operator's pods ask for the real node).
+// Left out: GitOps (no config repository is given, so the operator runs without it), builds (no App has a source),
+// and Git hosts' webhooks to the slipway-webhooks Service (no kube-proxy serves Services here).
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { V1Pod } from "@kubernetes/client-node";
+import type { App } from "../crds/v1alpha1.js";
+import { repoRoot } from "../operator/local/controlplane.js";
+import { buildOperatorImage, type OperatorImage } from "../operator/local/operator-image.js";
+import { writeOperatorPodOverlay } from "../operator/local/operator-pod.js";
+import { startRealNode, type RealNode } from "../operator/local/realnode.js";
+import { httpGet, podReady } from "./harness/realnode-app.js";
+import { controlPlane, freshNamespace, realNodeTest, waitFor } from "./harness/suite.js";
+
+const NS = "slipway-system";
+const DEPLOYMENT = "slipway-operator";
+const SELECTOR = "app.kubernetes.io/name=slipway,app.kubernetes.io/component=operator";
+
+let node: RealNode | undefined;
+let image: OperatorImage | undefined;
+let overlay = "";
+const started = Date.now();
+const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)}s`;
+const log = (line: string) => console.log(`realnode-operator-pod.e2e: ${line}`);
+
+async function kubectl(args: string[], input?: string): Promise<string> {
+  const r = await (await controlPlane()).kubectl(args, input === undefined ? undefined : { input });
+  if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed: ${r.stderr}`);
+  return r.stdout;
+}
+
+async function operatorPods(): Promise<V1Pod[]> {
+  const pods = JSON.parse(await kubectl(["get", "pods", "-n", NS, "-l", SELECTOR, "-o", "json"])) as { items: V1Pod[] };
+  return pods.items.filter((p) => !p.metadata?.deletionTimestamp);
+}
+
+async function leaseHolder(): Promise<string> {
+  const r = await (await controlPlane()).kubectl(["get", "lease", DEPLOYMENT, "-n", NS, "-o", "jsonpath={.spec.holderIdentity}"]);
+  return r.code === 0 ? r.stdout.trim() : "";
+}
+
+/** The operator's pods once the rollout is done: all of the image's, on the real node. */
+let pods: V1Pod[] = [];
+
+realNodeTest.before("start the real node, assemble the operator image and install Slipway with it on the real node", async (t) => {
+  t.timeout(45 * 60_000, "building and starting the real node");
+  const cp = await controlPlane();
+  node = await startRealNode(cp, { progress: log });
+  image = await buildOperatorImage(`${node.binDir}/crane`, node.registry);
+  log(`${image.reference} (${image.files} files, Node ${image.nodeVersion}) pushed in ${elapsed()}; the API server is forwarded to ${node.apiServer.host}:${node.apiServer.port}`);
+  overlay = await mkdtemp(join(tmpdir(), "slipway-e2e-operator-pod-"));
+  await writeOperatorPodOverlay(overlay, { base: join(repoRoot, "e2e", "install-overlay"), image: image.reference, apiServer: node.apiServer });
+  // --force-conflicts: other e2e files of the run applied the CRDs and user roles with kubectl too.
+  await kubectl(["apply", "--server-side", "--force-conflicts", "-k", overlay]);
+  await kubectl(["wait", "--for=condition=Established", "--timeout=60s", "crd/apps.slipway.dev", "crd/configs.slipway.dev", "crd/releases.slipway.dev"]);
+  const rollout = await cp.kubectl(["rollout", "status", `deployment/${DEPLOYMENT}`, "-n", NS, "--timeout=300s"]);
+  if (rollout.code !== 0) {
+    throw new Error(`the operator's rollout did not complete: ${rollout.stderr}\n${await kubectl(["get", "pods", "-n", NS, "-o", "wide"]).catch(String)}\nkubelet log:\n${await node.logTail("kubelet", 20)}`);
+  }
+  await waitFor(async () => {
+    pods = await operatorPods();
+    return pods.length === 2 && pods.every(podReady);
+  }, 60_000, () => `expected the install's 2 operator pods, Ready: ${pods.map((p) => `${p.metadata?.name} ${p.spec?.nodeName} ${p.status?.phase}`).join(", ")}`);
+  log(`the operator's 2 pods are Ready in ${elapsed()}`);
+});
+
+realNodeTest.afterAlways("remove the operator's Deployment, stop the real node", async () => {
+  // The Deployment goes first: otherwise the next real node of the run would get its pods.
+  const cp = await controlPlane();
+  await cp.kubectl(["delete", "deployment", DEPLOYMENT, "-n", NS, "--ignore-not-found", "--wait=true", "--timeout=60s"]);
+  await waitFor(async () => (await operatorPods().catch(() => [])).length === 0, 60_000, () => "the operator's pods are still there").catch((e: unknown) => log(String(e)));
+  await node?.stop();
+  if (overlay) await rm(overlay, { recursive: true, force: true });
+  log(`done in ${elapsed()}`);
+});
+
+realNodeTest.serial("the operator image, assembled from operator/Dockerfile without Docker, runs the install's two replicas on the real node, Ready by the kubelet's probes", async (t) => {
+  const real = node as RealNode;
+  t.is(pods.length, 2);
+  for (const p of pods) {
+    t.is(p.spec?.nodeName, real.nodeName, `${p.metadata?.name} runs on ${p.spec?.nodeName}`);
+    t.is(p.spec?.serviceAccountName, "slipway");
+    const status = p.status?.containerStatuses?.[0];
+    t.true(status?.ready, `${p.metadata?.name}: ${JSON.stringify(status)}`);
+    // The kubelet pulled the image by the digest it was pushed with.
+    t.is(status?.imageID?.split("@")[1], image?.reference.split("@")[1]);
+  }
+  // Inside, the runtime operator/Dockerfile's final stage sets: user 10001, /app, its ENV, a read-only root.
+  const name = pods[0]?.metadata?.name ?? "";
+  const probe = "const fs=require('fs');let ro='';try{fs.writeFileSync('/app/x','')}catch(e){ro=e.code}" +
+    "console.log(JSON.stringify({uid:process.getuid(),gid:process.getgid(),cwd:process.cwd(),env:process.env.NODE_ENV,ro,node:process.version,entry:fs.existsSync('dist/operator/main.js'),ts:fs.existsSync('node_modules/typescript')}))";
+  const inside = JSON.parse(await kubectl(["exec", "-n", NS, name, "--", "node", "-e", probe])) as Record<string, unknown>;
+  t.deepEqual(inside, { uid: 10001, gid: 10001, cwd: "/app", env: "production", ro: "EROFS", node: process.version, entry: true, ts: false });
+});
+
+realNodeTest.serial("the operator in a pod holds the leader Lease under its pod name, and the other replica is the standby naming it", async (t) => {
+  const names = pods.map((p) => p.metadata?.name ?? "");
+  let holder = "";
+  // Only the pod's own ServiceAccount can write that Lease (the install's leader-election Role): without the RBAC
+  // there would be no holder.
+  await waitFor(async () => names.includes(holder = await leaseHolder()), 60_000, () => `the Lease's holder is "${holder}", not one of ${names.join(", ")}`);
+  const leader = pods.find((p) => p.metadata?.name === holder) as V1Pod;
+  const standby = pods.find((p) => p.metadata?.name !== holder) as V1Pod;
+  // /readyz on each pod's IP (port 8080, the image's EXPOSE), as the kubelet's readiness probe reads it.
+  const readyz = async (p: V1Pod) => {
+    const r = await httpGet(`http://${p.status?.podIP ?? ""}:8080/readyz`);
+    return { status: r.status, body: r.body.trim() };
+  };
+  t.deepEqual(await readyz(leader), { status: 200, body: "leading" });
+  t.deepEqual(await readyz(standby), { status: 200, body: `standby: ${holder} leads` });
+});
+
+realNodeTest.serial("an App applied to a namespace goes Ready (its pods simulated by kwok) with its status, Release and Events written by the operator in the leader pod", async (t) => {
+  const ns = await freshNamespace(t);
+  const app = `web-${randomBytes(2).toString("hex")}`;
+  const digest = `sha256:${randomBytes(32).toString("hex")}`;
+  await kubectl(["apply", "--server-side", "-n", ns, "-f", "-"], [
+    `apiVersion: slipway.dev/v1alpha1\nkind: App\nmetadata: { name: ${app} }\nspec:\n  image: registry.example/web@${digest}\n  routing: { port: 8080 }`,
+    `apiVersion: slipway.dev/v1alpha1\nkind: Config\nmetadata: { name: ${app} }\nspec:\n  env: { GREETING: hello }`,
+  ].join("\n---\n"));
+  let got: App | undefined;
+  await waitFor(async () => {
+    got = JSON.parse(await kubectl(["get", "apps.slipway.dev", app, "-n", ns, "-o", "json"])) as App;
+    return got.status?.currentRelease === "v1" && got.status.conditions?.some((c) => c.type === "Ready" && c.status === "True") === true;
+  }, 120_000, async () => `App ${app} is not Ready on v1: ${JSON.stringify(got?.status)}\n${await leaderLogTail()}`);
+  t.is(got?.status?.observedGeneration, got?.metadata?.generation);
+  const release = JSON.parse(await kubectl(["get", "releases.slipway.dev", `${app}-v1`, "-n", ns, "-o", "json"])) as { spec: { build: { image: string }; config: { env?: Record<string, string> } } };
+  t.is(release.spec.build.image, `registry.example/web@${digest}`);
+  t.deepEqual(release.spec.config.env, { GREETING: "hello" });
+  const webPods = JSON.parse(await kubectl(["get", "pods", "-n", ns, "-l", `slipway.dev/app=${app}`, "-o", "json"])) as { items: V1Pod[] };
+  t.true(webPods.items.length > 0 && webPods.items.every((p) => p.spec?.nodeName?.startsWith("kwok-")), "the App's pods run on the kwok nodes");
+  // The operator records Events as slipway.dev/operator-<hostname>; a pod's hostname is its name.
+  const holder = await leaseHolder();
+  const events = JSON.parse(await kubectl(["get", "events.events.k8s.io", "-n", ns, "-o", "json"])) as { items: Array<{ reportingInstance?: string; reason?: string; regarding?: { name?: string } }> };
+  const instances = new Set(events.items.filter((e) => e.regarding?.name === app).map((e) => e.reportingInstance));
+  t.deepEqual([...instances], [`slipway.dev/operator-${holder}`], JSON.stringify(events.items.map((e) => [e.reason, e.reportingInstance])));
+});
+
+realNodeTest.serial("the operator pods' own logs (kubectl logs) are JSON lines with no forbidden request: the install's RBAC is enough", async (t) => {
+  const holder = await leaseHolder();
+  for (const p of pods) {
+    const name = p.metadata?.name ?? "";
+    const text = await kubectl(["logs", "-n", NS, name]);
+    const lines = text.split("\n").filter((l) => l.trim());
+    t.true(lines.length > 0, `${name} logged nothing`);
+    const records = lines.map((l) => {
+      try {
+        return JSON.parse(l) as { level?: string; msg?: string; component?: string };
+      } catch {
+        return t.fail(`${name} logged a line that is not JSON: ${l}`);
+      }
+    }).filter((r): r is { level?: string; msg?: string; component?: string } => r !== undefined);
+    t.true(records.every((r) => typeof r.level === "string" && typeof r.msg === "string" && r.component !== undefined), `${name}: ${lines.slice(0, 3).join("\n")}`);
+    t.deepEqual(lines.filter((l) => /forbidden/i.test(l)), [], `${name} was refused something`);
+    if (name === holder) t.true(records.some((r) => r.msg === "operator started"), `the leader ${name} never logged "operator started":\n${lines.slice(-10).join("\n")}`);
+  }
+});
+
+async function leaderLogTail(): Promise<string> {
+  const holder = await leaseHolder();
+  if (!holder) return "(no Lease holder)";
+  const r = await (await controlPlane()).kubectl(["logs", "-n", NS, holder, "--tail=15"]);
+  return `${holder}'s log:\n${r.stdout}${r.stderr}`;
+}
