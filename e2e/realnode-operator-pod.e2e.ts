@@ -65,7 +65,11 @@ realNodeTest.before("start the real node, assemble the operator image and instal
   await kubectl(["wait", "--for=condition=Established", "--timeout=60s", "crd/apps.slipway.dev", "crd/configs.slipway.dev", "crd/releases.slipway.dev"]);
   const rollout = await cp.kubectl(["rollout", "status", `deployment/${DEPLOYMENT}`, "-n", NS, "--timeout=300s"]);
   if (rollout.code !== 0) {
-    throw new Error(`the operator's rollout did not complete: ${rollout.stderr}\n${await kubectl(["get", "pods", "-n", NS, "-o", "wide"]).catch(String)}\nkubelet log:\n${await node.logTail("kubelet", 20)}`);
+    const logs = await Promise.all((await operatorPods()).map(async (p) => {
+      const r = await cp.kubectl(["logs", "-n", NS, p.metadata?.name ?? "", "--tail=8"]);
+      return `${p.metadata?.name}'s log:\n${r.stdout}${r.stderr}`;
+    }));
+    throw new Error(`the operator's rollout did not complete: ${rollout.stderr}\n${await kubectl(["get", "pods", "-n", NS, "-o", "wide"]).catch(String)}\n${logs.join("\n")}\nkubelet log:\n${await node.logTail("kubelet", 10)}`);
   }
   await waitFor(async () => {
     pods = await operatorPods();
@@ -161,7 +165,8 @@ realNodeTest.serial("the operator pods' own logs (kubectl logs) are JSON lines w
       }
     }).filter((r): r is { level?: string; msg?: string; component?: string } => r !== undefined);
     t.true(records.every((r) => typeof r.level === "string" && typeof r.msg === "string" && r.component !== undefined), `${name}: ${lines.slice(0, 3).join("\n")}`);
-    t.deepEqual(lines.filter((l) => /forbidden/i.test(l)), [], `${name} was refused something`);
+    // Not RBAC, and not the operator's doing: a write into a namespace another e2e file is deleting is refused so.
+    t.deepEqual(lines.filter((l) => /forbidden/i.test(l) && !/because it is being terminated/.test(l)), [], `${name} was refused something`);
     if (name === holder) t.true(records.some((r) => r.msg === "operator started"), `the leader ${name} never logged "operator started":\n${lines.slice(-10).join("\n")}`);
   }
 });
