@@ -169,6 +169,14 @@ realNodeTest.serial("the operator pods' own logs (kubectl logs) are JSON lines w
     t.deepEqual(lines.filter((l) => /forbidden/i.test(l) && !/because it is being terminated/.test(l)), [], `${name} was refused something`);
     if (name === holder) t.true(records.some((r) => r.msg === "operator started"), `the leader ${name} never logged "operator started":\n${lines.slice(-10).join("\n")}`);
   }
+  // A figure, not an assertion: what each pod's container uses, from the kubelet's own stats.
+  const summary = JSON.parse(await kubectl(["get", "--raw", `/api/v1/nodes/${node?.nodeName ?? ""}/proxy/stats/summary`])) as {
+    pods: Array<{ podRef: { name: string; namespace: string }; containers?: Array<{ memory?: { rssBytes?: number; workingSetBytes?: number } }> }>;
+  };
+  for (const p of summary.pods.filter((s) => s.podRef.namespace === NS)) {
+    const m = p.containers?.[0]?.memory;
+    log(`${p.podRef.name}${p.podRef.name === holder ? " (leader)" : ""}: RSS ${((m?.rssBytes ?? 0) / 1048576).toFixed(0)} MiB, working set ${((m?.workingSetBytes ?? 0) / 1048576).toFixed(0)} MiB (kubelet stats)`);
+  }
 });
 
 async function leaderLogTail(): Promise<string> {

@@ -8,6 +8,7 @@
 // with that nodeSelector and toleration land on it; kwok manages only the nodes annotated kwok.x-k8s.io/node=fake.
 // Its containerd runs with its own root, state, socket and configuration in the node's temporary directory, never
 // the system's; its pods sit on a bridge of their own (no masquerading, no kube-proxy: nothing here needs iptables).
+// They reach the API server, which listens on loopback, through a TCP forward on the bridge's address (apiServer).
 //
 // It needs root, cgroups (v1 or v2) and overlayfs; without them startRealNode throws a RealNodeUnavailable whose
 // one-line message says why. Of the machine's programs it runs only openssl and go, and the kubelet runs mount(8)
