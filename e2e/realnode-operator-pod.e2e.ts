@@ -171,11 +171,11 @@ realNodeTest.serial("the operator pods' own logs (kubectl logs) are JSON lines w
   }
   // A figure, not an assertion: what each pod's container uses, from the kubelet's own stats.
   const summary = JSON.parse(await kubectl(["get", "--raw", `/api/v1/nodes/${node?.nodeName ?? ""}/proxy/stats/summary`])) as {
-    pods: Array<{ podRef: { name: string; namespace: string }; containers?: Array<{ memory?: { rssBytes?: number; workingSetBytes?: number } }> }>;
+    pods: Array<{ podRef: { name: string; namespace: string }; containers?: Array<{ memory?: { workingSetBytes?: number } }> }>;
   };
   for (const p of summary.pods.filter((s) => s.podRef.namespace === NS)) {
     const m = p.containers?.[0]?.memory;
-    log(`${p.podRef.name}${p.podRef.name === holder ? " (leader)" : ""}: RSS ${((m?.rssBytes ?? 0) / 1048576).toFixed(0)} MiB, working set ${((m?.workingSetBytes ?? 0) / 1048576).toFixed(0)} MiB (kubelet stats)`);
+    log(`${p.podRef.name}${p.podRef.name === holder ? " (leader)" : ""}: memory working set ${((m?.workingSetBytes ?? 0) / 1048576).toFixed(0)} MiB (kubelet stats)`);
   }
 });
 
