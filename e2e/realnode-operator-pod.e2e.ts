@@ -10,25 +10,17 @@
 // Left out: GitOps (no config repository is given, so the operator runs without it), builds (no App has a source),
 // and Git hosts' webhooks to the slipway-webhooks Service (no kube-proxy serves Services here).
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { V1Pod } from "@kubernetes/client-node";
 import type { App } from "../crds/v1alpha1.js";
 import { repoRoot } from "../operator/local/controlplane.js";
-import { buildOperatorImage, type OperatorImage } from "../operator/local/operator-image.js";
-import { writeOperatorPodOverlay } from "../operator/local/operator-pod.js";
+import { installOperatorPods, OPERATOR_DEPLOYMENT, OPERATOR_NAMESPACE as NS, OPERATOR_POD_SELECTOR, type OperatorPods } from "../operator/local/operator-pod.js";
 import { startRealNode, type RealNode } from "../operator/local/realnode.js";
 import { httpGet, podReady } from "./harness/realnode-app.js";
 import { controlPlane, freshNamespace, realNodeTest, waitFor } from "./harness/suite.js";
 
-const NS = "slipway-system";
-const DEPLOYMENT = "slipway-operator";
-const SELECTOR = "app.kubernetes.io/name=slipway,app.kubernetes.io/component=operator";
-
 let node: RealNode | undefined;
-let image: OperatorImage | undefined;
-let overlay = "";
+let installed: OperatorPods | undefined;
 const started = Date.now();
 const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)}s`;
 const log = (line: string) => console.log(`realnode-operator-pod.e2e: ${line}`);
@@ -40,12 +32,12 @@ async function kubectl(args: string[], input?: string): Promise<string> {
 }
 
 async function operatorPods(): Promise<V1Pod[]> {
-  const pods = JSON.parse(await kubectl(["get", "pods", "-n", NS, "-l", SELECTOR, "-o", "json"])) as { items: V1Pod[] };
+  const pods = JSON.parse(await kubectl(["get", "pods", "-n", NS, "-l", OPERATOR_POD_SELECTOR, "-o", "json"])) as { items: V1Pod[] };
   return pods.items.filter((p) => !p.metadata?.deletionTimestamp);
 }
 
 async function leaseHolder(): Promise<string> {
-  const r = await (await controlPlane()).kubectl(["get", "lease", DEPLOYMENT, "-n", NS, "-o", "jsonpath={.spec.holderIdentity}"]);
+  const r = await (await controlPlane()).kubectl(["get", "lease", OPERATOR_DEPLOYMENT, "-n", NS, "-o", "jsonpath={.spec.holderIdentity}"]);
   return r.code === 0 ? r.stdout.trim() : "";
 }
 
@@ -56,38 +48,21 @@ realNodeTest.before("start the real node, assemble the operator image and instal
   t.timeout(45 * 60_000, "building and starting the real node");
   const cp = await controlPlane();
   node = await startRealNode(cp, { progress: log });
-  const building = Date.now();
-  image = await buildOperatorImage(`${node.binDir}/crane`, node.registry);
-  log(`${image.reference} (${image.files} files, Node ${image.nodeVersion}) assembled and pushed in ${((Date.now() - building) / 1000).toFixed(1)}s; ` +
-    `the API server is forwarded to ${node.apiServer.host}:${node.apiServer.port}`);
-  const applied = Date.now();
-  overlay = await mkdtemp(join(tmpdir(), "slipway-e2e-operator-pod-"));
-  await writeOperatorPodOverlay(overlay, { base: join(repoRoot, "e2e", "install-overlay"), image: image.reference, apiServer: node.apiServer });
-  // --force-conflicts: other e2e files of the run applied the CRDs and user roles with kubectl too.
-  await kubectl(["apply", "--server-side", "--force-conflicts", "-k", overlay]);
+  log(`the API server is forwarded to ${node.apiServer.host}:${node.apiServer.port}`);
+  const applying = Date.now();
+  installed = await installOperatorPods(cp, node, { base: join(repoRoot, "e2e", "install-overlay"), progress: log });
   await kubectl(["wait", "--for=condition=Established", "--timeout=60s", "crd/apps.slipway.dev", "crd/configs.slipway.dev", "crd/releases.slipway.dev"]);
-  const rollout = await cp.kubectl(["rollout", "status", `deployment/${DEPLOYMENT}`, "-n", NS, "--timeout=300s"]);
-  if (rollout.code !== 0) {
-    const logs = await Promise.all((await operatorPods()).map(async (p) => {
-      const r = await cp.kubectl(["logs", "-n", NS, p.metadata?.name ?? "", "--tail=8"]);
-      return `${p.metadata?.name}'s log:\n${r.stdout}${r.stderr}`;
-    }));
-    throw new Error(`the operator's rollout did not complete: ${rollout.stderr}\n${await kubectl(["get", "pods", "-n", NS, "-o", "wide"]).catch(String)}\n${logs.join("\n")}\nkubelet log:\n${await node.logTail("kubelet", 10)}`);
-  }
   await waitFor(async () => {
     pods = await operatorPods();
     return pods.length === 2 && pods.every(podReady);
   }, 60_000, () => `expected the install's 2 operator pods, Ready: ${pods.map((p) => `${p.metadata?.name} ${p.spec?.nodeName} ${p.status?.phase}`).join(", ")}`);
-  log(`the operator's 2 pods are Ready ${((Date.now() - applied) / 1000).toFixed(1)}s after the apply (${elapsed()} in all)`);
+  log(`the operator's 2 pods are Ready ${((Date.now() - applying) / 1000).toFixed(1)}s after the image build started (${elapsed()} in all)`);
 });
 
 realNodeTest.afterAlways("remove the operator's Deployment, stop the real node", async () => {
   // The Deployment goes first: otherwise the next real node of the run would get its pods.
-  const cp = await controlPlane();
-  await cp.kubectl(["delete", "deployment", DEPLOYMENT, "-n", NS, "--ignore-not-found", "--wait=true", "--timeout=60s"]);
-  await waitFor(async () => (await operatorPods().catch(() => [])).length === 0, 60_000, () => "the operator's pods are still there").catch((e: unknown) => log(String(e)));
+  await installed?.remove();
   await node?.stop();
-  if (overlay) await rm(overlay, { recursive: true, force: true });
   log(`done in ${elapsed()}`);
 });
 
@@ -100,7 +75,7 @@ realNodeTest.serial("the operator image, assembled from operator/Dockerfile with
     const status = p.status?.containerStatuses?.[0];
     t.true(status?.ready, `${p.metadata?.name}: ${JSON.stringify(status)}`);
     // The kubelet pulled the image by the digest it was pushed with.
-    t.is(status?.imageID?.split("@")[1], image?.reference.split("@")[1]);
+    t.is(status?.imageID?.split("@")[1], installed?.image.reference.split("@")[1]);
   }
   // Inside, the runtime operator/Dockerfile's final stage sets: user 10001, /app, its ENV, a read-only root.
   const name = pods[0]?.metadata?.name ?? "";

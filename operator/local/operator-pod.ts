@@ -6,13 +6,20 @@
 // name the API server's certificate holds, `kubernetes.default.svc`, which hostAliases resolves in the pod to the
 // node's forward to the API server (RealNode.apiServer). The in-cluster config, the ServiceAccount's token and the
 // RBAC are the install's own.
-import { writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { stringify } from "yaml";
-import { realNodePlacement } from "./realnode.js";
+import { waitFor, type ControlPlane } from "./controlplane.js";
+import { buildOperatorImage, type OperatorImage } from "./operator-image.js";
+import { realNodePlacement, type RealNode } from "./realnode.js";
 
 /** The placeholder image operator/deploy/deployment.yaml names. */
 export const INSTALL_IMAGE = "ghcr.io/slipway-dev/slipway-operator";
+export const OPERATOR_NAMESPACE = "slipway-system";
+export const OPERATOR_DEPLOYMENT = "slipway-operator";
+/** The install's labels on the operator's pods. */
+export const OPERATOR_POD_SELECTOR = "app.kubernetes.io/name=slipway,app.kubernetes.io/component=operator";
 /** The API server's name in its certificate, resolved in the operator's pods by hostAliases. */
 export const API_SERVER_NAME = "kubernetes.default.svc";
 
@@ -65,4 +72,59 @@ export function operatorPodKustomization(base: string, o: OperatorPodOptions): s
     images: [{ name: INSTALL_IMAGE, newName: m[1], digest: m[2] }],
     patches: [{ patch: stringify(patch) }],
   });
+}
+
+export interface OperatorPods {
+  image: OperatorImage;
+  /** Deletes the operator's Deployment and waits until its pods are gone (before the real node stops). */
+  remove(): Promise<void>;
+}
+
+/**
+ * Assembles the operator image, pushes it to the node's registry and installs Slipway from `base` with it on the
+ * node (`kubectl apply --server-side -k`); with `settings`, first writes them to the Secret slipway-operator the
+ * Deployment reads its environment from. Resolves once the rollout is complete; fails with the pods' last log lines.
+ */
+export async function installOperatorPods(cp: Pick<ControlPlane, "kubectl">, node: RealNode,
+  o: { base: string; settings?: Record<string, string>; replicas?: number; progress?: (line: string) => void }): Promise<OperatorPods> {
+  const kubectl = async (args: string[], input?: string) => {
+    const r = await cp.kubectl(args, input === undefined ? undefined : { input });
+    if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed: ${r.stderr.trim()}`);
+    return r.stdout;
+  };
+  const building = Date.now();
+  const image = await buildOperatorImage(`${node.binDir}/crane`, node.registry);
+  o.progress?.(`operator image: ${image.reference} (${image.files} files, Node ${image.nodeVersion}) assembled and pushed in ${((Date.now() - building) / 1000).toFixed(1)}s`);
+  const dir = await mkdtemp(join(tmpdir(), "slipway-operator-pod-"));
+  const remove = async () => {
+    await cp.kubectl(["delete", "deployment", OPERATOR_DEPLOYMENT, "-n", OPERATOR_NAMESPACE, "--ignore-not-found", "--wait=true", "--timeout=60s"]);
+    await waitFor(async () => (await cp.kubectl(["get", "pods", "-n", OPERATOR_NAMESPACE, "-l", OPERATOR_POD_SELECTOR, "-o", "name"])).stdout.trim() === "", 60_000,
+      () => "the operator's pods are still there").catch((e: unknown) => o.progress?.(String(e)));
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    await writeOperatorPodOverlay(dir, { base: o.base, image: image.reference, apiServer: node.apiServer, ...(o.replicas !== undefined ? { replicas: o.replicas } : {}) });
+    if (o.settings) {
+      // The namespace first, so the pods find the Secret when they start.
+      await kubectl(["apply", "--server-side", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "Namespace", metadata: { name: OPERATOR_NAMESPACE } }));
+      await kubectl(["apply", "--server-side", "--force-conflicts", "-f", "-"], JSON.stringify({
+        apiVersion: "v1", kind: "Secret", metadata: { name: "slipway-operator", namespace: OPERATOR_NAMESPACE }, stringData: o.settings,
+      }));
+    }
+    // --force-conflicts: the CRDs may have been applied by kubectl before, as in the e2e suite.
+    await kubectl(["apply", "--server-side", "--force-conflicts", "-k", dir]);
+    const rollout = await cp.kubectl(["rollout", "status", `deployment/${OPERATOR_DEPLOYMENT}`, "-n", OPERATOR_NAMESPACE, "--timeout=300s"]);
+    if (rollout.code !== 0) {
+      const pods = (await cp.kubectl(["get", "pods", "-n", OPERATOR_NAMESPACE, "-l", OPERATOR_POD_SELECTOR, "-o", "name"])).stdout.trim().split("\n").filter(Boolean);
+      const logs = await Promise.all(pods.map(async (p) => {
+        const r = await cp.kubectl(["logs", "-n", OPERATOR_NAMESPACE, p, "--tail=8"]);
+        return `${p}'s log:\n${r.stdout}${r.stderr}`;
+      }));
+      throw new Error(`the operator's rollout on the real node did not complete: ${rollout.stderr.trim()}\n${logs.join("\n")}\nkubelet log:\n${await node.logTail("kubelet", 10)}`);
+    }
+  } catch (e) {
+    await remove().catch(() => undefined);
+    throw e;
+  }
+  return { image, remove };
 }
