@@ -126,5 +126,6 @@ export async function installOperatorPods(cp: Pick<ControlPlane, "kubectl">, nod
     await remove().catch(() => undefined);
     throw e;
   }
+  o.progress?.(`operator: deployment ${OPERATOR_NAMESPACE}/${OPERATOR_DEPLOYMENT} rolled out on ${node.nodeName}`);
   return { image, remove };
 }
