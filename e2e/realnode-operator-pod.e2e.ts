@@ -6,14 +6,21 @@
 // and the least-privilege RBAC together: what is asserted is what a user sees, from the kubelet's pod status, the
 // Lease, the App's status and Events, and the containers' own logs.
 //
+// GitOps runs in the leader pod: its settings (a config repository on a local Git server with Basic auth, reached
+// through a forward on the node's address) come from the Secret slipway-operator, as the install documents.
 // Simulated here: the App's pods, which run on the kwok nodes (only the operator's pods ask for the real node).
-// Left out: GitOps (no config repository is given, so the operator runs without it), builds (no App has a source),
-// and Git hosts' webhooks to the slipway-webhooks Service (no kube-proxy serves Services here).
+// Left out: builds (no App has a source) and Git hosts' webhooks to the slipway-webhooks Service (no kube-proxy
+// serves Services here).
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import type { V1Pod } from "@kubernetes/client-node";
 import type { App } from "../crds/v1alpha1.js";
 import { repoRoot } from "../operator/local/controlplane.js";
+import { startGitServer, type GitServer } from "../operator/local/gitserver.js";
 import { installOperatorPods, OPERATOR_DEPLOYMENT, OPERATOR_NAMESPACE as NS, OPERATOR_POD_SELECTOR, type OperatorPods } from "../operator/local/operator-pod.js";
 import { startRealNode, type RealNode } from "../operator/local/realnode.js";
 import { httpGet, podReady } from "./harness/realnode-app.js";
@@ -21,6 +28,8 @@ import { controlPlane, freshNamespace, realNodeTest, waitFor } from "./harness/s
 
 let node: RealNode | undefined;
 let installed: OperatorPods | undefined;
+let git: GitServer | undefined;
+const gitAuth = { username: "slipway", password: randomBytes(8).toString("hex") };
 const started = Date.now();
 const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)}s`;
 const log = (line: string) => console.log(`realnode-operator-pod.e2e: ${line}`);
@@ -49,8 +58,15 @@ realNodeTest.before("start the real node, assemble the operator image and instal
   const cp = await controlPlane();
   node = await startRealNode(cp, { progress: log });
   log(`the API server is forwarded to ${node.apiServer.host}:${node.apiServer.port}`);
+  git = await startGitServer({ auth: gitAuth });
+  await git.createBareRepo("slipway-config");
+  const gitPort = await node.forward({ host: "127.0.0.1", port: git.port });
+  const settings = {
+    SLIPWAY_GIT_URL: `http://${node.nodeIP}:${gitPort}/slipway-config.git`, SLIPWAY_GIT_USERNAME: gitAuth.username, SLIPWAY_GIT_PASSWORD: gitAuth.password,
+    SLIPWAY_GIT_POLL_SECONDS: "5",
+  };
   const applying = Date.now();
-  installed = await installOperatorPods(cp, node, { base: join(repoRoot, "e2e", "install-overlay"), progress: log });
+  installed = await installOperatorPods(cp, node, { base: join(repoRoot, "e2e", "install-overlay"), settings, progress: log });
   await kubectl(["wait", "--for=condition=Established", "--timeout=60s", "crd/apps.slipway.dev", "crd/configs.slipway.dev", "crd/releases.slipway.dev"]);
   await waitFor(async () => {
     pods = await operatorPods();
@@ -62,7 +78,9 @@ realNodeTest.before("start the real node, assemble the operator image and instal
 realNodeTest.afterAlways("remove the operator's Deployment, stop the real node", async () => {
   // The Deployment goes first: otherwise the next real node of the run would get its pods.
   await installed?.remove();
+  await (await controlPlane()).kubectl(["delete", "secret", "slipway-operator", "-n", NS, "--ignore-not-found"]);
   await node?.stop();
+  await git?.stop();
   log(`done in ${elapsed()}`);
 });
 
@@ -105,7 +123,7 @@ realNodeTest.serial("the operator in a pod holds the leader Lease under its pod 
   t.deepEqual(answer, { status: 200, body: `standby: ${holder} leads` });
 });
 
-realNodeTest.serial("an App applied to a namespace goes Ready (its pods simulated by kwok) with its status, Release and Events written by the operator in the leader pod", async (t) => {
+realNodeTest.serial("an App applied to a namespace goes Ready (its pods simulated by kwok) with its status, Release, Events and release commit in Git made by the operator in the leader pod", async (t) => {
   const ns = await freshNamespace(t);
   const app = `web-${randomBytes(2).toString("hex")}`;
   const digest = `sha256:${randomBytes(32).toString("hex")}`;
@@ -129,6 +147,21 @@ realNodeTest.serial("an App applied to a namespace goes Ready (its pods simulate
   const events = JSON.parse(await kubectl(["get", "events.events.k8s.io", "-n", ns, "-o", "json"])) as { items: Array<{ reportingInstance?: string; reason?: string; regarding?: { name?: string } }> };
   const instances = new Set(events.items.filter((e) => e.regarding?.name === app).map((e) => e.reportingInstance));
   t.deepEqual([...instances], [`slipway.dev/operator-${holder}`], JSON.stringify(events.items.map((e) => [e.reason, e.reportingInstance])));
+
+  // GitOps in the pod: the release is committed to the config repository, with the App's files.
+  const clone = await mkdtemp(join(tmpdir(), "slipway-e2e-operator-pod-clone-"));
+  t.teardown(() => rm(clone, { recursive: true, force: true }));
+  const url = (git as GitServer).url("slipway-config").replace("http://", `http://${gitAuth.username}:${gitAuth.password}@`);
+  const subjects = async () => {
+    await rm(clone, { recursive: true, force: true });
+    await execFileAsync("git", ["clone", "-q", url, clone]);
+    return (await execFileAsync("git", ["-C", clone, "log", "--format=%s"])).stdout;
+  };
+  let log = "";
+  await waitFor(async () => (log = await subjects().catch((e: unknown) => String(e))).includes(`${ns}/${app}: release v1:`), 60_000,
+    async () => `no release commit for ${ns}/${app} in the config repository:\n${log}\n${await leaderLogTail()}`);
+  const files = (await execFileAsync("git", ["-C", clone, "ls-files", `apps/${ns}/${app}`])).stdout.trim().split("\n");
+  t.true(["app.yaml", "config.yaml", "releases/v1.yaml"].every((f) => files.includes(`apps/${ns}/${app}/${f}`)), files.join(" "));
 });
 
 realNodeTest.serial("the operator pods' own logs (kubectl logs) are JSON lines with no forbidden request: the install's RBAC is enough", async (t) => {
@@ -159,6 +192,8 @@ realNodeTest.serial("the operator pods' own logs (kubectl logs) are JSON lines w
     log(`${p.podRef.name}${p.podRef.name === holder ? " (leader)" : ""}: memory working set ${((m?.workingSetBytes ?? 0) / 1048576).toFixed(0)} MiB (kubelet stats)`);
   }
 });
+
+const execFileAsync = promisify(execFile);
 
 async function leaderLogTail(): Promise<string> {
   const holder = await leaseHolder();

@@ -162,11 +162,11 @@ async function main(): Promise<void> {
 
     let platform: Platform | undefined;
     let webhooksAt: string;
-    if (operatorAsPods && !realNode) say(`  SLIPWAY_OPERATOR=pod needs the real node (${realNodeNote}): the operator runs in this process`);
+    if (operatorAsPods && !realNode) say(`  SLIPWAY_OPERATOR=pod needs the real node; ${realNodeNote}: the operator runs in this process`);
     if (operatorAsPods && realNode) {
       say("  installing Slipway (operator/deploy) with the operator as pods on the real node, its image assembled from operator/Dockerfile without Docker");
       // The pods reach the Git server, on loopback, through a forward on the node's bridge address.
-      const gitPort = await realNode.forward({ host: "127.0.0.1", port: Number(new URL(git.url("slipway-config")).port) });
+      const gitPort = await realNode.forward({ host: "127.0.0.1", port: git.port });
       const podGitUrl = (repo: string) => git.url(repo).replace(/^http:\/\/[^/]+/, `http://${realNode?.nodeIP ?? ""}:${gitPort}`);
       sourceUrl = podGitUrl("source-app");
       const pods = await installOperatorPods(cp, realNode, {
