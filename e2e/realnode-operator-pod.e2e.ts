@@ -4,7 +4,8 @@
 // admission policy's binding) and a kustomization that sets only that image by digest, the placement on the real
 // node and the way to the API server (operator/local/operator-pod.ts). That proves the image, the in-cluster config
 // and the least-privilege RBAC together: what is asserted is what a user sees, from the kubelet's pod status, the
-// Lease, the App's status and Events, and the containers' own logs.
+// Lease, the App's status and Events, the config repository, the admission policy's verdicts and the containers'
+// own logs.
 //
 // GitOps runs in the leader pod: its settings (a config repository on a local Git server with Basic auth, reached
 // through a forward on the node's address) come from the Secret slipway-operator, as the install documents.
@@ -13,11 +14,13 @@
 // serves Services here).
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import type { ExecutionContext } from "ava";
 import type { V1Pod } from "@kubernetes/client-node";
+import { parseDocument } from "yaml";
 import type { App } from "../crds/v1alpha1.js";
 import { repoRoot } from "../operator/local/controlplane.js";
 import { startGitServer, type GitServer } from "../operator/local/gitserver.js";
@@ -123,20 +126,53 @@ realNodeTest.serial("the operator in a pod holds the leader Lease under its pod 
   t.deepEqual(answer, { status: 200, body: `standby: ${holder} leads` });
 });
 
-realNodeTest.serial("an App applied to a namespace goes Ready (its pods simulated by kwok) with its status, Release, Events and release commit in Git made by the operator in the leader pod", async (t) => {
-  const ns = await freshNamespace(t);
-  const app = `web-${randomBytes(2).toString("hex")}`;
+/** Applies an App (a made-up image by digest, its pods go to the kwok nodes) and its Config; returns the digest. */
+async function applyApp(ns: string, app: string): Promise<string> {
   const digest = `sha256:${randomBytes(32).toString("hex")}`;
   await kubectl(["apply", "--server-side", "-n", ns, "-f", "-"], [
     `apiVersion: slipway.dev/v1alpha1\nkind: App\nmetadata: { name: ${app} }\nspec:\n  image: registry.example/web@${digest}\n  routing: { port: 8080 }`,
     `apiVersion: slipway.dev/v1alpha1\nkind: Config\nmetadata: { name: ${app} }\nspec:\n  env: { GREETING: hello }`,
   ].join("\n---\n"));
+  return digest;
+}
+
+/** Waits until the App is Ready on `release` (its status, written by the operator); returns it. */
+async function readyOn(ns: string, app: string, release: string): Promise<App> {
   let got: App | undefined;
   await waitFor(async () => {
     got = JSON.parse(await kubectl(["get", "apps.slipway.dev", app, "-n", ns, "-o", "json"])) as App;
-    return got.status?.currentRelease === "v1" && got.status.conditions?.some((c) => c.type === "Ready" && c.status === "True") === true;
-  }, 120_000, async () => `App ${app} is not Ready on v1: ${JSON.stringify(got?.status)}\n${await leaderLogTail()}`);
-  t.is(got?.status?.observedGeneration, got?.metadata?.generation);
+    return got.status?.currentRelease === release && got.status.conditions?.some((c) => c.type === "Ready" && c.status === "True") === true;
+  }, 120_000, async () => `App ${app} is not Ready on ${release}: ${JSON.stringify(got?.status)}\n${await leaderLogTail()}`);
+  return got as App;
+}
+
+/** A clone of the config repository (as the test's Git user) in a directory removed when the test ends. */
+async function configClone(t: ExecutionContext): Promise<{ dir: string; git(args: string[]): Promise<string>; untilCommitted(subject: string): Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), "slipway-e2e-operator-pod-clone-"));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const url = (git as GitServer).url("slipway-config").replace("http://", `http://${gitAuth.username}:${gitAuth.password}@`);
+  const run = async (args: string[]) => (await execFileAsync("git", ["-C", dir, ...args])).stdout;
+  return {
+    dir,
+    git: run,
+    // Cloned afresh each time: the operator pushes on its own time.
+    async untilCommitted(subject) {
+      let log = "";
+      await waitFor(async () => {
+        await rm(dir, { recursive: true, force: true });
+        log = await execFileAsync("git", ["clone", "-q", url, dir]).then(() => run(["log", "--format=%s"]), (e: unknown) => String(e));
+        return log.includes(subject);
+      }, 60_000, async () => `no commit "${subject}…" in the config repository:\n${log}\n${await leaderLogTail()}`);
+    },
+  };
+}
+
+realNodeTest.serial("an App applied to a namespace goes Ready (its pods simulated by kwok) with its status, Release, Events and release commit in Git made by the operator in the leader pod", async (t) => {
+  const ns = await freshNamespace(t);
+  const app = `web-${randomBytes(2).toString("hex")}`;
+  const digest = await applyApp(ns, app);
+  const got = await readyOn(ns, app, "v1");
+  t.is(got.status?.observedGeneration, got.metadata?.generation);
   const release = JSON.parse(await kubectl(["get", "releases.slipway.dev", `${app}-v1`, "-n", ns, "-o", "json"])) as { spec: { build: { image: string }; config: { env?: Record<string, string> } } };
   t.is(release.spec.build.image, `registry.example/web@${digest}`);
   t.deepEqual(release.spec.config.env, { GREETING: "hello" });
@@ -149,19 +185,42 @@ realNodeTest.serial("an App applied to a namespace goes Ready (its pods simulate
   t.deepEqual([...instances], [`slipway.dev/operator-${holder}`], JSON.stringify(events.items.map((e) => [e.reason, e.reportingInstance])));
 
   // GitOps in the pod: the release is committed to the config repository, with the App's files.
-  const clone = await mkdtemp(join(tmpdir(), "slipway-e2e-operator-pod-clone-"));
-  t.teardown(() => rm(clone, { recursive: true, force: true }));
-  const url = (git as GitServer).url("slipway-config").replace("http://", `http://${gitAuth.username}:${gitAuth.password}@`);
-  const subjects = async () => {
-    await rm(clone, { recursive: true, force: true });
-    await execFileAsync("git", ["clone", "-q", url, clone]);
-    return (await execFileAsync("git", ["-C", clone, "log", "--format=%s"])).stdout;
-  };
-  let log = "";
-  await waitFor(async () => (log = await subjects().catch((e: unknown) => String(e))).includes(`${ns}/${app}: release v1:`), 60_000,
-    async () => `no release commit for ${ns}/${app} in the config repository:\n${log}\n${await leaderLogTail()}`);
-  const files = (await execFileAsync("git", ["-C", clone, "ls-files", `apps/${ns}/${app}`])).stdout.trim().split("\n");
+  const clone = await configClone(t);
+  await clone.untilCommitted(`${ns}/${app}: release v1:`);
+  const files = (await clone.git(["ls-files", `apps/${ns}/${app}`])).trim().split("\n");
   t.true(["app.yaml", "config.yaml", "releases/v1.yaml"].every((f) => files.includes(`apps/${ns}/${app}/${f}`)), files.join(" "));
+});
+
+realNodeTest.serial("a Config change pushed to Git is applied by the pod with changed-by naming the Git author, which the admission policy admits only from the operator's ServiceAccount", async (t) => {
+  const ns = await freshNamespace(t);
+  // e2e/install-overlay binds the policy to namespaces with this label only (the control plane is shared).
+  await kubectl(["label", "namespace", ns, "slipway.dev/e2e-admission=true"]);
+  const app = `web-${randomBytes(2).toString("hex")}`;
+  await applyApp(ns, app);
+  await readyOn(ns, app, "v1");
+  // The policy is in force here: the admin may not credit a change to someone else (asked with a server-side dry
+  // run, so nothing is written while the policy takes effect).
+  let forged = { code: 0, stderr: "" };
+  await waitFor(async () => (forged = await (await controlPlane()).kubectl(["annotate", "--dry-run=server", "--overwrite", "-n", ns, `configs.slipway.dev/${app}`,
+    "slipway.dev/changed-by=alice@example.com"])).code !== 0, 30_000, () => "the admin's forged changed-by was admitted");
+  t.regex(forged.stderr, /slipway\.dev\/changed-by must name who makes the change/);
+
+  const clone = await configClone(t);
+  await clone.untilCommitted(`${ns}/${app}: release v1:`);
+  const file = join(clone.dir, "apps", ns, app, "config.yaml");
+  const config = parseDocument(await readFile(file, "utf8"));
+  config.setIn(["spec", "env", "GREETING"], "hello from git");
+  await writeFile(file, config.toString());
+  await clone.git(["-c", "user.name=Alice", "-c", "user.email=alice@example.com", "commit", "-q", "-am", "greet from git"]);
+  await clone.git(["push", "-q", "origin", "HEAD:main"]);
+
+  // The pod applies the commit as the operator's ServiceAccount, crediting its author, and cuts v2 from it.
+  await readyOn(ns, app, "v2");
+  const applied = JSON.parse(await kubectl(["get", "configs.slipway.dev", app, "-n", ns, "-o", "json"])) as { metadata: { annotations?: Record<string, string> }; spec: { env?: Record<string, string> } };
+  t.is(applied.spec.env?.GREETING, "hello from git");
+  t.is(applied.metadata.annotations?.["slipway.dev/changed-by"], "alice@example.com");
+  const v2 = JSON.parse(await kubectl(["get", "releases.slipway.dev", `${app}-v2`, "-n", ns, "-o", "json"])) as { spec: { requestedBy?: string; cause?: string } };
+  t.is(v2.spec.requestedBy, "alice@example.com", JSON.stringify(v2.spec));
 });
 
 realNodeTest.serial("the operator pods' own logs (kubectl logs) are JSON lines with no forbidden request: the install's RBAC is enough", async (t) => {
