@@ -179,6 +179,13 @@ async function productionModules(into: string): Promise<LayerFile[]> {
   const out: LayerFile[] = [];
   for (const dir of new Set(stdout.split("\n").map((l) => l.trim()).filter((l) => l && l !== repoRoot))) {
     if (!dir.startsWith(modules + sep)) throw new Error(`npm ls listed ${dir}, outside ${modules}`);
+    // The build stage installs with --ignore-scripts; this checkout's npm ci ran install scripts, so a package
+    // with one could differ here from the Dockerfile's. None has one today: refuse rather than differ silently.
+    const manifest = JSON.parse(await readFile(join(dir, "package.json"), "utf8")) as { name?: string; scripts?: Record<string, string>; gypfile?: boolean };
+    const scripts = ["preinstall", "install", "postinstall"].filter((k) => manifest.scripts?.[k]);
+    if (scripts.length > 0 || manifest.gypfile) {
+      throw new Error(`${manifest.name ?? dir} has an install script (${scripts.join(", ") || "gypfile"}), which operator/Dockerfile's npm ci --ignore-scripts does not run`);
+    }
     const nested = join(dir, "node_modules");
     out.push(...await tree(dir, posix.join(into, relative(modules, dir).split(sep).join("/")), (p) => p !== nested));
   }
