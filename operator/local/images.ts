@@ -3,11 +3,13 @@
 // its entrypoint, environment, working directory and platform, and pushes it to the local registry. The image is
 // returned pinned by digest, as the platform deploys every image.
 import { execFile } from "node:child_process";
-import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { createWriteStream } from "node:fs";
+import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
+import { pipeline } from "node:stream/promises";
 import { promisify } from "node:util";
-import { pack } from "tar-stream";
+import { pack, type Pack } from "tar-stream";
 import { repoRoot } from "./tools.js";
 
 const execFileAsync = promisify(execFile);
@@ -15,8 +17,8 @@ const execFileAsync = promisify(execFile);
 /** One file of a layer: its path in the image (absolute), where its content comes from, and its mode. */
 export interface LayerFile {
   path: string;
-  /** A file on this machine whose content is copied, or the content itself. */
-  source: { file: string } | { content: string | Buffer };
+  /** A file on this machine whose content is copied, the content itself, or a symbolic link's target. */
+  source: { file: string } | { content: string | Buffer } | { symlink: string };
   /** Permission bits; 0o755 for a program, 0o644 otherwise by default. */
   mode?: number;
 }
@@ -31,6 +33,10 @@ export interface ImageSpec {
   cmd?: string[];
   env?: Record<string, string>;
   workdir?: string;
+  /** The user the container runs as, `uid[:gid]`. */
+  user?: string;
+  /** Ports the image documents, as `8080/tcp`. */
+  exposedPorts?: string[];
 }
 
 export class ImageBuildError extends Error {
@@ -57,7 +63,8 @@ export async function buildImage(crane: string, registry: string, spec: ImageSpe
   };
   try {
     const layer = join(dir, "layer.tar");
-    await writeFile(layer, await tarball(spec.files));
+    // Streamed to the file: an image holding a Node runtime and node_modules is some 200 MB.
+    await writeLayer(spec.files, layer);
     await run("crane append", ["append", "--oci-empty-base", "--new_layer", layer, "--new_tag", tagged]);
     const mutate = ["mutate", tagged, "--tag", tagged, "--set-platform", "linux/amd64"];
     // crane splits each of these flags' values at commas.
@@ -67,6 +74,8 @@ export async function buildImage(crane: string, registry: string, spec: ImageSpe
     if (spec.cmd) mutate.push(`--cmd=${spec.cmd.join(",")}`);
     for (const [k, v] of Object.entries(spec.env ?? {})) mutate.push("--env", `${k}=${v}`);
     if (spec.workdir) mutate.push("--workdir", spec.workdir);
+    if (spec.user) mutate.push("--user", spec.user);
+    if (spec.exposedPorts?.length) mutate.push(`--exposed-ports=${spec.exposedPorts.join(",")}`);
     // crane mutate pushes the new image under the tag and prints it by digest: registry/name@sha256:….
     const pinned = (await run("crane mutate", mutate)).split("\n").pop() ?? "";
     if (!new RegExp(`^${registry.replace(/\./g, "\\.")}/${spec.name}@sha256:[0-9a-f]{64}$`).test(pinned)) {
@@ -108,6 +117,19 @@ export async function tarball(files: LayerFile[]): Promise<Buffer> {
     archive.on("end", resolve);
     archive.on("error", reject);
   });
+  await fill(archive, files);
+  await ended;
+  return Buffer.concat(chunks);
+}
+
+/** The same archive as tarball(files), streamed to the file `path`. */
+export async function writeLayer(files: LayerFile[], path: string): Promise<void> {
+  const archive = pack();
+  await Promise.all([pipeline(archive, createWriteStream(path)), fill(archive, files)]);
+}
+
+/** Adds `files` and their parent directories to `archive` and finalizes it; destroys it on an error. */
+async function fill(archive: Pack, files: LayerFile[]): Promise<void> {
   const owner = { uid: 0, gid: 0, uname: "root", gname: "root", mtime: new Date(0) };
   const dirs = new Set<string>();
   try {
@@ -122,15 +144,19 @@ export async function tarball(files: LayerFile[]): Promise<Buffer> {
           archive.entry({ ...owner, name: d, type: "directory", mode: 0o755 });
         }
       }
+      if ("symlink" in f.source) {
+        archive.entry({ ...owner, name: rel, type: "symlink", linkname: f.source.symlink, mode: 0o777 });
+        continue;
+      }
       const content = "file" in f.source ? await readFile(f.source.file) : Buffer.from(f.source.content);
       const mode = f.mode ?? ("file" in f.source && ((await stat(f.source.file)).mode & 0o111) !== 0 ? 0o755 : 0o644);
-      archive.entry({ ...owner, name: rel, type: "file", mode, size: content.length }, content);
+      // Each entry is written before the next file is read, so only one file's content is held at a time.
+      await new Promise<void>((resolve, reject) =>
+        archive.entry({ ...owner, name: rel, type: "file", mode, size: content.length }, content, (err) => (err ? reject(err) : resolve())));
     }
   } catch (err) {
     archive.destroy();
     throw err;
   }
   archive.finalize();
-  await ended;
-  return Buffer.concat(chunks);
 }

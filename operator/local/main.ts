@@ -5,7 +5,8 @@
 // (operator/local/ingress.ts), where the echo sample really runs and answers at its URL; on a machine that cannot
 // run one (or with SLIPWAY_REAL_NODE=off) one line says why and everything runs on kwok. Ctrl-C stops
 // everything. Simulated, and said so: the containers of the apps on kwok nodes (kwok marks pods Running without
-// them, and reports a build's steps as finished, e2e/controlplane/kwok/tekton.yaml).
+// them, and reports a build's steps as finished, e2e/controlplane/kwok/tekton.yaml). SLIPWAY_OPERATOR=pod runs the
+// operator as the install's pods on the real node instead of in this process (local/operator-pod.ts).
 import { execFile } from "node:child_process";
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -15,6 +16,7 @@ import { parseAllDocuments } from "yaml";
 import type { ControlPlane } from "./controlplane.js";
 import type { GitServer } from "./gitserver.js";
 import type { IngressController } from "./ingress.js";
+import type { RealNode } from "./realnode.js";
 import type { Platform } from "../platform.js";
 
 // The operator's JSON logs would drown the walkthrough printed here; LOG_LEVEL=info shows them.
@@ -27,6 +29,7 @@ const { startPlatform, listenForWebhooks } = await import("../platform.js");
 const { startRealNode, RealNodeUnavailable, REAL_NODE_LABEL, REAL_NODE_LABEL_VALUE } = await import("./realnode.js");
 const { startIngressController } = await import("./ingress.js");
 const { buildEchoImage } = await import("./echo-image.js");
+const { installOperatorPods, OPERATOR_NAMESPACE, OPERATOR_POD_SELECTOR } = await import("./operator-pod.js");
 const { Kube } = await import("../kube.js");
 
 const run = promisify(execFile);
@@ -89,6 +92,20 @@ async function sampleObjects(sourceUrl: string, images: ReadonlyMap<string, stri
   return docs.join("---\n");
 }
 
+/**
+ * Waits up to a minute until the config repository holds a release commit for `apps` Apps (the operator in its
+ * pods commits on its own time; in this process, GitOps' idle() says when).
+ */
+async function releaseCommits(url: string, apps: number, dir: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    await rm(dir, { recursive: true, force: true });
+    const log = await run("git", ["clone", "-q", url, dir]).then(() => run("git", ["-C", dir, "log", "--format=%s"])).catch(() => ({ stdout: "" }));
+    if (new Set(log.stdout.match(/^[^ ]+(?=: release v)/gm) ?? []).size >= apps) return;
+    await new Promise((r) => setTimeout(r, 2_000));
+  }
+}
+
 async function main(): Promise<void> {
   const started = Date.now();
   const work = await mkdtemp(join(tmpdir(), "slipway-local-"));
@@ -114,16 +131,19 @@ async function main(): Promise<void> {
     cleanups.push(() => cp.stop());
 
     // The real node and Traefik. PreferNoSchedule: only the pods whose Config asks for the node by its label (the
-    // echo sample's) land there; every other pod stays on the kwok nodes.
+    // echo and image-app samples') land there; every other pod stays on the kwok nodes.
     let ingress: IngressController | undefined;
     const images = new Map<string, string>();
+    let realNode: RealNode | undefined;
     let realNodeNote = "";
+    const operatorAsPods = process.env.SLIPWAY_OPERATOR === "pod";
     if (process.env.SLIPWAY_REAL_NODE === "off") {
       realNodeNote = "no real node (SLIPWAY_REAL_NODE=off)";
     } else {
       try {
         say("  starting the real node (the first run on a machine builds it and Traefik from the Go module proxy)");
         const node = await startRealNode(cp, { taintEffect: "PreferNoSchedule", progress: (line) => say(`  ${line}`) });
+        realNode = node;
         cleanups.push(() => node.stop());
         for (const sample of [REAL_SAMPLE, REAL_WHEN_POSSIBLE]) {
           images.set(sample, await buildEchoImage(node, `slipway-samples/${sample}`, { PATH: "/bin" }));
@@ -148,26 +168,53 @@ async function main(): Promise<void> {
     const git = await startGitServer();
     cleanups.push(() => git.stop());
     await git.createBareRepo("slipway-config");
-    const sourceUrl = await pushSampleSource(git, work);
+    let sourceUrl = await pushSampleSource(git, work);
 
-    say("  starting the operator, GitOps (sync mode) and builds");
-    const platform: Platform = await startPlatform({
-      kube: new Kube(cp.kubeConfig()),
-      // Routes through Traefik's IngressClass when it runs.
-      platform: ingress ? { ingressClassName: ingress.ingressClassName } : undefined,
-      gitops: { repo: { url: git.url("slipway-config"), dir: join(work, "config-clone") }, mode: "sync", pollIntervalMs: 5000 },
-      builds: { pollIntervalMs: 5000 },
-      // One secret for both on this one machine; every sample App names none, so the fallback signs their pushes.
-      webhookSecrets: { config: "local-webhook-secret", sourceFallback: "local-webhook-secret" },
-    });
-    cleanups.push(() => platform.stop());
-    const webhooks = await listenForWebhooks(0, () => platform.webhookHandler);
-    cleanups.push(() => webhooks.close());
+    let platform: Platform | undefined;
+    let webhooksAt: string;
+    if (operatorAsPods && !realNode) say(`  SLIPWAY_OPERATOR=pod needs the real node; ${realNodeNote}: the operator runs in this process`);
+    if (operatorAsPods && realNode) {
+      say("  installing Slipway (operator/deploy) with the operator as pods on the real node, its image assembled from operator/Dockerfile without Docker");
+      // The pods reach the Git server, on loopback, through a forward on the node's bridge address.
+      const gitPort = await realNode.forward({ host: "127.0.0.1", port: git.port });
+      const podGitUrl = (repo: string) => git.url(repo).replace(/^http:\/\/[^/]+/, `http://${realNode?.nodeIP ?? ""}:${gitPort}`);
+      sourceUrl = podGitUrl("source-app");
+      const pods = await installOperatorPods(cp, realNode, {
+        base: join(repoRoot, "operator", "deploy"),
+        settings: {
+          SLIPWAY_GIT_URL: podGitUrl("slipway-config"), SLIPWAY_GIT_POLL_SECONDS: "5", SLIPWAY_SOURCE_POLL_SECONDS: "5",
+          SLIPWAY_CONFIG_WEBHOOK_SECRET: "local-webhook-secret", SLIPWAY_SOURCE_WEBHOOK_SECRET: "local-webhook-secret",
+          ...(ingress ? { SLIPWAY_INGRESS_CLASS: ingress.ingressClassName } : {}),
+        },
+        progress: (line) => say(`  ${line}`),
+      });
+      cleanups.push(() => pods.remove());
+      const podIp = (await kubectlOk(cp, ["get", "pods", "-n", OPERATOR_NAMESPACE, "-l", OPERATOR_POD_SELECTOR, "-o", "jsonpath={.items[0].status.podIP}"])).trim();
+      webhooksAt = `http://${podIp}:9090`;
+    } else {
+      say("  starting the operator, GitOps (sync mode) and builds");
+      const started = await startPlatform({
+        kube: new Kube(cp.kubeConfig()),
+        // Routes through Traefik's IngressClass when it runs.
+        platform: ingress ? { ingressClassName: ingress.ingressClassName } : undefined,
+        gitops: { repo: { url: git.url("slipway-config"), dir: join(work, "config-clone") }, mode: "sync", pollIntervalMs: 5000 },
+        builds: { pollIntervalMs: 5000 },
+        // One secret for both on this one machine; every sample App names none, so the fallback signs their pushes.
+        webhookSecrets: { config: "local-webhook-secret", sourceFallback: "local-webhook-secret" },
+      });
+      platform = started;
+      cleanups.push(() => started.stop());
+      const webhooks = await listenForWebhooks(0, () => started.webhookHandler);
+      cleanups.push(() => webhooks.close());
+      webhooksAt = `http://127.0.0.1:${webhooks.port}`;
+    }
 
     say(`  applying the sample apps into namespace "${NAMESPACE}"`);
-    await kubectlOk(cp, ["apply", "--server-side", "--field-manager=slipway-samples", "-n", NAMESPACE, "-f", "-"], await sampleObjects(sourceUrl, images));
+    const samples = await sampleObjects(sourceUrl, images);
+    await kubectlOk(cp, ["apply", "--server-side", "--field-manager=slipway-samples", "-n", NAMESPACE, "-f", "-"], samples);
     const ready = await cp.kubectl(["wait", "--for=condition=Ready", "--timeout=120s", "-n", NAMESPACE, "apps.slipway.dev", "--all"]);
-    await platform.gitops?.idle();
+    if (platform) await platform.gitops?.idle();
+    else await releaseCommits(git.url("slipway-config"), (samples.match(/^kind: App$/gm) ?? []).length, join(work, "config-wait"));
 
     const bin = join(work, "bin");
     await mkdir(bin);
@@ -224,7 +271,8 @@ Try it:
   kubectl slipway -n ${NAMESPACE} logs ${REAL_SAMPLE}
   kubectl slipway -n ${NAMESPACE} logs ${REAL_WHEN_POSSIBLE} --type worker -f   # a job every 2 s` : ""}
   git clone ${git.url("slipway-config")} && git -C slipway-config log --stat
-Webhooks: POST http://127.0.0.1:${webhooks.port}/webhooks/config and /webhooks/source (secret "local-webhook-secret")
+Webhooks: POST ${webhooksAt}/webhooks/config and /webhooks/source (secret "local-webhook-secret")${platform ? "" : `
+The operator runs as pods on the real node: kubectl logs -n ${OPERATOR_NAMESPACE} deploy/slipway-operator`}
 
 Press Ctrl-C to stop.`);
   } catch (err) {

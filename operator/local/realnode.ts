@@ -8,6 +8,7 @@
 // with that nodeSelector and toleration land on it; kwok manages only the nodes annotated kwok.x-k8s.io/node=fake.
 // Its containerd runs with its own root, state, socket and configuration in the node's temporary directory, never
 // the system's; its pods sit on a bridge of their own (no masquerading, no kube-proxy: nothing here needs iptables).
+// They reach the API server, which listens on loopback, through a TCP forward on the bridge's address (apiServer).
 //
 // It needs root, cgroups (v1 or v2) and overlayfs; without them startRealNode throws a RealNodeUnavailable whose
 // one-line message says why. Of the machine's programs it runs only openssl and go, and the kubelet runs mount(8)
@@ -22,6 +23,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { freePort, waitFor, type ControlPlane } from "./controlplane.js";
+import { forwardTcp, type Forward } from "./forward.js";
 import { buildImage } from "./images.js";
 import { Processes, tail, untilUp, type Process } from "./processes.js";
 import { buildInBackground } from "./tools.js";
@@ -106,6 +108,14 @@ export interface RealNode {
   readonly dir: string;
   /** The pause image the node's sandboxes run, by digest. */
   readonly pauseImage: string;
+  /**
+   * The API server as the node's pods reach it: a TCP forward on the node's IP (the bridge's address) to the
+   * control plane, which listens on loopback. Its certificate names `kubernetes.default.svc`, not this address, so
+   * a pod that verifies it resolves that name here (hostAliases) and sets KUBERNETES_SERVICE_HOST to it.
+   */
+  readonly apiServer: { readonly host: string; readonly port: number };
+  /** Forwards a TCP service of this machine (`target`, on loopback) to a port on the node's IP, for its pods; until stop(). */
+  forward(target: { host: string; port: number }): Promise<number>;
   /** Last lines of a component's log: registry, containerd or kubelet. */
   logTail(component: "registry" | "containerd" | "kubelet", lines?: number): Promise<string>;
   /** Stops the node and removes everything it left on the machine; throws if something is left. Safe to call twice. */
@@ -180,9 +190,15 @@ export async function startRealNode(cp: RealNodeControlPlane, opts: RealNodeOpti
   const bin = (name: string) => join(binDir, name);
   const env = { ...process.env, PATH: `${binDir}:${process.env.PATH ?? ""}` };
   let kubeletProcess: Process | undefined;
+  const forwards: Forward[] = [];
+  const forward = async (target: { host: string; port: number }) => {
+    const f = await forwardTcp({ host: nodeIP }, target);
+    forwards.push(f);
+    return f.port;
+  };
 
   let stopping: Promise<void> | undefined;
-  const stop = () => (stopping ??= teardown({ cp, nodeName, dir, binDir, bridge, processes, kubelet: () => kubeletProcess, progress }));
+  const stop = () => (stopping ??= teardown({ cp, nodeName, dir, binDir, bridge, processes, forwards, kubelet: () => kubeletProcess, progress }));
 
   try {
     progress(`real node: starting the local registry`);
@@ -200,6 +216,8 @@ export async function startRealNode(cp: RealNodeControlPlane, opts: RealNodeOpti
 
     progress(`real node: bridge ${bridge} (${nodeIP}/${net.prefix}), CNI configuration`);
     await nodeclean(binDir, ["bridge", bridge, `${nodeIP}/${net.prefix}`]).catch(rethrow(`bridge ${bridge}`));
+    const api = new URL(cp.server);
+    const apiServer = { host: nodeIP, port: await forward({ host: api.hostname, port: Number(api.port) }).catch(rethrow("API server forward")) };
     const cniConf = join(dir, "cni", "net.d");
     await mkdir(cniConf, { recursive: true });
     await writeFile(join(cniConf, "10-slipway.conflist"), JSON.stringify({
@@ -246,7 +264,7 @@ export async function startRealNode(cp: RealNodeControlPlane, opts: RealNodeOpti
 
     progress(`real node: ${nodeName} is Ready at ${nodeIP} (registry ${registry}, directory ${dir})`);
     return {
-      nodeName, nodeIP, registry, binDir, dir, pauseImage,
+      nodeName, nodeIP, registry, binDir, dir, pauseImage, apiServer, forward,
       logTail: (component, lines) => tail(join(logs, `${component}.log`), lines),
       stop,
     };
@@ -611,6 +629,7 @@ interface TeardownContext {
   binDir: string;
   bridge: string;
   processes: Processes;
+  forwards: Forward[];
   kubelet: () => Process | undefined;
   progress: (line: string) => void;
 }
@@ -641,6 +660,7 @@ async function teardown(c: TeardownContext): Promise<void> {
   }
   // The kubelet first (it would register the Node again), then containerd and the registry.
   await c.processes.stopAll(10_000);
+  await Promise.all(c.forwards.map((f) => f.close()));
   await kubectl(["delete", "node", nodeName, "--ignore-not-found", "--wait=false"]);
   await kubectl(["delete", "clusterrolebinding", `slipway-real-node:${nodeName}`, "--ignore-not-found"]);
   const shim = join(binDir, "containerd-shim-runc-v2");
