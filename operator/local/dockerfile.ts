@@ -1,8 +1,10 @@
-// A reader of the Dockerfile instructions that decide how an image runs: FROM, ENV, WORKDIR, USER, EXPOSE,
-// ENTRYPOINT, CMD and COPY, stage by stage. local/operator-image.ts assembles the image operator/Dockerfile
+// The Dockerfile instructions that decide how an image runs (FROM, ENV, WORKDIR, USER, EXPOSE, ENTRYPOINT, CMD
+// and COPY), stage by stage, read with dockerfile-ast (the parser of the Docker language server: continuation
+// lines, comments, escapes, quoting, flags). local/operator-image.ts assembles the image operator/Dockerfile
 // describes without Docker, and takes the runtime configuration from the Dockerfile's final stage through this,
 // so the Dockerfile stays the one place that says it. Variable substitution ($VAR) is not implemented: a value
-// holding `$` is refused rather than taken literally.
+// that would be substituted is refused rather than taken literally.
+import { Copy, DockerfileParser, Env, From, type Instruction } from "dockerfile-ast";
 
 /** One COPY instruction: `--from` and `--chown` as written, the sources and the destination. */
 export interface DockerfileCopy {
@@ -44,11 +46,16 @@ export class DockerfileError extends Error {
 /** The stages of a Dockerfile, in order. Throws a DockerfileError naming the line of anything it cannot read. */
 export function parseDockerfile(text: string): DockerfileStage[] {
   const stages: DockerfileStage[] = [];
-  for (const { line, keyword, args } of instructions(text)) {
-    if (keyword === "FROM") {
-      const m = /^(?:--platform=\S+\s+)?(\S+)(?:\s+as\s+(\S+))?$/i.exec(args);
-      if (!m?.[1]) throw new DockerfileError(line, `cannot read FROM ${args}`);
-      stages.push({ from: m[1], ...(m[2] ? { name: m[2] } : {}), env: {}, workdir: "", expose: [], copies: [], others: [] });
+  const dockerfile = DockerfileParser.parse(text);
+  for (const instruction of dockerfile.getInstructions()) {
+    const line = instruction.getRange().start.line + 1;
+    const keyword = instruction.getKeyword();
+    const args = instruction.getArgumentsContent() ?? "";
+    if (instruction instanceof From) {
+      const image = instruction.getImage();
+      if (!image) throw new DockerfileError(line, `cannot read FROM ${args}`);
+      const name = instruction.getBuildStage();
+      stages.push({ from: image, ...(name ? { name } : {}), env: {}, workdir: "", expose: [], copies: [], others: [] });
       continue;
     }
     const stage = stages.at(-1);
@@ -59,7 +66,13 @@ export function parseDockerfile(text: string): DockerfileStage[] {
     }
     switch (keyword) {
       case "ENV":
-        for (const [k, v] of envPairs(line, args)) stage.env[k] = v;
+        if (!(instruction instanceof Env)) throw new DockerfileError(line, `cannot read ENV ${args}`);
+        for (const property of instruction.getProperties()) {
+          const raw = property.getUnescapedValue() ?? "";
+          // Docker substitutes $VAR except inside single quotes.
+          if (raw.includes("$") && !/^'.*'$/s.test(raw)) throw new DockerfileError(line, `ENV ${property.getName()}: variable substitution is not supported here`);
+          stage.env[property.getName()] = property.getValue() ?? "";
+        }
         break;
       case "WORKDIR": {
         const dir = noVariables(line, unquote(args));
@@ -84,13 +97,18 @@ export function parseDockerfile(text: string): DockerfileStage[] {
         stage.cmd = command(line, args);
         break;
       case "COPY":
-        stage.copies.push(copy(line, args));
+        if (!(instruction instanceof Copy)) throw new DockerfileError(line, `cannot read COPY ${args}`);
+        stage.copies.push(copy(line, instruction));
         break;
       default:
         stage.others.push(keyword);
     }
   }
   if (stages.length === 0) throw new DockerfileError(1, "no FROM: not a Dockerfile");
+  // A last line continued with the escape character: Docker refuses it, and so does this.
+  const lines = text.split("\n").filter((l) => l.trim() !== "" && !/^\s*#/.test(l));
+  const last = dockerfile.getInstructions().at(-1);
+  if (last && /\\\s*$/.test(lines.at(-1) ?? "")) throw new DockerfileError(last.getRange().start.line + 1, "the Dockerfile ends inside a continued line");
   return stages;
 }
 
@@ -100,25 +118,6 @@ export function finalStage(text: string): DockerfileStage {
   return stages[stages.length - 1] as DockerfileStage;
 }
 
-/** Logical instructions: comments and blank lines dropped, `\` continuations joined (comments inside them too). */
-function instructions(text: string): Array<{ line: number; keyword: string; args: string }> {
-  const out: Array<{ line: number; keyword: string; args: string }> = [];
-  let pending: { line: number; text: string } | undefined;
-  text.split("\n").forEach((raw, i) => {
-    const l = raw.replace(/\r$/, "");
-    if (/^\s*#/.test(l) || (!pending && l.trim() === "")) return;
-    const continued = /\\\s*$/.test(l);
-    const part = continued ? l.replace(/\\\s*$/, "") : l;
-    pending = pending ? { line: pending.line, text: `${pending.text} ${part.trim()}` } : { line: i + 1, text: part.trim() };
-    if (continued) return;
-    const m = /^(\S+)\s*(.*)$/.exec(pending.text);
-    if (m?.[1]) out.push({ line: pending.line, keyword: m[1].toUpperCase(), args: (m[2] ?? "").trim() });
-    pending = undefined;
-  });
-  if (pending) throw new DockerfileError(pending.line, "the file ends inside a continued line");
-  return out;
-}
-
 function noVariables(line: number, value: string): string {
   if (value.includes("$")) throw new DockerfileError(line, `${JSON.stringify(value)}: variable substitution is not supported here`);
   return value;
@@ -126,44 +125,6 @@ function noVariables(line: number, value: string): string {
 
 function unquote(value: string): string {
   return /^"(.*)"$/.test(value) || /^'(.*)'$/.test(value) ? value.slice(1, -1) : value;
-}
-
-/**
- * ENV's pairs: `KEY=value KEY2="a b"` (double quotes with backslash escapes, single quotes literal, a backslash
- * escaping the next character outside quotes) or the legacy `KEY value…`.
- */
-function envPairs(line: number, args: string): Array<[string, string]> {
-  const legacy = /^([A-Za-z_][A-Za-z0-9_]*)\s+(.*)$/.exec(args);
-  if (legacy && !/^[A-Za-z_][A-Za-z0-9_]*=/.test(args)) {
-    return [[legacy[1] as string, noVariables(line, legacy[2] ?? "")]];
-  }
-  const pairs: Array<[string, string]> = [];
-  let i = 0;
-  while (i < args.length) {
-    while (args[i] === " " || args[i] === "\t") i++;
-    if (i >= args.length) break;
-    const key = /^[A-Za-z_][A-Za-z0-9_]*=/.exec(args.slice(i))?.[0];
-    if (!key) throw new DockerfileError(line, `cannot read ENV at ${JSON.stringify(args.slice(i))}`);
-    i += key.length;
-    let value = "";
-    let quote: string | undefined;
-    for (; i < args.length; i++) {
-      const c = args[i] as string;
-      if (quote) {
-        if (c === quote) quote = undefined;
-        else if (c === "\\" && quote === '"' && i + 1 < args.length) value += args[++i];
-        else if (c === "$" && quote === '"') throw new DockerfileError(line, `ENV ${key.slice(0, -1)}: variable substitution is not supported here`);
-        else value += c;
-      } else if (c === '"' || c === "'") quote = c;
-      else if (c === "$") throw new DockerfileError(line, `ENV ${key.slice(0, -1)}: variable substitution is not supported here`);
-      else if (c === "\\" && i + 1 < args.length) value += args[++i];
-      else if (c === " " || c === "\t") break;
-      else value += c;
-    }
-    if (quote) throw new DockerfileError(line, `unterminated ${quote} in ENV`);
-    pairs.push([key.slice(0, -1), value]);
-  }
-  return pairs;
 }
 
 /** ENTRYPOINT's or CMD's argument: a JSON array (exec form), or the shell form as `/bin/sh -c`. */
@@ -179,22 +140,18 @@ function command(line: number, args: string): string[] {
   return parsed as string[];
 }
 
-function copy(line: number, args: string): DockerfileCopy {
-  const flags: Record<string, string> = {};
-  let rest = args;
-  const flag = /^--([a-z-]+)(?:=(\S+))?\s+/;
-  for (let m = flag.exec(rest); m; m = flag.exec(rest)) {
-    flags[m[1] as string] = m[2] ?? "";
-    rest = rest.slice(m[0].length);
-  }
-  const unknown = Object.keys(flags).filter((f) => f !== "from" && f !== "chown");
+function copy(line: number, instruction: Copy & Instruction): DockerfileCopy {
+  const flags = new Map(instruction.getFlags().map((f) => [f.getName(), f.getValue() ?? ""]));
+  const unknown = [...flags.keys()].filter((f) => f !== "from" && f !== "chown");
   if (unknown.length > 0) throw new DockerfileError(line, `COPY --${unknown.join(", --")} is not supported here`);
-  const paths = rest.startsWith("[") ? command(line, rest) : rest.split(/\s+/);
-  if (paths.length < 2) throw new DockerfileError(line, `COPY needs a source and a destination: ${args}`);
+  // The paths after the flags: a JSON array (for paths with spaces), or words.
+  const rest = instruction.getArguments().map((a) => a.getValue()).join(" ");
+  const paths = rest.startsWith("[") ? command(line, rest) : instruction.getArguments().map((a) => a.getValue());
+  if (paths.length < 2) throw new DockerfileError(line, `COPY needs a source and a destination: ${instruction.getArgumentsContent() ?? ""}`);
   paths.forEach((p) => noVariables(line, p));
   return {
-    ...(flags.from ? { from: flags.from } : {}),
-    ...(flags.chown ? { chown: flags.chown } : {}),
+    ...(flags.get("from") ? { from: flags.get("from") } : {}),
+    ...(flags.get("chown") ? { chown: flags.get("chown") } : {}),
     sources: paths.slice(0, -1),
     dest: paths[paths.length - 1] as string,
   };
