@@ -1,6 +1,6 @@
 import { Writable } from "node:stream";
 import test from "ava";
-import { createLogger } from "./log.js";
+import { createLogger, partLogger } from "./log.js";
 
 function capture(): { stream: Writable; lines: () => Record<string, unknown>[] } {
   const chunks: string[] = [];
@@ -23,6 +23,20 @@ test("writes one JSON line with the component, level, message and the given fiel
   t.is(rest.length, 0);
   t.like(line, { component: "slipway-operator", level: "info", msg: "release rolled out", app: "web-shop", release: "v3" });
   t.regex(String(line?.time), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+});
+
+test("a part's lines name it as logger, beside the process's component, each key once", (t) => {
+  const chunks: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      chunks.push(chunk.toString());
+      done();
+    },
+  });
+  partLogger(createLogger({ level: "info", destination: stream }), "gitops").info("pushed");
+  const raw = chunks.join("");
+  t.is(raw.match(/"component":/g)?.length, 1, raw);
+  t.like(JSON.parse(raw) as Record<string, unknown>, { component: "slipway-operator", logger: "gitops", msg: "pushed" });
 });
 
 test("serializes an error with its message, stack and cause chain", (t) => {

@@ -29,3 +29,12 @@ export function createLogger(
 }
 
 export const log: Logger = createLogger();
+
+/**
+ * The logger of one part of the operator ("gitops", "platform", …): its lines name the part as `logger`, beside
+ * the process's `component` (a second `component` would be written as a duplicate key, which JSON readers take
+ * differently).
+ */
+export function partLogger(parent: Logger, part: string): Logger {
+  return parent.child({ logger: part });
+}

@@ -8,7 +8,7 @@ import { ANNOTATIONS } from "../crds/v1alpha1.js";
 import { startHealthServer, type Readiness } from "./http.js";
 import { Kube } from "./kube.js";
 import { startLeaderElection, type LeaderElection, type LeaseObject } from "./leader.js";
-import { log as rootLog } from "./log.js";
+import { log as rootLog, partLogger } from "./log.js";
 import { gitopsFromEnv, listenForWebhooks, pipelineFromEnv, platformFromEnv, startPlatform, webhookSecretsFromEnv, type Platform, type PlatformOptions } from "./platform.js";
 import { handOverWebhooks } from "./receiver.js";
 import { handleShutdown } from "./shutdown.js";
@@ -33,7 +33,7 @@ async function main(): Promise<void> {
   const kubeConfig = new KubeConfig();
   kubeConfig.loadFromDefault();
   const kube = new Kube(kubeConfig);
-  const log = rootLog.child({ component: "main" });
+  const log = partLogger(rootLog, "main");
   const options: PlatformOptions = {
     kube,
     platform: platformFromEnv(env),

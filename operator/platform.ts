@@ -9,7 +9,7 @@ import { startBuilds, type Builds } from "./builds/index.js";
 import type { PipelineSettings } from "./builds/pipelinerun.js";
 import { DEFAULT_FORK_SERVICE_ACCOUNT } from "./builds/previews.js";
 import { startGitOps, type FluxRef, type FluxTargets, type GitOpsHandle, type GitOpsOptions } from "./gitops/index.js";
-import { log as rootLog } from "./log.js";
+import { log as rootLog, partLogger } from "./log.js";
 import { startOperator, type OperatorHandle } from "./controller.js";
 import type { Kube } from "./kube.js";
 
@@ -54,7 +54,7 @@ export interface Platform {
 }
 
 export async function startPlatform(options: PlatformOptions): Promise<Platform> {
-  const log = rootLog.child({ component: "platform" });
+  const log = partLogger(rootLog, "platform");
   const stops: (() => Promise<void>)[] = [];
   const stopAll = async () => {
     for (const stop of stops.reverse()) await stop().catch((err: unknown) => log.error({ err }, "stopping failed"));

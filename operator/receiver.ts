@@ -15,7 +15,7 @@ import { handOverSourceWebhooks } from "./builds/index.js";
 import { isConflict, type Kube } from "./kube.js";
 import { LEASE_API_VERSION, type LeaseObject } from "./leader.js";
 import type { WebhookSecrets } from "./platform.js";
-import { log as rootLog } from "./log.js";
+import { log as rootLog, partLogger } from "./log.js";
 import { answerBodyError, readWebhookBody, verifyWebhook, WebhookBodyError } from "./webhooks.js";
 
 export interface HandOverOptions {
@@ -30,7 +30,7 @@ export interface HandOverOptions {
   previewDomain?: string;
 }
 
-const log = rootLog.child({ component: "receiver" });
+const log = partLogger(rootLog, "receiver");
 
 function answer(res: ServerResponse, status: number, body: Record<string, unknown>, headers: Record<string, string> = {}): void {
   if (res.headersSent) return;

@@ -8,7 +8,7 @@ import type { Logger } from "pino";
 import type { ObjectMeta } from "../../crds/v1alpha1.js";
 import type { CacheEvent, ClusterCache } from "../cache.js";
 import { isConflict, specFingerprint, type Kube } from "../kube.js";
-import { log as rootLog } from "../log.js";
+import { log as rootLog, partLogger } from "../log.js";
 import { gitopsPassDuration, gitopsPasses, gitopsQueueDepth } from "../metrics.js";
 import { WorkQueue } from "../queue.js";
 import { answerBodyError, readWebhookBody, verifyWebhook, WebhookBodyError } from "../webhooks.js";
@@ -79,7 +79,7 @@ export interface GitOpsHandle {
 
 /** Starts GitOps: opens the config repository, reconciles everything once, then listens and polls. */
 export async function startGitOps(options: GitOpsOptions): Promise<GitOpsHandle> {
-  const log = (options.logger ?? rootLog).child({ component: "gitops" });
+  const log = partLogger(options.logger ?? rootLog, "gitops");
   // creationTimestamp has whole seconds.
   const startedAt = Math.floor(Date.now() / 1000) * 1000;
   const kube = options.kube;
