@@ -1,6 +1,6 @@
 import test from "ava";
 import type { App } from "../crds/v1alpha1.js";
-import { deferProgress, keepsServing, podProblem, PROGRESS_WRITE_MS, readRollout, servingPods, type PodObject } from "./app-reconciler.js";
+import { deferProgress, keepsServing, podProblem, PROGRESS_FIRST_WRITE_MS, PROGRESS_WRITE_MS, readRollout, servingPods, type PodObject } from "./app-reconciler.js";
 
 const deployment = (generation: number, status: Record<string, unknown>) => ({
   apiVersion: "apps/v1",
@@ -125,11 +125,18 @@ test("while the App says it reconciles this generation, progress waits for the D
   t.deepEqual(deferProgress(reconciling, { unobserved: true }, undefined, 2_000), { requeueAfterMs: 30_000 });
 });
 
-test("rollout progress is written at most every PROGRESS_WRITE_MS, and the pass comes back to write it then", (t) => {
-  t.deepEqual(deferProgress(reconciling, { unobserved: false }, 10_000, 11_000), { requeueAfterMs: PROGRESS_WRITE_MS - 1_000 });
-  t.is(deferProgress(reconciling, { unobserved: false }, 10_000, 10_000 + PROGRESS_WRITE_MS), undefined);
+test("rollout progress is first written PROGRESS_FIRST_WRITE_MS after the App became Reconciling, then at most every PROGRESS_WRITE_MS; the pass comes back to write it then", (t) => {
+  const began = Date.parse("2026-12-01T00:00:00Z"); // the Reconciling condition's lastTransitionTime above
+  // #begin wrote at `began`: a rollout still going 1 s later waits for the first progress write.
+  t.deepEqual(deferProgress(reconciling, { unobserved: false }, began, began + 1_000), { requeueAfterMs: PROGRESS_FIRST_WRITE_MS - 1_000 });
+  t.deepEqual(deferProgress(reconciling, { unobserved: false }, began, began + PROGRESS_WRITE_MS), { requeueAfterMs: PROGRESS_FIRST_WRITE_MS - PROGRESS_WRITE_MS });
+  t.is(deferProgress(reconciling, { unobserved: false }, began, began + PROGRESS_FIRST_WRITE_MS), undefined);
+  // After the first progress write, the next waits PROGRESS_WRITE_MS.
+  const wrote = began + PROGRESS_FIRST_WRITE_MS;
+  t.deepEqual(deferProgress(reconciling, { unobserved: false }, wrote, wrote + 1_000), { requeueAfterMs: PROGRESS_WRITE_MS - 1_000 });
+  t.is(deferProgress(reconciling, { unobserved: false }, wrote, wrote + PROGRESS_WRITE_MS), undefined);
   // Status this process never wrote (after a restart, or another replica's) is not held back.
-  t.is(deferProgress(reconciling, { unobserved: false }, undefined, 11_000), undefined);
+  t.is(deferProgress(reconciling, { unobserved: false }, undefined, began + 1_000), undefined);
 });
 
 test("an App that says it reconciles an older generation, or is Stalled, gets its status written now", (t) => {
