@@ -726,7 +726,11 @@ export function podProblem(pod: PodObject): string | undefined {
     if (waiting?.reason) {
       if (waiting.reason === "ContainerCreating" || waiting.reason === "PodInitializing") continue;
       const code = last?.exitCode;
-      return `container ${c.name} of pod ${name} is ${waiting.reason}${code !== undefined ? ` (exit code ${code})` : ""}${waiting.message ? `: ${waiting.message}` : ""}`;
+      // CrashLoopBackOff's message is the kubelet's back-off of the moment ("back-off 20s restarting failed
+      // container=… pod=…"), stale once written; the restarts say the same and stay true. Other reasons' messages
+      // (a missing Secret, an image that cannot be pulled) are the cause itself.
+      const detail = waiting.reason === "CrashLoopBackOff" ? restarts : waiting.message ? `: ${waiting.message}` : "";
+      return `container ${c.name} of pod ${name} is ${waiting.reason}${code !== undefined ? ` (exit code ${code})` : ""}${detail}`;
     }
     const terminated = c.state?.terminated;
     if (terminated) return `container ${c.name} of pod ${name} exited: ${exit(terminated)}${restarts}`;

@@ -57,8 +57,12 @@ test("a stalled rollout names the pods' reason and the release that keeps servin
     "container web of pod shop-web-abc is running but not ready; the previous release v3 keeps serving");
   t.is(podProblem({
     apiVersion: "v1", kind: "Pod", metadata: { name: "p" },
-    status: { containerStatuses: [{ name: "web", state: { waiting: { reason: "CrashLoopBackOff", message: "back-off 10s" } }, lastState: { terminated: { exitCode: 3 } } }] },
-  }), "container web of pod p is CrashLoopBackOff (exit code 3): back-off 10s");
+    status: { containerStatuses: [{ name: "web", restartCount: 2, state: { waiting: { reason: "CrashLoopBackOff", message: "back-off 10s restarting failed container=web pod=p_ns(uid)" } }, lastState: { terminated: { exitCode: 3 } } }] },
+  }), "container web of pod p is CrashLoopBackOff (exit code 3), restarted 2 times", "the kubelet's back-off of the moment is left out");
+  t.is(podProblem({
+    apiVersion: "v1", kind: "Pod", metadata: { name: "p" },
+    status: { containerStatuses: [{ name: "web", state: { waiting: { reason: "CreateContainerConfigError", message: 'secret "db" not found' } } }] },
+  }), 'container web of pod p is CreateContainerConfigError: secret "db" not found');
   t.is(podProblem({ apiVersion: "v1", kind: "Pod", metadata: { name: "p" }, status: { containerStatuses: [{ name: "web", state: { waiting: { reason: "ContainerCreating" } } }] } }), undefined);
 });
 
@@ -85,7 +89,7 @@ test("a crashing container is named with its exit code whether the kubelet shows
     containers: [{ name: "web", readinessProbe: { httpGet: { path: "/ready", port: 5000 } } }],
   })), "container web of pod p is running again after it exited: Error (exit code 7), restarted 1 time");
   t.is(podProblem(pod("p", "v3", { containerStatuses: [{ name: "web", restartCount: 2, state: { waiting: { reason: "CrashLoopBackOff" } }, lastState: { terminated: crashed } }] })),
-    "container web of pod p is CrashLoopBackOff (exit code 7)");
+    "container web of pod p is CrashLoopBackOff (exit code 7), restarted 2 times");
 });
 
 test("a stalled rollout says which pods keep serving from their Ready condition, not from the release numbers", (t) => {
