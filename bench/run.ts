@@ -190,9 +190,10 @@ function reportCpu(label: string, before: Map<string, number>, after: Map<string
 
 type RequestTimes = Map<string, { s: number; n: number }>;
 
-/** The API server's request time so far, by verb and resource (WATCH left out). */
-async function apiServerRequestTimes(cp: ControlPlane): Promise<RequestTimes> {
-  const text = await kubectl(cp, ["get", "--raw", "/metrics"]);
+const apiServerMetrics = (cp: ControlPlane) => kubectl(cp, ["get", "--raw", "/metrics"]);
+
+/** The API server's request time so far, by verb and resource (WATCH left out), from its metrics `text`. */
+function requestTimes(text: string): RequestTimes {
   const sums: RequestTimes = new Map();
   for (const m of text.matchAll(/^apiserver_request_duration_seconds_(sum|count)\{([^}]*)\} (\S+)$/gm)) {
     const labels = Object.fromEntries([...(m[2] ?? "").matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1], l[2]]));
@@ -211,13 +212,18 @@ async function apiServerRequestTimes(cp: ControlPlane): Promise<RequestTimes> {
  * `before` when given.
  */
 async function printApiServerTop(cp: ControlPlane, before?: RequestTimes): Promise<void> {
-  const sums = await apiServerRequestTimes(cp);
+  const text = await apiServerMetrics(cp);
+  const sums = requestTimes(text);
   for (const [key, e] of sums) {
     const b = before?.get(key);
     if (b) sums.set(key, { s: e.s - b.s, n: e.n - b.n });
   }
   for (const [key, { s, n }] of [...sums].sort((a, b) => b[1].s - a[1].s).slice(0, 20)) {
     console.log(`${key.padEnd(60)} ${s.toFixed(1).padStart(8)} s ${String(n).padStart(7)} requests ${((s / Math.max(n, 1)) * 1000).toFixed(1).padStart(7)} ms each`);
+  }
+  // CEL and validation ratcheting time, since the API server started (not since `before`).
+  for (const m of text.matchAll(/^(apiserver_cel_evaluation_duration_seconds_sum|apiserver_cel_compilation_duration_seconds_sum|apiextensions_apiserver_validation_ratcheting_seconds_sum)\S* (\S+)$/gm)) {
+    console.log(`${m[1]} ${m[2]}`);
   }
 }
 
@@ -508,6 +514,11 @@ function apiRequestsByVerb(metrics: string, byResource = false): Map<string, num
   return out;
 }
 
+/** A gauge of a Prometheus text exposition, in MiB (the process's memory gauges are in bytes). */
+function gaugeMiB(metrics: string, name: string): number {
+  return Number(new RegExp(`^${name} (\\S+)$`, "m").exec(metrics)?.[1] ?? NaN) / 2 ** 20;
+}
+
 /** A quantile of a Prometheus histogram, interpolated within its bucket as `histogram_quantile()` does. */
 function histogramQuantile(metrics: string, name: string, q: number): { value: number; count: number } {
   const buckets = [...metrics.matchAll(new RegExp(`^${name}_bucket\\{.*le="([^"]+)".*\\} (\\d+)$`, "gm"))]
@@ -640,7 +651,7 @@ async function operatorAtScale(cp: ControlPlane, count: number): Promise<void> {
     report(`${label}: operator CPU time (2 cores shared with the control plane)`, await cpuSeconds(operator.pid), "s");
     record(`${label}: operator RSS peak`, await rssMiB(operator.pid, "VmHWM"), "MiB", 200);
     record(`${label}: operator RSS at the end`, await rssMiB(operator.pid), "MiB", 200);
-    const gauge = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(metrics)?.[1] ?? NaN) / 2 ** 20;
+    const gauge = (name: string) => gaugeMiB(metrics, name);
     report(`${label}: … of which JS heap used`, gauge("nodejs_heap_size_used_bytes"), "MiB");
     report(`${label}: … of which JS heap allocated`, gauge("nodejs_heap_size_total_bytes"), "MiB");
   } finally {
@@ -830,7 +841,6 @@ function memoryTimeline(operator: OperatorProcess): { phase(name: string): void;
   let atPeak = "";
   const peaks = new Map<string, number>();
   let busy = false;
-  const gauge = (metrics: string, name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(metrics)?.[1] ?? NaN) / 2 ** 20;
   const sample = async () => {
     if (busy) return;
     busy = true;
@@ -840,8 +850,8 @@ function memoryTimeline(operator: OperatorProcess): { phase(name: string): void;
       if (rss > peak) {
         peak = rss;
         const m = await operator.metrics();
-        atPeak = `${rss.toFixed(0)} MiB during "${phase}": JS heap used ${gauge(m, "nodejs_heap_size_used_bytes").toFixed(0)} of ` +
-          `${gauge(m, "nodejs_heap_size_total_bytes").toFixed(0)} MiB, external ${gauge(m, "nodejs_external_memory_bytes").toFixed(0)} MiB`;
+        atPeak = `${rss.toFixed(0)} MiB during "${phase}": JS heap used ${gaugeMiB(m, "nodejs_heap_size_used_bytes").toFixed(0)} of ` +
+          `${gaugeMiB(m, "nodejs_heap_size_total_bytes").toFixed(0)} MiB, external ${gaugeMiB(m, "nodejs_external_memory_bytes").toFixed(0)} MiB`;
       }
     } catch {
       // the process is stopping
@@ -1008,7 +1018,7 @@ async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "
     const metricsBefore = await operator.metrics();
     const requestsBefore = apiRequestsByVerb(metricsBefore);
     const byResourceBefore = apiRequestsByVerb(metricsBefore, true);
-    const apiServerBefore = process.env.BENCH_APISERVER_TOP ? await apiServerRequestTimes(cp) : undefined;
+    const apiServerBefore = process.env.BENCH_APISERVER_TOP ? requestTimes(await apiServerMetrics(cp)) : undefined;
     await push();
     await webhook();
     const all = await watchUntil(cp, `/apis/${V}/namespaces/${ns}/apps`, hundred.length,
@@ -1093,7 +1103,7 @@ async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "
     record(`${label}: operator RSS peak`, await rssMiB(operator.pid, "VmHWM"), "MiB", 300);
     console.log(`  ${label}: ${await memory.stop()}`);
     const metrics = await operator.metrics();
-    const gauge = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(metrics)?.[1] ?? NaN) / 2 ** 20;
+    const gauge = (name: string) => gaugeMiB(metrics, name);
     report(`${label}: … the JS heap in use now (of ${gauge("nodejs_heap_size_total_bytes").toFixed(0)} MiB; external ${gauge("nodejs_external_memory_bytes").toFixed(0)} MiB)`,
       gauge("nodejs_heap_size_used_bytes"), "MiB");
     const passes = [...metrics.matchAll(/^slipway_gitops_passes_total\{result="([a-z]+)"\} (\S+)$/gm)].map((m) => `${m[1]} ${m[2]}`).join(", ");
