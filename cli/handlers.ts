@@ -623,7 +623,8 @@ const logs: Handler = async (cmd, io, k) => {
     const watchNewPods = async (): Promise<void> => {
       if (stopped) return;
       const watch = await kube.watchPods(selector, (_type, pod) => {
-        if (hasLog(pod) && !streamed.has(pod.metadata?.name ?? "")) {
+        // stream() skips a pod it streams already.
+        if (hasLog(pod)) {
           stream(pod, {}).catch((err: unknown) => io.err(`cannot stream the log of pod ${pod.metadata?.name ?? ""}: ${err instanceof Error ? err.message : String(err)}\n`));
         }
       }, () => {

@@ -145,10 +145,10 @@ async function main(): Promise<void> {
         const node = await startRealNode(cp, { taintEffect: "PreferNoSchedule", progress: (line) => say(`  ${line}`) });
         realNode = node;
         cleanups.push(() => node.stop());
-        for (const sample of [REAL_SAMPLE, REAL_WHEN_POSSIBLE]) {
-          images.set(sample, await buildEchoImage(node, `slipway-samples/${sample}`, { PATH: "/bin" }));
-          say(`  built the ${sample} sample's image: ${images.get(sample)}`);
-        }
+        // One image for both: image-app's web process is the echo server, its worker the same program as bin/worker.
+        const echoImage = await buildEchoImage(node, "slipway-samples/echo", { PATH: "/bin" });
+        say(`  built the echo and image-app samples' image: ${echoImage}`);
+        for (const sample of [REAL_SAMPLE, REAL_WHEN_POSSIBLE]) images.set(sample, echoImage);
         ingress = await startIngressController(cp, { progress: (line) => say(`  ${line}`) });
         const started = ingress;
         cleanups.push(() => started.stop());
