@@ -1,7 +1,7 @@
 import test from "ava";
 import { createHmac } from "node:crypto";
 import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
+import { connect, type AddressInfo } from "node:net";
 import { answerBodyError, hasSignature, readWebhookBody, signWebhookBody, verifyWebhook, type WebhookBodyError } from "./webhooks.js";
 
 const secret = "s3cret-webhook";
@@ -90,6 +90,38 @@ test("a webhook body declared or streamed over the limit is refused with 413", a
     body: new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode("x".repeat(60))); c.enqueue(new TextEncoder().encode("x".repeat(60))); c.close(); } }),
   } as RequestInit);
   t.is(streamed.status, 413);
+});
+
+/**
+ * Sends a request head and `size` bytes of a chunked body at once, as a Git host's client writes before it
+ * reads, then reads for `readAfterMs` later: what it got and how the connection ended (a reset or a close).
+ */
+function sendThenRead(url: string, size: number, readAfterMs: number): Promise<{ answer: string; ended: "close" | string }> {
+  const { port } = new URL(url);
+  return new Promise((resolve) => {
+    const socket = connect(Number(port), "127.0.0.1");
+    let answer = "";
+    socket.pause();
+    socket.on("data", (d: Buffer) => (answer += d.toString()));
+    socket.on("error", (err: NodeJS.ErrnoException) => resolve({ answer, ended: err.code ?? err.message }));
+    socket.on("end", () => {
+      resolve({ answer, ended: "close" });
+      socket.destroy();
+    });
+    socket.write(`POST / HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n${size.toString(16)}\r\n`);
+    socket.write(Buffer.alloc(size, 0x20), () => undefined);
+    setTimeout(() => socket.resume(), readAfterMs);
+  });
+}
+
+test("a sender still writing when its body is refused reads the 413 and a clean close, not a reset: the server half-closes and discards the rest (RFC 9112, 9.6)", async (t) => {
+  const s = await bodyServer(64 * 1024, 5000);
+  t.teardown(s.close);
+  // The server stops reading at 64 KiB with megabytes unread; a plain close would answer the rest with a reset.
+  const { answer, ended } = await sendThenRead(s.url, 4 * 1024 * 1024, 300);
+  t.regex(answer, /^HTTP\/1\.1 413 /);
+  t.regex(answer, /over the 65536-byte limit/);
+  t.is(ended, "close");
 });
 
 test("a webhook body that does not arrive in time is refused with 408", async (t) => {

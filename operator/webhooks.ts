@@ -130,10 +130,28 @@ export function readWebhookBody(req: IncomingMessage,
   });
 }
 
-/** Answers a refused body (413 or 408) and closes the connection, so the rest of the body is never read. */
+/** How long the rest of a refused body is read and dropped after the answer, before the connection is cut. */
+export const WEBHOOK_LINGER_MS = 2_000;
+
+/**
+ * Answers a refused body (413 or 408) and closes the connection, so the rest of the body is never kept.
+ *
+ * The close is the one RFC 9112 section 9.6 asks for: the answer, then a FIN, then whatever the sender still
+ * sends is read and dropped for at most WEBHOOK_LINGER_MS. http.Server would otherwise close a `connection:
+ * close` response with destroySoon(), and closing a socket whose received bytes are unread makes the kernel
+ * send a reset, which loses the answer: a sender still writing saw EPIPE or ECONNRESET, never the 413.
+ */
 export function answerBodyError(res: ServerResponse, err: WebhookBodyError): void {
   if (!res.headersSent) {
     res.writeHead(err.status, { "content-type": "application/json", connection: "close" });
   }
-  res.end(JSON.stringify({ error: err.message }), () => res.socket?.destroy());
+  const socket = res.socket;
+  if (socket) {
+    const cut = setTimeout(() => socket.destroy(), WEBHOOK_LINGER_MS);
+    socket.once("close", () => clearTimeout(cut));
+    // http.Server calls this once the answer is written: send the FIN only, and let the cut above close.
+    socket.destroySoon = () => socket.end();
+    res.req.resume();
+  }
+  res.end(JSON.stringify({ error: err.message }));
 }
