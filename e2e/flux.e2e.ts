@@ -36,6 +36,9 @@ const { temp, removeAll } = tempDirs("slipway-flux-e2e-");
 
 test.before(async () => {
   await installCrdsAndUserRoles();
+  // The policy that makes the hold atomic, as operator/deploy installs it (it concerns kustomize-controller's writes only).
+  const policy = await (await controlPlane()).kubectl(["apply", "--server-side", "--force-conflicts", "-f", "operator/deploy/flux-hold.yaml"]);
+  if (policy.code !== 0) throw new Error(`cannot install operator/deploy/flux-hold.yaml: ${policy.stderr}`);
   flux = await startFlux(await controlPlane());
   server = await startGitServer({ auth: AUTH });
 });
@@ -385,6 +388,32 @@ test("a Flux reconcile of the older revision before Flux has fetched Slipway's c
   t.is((await suspend(false)).code, 0);
   await appliedReady(env, env.remoteHead);
   await until(env, "the hold was not removed once Flux had the commit", async () => !(await getConfig(env, "shop"))?.metadata.annotations?.["kustomize.toolkit.fluxcd.io/reconcile"]);
+  t.is((await getConfig(env, "shop"))?.spec.env?.GREETING, "bonjour");
+  t.deepEqual(await versions(env, "shop"), [1, 2]);
+  t.false((await env.subjects()).some((s) => /update Config|release v3/.test(s)));
+});
+
+test("kustomize-controller's apply of the older revision onto a Config held since its reconcile read it is refused at admission, so the config:set is kept (the race between Flux's read and its apply)", async (t) => {
+  const env = await shopLive(t);
+  const cp = await controlPlane();
+  const suspend = (on: boolean) => cp.kubectl(["patch", "gitrepositories.source.toolkit.fluxcd.io", env.source, "-n", env.fluxNs,
+    "--type=merge", "-p", JSON.stringify({ spec: { suspend: on } })]);
+  t.is((await suspend(true)).code, 0);
+  // What Flux applies for the older revision: the Config as Git holds it before the change.
+  const older = configYaml(env.ns, "shop", { GREETING: "hello" });
+  ok(t, await env.alice.slipway(["config:set", "shop", "GREETING=bonjour"]), "config:set");
+  // A reconcile that read the Config before the CLI's write saw no hold and goes on to apply: its request,
+  // made as kustomize-controller makes it (a forced server-side apply under its field manager).
+  const stale = await cp.kubectl(["apply", "--server-side", "--force-conflicts", "--field-manager=kustomize-controller", "-f", "-"], { input: older });
+  t.not(stale.code, 0, stale.stdout);
+  t.regex(stale.stderr, /ValidatingAdmissionPolicy 'slipway-flux-hold'.*Config .*\/shop is held from Flux \(kustomize\.toolkit\.fluxcd\.io\/reconcile: disabled, by Slipway: kubectl-slipway\)/s);
+  t.is((await getConfig(env, "shop"))?.spec.env?.GREETING, "bonjour");
+  // The same apply is let through once Flux has the commit and the hold is gone (checked with a server-side dry run).
+  t.is((await suspend(false)).code, 0);
+  await appliedReady(env, env.remoteHead);
+  await until(env, "the hold was not removed once Flux had the commit", async () => !(await getConfig(env, "shop"))?.metadata.annotations?.["kustomize.toolkit.fluxcd.io/reconcile"]);
+  const unheld = await cp.kubectl(["apply", "--server-side", "--force-conflicts", "--dry-run=server", "--field-manager=kustomize-controller", "-f", "-"], { input: older });
+  t.is(unheld.code, 0, unheld.stderr);
   t.is((await getConfig(env, "shop"))?.spec.env?.GREETING, "bonjour");
   t.deepEqual(await versions(env, "shop"), [1, 2]);
   t.false((await env.subjects()).some((s) => /update Config|release v3/.test(s)));

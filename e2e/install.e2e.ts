@@ -74,6 +74,8 @@ test("kubectl apply --server-side -k operator/deploy (its admission binding scop
     "role.rbac.authorization.k8s.io/slipway-operator-leader-election",
     "validatingadmissionpolicy.admissionregistration.k8s.io/slipway-changed-by",
     "validatingadmissionpolicybinding.admissionregistration.k8s.io/slipway-changed-by",
+    "validatingadmissionpolicy.admissionregistration.k8s.io/slipway-flux-hold",
+    "validatingadmissionpolicybinding.admissionregistration.k8s.io/slipway-flux-hold",
     "deployment.apps/slipway-operator",
   ]) {
     t.true(first.includes(object), `${object} missing from:\n${first}`);
