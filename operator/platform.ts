@@ -6,7 +6,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import { DEFAULT_PREVIEW_LIMITS, placementErrors, quantityValue, type Placement, type PlatformSettings, type Toleration } from "../functions/render.js";
 import { startBuilds, type Builds } from "./builds/index.js";
-import type { PipelineSettings } from "./builds/pipelinerun.js";
+import { POD_TEMPLATE_FIELDS, type PipelineSettings, type PodTemplate } from "./builds/pipelinerun.js";
 import { DEFAULT_FORK_SERVICE_ACCOUNT } from "./builds/previews.js";
 import { startGitOps, type FluxRef, type FluxTargets, type GitOpsHandle, type GitOpsOptions } from "./gitops/index.js";
 import { log as rootLog, partLogger } from "./log.js";
@@ -228,7 +228,10 @@ function toleration(text: string): Toleration {
   return out;
 }
 
-/** Build settings from the environment: the ServiceAccounts builds run as (see samples/tekton). */
+/**
+ * Build settings from the environment: the ServiceAccounts builds run as (see samples/tekton), the registry
+ * images are pushed to, the default buildpacks builder, and the Tekton PodTemplate of the build pods.
+ */
 export function pipelineFromEnv(env: NodeJS.ProcessEnv = process.env): PipelineSettings {
   const pipeline: PipelineSettings = {};
   if (env.SLIPWAY_BUILD_SERVICE_ACCOUNT) pipeline.serviceAccountName = env.SLIPWAY_BUILD_SERVICE_ACCOUNT;
@@ -236,5 +239,92 @@ export function pipelineFromEnv(env: NodeJS.ProcessEnv = process.env): PipelineS
   if ((pipeline.forkServiceAccountName ?? DEFAULT_FORK_SERVICE_ACCOUNT) === pipeline.serviceAccountName) {
     throw new Error("SLIPWAY_FORK_BUILD_SERVICE_ACCOUNT must differ from SLIPWAY_BUILD_SERVICE_ACCOUNT: builds of forks must not get the push credentials of other builds");
   }
+  if (env.SLIPWAY_BUILD_REGISTRY) {
+    // appImage drops trailing slashes too; what is left is <registry>/<namespace>/<app>:<short sha>'s first part.
+    const registry = env.SLIPWAY_BUILD_REGISTRY.replace(/\/+$/, "");
+    if (!REGISTRY.test(registry)) {
+      throw new Error(`SLIPWAY_BUILD_REGISTRY must be a registry host[:port] with an optional /path, such as registry.example.com:5000/builds, not ${JSON.stringify(env.SLIPWAY_BUILD_REGISTRY)}`);
+    }
+    const host = registry.split("/")[0] ?? "";
+    if (!host.includes(".") && !host.includes(":") && host !== "localhost") {
+      throw new Error(`SLIPWAY_BUILD_REGISTRY must start with a registry host that has a dot or a port (or is localhost), not ${JSON.stringify(env.SLIPWAY_BUILD_REGISTRY)}: ` +
+        `image tools read ${JSON.stringify(`${registry}/<namespace>/<app>`)} as a Docker Hub repository`);
+    }
+    pipeline.registry = registry;
+  }
+  if (env.SLIPWAY_BUILDER_IMAGE) {
+    if (!IMAGE_REFERENCE.test(env.SLIPWAY_BUILDER_IMAGE)) {
+      throw new Error(`SLIPWAY_BUILDER_IMAGE must be an image reference such as paketobuildpacks/builder-jammy-base:latest, not ${JSON.stringify(env.SLIPWAY_BUILDER_IMAGE)}`);
+    }
+    pipeline.builderImage = env.SLIPWAY_BUILDER_IMAGE;
+  }
+  if (env.SLIPWAY_BUILD_POD_TEMPLATE) pipeline.podTemplate = podTemplate(env.SLIPWAY_BUILD_POD_TEMPLATE);
   return pipeline;
+}
+
+// The grammar of image references (github.com/distribution/reference): a domain with an optional port, then
+// lowercase path components; a tag and a digest after the name. IPv6 registry addresses are not accepted.
+const DOMAIN = String.raw`(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?`;
+const PATH_COMPONENT = String.raw`[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*`;
+const TAG = String.raw`[\w][\w.-]{0,127}`;
+const DIGEST = String.raw`[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}`;
+/** A registry and an optional path under it: what comes before `/<namespace>/<app>:<tag>` in a build's image. */
+const REGISTRY = new RegExp(`^${DOMAIN}(?:/${PATH_COMPONENT})*$`);
+/** A full image reference: [registry/]path[:tag][@digest]. */
+const IMAGE_REFERENCE = new RegExp(`^(?:${DOMAIN}/)?${PATH_COMPONENT}(?:/${PATH_COMPONENT})*(?::${TAG})?(?:@${DIGEST})?$`);
+
+const DNS_POLICIES: readonly string[] = ["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"] satisfies PodTemplate["dnsPolicy"][];
+
+/**
+ * SLIPWAY_BUILD_POD_TEMPLATE: a JSON object with Tekton PodTemplate fields only, each of the right JSON type.
+ * What is inside the fields (a toleration's keys, an affinity's terms) is left to Tekton and the API server,
+ * which refuse a malformed one when the build's pods are created.
+ */
+function podTemplate(text: string): PodTemplate {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`SLIPWAY_BUILD_POD_TEMPLATE must be a JSON object (a Tekton PodTemplate), but it is not JSON: ${(err as Error).message}`);
+  }
+  if (!isObject(parsed)) {
+    throw new Error(`SLIPWAY_BUILD_POD_TEMPLATE must be a JSON object (a Tekton PodTemplate), not ${jsonKind(parsed)}`);
+  }
+  const errors: string[] = [];
+  for (const [key, value] of Object.entries(parsed)) {
+    if (!Object.hasOwn(POD_TEMPLATE_FIELDS, key)) {
+      errors.push(`${JSON.stringify(key)} is not a Tekton PodTemplate field (those are ${Object.keys(POD_TEMPLATE_FIELDS).join(", ")})`);
+      continue;
+    }
+    const kind = POD_TEMPLATE_FIELDS[key as keyof PodTemplate];
+    if (!FIELD_KINDS[kind].test(value)) errors.push(`${key} must be ${FIELD_KINDS[kind].is}, not ${jsonKind(value)}`);
+    else if (key === "dnsPolicy" && !DNS_POLICIES.includes(value as string)) {
+      errors.push(`dnsPolicy must be one of ${DNS_POLICIES.join(", ")}, not ${jsonKind(value)}`);
+    }
+  }
+  if (errors.length) throw new Error(`SLIPWAY_BUILD_POD_TEMPLATE: ${errors.join("; ")}`);
+  return parsed as PodTemplate;
+}
+
+const FIELD_KINDS: Record<(typeof POD_TEMPLATE_FIELDS)[keyof PodTemplate], { is: string; test(value: unknown): boolean }> = {
+  object: { is: "an object", test: isObject },
+  strings: { is: "an object of strings", test: (v) => isObject(v) && Object.values(v).every((s) => typeof s === "string") },
+  list: { is: "a list of objects", test: (v) => Array.isArray(v) && v.every(isObject) },
+  "named list": { is: "a list of objects with a name each", test: (v) => Array.isArray(v) && v.every((o) => isObject(o) && typeof o.name === "string" && o.name !== "") },
+  string: { is: "a non-empty string", test: (v) => typeof v === "string" && v !== "" },
+  boolean: { is: "true or false", test: (v) => typeof v === "boolean" },
+};
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** What a JSON value is, for messages: "an array", "null", "a string" and so on. */
+function jsonKind(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  if (typeof value === "object") return "an object";
+  if (typeof value === "string") return `the string ${JSON.stringify(value)}`;
+  if (typeof value === "number") return `the number ${value}`;
+  return String(value);
 }

@@ -2,6 +2,9 @@
 // PipelineRun is fully determined by the App, the commit and the platform's pipeline settings, so a redelivered
 // webhook or a restart computes the same name and never starts a second build of the same commit.
 import { createHash } from "node:crypto";
+import type {
+  V1Affinity, V1EnvVar, V1HostAlias, V1LocalObjectReference, V1PodDNSConfig, V1PodSecurityContext, V1Toleration, V1TopologySpreadConstraint, V1Volume,
+} from "@kubernetes/client-node";
 import { API_VERSION, LABELS, MANAGED_BY, type App } from "../../crds/v1alpha1.js";
 import { withoutCredentials } from "../redact.js";
 
@@ -36,9 +39,59 @@ export interface PipelineSettings {
   cacheSize?: string;
   /** Finished PipelineRuns kept per App; older ones are pruned. Default 3. */
   keep?: number;
+  /** Tekton PodTemplate for the build's TaskRun pods (and the nodeSelector and tolerations of Tekton's affinity assistant); default none. */
+  podTemplate?: PodTemplate;
 }
 
-export const DEFAULT_SETTINGS: Required<Omit<PipelineSettings, "serviceAccountName" | "forkServiceAccountName">> = {
+/**
+ * Tekton's PodTemplate (https://tekton.dev/docs/pipelines/podtemplates/): the part of a PodSpec that Tekton
+ * applies to every TaskRun pod of a PipelineRun. The nested types are Kubernetes core/v1's.
+ */
+export interface PodTemplate {
+  nodeSelector?: Record<string, string>;
+  env?: V1EnvVar[];
+  tolerations?: V1Toleration[];
+  affinity?: V1Affinity;
+  securityContext?: V1PodSecurityContext;
+  volumes?: V1Volume[];
+  runtimeClassName?: string;
+  automountServiceAccountToken?: boolean;
+  dnsPolicy?: "ClusterFirst" | "ClusterFirstWithHostNet" | "Default" | "None";
+  dnsConfig?: V1PodDNSConfig;
+  enableServiceLinks?: boolean;
+  priorityClassName?: string;
+  schedulerName?: string;
+  imagePullSecrets?: V1LocalObjectReference[];
+  hostAliases?: V1HostAlias[];
+  hostNetwork?: boolean;
+  topologySpreadConstraints?: V1TopologySpreadConstraint[];
+}
+
+/**
+ * What each PodTemplate field's JSON value is: an object, an object of strings, a list of objects (with a
+ * string `name` each when "named list"), a string or a boolean. Every field of PodTemplate is here, and no other.
+ */
+export const POD_TEMPLATE_FIELDS: Readonly<Record<keyof PodTemplate, "object" | "strings" | "list" | "named list" | "string" | "boolean">> = {
+  nodeSelector: "strings",
+  env: "named list",
+  tolerations: "list",
+  affinity: "object",
+  securityContext: "object",
+  volumes: "named list",
+  runtimeClassName: "string",
+  automountServiceAccountToken: "boolean",
+  dnsPolicy: "string",
+  dnsConfig: "object",
+  enableServiceLinks: "boolean",
+  priorityClassName: "string",
+  schedulerName: "string",
+  imagePullSecrets: "named list",
+  hostAliases: "list",
+  hostNetwork: "boolean",
+  topologySpreadConstraints: "list",
+};
+
+export const DEFAULT_SETTINGS: Required<Omit<PipelineSettings, "serviceAccountName" | "forkServiceAccountName" | "podTemplate">> = {
   buildpacksPipeline: "slipway-buildpacks",
   dockerfilePipeline: "slipway-dockerfile",
   registry: "registry.slipway.local",
@@ -95,7 +148,7 @@ export interface PipelineRun {
     params: TektonParam[];
     workspaces: Record<string, unknown>[];
     timeouts?: { pipeline?: string };
-    taskRunTemplate?: { serviceAccountName?: string };
+    taskRunTemplate?: { serviceAccountName?: string; podTemplate?: PodTemplate };
     /** Tekton v1: "Cancelled" stops a running PipelineRun. */
     status?: string;
   };
@@ -162,7 +215,12 @@ export function buildPipelineRun(app: App, commit: string, settings: PipelineSet
       timeouts: { pipeline: s.timeout },
     },
   };
-  if (settings.serviceAccountName) run.spec.taskRunTemplate = { serviceAccountName: settings.serviceAccountName };
+  if (settings.serviceAccountName || settings.podTemplate) {
+    run.spec.taskRunTemplate = {};
+    if (settings.serviceAccountName) run.spec.taskRunTemplate.serviceAccountName = settings.serviceAccountName;
+    // A copy: every PipelineRun gets its own, so changing one run's never changes the settings or another run's.
+    if (settings.podTemplate) run.spec.taskRunTemplate.podTemplate = structuredClone(settings.podTemplate);
+  }
   return run;
 }
 
