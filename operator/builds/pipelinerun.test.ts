@@ -1,6 +1,7 @@
 import test from "ava";
 import type { App } from "../../crds/v1alpha1.js";
-import { buildOutcome, buildPipelineRun, failedTasks, fitName, imageRepository, pipelineRunName, type PipelineRun } from "./pipelinerun.js";
+import { buildOutcome, buildPipelineRun, failedTasks, fitName, imageRepository, pipelineRunName, type PipelineRun, type PodTemplate } from "./pipelinerun.js";
+import { buildInput } from "./previews.js";
 
 const SHA = "1a2b3c4d5e6f708192a3b4c5d6e7f80912a3b4c5";
 const DIGEST = `sha256:${"e".repeat(64)}`;
@@ -149,4 +150,35 @@ test("a source URL with credentials in it reaches the PipelineRun's params witho
     t.false(JSON.stringify(run).includes("hunter2"), strategy);
     t.is(run.spec.params.find((p) => p.name === "git-url")?.value, "https://git.example.com/acme/shop.git");
   }
+});
+
+const POD_TEMPLATE: PodTemplate = {
+  nodeSelector: { "slipway.dev/pool": "builds" },
+  tolerations: [{ key: "slipway.dev/pool", operator: "Equal", value: "builds", effect: "NoSchedule" }],
+  securityContext: { runAsNonRoot: true, fsGroup: 1000 },
+};
+
+test("the platform's pod template is the PipelineRun's spec.taskRunTemplate.podTemplate, beside its ServiceAccount", (t) => {
+  const a = app({ git: "https://g/x.git" });
+  t.deepEqual(buildPipelineRun(a, SHA, { serviceAccountName: "builder", podTemplate: POD_TEMPLATE }).spec.taskRunTemplate,
+    { serviceAccountName: "builder", podTemplate: POD_TEMPLATE });
+  t.deepEqual(buildPipelineRun(a, SHA, { podTemplate: POD_TEMPLATE }).spec.taskRunTemplate, { podTemplate: POD_TEMPLATE }, "without a ServiceAccount");
+  t.is(buildPipelineRun(a, SHA).spec.taskRunTemplate, undefined, "neither: no taskRunTemplate");
+  const settings = { podTemplate: structuredClone(POD_TEMPLATE) };
+  buildPipelineRun(a, SHA, settings).spec.taskRunTemplate?.podTemplate?.tolerations?.push({ key: "x", operator: "Exists" });
+  t.deepEqual(settings.podTemplate, POD_TEMPLATE, "each PipelineRun has its own copy");
+});
+
+test("a fork preview's PipelineRun keeps the platform's pod template and runs as the fork ServiceAccount", (t) => {
+  const fork: App = {
+    ...app({ git: "https://git.example.com/mallory/shop.git", credentialsSecret: "shop-git" }),
+    metadata: {
+      name: "shop-pr-7", namespace: "team-a", uid: "uid-7",
+      labels: { "slipway.dev/preview": "shop" }, annotations: { "slipway.dev/preview-fork": "true" },
+    },
+  };
+  const input = buildInput(fork, { serviceAccountName: "builder", forkServiceAccountName: "forks", podTemplate: POD_TEMPLATE });
+  const run = buildPipelineRun(input.app, SHA, input.settings);
+  t.deepEqual(run.spec.taskRunTemplate, { serviceAccountName: "forks", podTemplate: POD_TEMPLATE });
+  t.deepEqual(run.spec.workspaces, [{ name: "build", persistentVolumeClaim: { claimName: "shop-pr-7-build-cache" } }], "and mounts no credentials");
 });
