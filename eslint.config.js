@@ -12,4 +12,13 @@ export default tseslint.config(
       "no-console": "off",
     },
   },
+  {
+    // The sample app's own source (what a developer pushes): CommonJS for Node.js, as its Procfile runs it.
+    files: ["samples/source/**/*.js"],
+    languageOptions: {
+      sourceType: "commonjs",
+      globals: { require: "readonly", process: "readonly", console: "readonly", setInterval: "readonly" },
+    },
+    rules: { "@typescript-eslint/no-require-imports": "off" },
+  },
 );

@@ -11,7 +11,7 @@
 #   build.sh --argocd      builds Argo CD (argocd, argocd-redis, argocd-lua and its manifests, for
 #                          e2e/argocd.e2e.ts) and prints the directory holding them
 #   build.sh --tekton      builds only Tekton Pipelines' controller and webhook (as tekton-controller and
-#                          tekton-webhook) and prints the directory holding them
+#                          tekton-webhook) and the programs of its TaskRun pods' images, and prints their directory
 #   build.sh --flux        builds only Flux's source-controller and kustomize-controller (e2e/flux.e2e.ts and the
 #                          Flux bench) and prints the directory holding them (and nothing else)
 #   build.sh --kubelet     builds only the kubelet and prints the path of that binary
@@ -19,7 +19,8 @@
 #                          and the Gateway API CRDs of its module's go.mod beside it) and prints the directory
 #   build.sh --node        builds the real node (operator/local/realnode.ts): kubelet, containerd and its runc shim,
 #                          runc, the CNI bridge, host-local and loopback plugins, crane, gosh/cat/ls, pause and
-#                          nodeclean, and prints the directory holding them
+#                          nodeclean, and prints the directory holding them; also the buildpacks lifecycle
+#   build.sh --lifecycle   builds only the buildpacks lifecycle and launcher and prints the directory holding them
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -51,8 +52,8 @@ build_as() {
 # publish TMP DIR : moves a finished build into place in one rename. Several build.sh may run at once (test
 # runs in parallel): if another one got there first, its directory is kept and this one's dropped.
 publish() { chmod 755 "$1" && mv -T "$1" "$2" 2>/dev/null || rm -rf "$1"; }
-tmptools="" tmpbin="" tmpflux="" tmpnode="" tmptraefik=""
-trap 'rm -rf ${tmptools:+"$tmptools"} ${tmpbin:+"$tmpbin"} ${tmpflux:+"$tmpflux"} ${tmpnode:+"$tmpnode"} ${tmptraefik:+"$tmptraefik"}' EXIT
+tmptools="" tmpbin="" tmpflux="" tmpnode="" tmptraefik="" tmplifecycle=""
+trap 'rm -rf ${tmptools:+"$tmptools"} ${tmpbin:+"$tmpbin"} ${tmpflux:+"$tmpflux"} ${tmpnode:+"$tmpnode"} ${tmptraefik:+"$tmptraefik"} ${tmplifecycle:+"$tmplifecycle"}' EXIT
 
 # hash FILE... : a short hash of the files, for cache keys.
 hash() { cat "$@" | sha256sum | cut -c1-12; }
@@ -124,15 +125,17 @@ tools() {
 
 # Tekton Pipelines' controller and webhook, which the e2e harness and `npm start` run as processes beside the
 # control plane. Their CRDs, RBAC and ConfigMaps are read from the same module's config/ directory in the Go
-# module cache (e2e/harness/tekton.ts).
-tekton_dir="$cache/tekton-$TEKTON_VERSION-$(hash "$here"/tekton/{go.sum,go.mod})"
+# module cache (e2e/harness/tekton.ts). Beside them, the programs of the images Tekton puts in a TaskRun's pod
+# (entrypoint, nop, workingdirinit, sidecarlogresults), which the real node runs (operator/local/build-images.ts).
+tekton_cmds="controller webhook entrypoint nop workingdirinit sidecarlogresults"
+tekton_dir="$cache/tekton-$TEKTON_VERSION-$(echo "$tekton_cmds" | cat - "$here"/tekton/{go.sum,go.mod} | sha256sum | cut -c1-12)"
 tekton() {
-  if [ ! -x "$tekton_dir/tekton-controller" ] || [ ! -x "$tekton_dir/tekton-webhook" ]; then
+  if [ ! -x "$tekton_dir/tekton-controller" ] || [ ! -x "$tekton_dir/tekton-webhook" ] || [ ! -x "$tekton_dir/entrypoint" ]; then
     local start; start=$(date +%s)
-    echo "build.sh: building Tekton Pipelines $TEKTON_VERSION (controller, webhook) into $tekton_dir (first run on this machine; takes several minutes)" >&2
+    echo "build.sh: building Tekton Pipelines $TEKTON_VERSION ($tekton_cmds) into $tekton_dir (first run on this machine; takes several minutes)" >&2
     mkdir -p "$cache" && tmptools=$(mktemp -d "$cache/.tekton-XXXXXX")
-    build "$tmptools" tekton "-s -w" \
-      github.com/tektoncd/pipeline/cmd/controller github.com/tektoncd/pipeline/cmd/webhook
+    # shellcheck disable=SC2046
+    build "$tmptools" tekton "-s -w" $(for c in $tekton_cmds; do echo "github.com/tektoncd/pipeline/cmd/$c"; done)
     mv "$tmptools/controller" "$tmptools/tekton-controller" && mv "$tmptools/webhook" "$tmptools/tekton-webhook"
     publish "$tmptools" "$tekton_dir"
     echo "build.sh: built Tekton in $(( $(date +%s) - start ))s" >&2
@@ -236,6 +239,21 @@ traefik() {
   fi
 }
 
+# The Cloud Native Buildpacks lifecycle and launcher (the builder of a source build on the real node,
+# operator/local/build-images.ts), static, from their own wrapper module; built by --node.
+lifecycle_dir="$cache/lifecycle-$LIFECYCLE_VERSION-$(hash "$here"/lifecycle/{go.sum,go.mod})"
+lifecycle() {
+  if [ ! -x "$lifecycle_dir/lifecycle" ] || [ ! -x "$lifecycle_dir/launcher" ]; then
+    echo "build.sh: building the buildpacks lifecycle $LIFECYCLE_VERSION into $lifecycle_dir (first run on this machine)" >&2
+    local start; start=$(date +%s)
+    mkdir -p "$cache" && tmplifecycle=$(mktemp -d "$cache/.lifecycle-XXXXXX")
+    build "$tmplifecycle" lifecycle "-s -w -X github.com/buildpacks/lifecycle/cmd.Version=${LIFECYCLE_VERSION#v}" \
+      github.com/buildpacks/lifecycle/cmd/lifecycle github.com/buildpacks/lifecycle/cmd/launcher
+    publish "$tmplifecycle" "$lifecycle_dir"
+    echo "build.sh: lifecycle built in $(( $(date +%s) - start ))s" >&2
+  fi
+}
+
 case "${1:-}" in
   --argocd-lua) argocd_lua; echo "$argocd_dir/argocd-lua"; exit 0 ;;
   --argocd) argocd; echo "$argocd_dir"; exit 0 ;;
@@ -244,10 +262,11 @@ case "${1:-}" in
   --tekton) tekton; echo "$tekton_dir"; exit 0 ;;
   --flux) flux; echo "$flux_dir"; exit 0 ;;
   --kubelet) kubelet; echo "$kubelet_dir/kubelet"; exit 0 ;;
-  --node) node; echo "$node_dir"; exit 0 ;;
+  --node) node; lifecycle; echo "$node_dir"; exit 0 ;;
+  --lifecycle) lifecycle; echo "$lifecycle_dir"; exit 0 ;;
   --traefik) traefik; echo "$traefik_dir"; exit 0 ;;
   "") kustomize; tools ;;
-  *) echo "usage: build.sh [--kustomize | --tools | --argocd-lua | --argocd | --tekton | --flux | --kubelet | --node | --traefik]" >&2; exit 2 ;;
+  *) echo "usage: build.sh [--kustomize | --tools | --argocd-lua | --argocd | --tekton | --flux | --kubelet | --node | --lifecycle | --traefik]" >&2; exit 2 ;;
 esac
 
 key="k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-$(cat "$here"/{etcd,kubernetes,kwok}/go.sum "$here"/{etcd,kubernetes,kwok}/go.mod | sha256sum | cut -c1-12)"

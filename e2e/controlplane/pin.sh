@@ -28,6 +28,8 @@ pin kubernetes k8s.io/kubernetes "$KUBERNETES_VERSION" "$replaces" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler \
   k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet
 pin etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" "" go.etcd.io/etcd/server/v3
+pin lifecycle github.com/buildpacks/lifecycle "$LIFECYCLE_VERSION" "" github.com/buildpacks/lifecycle/cmd/lifecycle \
+  github.com/buildpacks/lifecycle/cmd/launcher
 pin kwok sigs.k8s.io/kwok "$KWOK_VERSION" "" sigs.k8s.io/kwok/cmd/kwok
 pin kustomize sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION" "" sigs.k8s.io/kustomize/kustomize/v5
 # kpt's root package cannot be fetched whole (kpt/main.go says why): pin its fn commands, which main.go builds.

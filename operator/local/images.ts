@@ -17,10 +17,13 @@ const execFileAsync = promisify(execFile);
 /** One file of a layer: its path in the image (absolute), where its content comes from, and its mode. */
 export interface LayerFile {
   path: string;
-  /** A file on this machine whose content is copied, the content itself, or a symbolic link's target. */
-  source: { file: string } | { content: string | Buffer } | { symlink: string };
-  /** Permission bits; 0o755 for a program, 0o644 otherwise by default. */
+  /** A file on this machine whose content is copied, the content itself, a symbolic link's target, or a directory. */
+  source: { file: string } | { content: string | Buffer } | { symlink: string } | { directory: true };
+  /** Permission bits; 0o755 for a program or a directory, 0o644 otherwise by default. */
   mode?: number;
+  /** Owner; root (0) by default. */
+  uid?: number;
+  gid?: number;
 }
 
 export interface ImageSpec {
@@ -37,6 +40,8 @@ export interface ImageSpec {
   user?: string;
   /** Ports the image documents, as `8080/tcp`. */
   exposedPorts?: string[];
+  /** Labels in the image's config. */
+  labels?: Record<string, string>;
 }
 
 export class ImageBuildError extends Error {
@@ -76,6 +81,7 @@ export async function buildImage(crane: string, registry: string, spec: ImageSpe
     if (spec.workdir) mutate.push("--workdir", spec.workdir);
     if (spec.user) mutate.push("--user", spec.user);
     if (spec.exposedPorts?.length) mutate.push(`--exposed-ports=${spec.exposedPorts.join(",")}`);
+    for (const [k, v] of Object.entries(spec.labels ?? {})) mutate.push("--label", `${k}=${v}`);
     // crane mutate pushes the new image under the tag and prints it by digest: registry/name@sha256:….
     const pinned = (await run("crane mutate", mutate)).split("\n").pop() ?? "";
     if (!new RegExp(`^${registry.replace(/\./g, "\\.")}/${spec.name}@sha256:[0-9a-f]{64}$`).test(pinned)) {
@@ -130,19 +136,27 @@ export async function writeLayer(files: LayerFile[], path: string): Promise<void
 
 /** Adds `files` and their parent directories to `archive` and finalizes it; destroys it on an error. */
 async function fill(archive: Pack, files: LayerFile[]): Promise<void> {
-  const owner = { uid: 0, gid: 0, uname: "root", gname: "root", mtime: new Date(0) };
+  const root = { uid: 0, gid: 0, uname: "root", gname: "root", mtime: new Date(0) };
+  const ownerOf = (f: LayerFile) => ({ ...root, uid: f.uid ?? 0, gid: f.gid ?? 0, uname: f.uid ? "" : "root", gname: f.gid ? "" : "root" });
+  // Directories listed as files keep their own mode and owner, also where they are another file's parent.
+  const listed = new Map(files.filter((f) => "directory" in f.source).map((f) => [`${f.path.slice(1).replace(/\/+$/, "")}/`, f]));
   const dirs = new Set<string>();
+  const directory = (d: string) => {
+    if (dirs.has(d)) return;
+    dirs.add(d);
+    const own = listed.get(d);
+    archive.entry({ ...(own ? ownerOf(own) : root), name: d, type: "directory", mode: own?.mode ?? 0o755 });
+  };
   try {
     for (const f of files) {
       if (!f.path.startsWith("/")) throw new Error(`layer file ${f.path}: the path must be absolute`);
-      const rel = f.path.slice(1);
+      const rel = f.path.slice(1).replace(/\/+$/, "");
       const parts = rel.split("/");
-      for (let i = 1; i < parts.length; i++) {
-        const d = `${parts.slice(0, i).join("/")}/`;
-        if (!dirs.has(d)) {
-          dirs.add(d);
-          archive.entry({ ...owner, name: d, type: "directory", mode: 0o755 });
-        }
+      for (let i = 1; i < parts.length; i++) directory(`${parts.slice(0, i).join("/")}/`);
+      const owner = ownerOf(f);
+      if ("directory" in f.source) {
+        directory(`${rel}/`);
+        continue;
       }
       if ("symlink" in f.source) {
         archive.entry({ ...owner, name: rel, type: "symlink", linkname: f.source.symlink, mode: 0o777 });

@@ -110,8 +110,13 @@ async function copiedFiles(c: DockerfileStage["copies"][number], workdir: string
 }
 
 /** The Node binary at /usr/local/bin/node, and the dynamic loader and shared libraries it links, at their paths. */
-export async function nodeRuntimeFiles(executable: string): Promise<LayerFile[]> {
-  const files: LayerFile[] = [{ path: NODE_PATH, source: { file: executable }, mode: 0o755 }];
+export function nodeRuntimeFiles(executable: string): Promise<LayerFile[]> {
+  return hostProgramFiles(executable, NODE_PATH);
+}
+
+/** A program of this machine at `at` in an image, and the dynamic loader and shared libraries it links, at their paths. */
+export async function hostProgramFiles(executable: string, at: string): Promise<LayerFile[]> {
+  const files: LayerFile[] = [{ path: at, source: { file: executable }, mode: 0o755 }];
   const loader = await elfInterpreter(executable);
   if (!loader) return files; // statically linked
   files.push({ path: loader, source: { file: await realpath(loader) }, mode: 0o755 });

@@ -116,6 +116,17 @@ export interface RealNode {
   readonly apiServer: { readonly host: string; readonly port: number };
   /** Forwards a TCP service of this machine (`target`, on loopback) to a port on the node's IP, for its pods; until stop(). */
   forward(target: { host: string; port: number }): Promise<number>;
+  /**
+   * The local registry as the node's pods reach it (a forward on the node's IP), for a build that pushes an image
+   * the node then pulls under the same name; the node pulls from that address too (plain HTTP). Made once.
+   */
+  podRegistry(): Promise<string>;
+  /**
+   * Has the node pull images named after `hosts` (docker.io, ghcr.io, …) from the local registry instead, as a
+   * cluster without internet access mirrors them: `docker.io/library/bash:5.2` is the local `library/bash:5.2`.
+   * Nothing is ever pulled from those hosts.
+   */
+  mirror(hosts: string[]): Promise<void>;
   /** Last lines of a component's log: registry, containerd or kubelet. */
   logTail(component: "registry" | "containerd" | "kubelet", lines?: number): Promise<string>;
   /** Stops the node and removes everything it left on the machine; throws if something is left. Safe to call twice. */
@@ -235,8 +246,7 @@ export async function startRealNode(cp: RealNodeControlPlane, opts: RealNodeOpti
     progress(`real node: starting containerd`);
     const containerdDir = join(dir, "containerd");
     await mkdir(join(containerdDir, "certs.d", registry), { recursive: true });
-    await writeFile(join(containerdDir, "certs.d", registry, "hosts.toml"),
-      `server = "http://${registry}"\n\n[host."http://${registry}"]\n  capabilities = ["pull", "resolve"]\n`);
+    await writeFile(join(containerdDir, "certs.d", registry, "hosts.toml"), registryHostsToml(registry));
     const socket = join(containerdDir, "containerd.sock");
     await writeFile(join(containerdDir, "config.toml"), containerdConfig({ dir: containerdDir, socket, binDir, cniConf, pauseImage }));
     const containerd = processes.start("containerd", bin("containerd"), ["--config", join(containerdDir, "config.toml")], { env });
@@ -263,8 +273,23 @@ export async function startRealNode(cp: RealNodeControlPlane, opts: RealNodeOpti
     }, 90_000, `Node ${nodeName} Ready`);
 
     progress(`real node: ${nodeName} is Ready at ${nodeIP} (registry ${registry}, directory ${dir})`);
+    // containerd reads certs.d at each pull: a host added here applies to the next pull.
+    const registryHost = (host: string) => writeFile(join(containerdDir, "certs.d", host, "hosts.toml"), registryHostsToml(registry), { flag: "w" });
+    const mirror = async (hosts: string[]) => {
+      for (const host of hosts) {
+        await mkdir(join(containerdDir, "certs.d", host), { recursive: true });
+        await registryHost(host);
+      }
+    };
+    let podRegistry: Promise<string> | undefined;
     return {
-      nodeName, nodeIP, registry, binDir, dir, pauseImage, apiServer, forward,
+      nodeName, nodeIP, registry, binDir, dir, pauseImage, apiServer, forward, mirror,
+      podRegistry: () => (podRegistry ??= (async () => {
+        const at = `${nodeIP}:${await forward({ host: "127.0.0.1", port: Number(registry.split(":")[1]) })}`;
+        await mkdir(join(containerdDir, "certs.d", at), { recursive: true });
+        await writeFile(join(containerdDir, "certs.d", at, "hosts.toml"), registryHostsToml(`${at}`));
+        return at;
+      })()),
       logTail: (component, lines) => tail(join(logs, `${component}.log`), lines),
       stop,
     };
@@ -349,6 +374,11 @@ current-context: local
   const r = await cp.kubectl(["apply", "-f", "-"], { input: binding });
   if (r.code !== 0) throw new RealNodeError("kubelet RBAC", `cannot bind system:node to system:node:${nodeName}: ${r.stderr.trim()}`);
   return path;
+}
+
+/** A containerd registry host file (certs.d/<host>/hosts.toml): pull and resolve from `registry` over plain HTTP only. */
+export function registryHostsToml(registry: string): string {
+  return `server = "http://${registry}"\n\n[host."http://${registry}"]\n  capabilities = ["pull", "resolve"]\n`;
 }
 
 /** containerd's configuration (version 4): everything under `dir`, CRI with runc (cgroupfs), CNI and the local registry. */

@@ -38,7 +38,7 @@ export function build(flag: "--tools" | "--argocd-lua" | "--argocd" | "--kustomi
  * Runs build.sh (the control plane with no flag, or one single-tool flag) without blocking this process, with
  * each line of its progress passed to `progress`. Resolves to the path it prints last.
  */
-export function buildInBackground(flag: "--tekton" | "--node" | "--traefik" | undefined, progress?: (line: string) => void): Promise<string> {
+export function buildInBackground(flag: "--tekton" | "--node" | "--lifecycle" | "--traefik" | undefined, progress?: (line: string) => void): Promise<string> {
   const what = flag ? `build.sh ${flag}` : "build.sh";
   return new Promise((resolvePath, reject) => {
     const child = spawn(buildScript, flag ? [flag] : [], { stdio: ["ignore", "pipe", "pipe"] });
