@@ -14,10 +14,10 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { parseAllDocuments } from "yaml";
 import type { ControlPlane } from "./controlplane.js";
-import type { GitServer } from "./gitserver.js";
 import type { IngressController } from "./ingress.js";
 import type { RealNode } from "./realnode.js";
 import type { Platform } from "../platform.js";
+import type { PipelineSettings } from "../builds/pipelinerun.js";
 
 // The operator's JSON logs would drown the walkthrough printed here; LOG_LEVEL=info shows them.
 process.env.LOG_LEVEL ??= "warn";
@@ -30,6 +30,9 @@ const { startRealNode, RealNodeUnavailable, REAL_NODE_LABEL, REAL_NODE_LABEL_VAL
 const { startIngressController } = await import("./ingress.js");
 const { buildEchoImage } = await import("./echo-image.js");
 const { installOperatorPods, OPERATOR_NAMESPACE, OPERATOR_POD_SELECTOR } = await import("./operator-pod.js");
+const { buildVolume, lifecycleBinaries, pushBuildImages, pushSampleSource } = await import("./build-images.js");
+const { tektonBinaries } = await import("./tekton.js");
+const { cacheClaimName } = await import("../builds/pipelinerun.js");
 const { Kube } = await import("../kube.js");
 
 const run = promisify(execFile);
@@ -42,22 +45,6 @@ async function kubectlOk(cp: ControlPlane, args: string[], input?: string): Prom
   return r.stdout;
 }
 
-/** A source repository for the source-app sample: a Procfile and a tiny app, pushed to the local Git server. */
-async function pushSampleSource(git: GitServer, work: string): Promise<string> {
-  await git.createBareRepo("source-app");
-  const dir = join(work, "source-app");
-  await mkdir(dir, { recursive: true });
-  await writeFile(join(dir, "Procfile"), "web: node server.js\nworker: node worker.js\n");
-  await writeFile(join(dir, "server.js"), "require('http').createServer((q, s) => s.end('hello from source-app\\n')).listen(process.env.PORT);\n");
-  await writeFile(join(dir, "worker.js"), "setInterval(() => console.log('working'), 5000);\n");
-  const g = (...args: string[]) => run("git", ["-C", dir, ...args]);
-  await g("init", "-q", "-b", "main");
-  await g("add", ".");
-  await g("-c", "user.name=Slipway Sample", "-c", "user.email=sample@slipway.dev", "commit", "-q", "-m", "Sample app with a Procfile");
-  await g("push", "-q", git.url("source-app"), "main");
-  return git.url("source-app");
-}
-
 /**
  * The samples that run on the real node, with their images built from samples/images/echo: echo needs it (its
  * Config asks for the node, so it is left out without one); image-app runs there when there is one (its Config
@@ -65,13 +52,15 @@ async function pushSampleSource(git: GitServer, work: string): Promise<string> {
  */
 const REAL_SAMPLE = "echo";
 const REAL_WHEN_POSSIBLE = "image-app";
+/** Built from samples/source/source-app on the real node when there is one, by Tekton with the buildpacks lifecycle. */
+const BUILT_SAMPLE = "source-app";
 
 /**
  * The sample apps' App, Config and Secret objects (not their Releases: the operator cuts those). source-app's
  * repository is the local Git server's; echo's and image-app's images are the ones built here (`images`, by
  * sample), and without them echo is left out.
  */
-async function sampleObjects(sourceUrl: string, images: ReadonlyMap<string, string>): Promise<string> {
+async function sampleObjects(sourceUrl: string, images: ReadonlyMap<string, string>, onRealNode: ReadonlySet<string>): Promise<string> {
   const docs: string[] = [];
   const samples = join(repoRoot, "samples", "apps");
   for (const name of (await readdir(samples)).sort()) {
@@ -84,7 +73,7 @@ async function sampleObjects(sourceUrl: string, images: ReadonlyMap<string, stri
         const image = images.get(name);
         if (kind === "App" && doc.hasIn(["spec", "source", "git"])) doc.setIn(["spec", "source", "git"], sourceUrl);
         if (kind === "App" && image) doc.setIn(["spec", "image"], image);
-        if (kind === "Config" && image && name === REAL_WHEN_POSSIBLE) doc.setIn(["spec", "nodeSelector"], { [REAL_NODE_LABEL]: REAL_NODE_LABEL_VALUE });
+        if (kind === "Config" && onRealNode.has(name)) doc.setIn(["spec", "nodeSelector"], { [REAL_NODE_LABEL]: REAL_NODE_LABEL_VALUE });
         docs.push(doc.toString());
       }
     }
@@ -168,23 +157,44 @@ async function main(): Promise<void> {
     const git = await startGitServer();
     cleanups.push(() => git.stop());
     await git.createBareRepo("slipway-config");
-    let sourceUrl = await pushSampleSource(git, work);
+    await pushSampleSource(git, BUILT_SAMPLE, work);
+    let sourceUrl = git.url(BUILT_SAMPLE);
+    // The real node's pods reach the Git server, on loopback, through a forward on the node's bridge address.
+    let podGitUrl = (repo: string) => git.url(repo);
+    // With the real node, source-app is built there for real, and it and image-app run there.
+    const onRealNode = new Set<string>();
+    let pipeline: PipelineSettings | undefined;
+    if (realNode) {
+      const node = realNode;
+      const gitPort = await node.forward({ host: "127.0.0.1", port: git.port });
+      podGitUrl = (repo: string) => git.url(repo).replace(/^http:\/\/[^/]+/, `http://${node.nodeIP}:${gitPort}`);
+      sourceUrl = podGitUrl(BUILT_SAMPLE);
+      say("  building what a source build runs on the real node: Tekton's images, the sample Tasks' step images and a buildpacks builder");
+      const built = await pushBuildImages(node, {
+        tektonBinDir: await tektonBinaries(), tektonVersion: cp.tekton?.version ?? "", lifecycleDir: await lifecycleBinaries(),
+      });
+      say(`  builder ${built.builder}`);
+      const volume = await buildVolume(node, NAMESPACE, cacheClaimName(BUILT_SAMPLE));
+      await kubectlOk(cp, ["apply", "-f", "-"], JSON.stringify(volume));
+      pipeline = { registry: built.registry, builderImage: built.builder, podTemplate: { nodeSelector: { [REAL_NODE_LABEL]: REAL_NODE_LABEL_VALUE } } };
+      for (const sample of [REAL_WHEN_POSSIBLE, BUILT_SAMPLE]) onRealNode.add(sample);
+    }
 
     let platform: Platform | undefined;
     let webhooksAt: string;
     if (operatorAsPods && !realNode) say(`  SLIPWAY_OPERATOR=pod needs the real node; ${realNodeNote}: the operator runs in this process`);
     if (operatorAsPods && realNode) {
       say("  installing Slipway (operator/deploy) with the operator as pods on the real node, its image assembled from operator/Dockerfile without Docker");
-      // The pods reach the Git server, on loopback, through a forward on the node's bridge address.
-      const gitPort = await realNode.forward({ host: "127.0.0.1", port: git.port });
-      const podGitUrl = (repo: string) => git.url(repo).replace(/^http:\/\/[^/]+/, `http://${realNode?.nodeIP ?? ""}:${gitPort}`);
-      sourceUrl = podGitUrl("source-app");
       const pods = await installOperatorPods(cp, realNode, {
         base: join(repoRoot, "operator", "deploy"),
         settings: {
           SLIPWAY_GIT_URL: podGitUrl("slipway-config"), SLIPWAY_GIT_POLL_SECONDS: "5", SLIPWAY_SOURCE_POLL_SECONDS: "5",
           SLIPWAY_CONFIG_WEBHOOK_SECRET: "local-webhook-secret", SLIPWAY_SOURCE_WEBHOOK_SECRET: "local-webhook-secret",
           ...(ingress ? { SLIPWAY_INGRESS_CLASS: ingress.ingressClassName } : {}),
+          ...(pipeline ? {
+            SLIPWAY_BUILD_REGISTRY: pipeline.registry ?? "", SLIPWAY_BUILDER_IMAGE: pipeline.builderImage ?? "",
+            SLIPWAY_BUILD_POD_TEMPLATE: JSON.stringify(pipeline.podTemplate),
+          } : {}),
         },
         progress: (line) => say(`  ${line}`),
       });
@@ -198,7 +208,7 @@ async function main(): Promise<void> {
         // Routes through Traefik's IngressClass when it runs.
         platform: ingress ? { ingressClassName: ingress.ingressClassName } : undefined,
         gitops: { repo: { url: git.url("slipway-config"), dir: join(work, "config-clone") }, mode: "sync", pollIntervalMs: 5000 },
-        builds: { pollIntervalMs: 5000 },
+        builds: { pollIntervalMs: 5000, pipeline },
         // One secret for both on this one machine; every sample App names none, so the fallback signs their pushes.
         webhookSecrets: { config: "local-webhook-secret", sourceFallback: "local-webhook-secret" },
       });
@@ -210,7 +220,7 @@ async function main(): Promise<void> {
     }
 
     say(`  applying the sample apps into namespace "${NAMESPACE}"`);
-    const samples = await sampleObjects(sourceUrl, images);
+    const samples = await sampleObjects(sourceUrl, images, onRealNode);
     await kubectlOk(cp, ["apply", "--server-side", "--field-manager=slipway-samples", "-n", NAMESPACE, "-f", "-"], samples);
     const ready = await cp.kubectl(["wait", "--for=condition=Ready", "--timeout=120s", "-n", NAMESPACE, "apps.slipway.dev", "--all"]);
     if (platform) await platform.gitops?.idle();
@@ -242,22 +252,23 @@ async function main(): Promise<void> {
     let realApp = "";
     if (ingress) {
       const lines: string[] = [];
-      for (const sample of [REAL_SAMPLE, REAL_WHEN_POSSIBLE]) {
+      for (const sample of [REAL_SAMPLE, REAL_WHEN_POSSIBLE, ...(onRealNode.has(BUILT_SAMPLE) ? [BUILT_SAMPLE] : [])]) {
         const host = `${sample}.${NAMESPACE}.slipway.local`;
         const answer = await ingress.get(host).catch((err: unknown) => ({ status: 0, body: String(err) }));
         lines.push(`  curl --resolve ${host}:${ingress.port}:127.0.0.1 http://${host}:${ingress.port}/`,
           `  → ${answer.status === 200 ? answer.body.trim() : `(answered ${answer.status}: ${answer.body.trim()})`}`);
       }
       realApp = `
-Running for real, on the real node behind Traefik ${ingress.version} on ${ingress.address}: the echo sample, and
-image-app's web process and its worker:
+Running for real, on the real node behind Traefik ${ingress.version} on ${ingress.address}: the echo sample,
+image-app's web process and its worker, and source-app's, built from samples/source/source-app by Tekton on
+the real node (git clone, then the buildpacks lifecycle with samples/buildpacks/procfile):
 ${lines.join("\n")}
 `;
     }
     say(`${realApp}
-Simulated here: the containers of the apps on the kwok nodes${ingress ? " (every sample but echo and image-app)" : ` (${realNodeNote})`}. kwok
-marks their pods Running and Ready without running them, and reports the steps of each build's TaskRun pods as
-a kubelet would (exit 0, Tekton's results; the image digest is derived from the pod). Everything else is real,
+Simulated here: the containers of the apps on the kwok nodes${ingress ? " (autoscale, config-env and custom-domain)" : ` (${realNodeNote})`}. kwok
+marks their pods Running and Ready without running them${ingress ? "" : `, and reports the steps of each build's TaskRun
+pods as a kubelet would (exit 0, Tekton's results; the image digest is derived from the pod)`}. Everything else is real,
 Tekton Pipelines ${cp.tekton?.version ?? ""} included: its controller ran the builds and its webhook admitted them.
 
 Try it:

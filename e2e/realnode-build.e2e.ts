@@ -1,0 +1,176 @@
+// source-app built from its Git repository for real: the operator (`node dist/operator/main.js`, builds on) sees
+// the commit, Tekton's controller runs the sample buildpacks Pipeline (samples/tekton), and the kubelet of the real
+// node runs its TaskRuns' pods: Tekton's entrypoint, git clone of the sample source (samples/source/source-app)
+// from the local Git server, and the Cloud Native Buildpacks lifecycle, whose creator detects the Procfile
+// (samples/buildpacks/procfile), builds, and exports the image to the node's registry. The Release that follows
+// carries that image's digest and the Procfile, and its web and worker processes run from it on the real node.
+// What is asserted comes from Tekton's own status (PipelineRun, TaskRuns, results), the kubelet's (the pods' steps
+// and their exit codes), the registry's (the pushed image's digest) and the apps' own answers and logs. Nothing
+// here is simulated; operator/local/build-images.ts says what the images are made of.
+//
+// The tests run in order on one App. If this machine cannot run a real node the before hook fails with the
+// reason and so does every test here: they are never skipped.
+import { execFile } from "node:child_process";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import type { V1Pod } from "@kubernetes/client-node";
+import { parseAllDocuments } from "yaml";
+import type { App, Release } from "../crds/v1alpha1.js";
+import { buildVolume, lifecycleBinaries, pushBuildImages, pushSampleSource, removeBuildVolume, type BuildImages } from "../operator/local/build-images.js";
+import { repoRoot } from "../operator/local/controlplane.js";
+import { startGitServer, type GitServer } from "../operator/local/gitserver.js";
+import { realNodePlacement } from "../operator/local/realnode.js";
+import { tektonBinaries, tektonModuleDir } from "../operator/local/tekton.js";
+import { requireTekton } from "./builds-support.js";
+import { controlPlane, realNodeTest, waitFor } from "./harness/suite.js";
+import { RealNodeFixture } from "./harness/realnode-app.js";
+
+const run = promisify(execFile);
+const APP = "source-app";
+/** samples/apps/source-app routes to 8080; Slipway sets $PORT to it and server.js listens there. */
+const PORT = 8080;
+const fixture = new RealNodeFixture("realnode-build", APP, PORT, {}, { ingress: { gateway: "slipway" } });
+
+let images: BuildImages;
+let git: GitServer;
+let work = "";
+let sourceUrl = "";
+let first = "";
+let volume: Record<string, unknown> | undefined;
+
+type Condition = { type: string; status: string; reason?: string; message?: string };
+type TektonRun = { metadata: { name: string; labels?: Record<string, string> }; status?: { conditions?: Condition[]; results?: { name: string; value: string }[]; podName?: string; childReferences?: { name: string; pipelineTaskName: string }[] } };
+
+const kubectl = async (args: string[], input?: string): Promise<string> => {
+  const r = await (await controlPlane()).kubectl(args, input === undefined ? {} : { input });
+  if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")}: ${r.stderr}`);
+  return r.stdout;
+};
+
+realNodeTest.before("start the real node, Traefik, the build images, the source repository and the operator with builds on", async (t) => {
+  t.timeout(45 * 60_000, "building and starting the real node");
+  await requireTekton();
+  await fixture.start();
+  const node = fixture.node;
+  if (!node) throw new Error("the real node did not start");
+  const started = Date.now();
+  const { version } = await tektonModuleDir();
+  images = await pushBuildImages(node, { tektonBinDir: await tektonBinaries(), tektonVersion: version, lifecycleDir: await lifecycleBinaries() });
+  fixture.log(`build images pushed in ${((Date.now() - started) / 1000).toFixed(1)}s: builder ${images.builder}`);
+
+  git = await startGitServer();
+  work = await mkdtemp(join(tmpdir(), "slipway-realnode-build-"));
+  first = await pushSampleSource(git, APP, work);
+  // The TaskRun pods clone through a forward on the node's address; the operator polls the same URL.
+  sourceUrl = `http://${node.nodeIP}:${await node.forward({ host: "127.0.0.1", port: git.port })}/${APP}.git`;
+  if (!git.url(APP).endsWith(`/${APP}.git`)) throw new Error(`unexpected Git URL ${git.url(APP)}`);
+
+  const ns = fixture.namespace;
+  await kubectl(["apply", "-k", join(repoRoot, "samples", "tekton"), "-n", ns]);
+  volume = await buildVolume(node, ns, `${APP}-build-cache`);
+  await kubectl(["apply", "-f", "-"], JSON.stringify(volume));
+  await fixture.restartOperator({
+    SLIPWAY_BUILDS: "true", SLIPWAY_SOURCE_POLL_SECONDS: "2",
+    SLIPWAY_BUILD_REGISTRY: images.registry, SLIPWAY_BUILDER_IMAGE: images.builder,
+    SLIPWAY_BUILD_POD_TEMPLATE: JSON.stringify({ nodeSelector: realNodePlacement.nodeSelector, tolerations: realNodePlacement.tolerations }),
+  });
+
+  // The sample's own App and Config, pointed at the local repository (and without previews: no pull requests here).
+  const docs = (file: string) => readFile(join(repoRoot, "samples", "apps", APP, file), "utf8").then((text) => parseAllDocuments(text).map((d) => d.toJS() as Record<string, unknown>));
+  const [app] = (await docs("app.yaml")) as unknown as App[];
+  const [config] = await docs("config.yaml");
+  if (!app?.spec.source) throw new Error("samples/apps/source-app/app.yaml has no source");
+  app.spec.source.git = sourceUrl;
+  delete app.spec.previews;
+  await kubectl(["apply", "-n", ns, "-f", "-"], JSON.stringify(config));
+  await kubectl(["apply", "-n", ns, "-f", "-"], JSON.stringify(app));
+});
+
+realNodeTest.afterAlways("stop the operator, the Git server and the real node", async () => {
+  await fixture.stop();
+  if (volume) {
+    await (await controlPlane()).kubectl(["delete", "persistentvolume", (volume.metadata as { name: string }).name, "--wait=false"]);
+    await removeBuildVolume(volume);
+  }
+  await git?.stop();
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+async function pipelineRun(name: string, done: (r: TektonRun) => boolean, what: string): Promise<TektonRun> {
+  let found: TektonRun | undefined;
+  await waitFor(async () => {
+    const r = await (await controlPlane()).kubectl(["get", "pipelineruns.tekton.dev", name, "-n", fixture.namespace, "-o", "json"]);
+    found = r.code === 0 ? JSON.parse(r.stdout) as TektonRun : undefined;
+    return found !== undefined && done(found);
+  }, 10 * 60_000, async () => `PipelineRun ${name} ${what}: ${JSON.stringify(found?.status?.conditions)}\n${await explainBuild(name)}`);
+  if (!found) throw new Error(`no PipelineRun ${name}`);
+  return found;
+}
+
+/** The TaskRuns' conditions and their pods' container states, and the kubelet's log: what a failed build shows. */
+async function explainBuild(pipelineRunName: string): Promise<string> {
+  const cp = await controlPlane();
+  const taskRuns = await cp.kubectl(["get", "taskruns.tekton.dev", "-n", fixture.namespace, "-l", `tekton.dev/pipelineRun=${pipelineRunName}`, "-o", "json"]);
+  const pods = await cp.kubectl(["get", "pods", "-n", fixture.namespace, "-l", `tekton.dev/pipelineRun=${pipelineRunName}`, "-o", "json"]);
+  const podLines = pods.code === 0 ? (JSON.parse(pods.stdout) as { items: V1Pod[] }).items.map((p) =>
+    `${p.metadata?.name} on ${p.spec?.nodeName}: ${JSON.stringify([...(p.status?.initContainerStatuses ?? []), ...(p.status?.containerStatuses ?? [])].map((c) => ({ name: c.name, state: c.state })))}`) : [pods.stderr];
+  const logs: string[] = [];
+  for (const p of pods.code === 0 ? (JSON.parse(pods.stdout) as { items: V1Pod[] }).items : []) {
+    const l = await cp.kubectl(["logs", "-n", fixture.namespace, p.metadata?.name ?? "", "--all-containers", "--tail=20"]);
+    logs.push(`--- ${p.metadata?.name}\n${l.stdout}${l.stderr}`);
+  }
+  const trs = taskRuns.code === 0 ? (JSON.parse(taskRuns.stdout) as { items: TektonRun[] }).items.map((r) => `${r.metadata.name}: ${JSON.stringify(r.status?.conditions)}`) : [taskRuns.stderr];
+  return [...trs, ...podLines, ...logs, `kubelet:\n${await fixture.node?.logTail("kubelet", 10)}`].join("\n");
+}
+
+let firstRelease: Release | undefined;
+
+realNodeTest.serial("source-app is built from its Git repository on the real node: Tekton's TaskRuns succeed with steps the kubelet ran (git clone, the buildpacks lifecycle), and the Release carries the digest the registry holds and the Procfile", async (t) => {
+  const name = `${APP}-build-${first.slice(0, 7)}`;
+  const done = await pipelineRun(name, (r) => r.status?.conditions?.some((c) => c.type === "Succeeded" && c.status !== "Unknown") === true, "did not finish");
+  t.like(done.status?.conditions?.find((c) => c.type === "Succeeded"), { status: "True", reason: "Succeeded" }, await explainBuild(name));
+
+  // Tekton's TaskRuns, and the kubelet's pods that ran their steps: on the real node, every step exited 0.
+  const cp = await controlPlane();
+  // The TaskRuns' pods (not the affinity assistant's, which holds the build volume on the node meanwhile).
+  const pods = (JSON.parse((await cp.kubectl(["get", "pods", "-n", fixture.namespace, "-l", `tekton.dev/pipelineRun=${name},tekton.dev/taskRun`, "-o", "json"])).stdout) as { items: V1Pod[] }).items;
+  t.deepEqual(pods.map((p) => p.metadata?.labels?.["tekton.dev/pipelineTask"]).sort(), ["build", "clone"]);
+  for (const pod of pods) {
+    t.is(pod.spec?.nodeName, fixture.node?.nodeName, `${pod.metadata?.name} ran on the real node`);
+    const steps = pod.status?.containerStatuses ?? [];
+    t.true(steps.length > 0);
+    for (const s of steps) t.is(s.state?.terminated?.exitCode, 0, `${pod.metadata?.name} step ${s.name}: ${JSON.stringify(s.state)}`);
+  }
+  const buildPod = pods.find((p) => p.metadata?.labels?.["tekton.dev/pipelineTask"] === "build");
+  const createLog = (await cp.kubectl(["logs", "-n", fixture.namespace, buildPod?.metadata?.name ?? "", "-c", "step-create"])).stdout;
+  t.regex(createLog, /slipway\/procfile: process type web: node server\.js/, createLog);
+  t.regex(createLog, /slipway\/procfile: process type worker: node worker\.js/);
+
+  // The image the lifecycle pushed, as the registry has it, is the one Tekton's result and the Release name.
+  const digest = done.status?.results?.find((r) => r.name === "APP_IMAGE_DIGEST")?.value ?? "";
+  t.regex(digest, /^sha256:[0-9a-f]{64}$/);
+  const node = fixture.node;
+  if (!node) return t.fail("no real node");
+  const tag = `${node.registry}/${fixture.namespace}/${APP}:${first.slice(0, 7)}`;
+  const registryDigest = (await run(join(node.binDir, "crane"), ["digest", "--insecure", tag])).stdout.trim();
+  t.is(registryDigest, digest);
+  const config = JSON.parse((await run(join(node.binDir, "crane"), ["config", "--insecure", tag])).stdout) as { config?: { Labels?: Record<string, string> } };
+  t.truthy(config.config?.Labels?.["io.buildpacks.lifecycle.metadata"], "the image was exported by the buildpacks lifecycle");
+
+  firstRelease = await fixture.app.releaseBy((r) => r.spec.build?.sourceCommit === first, `of commit ${first.slice(0, 7)}`);
+  t.is(firstRelease.spec.build?.image, `${images.registry}/${fixture.namespace}/${APP}@${digest}`);
+  t.deepEqual(firstRelease.spec.build?.procfile, { web: "node server.js", worker: "node worker.js" });
+});
+
+realNodeTest.serial("the built source-app runs on the real node: its web process answers through Traefik and its worker process logs its jobs", async (t) => {
+  if (!firstRelease) return t.fail("the build did not release");
+  const [web] = await fixture.app.liveAndReady(t, firstRelease.spec.version);
+  t.is(web?.spec?.nodeName, fixture.node?.nodeName);
+  t.is(web?.status?.containerStatuses?.[0]?.imageID?.split("@")[1], firstRelease.spec.build?.image.split("@")[1], "the kubelet ran the built image");
+  await fixture.app.urlAnswers("hello from source-app");
+  await waitFor(async () => /source-app worker: job \d+ done/.test((await fixture.app.slipway(["logs", APP, "--type", "worker"])).stdout), 60_000,
+    async () => `the worker logged no job: ${(await fixture.app.slipway(["logs", APP, "--type", "worker"])).stdout}`);
+  t.pass();
+});
