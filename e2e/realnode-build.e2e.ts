@@ -11,13 +11,13 @@
 // The tests run in order on one App. If this machine cannot run a real node the before hook fails with the
 // reason and so does every test here: they are never skipped.
 import { execFile } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import type { V1Pod } from "@kubernetes/client-node";
 import { parseAllDocuments } from "yaml";
-import type { App, Release } from "../crds/v1alpha1.js";
+import type { App, Condition as AppCondition, Release } from "../crds/v1alpha1.js";
 import { buildVolume, lifecycleBinaries, pushBuildImages, pushSampleSource, removeBuildVolume, type BuildImages } from "../operator/local/build-images.js";
 import { repoRoot } from "../operator/local/controlplane.js";
 import { startGitServer, type GitServer } from "../operator/local/gitserver.js";
@@ -32,6 +32,8 @@ const APP = "source-app";
 /** samples/apps/source-app routes to 8080; Slipway sets $PORT to it and server.js listens there. */
 const PORT = 8080;
 const fixture = new RealNodeFixture("realnode-build", APP, PORT, {}, { ingress: { gateway: "slipway" } });
+/** The Deployments' progress deadline the operator is given: a release that cannot become Ready stalls after it. */
+const DEADLINE = 20;
 
 let images: BuildImages;
 let git: GitServer;
@@ -72,7 +74,7 @@ realNodeTest.before("start the real node, Traefik, the build images, the source 
   volume = await buildVolume(node, ns, `${APP}-build-cache`);
   await kubectl(["apply", "-f", "-"], JSON.stringify(volume));
   await fixture.restartOperator({
-    SLIPWAY_BUILDS: "true", SLIPWAY_SOURCE_POLL_SECONDS: "2",
+    SLIPWAY_BUILDS: "true", SLIPWAY_SOURCE_POLL_SECONDS: "2", SLIPWAY_PROGRESS_DEADLINE_SECONDS: String(DEADLINE),
     SLIPWAY_BUILD_REGISTRY: images.registry, SLIPWAY_BUILDER_IMAGE: images.builder,
     SLIPWAY_BUILD_POD_TEMPLATE: JSON.stringify({ nodeSelector: realNodePlacement.nodeSelector, tolerations: realNodePlacement.tolerations }),
   });
@@ -173,4 +175,61 @@ realNodeTest.serial("the built source-app runs on the real node: its web process
   await waitFor(async () => /source-app worker: job \d+ done/.test((await fixture.app.slipway(["logs", APP, "--type", "worker"])).stdout), 60_000,
     async () => `the worker logged no job: ${(await fixture.app.slipway(["logs", APP, "--type", "worker"])).stdout}`);
   t.pass();
+});
+
+/** Commits `files` (path → content) to the sample's working copy and pushes them; returns the commit. */
+async function pushCommit(files: Record<string, string>, message: string): Promise<string> {
+  const dir = join(work, APP);
+  const g = async (...args: string[]) => (await run("git", ["-C", dir, "-c", "user.name=Ada", "-c", "user.email=ada@example.com", ...args])).stdout;
+  for (const [path, content] of Object.entries(files)) await writeFile(join(dir, path), content);
+  await g("commit", "-q", "-am", message);
+  await g("push", "-q", git.url(APP), "main");
+  return (await g("rev-parse", "HEAD")).trim();
+}
+
+/** The build of `commit`, once Tekton says it succeeded, and the Release cut from it. */
+async function builtAndReleased(commit: string): Promise<Release> {
+  const name = `${APP}-build-${commit.slice(0, 7)}`;
+  const done = await pipelineRun(name, (r) => r.status?.conditions?.some((c) => c.type === "Succeeded" && c.status !== "Unknown") === true, "did not finish");
+  const succeeded = done.status?.conditions?.find((c) => c.type === "Succeeded");
+  if (succeeded?.status !== "True") throw new Error(`PipelineRun ${name} failed: ${JSON.stringify(succeeded)}\n${await explainBuild(name)}`);
+  return fixture.app.releaseBy((r) => r.spec.build?.sourceCommit === commit, `of commit ${commit.slice(0, 7)}`);
+}
+
+let crashing: Release | undefined;
+
+realNodeTest.serial("a commit whose Procfile names a script that is not there is built on the same build volume, and its release stalls with the kubelet's CrashLoopBackOff and node's exit code 1, while the previous build keeps answering", async (t) => {
+  t.timeout(10 * 60_000, "a build and a rollout on the real node");
+  if (!firstRelease) return t.fail("the first build did not release");
+  const commit = await pushCommit({ Procfile: "web: node missing.js\nworker: node worker.js\n" }, "web runs a script that is not there");
+  crashing = await builtAndReleased(commit);
+  t.deepEqual(crashing.spec.build?.procfile, { web: "node missing.js", worker: "node worker.js" });
+  let app: App | undefined;
+  const stalled = (a: App | undefined) => a?.status?.conditions?.find((c: AppCondition) => c.type === "Stalled");
+  await waitFor(async () => {
+    app = await fixture.app.app();
+    return app.status?.currentRelease === `v${crashing?.spec.version}` && stalled(app)?.status === "True";
+  }, (DEADLINE + 120) * 1_000, () => `App ${APP} did not stall on v${crashing?.spec.version}: ${JSON.stringify(app?.status)}`);
+  const message = stalled(app)?.message ?? "";
+  t.log(`Stalled: ${message}`);
+  t.regex(message, /container web of pod \S+ (is CrashLoopBackOff \(exit code 1\)|exited: Error \(exit code 1\)|is running again after it exited: Error \(exit code 1\))/, message);
+  t.true(message.endsWith(`; the previous release v${firstRelease.spec.version} keeps serving`), message);
+  // What node said, through the kubelet: the module it could not find.
+  const [pod] = (await fixture.app.getJson<{ items: V1Pod[] }>(["get", "pods", "-l", `slipway.dev/app=${APP},slipway.dev/process=web,slipway.dev/release=v${crashing.spec.version}`])).items;
+  const logs = await (await controlPlane()).kubectl(["logs", "-n", fixture.namespace, pod?.metadata?.name ?? "", "--previous"]);
+  t.regex(logs.stdout, /Error: Cannot find module '\/workspace\/\S*missing\.js'/, logs.stdout + logs.stderr);
+  await fixture.app.urlAnswers("hello from source-app");
+});
+
+realNodeTest.serial("a fix pushed after the crash is built again and its release answers through Traefik with the new code", async (t) => {
+  t.timeout(10 * 60_000, "a build and a rollout on the real node");
+  if (!crashing) return t.fail("the crashing build did not release");
+  const commit = await pushCommit({
+    Procfile: "web: node server.js\nworker: node worker.js\n",
+    "server.js": (await readFile(join(work, APP, "server.js"), "utf8")).replace('"hello from source-app"', '"hello from source-app, fixed"'),
+  }, "web runs server.js again, with a new greeting");
+  const fixed = await builtAndReleased(commit);
+  t.true(fixed.spec.version > crashing.spec.version);
+  await fixture.app.liveAndReady(t, fixed.spec.version);
+  await fixture.app.urlAnswers("hello from source-app, fixed");
 });

@@ -182,7 +182,7 @@ async function onPath(program: string): Promise<string> {
 /**
  * A hostPath PersistentVolume pre-bound to an App's build claim (`<app>-build-cache`) in `namespace`: this control
  * plane runs no storage provisioner. Its directory, under the node's, holds source/ and cache/ open to the
- * Tasks' users (the clone runs as 65532, the lifecycle as 1000; a hostPath volume ignores fsGroup).
+ * Tasks' non-root user (1000, the clone's and the lifecycle's; a hostPath volume ignores fsGroup).
  */
 export async function buildVolume(node: RealNode, namespace: string, claim: string, size = "2Gi"): Promise<Record<string, unknown>> {
   const dir = await mkdtemp(join(node.dir, `pv-${claim}-`));
