@@ -280,7 +280,9 @@ Try it:
   kubectl slipway -n ${NAMESPACE} rollback image-app${ingress ? `
   kubectl slipway -n ${NAMESPACE} config:set ${REAL_SAMPLE} MESSAGE=hello-again   # then the curl above answers hello-again
   kubectl slipway -n ${NAMESPACE} logs ${REAL_SAMPLE}
-  kubectl slipway -n ${NAMESPACE} logs ${REAL_WHEN_POSSIBLE} --type worker -f   # a job every 2 s` : ""}
+  kubectl slipway -n ${NAMESPACE} logs ${REAL_WHEN_POSSIBLE} --type worker -f   # a job every 2 s` : ""}${onRealNode.has(BUILT_SAMPLE) ? `
+  kubectl get pipelineruns,taskruns -n ${NAMESPACE}   # source-app's build, run on the real node
+  kubectl slipway -n ${NAMESPACE} logs ${BUILT_SAMPLE} --type worker   # built from samples/source/source-app` : ""}
   git clone ${git.url("slipway-config")} && git -C slipway-config log --stat
 Webhooks: POST ${webhooksAt}/webhooks/config and /webhooks/source (secret "local-webhook-secret")${platform ? "" : `
 The operator runs as pods on the real node: kubectl logs -n ${OPERATOR_NAMESPACE} deploy/slipway-operator`}
