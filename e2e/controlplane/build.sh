@@ -189,6 +189,12 @@ node_build() {
 }
 node_dir="$cache/node-containerd-$CONTAINERD_VERSION-runc-$RUNC_VERSION-cni-$CNI_PLUGINS_VERSION-crane-$GO_CONTAINERREGISTRY_VERSION-$(hash "$here"/node/{go.sum,go.mod,pause/main.go,nodeclean/main.go,runc-noseccomp/main.go} "$here"/kubernetes/{go.sum,go.mod})"
 node() {
+  # runc is built with cgo: without a C compiler the node cannot be built, and building the kubelet first would be
+  # minutes spent for nothing.
+  if [ ! -x "$node_dir/runc" ] && ! command -v gcc >/dev/null && ! command -v cc >/dev/null; then
+    echo "build.sh: the real node's runc is built with cgo, and this machine has no C compiler (gcc or cc)" >&2
+    exit 1
+  fi
   kubelet
   if [ ! -x "$node_dir/containerd" ] || [ ! -x "$node_dir/runc" ] || [ ! -x "$node_dir/kubelet" ] || [ ! -x "$node_dir/nodeclean" ] || [ ! -x "$node_dir/runc-noseccomp" ]; then
     echo "build.sh: building the real node's containerd $CONTAINERD_VERSION, runc $RUNC_VERSION, CNI plugins $CNI_PLUGINS_VERSION and crane $GO_CONTAINERREGISTRY_VERSION into $node_dir (first run on this machine; takes several minutes)" >&2

@@ -146,7 +146,10 @@ export async function realNodeBinaries(progress?: (line: string) => void): Promi
   try {
     return await buildInBackground("--node", progress);
   } catch (cause) {
-    throw new RealNodeUnavailable(`e2e/controlplane/build.sh --node failed (${firstLine(cause)})`, { cause });
+    // build.sh's last line says why (its first only that it failed).
+    const text = cause instanceof Error ? cause.message : String(cause);
+    const why = text.split("\n").map((l) => l.trim()).filter(Boolean).pop() ?? text;
+    throw new RealNodeUnavailable(`e2e/controlplane/build.sh --node failed (${why})`, { cause });
   }
 }
 
