@@ -4,7 +4,7 @@
 import test, { type ExecutionContext } from "ava";
 import { randomBytes } from "node:crypto";
 import { KubeConfig } from "@kubernetes/client-node";
-import { ENV_DIR, ENV_KUBECONFIG, runKubectl, startControlPlane, waitFor, type ControlPlane } from "../../operator/local/controlplane.js";
+import { ENV_DIR, ENV_KUBECONFIG, kubectlFor, startControlPlane, waitFor, type ControlPlane } from "../../operator/local/controlplane.js";
 import { putToolsOnPath } from "../../operator/local/tools.js";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -47,7 +47,7 @@ async function connectOrStart(): Promise<ControlPlane> {
       k.loadFromFile(kubeconfigPath);
       return k;
     },
-    kubectl: (args, o) => runKubectl(kubeconfigPath, args, o?.input),
+    ...kubectlFor(kubeconfigPath),
     async logTail(component, lines = 25) {
       const text = await readFile(join(dir, "logs", `${component}.log`), "utf8").catch(() => "(no log)");
       return text.trimEnd().split("\n").slice(-lines).join("\n");

@@ -46,6 +46,11 @@ export interface ControlPlane {
   readonly nodes: readonly string[];
   kubeConfig(): KubeConfig;
   kubectl(args: string[], opts?: { input?: string }): Promise<KubectlResult>;
+  /**
+   * kubectl that must succeed: its stdout, or an Error `kubectl <args>: <stderr>` (`<what>: <stderr>` when
+   * `what` is given, for a caller whose message says what it was doing).
+   */
+  kubectlOk(args: string[], opts?: { input?: string; what?: string }): Promise<string>;
   /** Tekton Pipelines' version when its controller and webhook run here (`tekton: true`). */
   readonly tekton?: { version: string };
   /** Last lines of a component's log (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, tekton-controller, tekton-webhook). */
@@ -277,7 +282,7 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
       waitHealthy(kwok, `http://127.0.0.1:${kwokPort}/healthz`, undefined, 60_000),
     ]);
 
-    const kubectl = (args: string[], o?: { input?: string }) => runKubectl(kubeconfigPath, args, o?.input);
+    const { kubectl, kubectlOk } = kubectlFor(kubeconfigPath);
     const nodes = Array.from({ length: opts.nodes ?? 1 }, (_, i) => `kwok-node-${i}`);
     progress(`control plane: registering ${nodes.length} kwok node(s)`);
     const nodeYaml = nodes.map((n) => fakeNode(n, opts.podsPerNode ?? 110)).join("---\n");
@@ -344,6 +349,7 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
         return kc;
       },
       kubectl,
+      kubectlOk,
       logTail: (component, lines) => tail(join(logs, `${component}.log`), lines),
       pids: () => Object.fromEntries(processes.all.flatMap((c) => (c.child.pid === undefined ? [] : [[c.name, c.child.pid]]))),
       stop: stopAll,
@@ -398,6 +404,19 @@ status:
   allocatable: { cpu: "32", memory: 256Gi, pods: "${pods}" }
   capacity: { cpu: "32", memory: 256Gi, pods: "${pods}" }
 `;
+}
+
+/** A ControlPlane's kubectl and kubectlOk, run with `kubeconfig`. */
+export function kubectlFor(kubeconfig: string): Pick<ControlPlane, "kubectl" | "kubectlOk"> {
+  const kubectl = (args: string[], opts?: { input?: string }) => runKubectl(kubeconfig, args, opts?.input);
+  return {
+    kubectl,
+    async kubectlOk(args, opts) {
+      const r = await kubectl(args, opts);
+      if (r.code !== 0) throw new Error(`${opts?.what ?? `kubectl ${args.join(" ")}`}: ${r.stderr.trim()}`);
+      return r.stdout;
+    },
+  };
 }
 
 export function runKubectl(kubeconfig: string, args: string[], input?: string): Promise<KubectlResult> {
