@@ -286,8 +286,7 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
     const nodes = Array.from({ length: opts.nodes ?? 1 }, (_, i) => `kwok-node-${i}`);
     progress(`control plane: registering ${nodes.length} kwok node(s)`);
     const nodeYaml = nodes.map((n) => fakeNode(n, opts.podsPerNode ?? 110)).join("---\n");
-    const applied = await kubectl(["apply", "-f", "-"], { input: nodeYaml });
-    if (applied.code !== 0) throw new Error(`control plane: cannot create kwok nodes: ${applied.stderr}`);
+    await kubectlOk(["apply", "-f", "-"], { input: nodeYaml, what: "control plane: cannot create kwok nodes" });
     await waitFor(async () => {
       const r = await kubectl(["wait", "--for=condition=Ready", "node", "--all", "--timeout=5s"]);
       return r.code === 0;
@@ -306,15 +305,14 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
         controllerProbes: await freePort(), controllerProfiling: await freePort(),
       };
       const objects = await tektonObjects(join(moduleDir, "config"), ports.webhook);
-      const applied = await kubectl(["apply", "--server-side", "--force-conflicts", "--field-manager=slipway-local-control-plane", "-f", "-"],
-        { input: objects.map((o) => stringify(o)).join("---\n") });
-      if (applied.code !== 0) throw new Error(`control plane: cannot install Tekton from ${moduleDir}/config: ${applied.stderr}`);
-      const established = await kubectl(["wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", "app.kubernetes.io/part-of=tekton-pipelines"]);
-      if (established.code !== 0) throw new Error(`control plane: Tekton's CRDs not established: ${established.stderr}`);
+      await kubectlOk(["apply", "--server-side", "--force-conflicts", "--field-manager=slipway-local-control-plane", "-f", "-"],
+        { input: objects.map((o) => stringify(o)).join("---\n"), what: `control plane: cannot install Tekton from ${moduleDir}/config` });
+      await kubectlOk(["wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", "app.kubernetes.io/part-of=tekton-pipelines"],
+        { what: "control plane: Tekton's CRDs not established" });
       const caFile = join(dir, "ca.crt");
       const kubeconfigs = {
-        controller: await serviceAccountKubeconfig(kubectl, server, caFile, "tekton-pipelines-controller", join(dir, "tekton-controller.kubeconfig")),
-        webhook: await serviceAccountKubeconfig(kubectl, server, caFile, "tekton-pipelines-webhook", join(dir, "tekton-webhook.kubeconfig")),
+        controller: await serviceAccountKubeconfig(kubectlOk, server, caFile, "tekton-pipelines-controller", join(dir, "tekton-controller.kubeconfig")),
+        webhook: await serviceAccountKubeconfig(kubectlOk, server, caFile, "tekton-pipelines-webhook", join(dir, "tekton-webhook.kubeconfig")),
       };
       progress("control plane: starting the Tekton webhook and controller");
       for (const p of tektonProcesses({ binDir, version, kubeconfigs, ports })) {
