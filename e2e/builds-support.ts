@@ -147,11 +147,7 @@ export async function setup(t: ExecutionContext, opts: {
       const res = await fetch(`http://127.0.0.1:${port}/hooks/source`, { method: "POST", headers: d.headers, body: new Uint8Array(d.body) });
       return { status: res.status, body: (await res.json()) as Record<string, unknown> };
     },
-    async kubectl(args, input) {
-      const r = await cp.kubectl(args, { input });
-      if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed: ${r.stderr}`);
-      return r.stdout;
-    },
+    kubectl: (args, input) => cp.kubectlOk(args, { input }),
   };
 }
 
