@@ -198,8 +198,7 @@ export class RealNodeFixture {
     }
 
     this.namespace = `e2e-${this.label}-${randomBytes(3).toString("hex")}`;
-    const created = await cp.kubectl(["create", "namespace", this.namespace]);
-    if (created.code !== 0) throw new Error(`cannot create namespace ${this.namespace}: ${created.stderr}`);
+    await cp.kubectlOk(["create", "namespace", this.namespace], { what: `cannot create namespace ${this.namespace}` });
     await waitFor(async () => (await cp.kubectl(["get", "serviceaccount", "default", "-n", this.namespace])).code === 0, 30_000,
       () => `no default ServiceAccount in ${this.namespace}`);
     // Not slipway-realnode-*: those are real nodes' directories, which a starting node may clean up.
