@@ -190,7 +190,7 @@ function reportCpu(label: string, before: Map<string, number>, after: Map<string
 
 type RequestTimes = Map<string, { s: number; n: number }>;
 
-const apiServerMetrics = (cp: ControlPlane) => kubectl(cp, ["get", "--raw", "/metrics"]);
+const apiServerMetrics = (cp: ControlPlane) => cp.kubectlOk(["get", "--raw", "/metrics"]);
 
 /** The API server's request time so far, by verb and resource (WATCH left out), from its metrics `text`. */
 function requestTimes(text: string): RequestTimes {
@@ -227,14 +227,8 @@ async function printApiServerTop(cp: ControlPlane, before?: RequestTimes): Promi
   }
 }
 
-async function kubectl(cp: ControlPlane, args: string[], input?: string): Promise<string> {
-  const r = await cp.kubectl(args, input === undefined ? undefined : { input });
-  if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed: ${r.stderr}`);
-  return r.stdout;
-}
-
 async function createNamespace(cp: ControlPlane, ns: string): Promise<void> {
-  await kubectl(cp, ["create", "namespace", ns]);
+  await cp.kubectlOk(["create", "namespace", ns]);
   await waitFor(async () => (await cp.kubectl(["get", "serviceaccount", "default", "-n", ns])).code === 0, 30_000,
     () => `no default ServiceAccount in ${ns}`);
 }
@@ -253,8 +247,8 @@ spec:
     spec: { containers: [{ name: c, image: "registry.example/x@sha256:${"b".repeat(64)}" }] }
 `;
   const t0 = performance.now();
-  await kubectl(cp, ["apply", "-n", ns, "-f", "-"], Array.from({ length: 10 }, (_, i) => dep(i)).join("---\n"));
-  for (let i = 0; i < 10; i++) await kubectl(cp, ["rollout", "status", "-n", ns, `deployment/d${i}`, "--timeout=120s"]);
+  await cp.kubectlOk(["apply", "-n", ns, "-f", "-"], { input: Array.from({ length: 10 }, (_, i) => dep(i)).join("---\n") });
+  for (let i = 0; i < 10; i++) await cp.kubectlOk(["rollout", "status", "-n", ns, `deployment/d${i}`, "--timeout=120s"]);
   record("10 Deployments × 3 replicas rolled out (kwok pods)", since(t0) / 1000, "s", 30);
 }
 
@@ -280,7 +274,7 @@ const configYaml = (name: string, value: string) => `apiVersion: ${V}\nkind: Con
 const appsYaml = (names: string[]) => names.map((n) => `${configYaml(n, "hello")}---\n${appYaml(n)}`).join("---\n");
 // Forced: after a `git revert`, GitOps owns the Config's fields, and the bench (the user) takes them back.
 const apply = (cp: ControlPlane, ns: string, yaml: string) =>
-  kubectl(cp, ["apply", "--server-side", "--force-conflicts", "--field-manager=bench", "-n", ns, "-f", "-"], yaml);
+  cp.kubectlOk(["apply", "--server-side", "--force-conflicts", "--field-manager=bench", "-n", ns, "-f", "-"], { input: yaml });
 
 /** True when the App's release `release` is rolled out and Ready for its current generation. */
 function isReady(app: App & KubeObject, release: string): boolean {
@@ -300,8 +294,8 @@ async function timeUntilReady(kube: Kube, ns: string, names: string[], release: 
 }
 
 async function installCrds(cp: ControlPlane): Promise<void> {
-  await kubectl(cp, ["apply", "--server-side", "-f", "crds/"]);
-  await kubectl(cp, ["wait", "--for=condition=Established", "--timeout=60s", "crd/apps.slipway.dev", "crd/configs.slipway.dev", "crd/releases.slipway.dev"]);
+  await cp.kubectlOk(["apply", "--server-side", "-f", "crds/"]);
+  await cp.kubectlOk(["wait", "--for=condition=Established", "--timeout=60s", "crd/apps.slipway.dev", "crd/configs.slipway.dev", "crd/releases.slipway.dev"]);
 }
 
 /** 20 Apps created at once → Ready; Config changes → new release Ready; the process's memory with 50 Apps. */
@@ -367,7 +361,7 @@ async function buildsWithTekton(cp: ControlPlane): Promise<void> {
   const ns = "bench-builds";
   const secret = "bench-webhook-secret";
   await createNamespace(cp, ns);
-  await kubectl(cp, ["apply", "--server-side", "-k", "samples/tekton", "-n", ns]);
+  await cp.kubectlOk(["apply", "--server-side", "-k", "samples/tekton", "-n", ns]);
   const kube = new Kube(cp.kubeConfig());
   const git = await startGitServer();
   const work = await mkdtemp(join(tmpdir(), "slipway-bench-src-"));
@@ -595,7 +589,7 @@ spec:
   const label = `control plane alone, ${count} one-replica Deployments`;
   report(`${label}: kubectl apply → all available${reached < count ? ` (only ${reached})` : ""}`, ms / 1000, "s");
   reportCpu(label, cpuBefore, await cpuByProcess(cp));
-  await kubectl(cp, ["delete", "namespace", ns, "--wait=false"]);
+  await cp.kubectlOk(["delete", "namespace", ns, "--wait=false"]);
 }
 
 /** An image App with one web replica and no Service/route: the local control plane's /24 Service range holds ~250 IPs. */
@@ -1251,8 +1245,8 @@ spec:
     const { ms, reached } = await waiting;
     const result = { ms, reached, ...(await usage(pids, cpuBefore)) };
     // The next run's controllers must not reconcile these.
-    await kubectl(cp, ["patch", "kustomizations.kustomize.toolkit.fluxcd.io", "--all", "-n", ns, "--type=merge", "-p", '{"spec":{"suspend":true}}']).catch(() => "");
-    await kubectl(cp, ["patch", "gitrepositories.source.toolkit.fluxcd.io", "config", "-n", ns, "--type=merge", "-p", '{"spec":{"suspend":true}}']).catch(() => "");
+    await cp.kubectlOk(["patch", "kustomizations.kustomize.toolkit.fluxcd.io", "--all", "-n", ns, "--type=merge", "-p", '{"spec":{"suspend":true}}']).catch(() => "");
+    await cp.kubectlOk(["patch", "gitrepositories.source.toolkit.fluxcd.io", "config", "-n", ns, "--type=merge", "-p", '{"spec":{"suspend":true}}']).catch(() => "");
     return result;
   } catch (err) {
     throw new Error(`the Flux side (${shape}) failed; Flux's logs:\n${await flux.logs(20)}`, { cause: err });

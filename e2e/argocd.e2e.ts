@@ -46,8 +46,7 @@ test.before(async () => {
       orphanedResources: { warn: true },
     },
   };
-  const r = await cp.kubectl(["apply", "--server-side", "-f", "-"], { input: JSON.stringify(project) });
-  if (r.code !== 0) throw new Error(`cannot create the default AppProject: ${r.stderr}`);
+  await cp.kubectlOk(["apply", "--server-side", "-f", "-"], { input: JSON.stringify(project), what: "cannot create the default AppProject" });
 });
 
 test.after.always(async () => {
@@ -105,21 +104,18 @@ async function sampleApplication(name: string, url: string, overrides: { path?: 
 }
 
 async function createApplication(application: Application): Promise<void> {
-  const r = await (await controlPlane()).kubectl(["apply", "--server-side", "-f", "-"], { input: JSON.stringify(application) });
-  if (r.code !== 0) throw new Error(`cannot create Application ${application.metadata.name}: ${r.stderr}`);
+  await (await controlPlane()).kubectlOk(["apply", "--server-side", "-f", "-"], { input: JSON.stringify(application), what: `cannot create Application ${application.metadata.name}` });
 }
 
 async function getApplication(name: string): Promise<Application> {
-  const r = await (await controlPlane()).kubectl(["get", "applications.argoproj.io", name, "-n", argocd.namespace, "-o", "json"]);
-  if (r.code !== 0) throw new Error(`cannot read Application ${name}: ${r.stderr}`);
-  return JSON.parse(r.stdout) as Application;
+  const r = await (await controlPlane()).kubectlOk(["get", "applications.argoproj.io", name, "-n", argocd.namespace, "-o", "json"], { what: `cannot read Application ${name}` });
+  return JSON.parse(r) as Application;
 }
 
 /** Asks Argo CD to compare the Application with the branch's head now, as its Git webhook would. */
 async function refresh(name: string): Promise<void> {
-  const r = await (await controlPlane()).kubectl(["annotate", "--overwrite", "applications.argoproj.io", name, "-n", argocd.namespace,
-    "argocd.argoproj.io/refresh=normal"]);
-  if (r.code !== 0) throw new Error(`cannot refresh Application ${name}: ${r.stderr}`);
+  await (await controlPlane()).kubectlOk(["annotate", "--overwrite", "applications.argoproj.io", name, "-n", argocd.namespace,
+    "argocd.argoproj.io/refresh=normal"], { what: `cannot refresh Application ${name}` });
 }
 
 function summary(app: Application | undefined): string {

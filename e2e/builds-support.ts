@@ -32,9 +32,8 @@ export const SECRET = "webhook-secret-for-e2e";
  */
 export async function requireTekton(): Promise<void> {
   const cp = await installCrds();
-  const w = await cp.kubectl(["wait", "--for=condition=Established", "--timeout=60s",
-    "crd/pipelineruns.tekton.dev", "crd/taskruns.tekton.dev", "crd/pipelines.tekton.dev", "crd/tasks.tekton.dev"]);
-  if (w.code !== 0) throw new Error(`this control plane runs no Tekton (start it with tekton: true): ${w.stderr}`);
+  await cp.kubectlOk(["wait", "--for=condition=Established", "--timeout=60s",
+    "crd/pipelineruns.tekton.dev", "crd/taskruns.tekton.dev", "crd/pipelines.tekton.dev", "crd/tasks.tekton.dev"], { what: "this control plane runs no Tekton (start it with tekton: true)" });
 }
 
 let gitServer: Promise<GitServer> | undefined;
@@ -113,8 +112,7 @@ export async function setup(t: ExecutionContext, opts: {
 } = {}): Promise<Env> {
   const cp = await controlPlane();
   const ns = await freshNamespace(t);
-  const samples = await cp.kubectl(["apply", "--server-side", "-k", "samples/tekton", "-n", ns]);
-  if (samples.code !== 0) throw new Error(`cannot install samples/tekton in ${ns}: ${samples.stderr}`);
+  await cp.kubectlOk(["apply", "--server-side", "-k", "samples/tekton", "-n", ns], { what: `cannot install samples/tekton in ${ns}` });
   for (const [task, sim] of Object.entries(opts.tasks ?? {})) {
     const labels = [...(sim.failStep ? [`kwok.slipway.dev/fail-step=${sim.failStep}`] : []), ...(sim.hang ? ["kwok.slipway.dev/hang=true"] : [])];
     if (labels.length) await cp.kubectl(["label", "-n", ns, "task.tekton.dev", task, ...labels]);
@@ -147,11 +145,7 @@ export async function setup(t: ExecutionContext, opts: {
       const res = await fetch(`http://127.0.0.1:${port}/hooks/source`, { method: "POST", headers: d.headers, body: new Uint8Array(d.body) });
       return { status: res.status, body: (await res.json()) as Record<string, unknown> };
     },
-    async kubectl(args, input) {
-      const r = await cp.kubectl(args, { input });
-      if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed: ${r.stderr}`);
-      return r.stdout;
-    },
+    kubectl: (args, input) => cp.kubectlOk(args, { input }),
   };
 }
 

@@ -18,8 +18,7 @@ const CLI = join(repoRoot, "dist", "cli", "main.js");
 /** Installs the CRDs and the user ClusterRoles (idempotent); call from test.before. */
 export async function installCrdsAndUserRoles(): Promise<void> {
   const cp = await installCrds();
-  const r = await cp.kubectl(["apply", "--server-side", "--force-conflicts", "-f", "operator/deploy/user-roles.yaml"]);
-  if (r.code !== 0) throw new Error(`cannot install the user ClusterRoles: ${r.stderr}`);
+  await cp.kubectlOk(["apply", "--server-side", "--force-conflicts", "-f", "operator/deploy/user-roles.yaml"], { what: "cannot install the user ClusterRoles" });
 }
 
 export interface Result {
@@ -36,9 +35,7 @@ export interface User {
 }
 
 export async function kubectl(args: string[], input?: string): Promise<string> {
-  const r = await (await controlPlane()).kubectl(args, { input });
-  if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed: ${r.stderr}`);
-  return r.stdout;
+  return (await controlPlane()).kubectlOk(args, { input });
 }
 
 export function runCli(args: string[], env: Record<string, string>, cwd = repoRoot, input?: string): { child: ReturnType<typeof spawn>; done: Promise<Result> } {

@@ -64,9 +64,7 @@ async function setup(t: ExecutionContext): Promise<Env> {
 }
 
 async function kubectl(args: string[], input?: string): Promise<string> {
-  const r = await (await controlPlane()).kubectl(args, { input });
-  if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed: ${r.stderr}`);
-  return r.stdout;
+  return (await controlPlane()).kubectlOk(args, { input });
 }
 
 const apply = (ns: string, yaml: string) => kubectl(["apply", "--server-side", "--field-manager=e2e-user", "-n", ns, "-f", "-"], yaml);

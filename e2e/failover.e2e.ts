@@ -71,8 +71,7 @@ async function temp(): Promise<string> {
 }
 
 async function apply(ns: string, yaml: string): Promise<void> {
-  const r = await (await controlPlane()).kubectl(["apply", "--server-side", `--field-manager=${USER}`, "-n", ns, "-f", "-"], { input: yaml });
-  if (r.code !== 0) throw new Error(`kubectl apply failed: ${r.stderr}`);
+  await (await controlPlane()).kubectlOk(["apply", "--server-side", `--field-manager=${USER}`, "-n", ns, "-f", "-"], { input: yaml });
 }
 
 const appYaml = `apiVersion: ${V}\nkind: App\nmetadata:\n  name: shop\nspec:\n  image: ${IMAGE}\n`;

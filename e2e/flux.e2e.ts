@@ -37,8 +37,7 @@ const { temp, removeAll } = tempDirs("slipway-flux-e2e-");
 test.before(async () => {
   await installCrdsAndUserRoles();
   // The policy that makes the hold atomic, as operator/deploy installs it (it concerns kustomize-controller's writes only).
-  const policy = await (await controlPlane()).kubectl(["apply", "--server-side", "--force-conflicts", "-f", "operator/deploy/flux-hold.yaml"]);
-  if (policy.code !== 0) throw new Error(`cannot install operator/deploy/flux-hold.yaml: ${policy.stderr}`);
+  await (await controlPlane()).kubectlOk(["apply", "--server-side", "--force-conflicts", "-f", "operator/deploy/flux-hold.yaml"], { what: "cannot install operator/deploy/flux-hold.yaml" });
   flux = await startFlux(await controlPlane());
   server = await startGitServer({ auth: AUTH });
 });
@@ -178,8 +177,7 @@ spec:
   wait: true
   timeout: 2m
 ${await sampleHealthChecks()}`;
-  const r = await cp.kubectl(["apply", "-f", "-"], { input: yaml });
-  if (r.code !== 0) throw new Error(`cannot create the Flux objects: ${r.stderr}`);
+  await cp.kubectlOk(["apply", "-f", "-"], { input: yaml, what: "cannot create the Flux objects" });
 }
 
 /** The healthCheckExprs block of samples/gitops/flux/flux-kustomization.yaml, as it is there. */
@@ -222,8 +220,7 @@ async function reconcileNow(env: Env, kind: "GitRepository" | "Kustomization"): 
   const at = new Date().toISOString();
   const name = kind === "GitRepository" ? env.source : env.kustomization;
   const resource = kind === "GitRepository" ? "gitrepositories.source.toolkit.fluxcd.io" : "kustomizations.kustomize.toolkit.fluxcd.io";
-  const r = await (await controlPlane()).kubectl(["annotate", "--overwrite", resource, name, "-n", env.fluxNs, `reconcile.fluxcd.io/requestedAt=${at}`]);
-  if (r.code !== 0) throw new Error(`cannot annotate ${kind}: ${r.stderr}`);
+  await (await controlPlane()).kubectlOk(["annotate", "--overwrite", resource, name, "-n", env.fluxNs, `reconcile.fluxcd.io/requestedAt=${at}`], { what: `cannot annotate ${kind}` });
   await until(env, `${kind} did not handle the reconcile request ${at}`, async () => (await getFlux(env, kind))?.status?.lastHandledReconcileAt === at);
 }
 

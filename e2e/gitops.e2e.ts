@@ -138,8 +138,7 @@ async function setup(t: ExecutionContext, opts: { mode?: "sync" | "commit-only" 
 }
 
 async function apply(ns: string, yaml: string, manager = USER): Promise<void> {
-  const r = await (await controlPlane()).kubectl(["apply", "--server-side", `--field-manager=${manager}`, "-n", ns, "-f", "-"], { input: yaml });
-  if (r.code !== 0) throw new Error(`kubectl apply failed: ${r.stderr}`);
+  await (await controlPlane()).kubectlOk(["apply", "--server-side", `--field-manager=${manager}`, "-n", ns, "-f", "-"], { input: yaml });
 }
 
 const appYaml = (name: string, image: string) => `apiVersion: ${V}\nkind: App\nmetadata:\n  name: ${name}\nspec:\n  image: ${image}\n`;

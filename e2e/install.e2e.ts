@@ -17,14 +17,11 @@ function install(): Promise<{ first: string; second: string }> {
   installed ??= (async () => {
     const cp = await controlPlane();
     // e2e/install-overlay is operator/deploy with the admission policy bound to labelled namespaces only.
-    const first = await cp.kubectl(["apply", "--server-side", "-k", OVERLAY]);
-    if (first.code !== 0) throw new Error(`install failed: ${first.stderr}`);
-    const established = await cp.kubectl(["wait", "--for=condition=Established", "--timeout=60s",
-      "crd/apps.slipway.dev", "crd/configs.slipway.dev", "crd/releases.slipway.dev"]);
-    if (established.code !== 0) throw new Error(`CRDs not established: ${established.stderr}`);
-    const second = await cp.kubectl(["apply", "--server-side", "-k", OVERLAY]);
-    if (second.code !== 0) throw new Error(`second install failed: ${second.stderr}`);
-    return { first: first.stdout, second: second.stdout };
+    const first = await cp.kubectlOk(["apply", "--server-side", "-k", OVERLAY], { what: "install failed" });
+    await cp.kubectlOk(["wait", "--for=condition=Established", "--timeout=60s",
+      "crd/apps.slipway.dev", "crd/configs.slipway.dev", "crd/releases.slipway.dev"], { what: "CRDs not established" });
+    const second = await cp.kubectlOk(["apply", "--server-side", "-k", OVERLAY], { what: "second install failed" });
+    return { first, second };
   })();
   return installed;
 }
@@ -50,9 +47,8 @@ async function operatorMay(verb: string, group: string, resource: string, namesp
       resourceAttributes: { verb, group, resource, namespace },
     },
   };
-  const r = await cp.kubectl(["create", "-f", "-", "-o", "jsonpath={.status.allowed}"], { input: JSON.stringify(review) });
-  if (r.code !== 0) throw new Error(`SubjectAccessReview failed: ${r.stderr}`);
-  return r.stdout.trim() === "true";
+  const r = await cp.kubectlOk(["create", "-f", "-", "-o", "jsonpath={.status.allowed}"], { input: JSON.stringify(review), what: "SubjectAccessReview failed" });
+  return r.trim() === "true";
 }
 
 /** Asks for every case and returns the ones whose answer differs, so one failure lists all wrong rules. */

@@ -55,14 +55,11 @@ async function setup(t: ExecutionContext, platform: Partial<PlatformSettings> = 
 /** `kubectl apply --server-side` as the user, so the user is the field manager that asked for the change. */
 async function apply(ns: string, yaml: string, manager = USER): Promise<void> {
   const cp = await controlPlane();
-  const r = await cp.kubectl(["apply", "--server-side", `--field-manager=${manager}`, "-n", ns, "-f", "-"], { input: yaml });
-  if (r.code !== 0) throw new Error(`kubectl apply failed: ${r.stderr}`);
+  await cp.kubectlOk(["apply", "--server-side", `--field-manager=${manager}`, "-n", ns, "-f", "-"], { input: yaml });
 }
 
 async function kubectl(args: string[]): Promise<string> {
-  const r = await (await controlPlane()).kubectl(args);
-  if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed: ${r.stderr}`);
-  return r.stdout;
+  return (await controlPlane()).kubectlOk(args);
 }
 
 function appYaml(name: string, image: string, extra = ""): string {

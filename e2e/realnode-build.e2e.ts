@@ -45,11 +45,7 @@ let volume: Record<string, unknown> | undefined;
 type Condition = { type: string; status: string; reason?: string; message?: string };
 type TektonRun = { metadata: { name: string; labels?: Record<string, string> }; status?: { conditions?: Condition[]; results?: { name: string; value: string }[]; podName?: string; childReferences?: { name: string; pipelineTaskName: string }[] } };
 
-const kubectl = async (args: string[], input?: string): Promise<string> => {
-  const r = await (await controlPlane()).kubectl(args, input === undefined ? {} : { input });
-  if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")}: ${r.stderr}`);
-  return r.stdout;
-};
+const kubectl = async (args: string[], input?: string): Promise<string> => (await controlPlane()).kubectlOk(args, { input });
 
 realNodeTest.before("start the real node, Traefik, the build images, the source repository and the operator with builds on", async (t) => {
   t.timeout(45 * 60_000, "building and starting the real node");

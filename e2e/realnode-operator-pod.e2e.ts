@@ -38,9 +38,7 @@ const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)}s`;
 const log = (line: string) => console.log(`realnode-operator-pod.e2e: ${line}`);
 
 async function kubectl(args: string[], input?: string): Promise<string> {
-  const r = await (await controlPlane()).kubectl(args, input === undefined ? undefined : { input });
-  if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed: ${r.stderr}`);
-  return r.stdout;
+  return (await controlPlane()).kubectlOk(args, { input });
 }
 
 async function operatorPods(): Promise<V1Pod[]> {

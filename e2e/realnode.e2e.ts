@@ -51,8 +51,7 @@ realNodeTest.before("start the real node and build the echo image", async (t) =>
   console.log(`realnode.e2e: node ${node.nodeName} Ready and ${echoImage} pushed in ${((Date.now() - started) / 1000).toFixed(1)}s`);
   // The echo pod serves three tests: its namespace lives as long as this file (freshNamespace's ends with a test).
   echo.ns = `e2e-realnode-${randomBytes(3).toString("hex")}`;
-  const r = await cp.kubectl(["create", "namespace", echo.ns]);
-  if (r.code !== 0) throw new Error(`cannot create namespace ${echo.ns}: ${r.stderr}`);
+  await cp.kubectlOk(["create", "namespace", echo.ns], { what: `cannot create namespace ${echo.ns}` });
   await waitFor(async () => (await cp.kubectl(["get", "serviceaccount", "default", "-n", echo.ns])).code === 0, 30_000,
     () => `no default ServiceAccount in ${echo.ns}`);
 });
@@ -70,9 +69,8 @@ function realNode(): RealNode {
 
 async function pod(ns: string, name: string): Promise<PodStatus> {
   const cp = await controlPlane();
-  const r = await cp.kubectl(["get", "pod", "-n", ns, name, "-o", "json"]);
-  if (r.code !== 0) throw new Error(`cannot get pod ${ns}/${name}: ${r.stderr}`);
-  return JSON.parse(r.stdout) as PodStatus;
+  const r = await cp.kubectlOk(["get", "pod", "-n", ns, name, "-o", "json"], { what: `cannot get pod ${ns}/${name}` });
+  return JSON.parse(r) as PodStatus;
 }
 
 async function httpGet(url: string): Promise<{ status: number; body: string }> {

@@ -27,8 +27,7 @@ let invalidNamespace = "";
 test.before("install the CRDs and a namespace for the invalid samples", async () => {
   const cp = await installCrds();
   invalidNamespace = `e2e-resources-invalid-${randomBytes(3).toString("hex")}`;
-  const r = await cp.kubectl(["create", "namespace", invalidNamespace]);
-  if (r.code !== 0) throw new Error(`cannot create namespace ${invalidNamespace}: ${r.stderr}`);
+  await cp.kubectlOk(["create", "namespace", invalidNamespace], { what: `cannot create namespace ${invalidNamespace}` });
 });
 test.after.always("delete the invalid samples' namespace", async () => {
   if (invalidNamespace) await (await controlPlane()).kubectl(["delete", "namespace", invalidNamespace, "--wait=false"]);

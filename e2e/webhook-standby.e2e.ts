@@ -81,8 +81,7 @@ async function post(port: number, path: string, body: string | Buffer, headers: 
 }
 
 async function apply(ns: string, yaml: string): Promise<void> {
-  const r = await (await controlPlane()).kubectl(["apply", "--server-side", "--field-manager=e2e-user", "-n", ns, "-f", "-"], { input: yaml });
-  if (r.code !== 0) throw new Error(`kubectl apply failed: ${r.stderr}`);
+  await (await controlPlane()).kubectlOk(["apply", "--server-side", "--field-manager=e2e-user", "-n", ns, "-f", "-"], { input: yaml });
 }
 
 test("a config repository push delivered to the standby is verified there and synced by the leader; an unsigned one is refused and changes nothing", async (t) => {
@@ -133,14 +132,12 @@ test("a source push delivered to the standby makes the leader build the branch h
   await requireTekton();
   const ns = await freshNamespace(t);
   const cp = await controlPlane();
-  const samples = await cp.kubectl(["apply", "--server-side", "-k", "samples/tekton", "-n", ns]);
-  if (samples.code !== 0) throw new Error(`cannot install samples/tekton in ${ns}: ${samples.stderr}`);
+  await cp.kubectlOk(["apply", "--server-side", "-k", "samples/tekton", "-n", ns], { what: `cannot install samples/tekton in ${ns}` });
   const src = await sourceRepo(t, `web-${ns}`);
   const commit = await src.commit({ Procfile: "web: node server.js\n", "server.js": "// v1\n" });
   const { kube, leader, standby } = await twoReplicas(t, ns, { SLIPWAY_BUILDS: "true", SLIPWAY_SOURCE_POLL_SECONDS: "3600" });
   // The App's own webhook secret, read by whichever replica takes the delivery.
-  const created = await cp.kubectl(["create", "secret", "generic", "web-hooks", "-n", ns, "--from-literal=secret=web-team-secret"]);
-  if (created.code !== 0) throw new Error(created.stderr);
+  await cp.kubectlOk(["create", "secret", "generic", "web-hooks", "-n", ns, "--from-literal=secret=web-team-secret"]);
   await apply(ns, `apiVersion: ${V}\nkind: App\nmetadata:\n  name: web\nspec:\n  source:\n    git: ${src.url}\n    branch: main\n    webhookSecret: { name: web-hooks }\n`);
   const runs = async () => (await kube.list<PipelineRun & KubeObject>("tekton.dev/v1", "PipelineRun", ns)).items.map((r) => r.metadata.name);
   const requested = async () => (await kube.get<App & KubeObject>(V, "App", ns, "web")).metadata.annotations?.[ANNOTATIONS.requestedAt];

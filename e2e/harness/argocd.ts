@@ -115,8 +115,7 @@ async function applyInto(cp: ControlPlane, namespace: string, docs: Record<strin
     const meta = (d.metadata ?? {}) as Record<string, unknown>;
     return stringify({ ...d, metadata: { ...meta, namespace } });
   }).join("---\n");
-  const r = await cp.kubectl(["apply", "--server-side", "--force-conflicts", "--field-manager=argocd-install", "-f", "-"], { input: yaml });
-  if (r.code !== 0) throw new Error(`argocd: cannot apply Argo CD's base config into ${namespace}: ${r.stderr}`);
+  await cp.kubectlOk(["apply", "--server-side", "--force-conflicts", "--field-manager=argocd-install", "-f", "-"], { input: yaml, what: `argocd: cannot apply Argo CD's base config into ${namespace}` });
 }
 
 async function yamlDocs(path: string): Promise<Record<string, unknown>[]> {
@@ -129,8 +128,7 @@ async function yamlDocs(path: string): Promise<Record<string, unknown>[]> {
 export async function installArgoCdCrds(cp: ControlPlane, dir: string): Promise<void> {
   const crds = join(dir, "manifests", "crds");
   const files = ["application-crd.yaml", "appproject-crd.yaml"].map((f) => join(crds, f));
-  const r = await cp.kubectl(["apply", "--server-side", "--force-conflicts", ...files.flatMap((f) => ["-f", f])]);
-  if (r.code !== 0) throw new Error(`argocd: cannot install Argo CD's CRDs from ${crds}: ${r.stderr}`);
+  await cp.kubectlOk(["apply", "--server-side", "--force-conflicts", ...files.flatMap((f) => ["-f", f])], { what: `argocd: cannot install Argo CD's CRDs from ${crds}` });
   // Polled rather than `kubectl wait`, which fails on a CRD that has no conditions yet.
   for (const crd of ["applications.argoproj.io", "appprojects.argoproj.io"]) {
     await waitFor(async () => (await cp.kubectl(["get", "crd", crd, "-o", "jsonpath={.status.conditions[?(@.type==\"Established\")].status}"])).stdout === "True",
@@ -176,8 +174,7 @@ export async function startArgoCd(cp: ControlPlane, opts: ArgoCdOptions): Promis
 
   try {
     await installArgoCdCrds(cp, dir);
-    const ns = await cp.kubectl(["create", "namespace", opts.namespace]);
-    if (ns.code !== 0) throw new Error(`argocd: cannot create namespace ${opts.namespace}: ${ns.stderr}`);
+    await cp.kubectlOk(["create", "namespace", opts.namespace], { what: `argocd: cannot create namespace ${opts.namespace}` });
     // Argo CD's base config as released (argocd-cm, argocd-cmd-params-cm, argocd-rbac-cm, argocd-secret, …),
     // then Slipway's health checks and tracking method merged into argocd-cm, as the sample says to.
     const base = join(dir, "manifests", "base", "config");

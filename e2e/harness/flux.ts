@@ -62,11 +62,9 @@ export async function fluxCrdFiles(): Promise<string[]> {
 /** Installs Flux's CRDs (idempotent) and its namespace, and waits until the CRDs serve. */
 export async function installFluxCrds(cp: ControlPlane): Promise<void> {
   const files = await fluxCrdFiles();
-  const applied = await cp.kubectl(["apply", "--server-side", "--force-conflicts", ...files.flatMap((f) => ["-f", f])]);
-  if (applied.code !== 0) throw new Error(`flux: cannot install the CRDs from ${files.join(", ")}: ${applied.stderr}`);
-  const established = await cp.kubectl(["wait", "--for=condition=Established", "--timeout=60s",
-    "crd/gitrepositories.source.toolkit.fluxcd.io", "crd/kustomizations.kustomize.toolkit.fluxcd.io"]);
-  if (established.code !== 0) throw new Error(`flux: CRDs not established: ${established.stderr}`);
+  await cp.kubectlOk(["apply", "--server-side", "--force-conflicts", ...files.flatMap((f) => ["-f", f])], { what: `flux: cannot install the CRDs from ${files.join(", ")}` });
+  await cp.kubectlOk(["wait", "--for=condition=Established", "--timeout=60s",
+    "crd/gitrepositories.source.toolkit.fluxcd.io", "crd/kustomizations.kustomize.toolkit.fluxcd.io"], { what: "flux: CRDs not established" });
   const ns = await cp.kubectl(["create", "namespace", FLUX_NAMESPACE]);
   if (ns.code !== 0 && !ns.stderr.includes("AlreadyExists")) throw new Error(`flux: cannot create namespace ${FLUX_NAMESPACE}: ${ns.stderr}`);
 }

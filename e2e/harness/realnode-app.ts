@@ -24,14 +24,9 @@ export const placementEnv = {
 /** A ServiceAccount bound to slipway-developer in `namespace`, with a token kubeconfig (as cli-support's userWith). */
 export async function developerKubeconfig(namespace: string, name: string, dir: string): Promise<string> {
   const cp = await controlPlane();
-  const must = async (args: string[]) => {
-    const r = await cp.kubectl(args);
-    if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed: ${r.stderr}`);
-    return r.stdout;
-  };
-  await must(["create", "serviceaccount", name, "-n", namespace]);
-  await must(["create", "rolebinding", `${name}-developer`, "--clusterrole=slipway-developer", `--serviceaccount=${namespace}:${name}`, "-n", namespace]);
-  const token = (await must(["create", "token", name, "-n", namespace, "--duration=2h"])).trim();
+  await cp.kubectlOk(["create", "serviceaccount", name, "-n", namespace]);
+  await cp.kubectlOk(["create", "rolebinding", `${name}-developer`, "--clusterrole=slipway-developer", `--serviceaccount=${namespace}:${name}`, "-n", namespace]);
+  const token = (await cp.kubectlOk(["create", "token", name, "-n", namespace, "--duration=2h"])).trim();
   const cluster = cp.kubeConfig().getCurrentCluster();
   const ca = cluster?.caData ?? (cluster?.caFile ? (await readFile(cluster.caFile)).toString("base64") : "");
   const path = join(dir, "kubeconfig");
@@ -100,9 +95,7 @@ export class RealNodeApp {
   }
 
   async getJson<T>(args: string[]): Promise<T> {
-    const r = await (await controlPlane()).kubectl([...args, "-n", this.namespace, "-o", "json"]);
-    if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed: ${r.stderr}`);
-    return JSON.parse(r.stdout) as T;
+    return JSON.parse(await (await controlPlane()).kubectlOk([...args, "-n", this.namespace, "-o", "json"])) as T;
   }
 
   app(): Promise<App> {
@@ -205,8 +198,7 @@ export class RealNodeFixture {
     }
 
     this.namespace = `e2e-${this.label}-${randomBytes(3).toString("hex")}`;
-    const created = await cp.kubectl(["create", "namespace", this.namespace]);
-    if (created.code !== 0) throw new Error(`cannot create namespace ${this.namespace}: ${created.stderr}`);
+    await cp.kubectlOk(["create", "namespace", this.namespace], { what: `cannot create namespace ${this.namespace}` });
     await waitFor(async () => (await cp.kubectl(["get", "serviceaccount", "default", "-n", this.namespace])).code === 0, 30_000,
       () => `no default ServiceAccount in ${this.namespace}`);
     // Not slipway-realnode-*: those are real nodes' directories, which a starting node may clean up.

@@ -1,7 +1,7 @@
 // A process that starts a real node on the run's control plane, runs a pod there and waits to be killed: the
 // crashed owner e2e/realnode.e2e.ts leaves behind to check that the next real node cleans up after it.
 // Prints "READY <node directory>" once the pod runs. Needs SLIPWAY_E2E_KUBECONFIG and SLIPWAY_E2E_DIR.
-import { ENV_DIR, ENV_KUBECONFIG, runKubectl, waitFor } from "../../operator/local/controlplane.js";
+import { ENV_DIR, ENV_KUBECONFIG, kubectlFor, waitFor } from "../../operator/local/controlplane.js";
 import { KubeConfig } from "@kubernetes/client-node";
 import { realNodePlacement, startRealNode } from "../../operator/local/realnode.js";
 
@@ -14,14 +14,13 @@ if (!kubeconfigPath || !dir || !namespace) {
 }
 const kc = new KubeConfig();
 kc.loadFromFile(kubeconfigPath);
-const kubectl = (args: string[], o?: { input?: string }) => runKubectl(kubeconfigPath, args, o?.input);
+const { kubectl, kubectlOk } = kubectlFor(kubeconfigPath);
 const node = await startRealNode({ server: kc.getCurrentCluster()?.server ?? "", dir, kubectl });
 const pod = {
   apiVersion: "v1", kind: "Pod", metadata: { name: "left-behind", namespace },
   spec: { ...realNodePlacement, containers: [{ name: "pause", image: node.pauseImage }] },
 };
-const created = await kubectl(["create", "-f", "-"], { input: JSON.stringify(pod) });
-if (created.code !== 0) throw new Error(`cannot create pod: ${created.stderr}`);
+await kubectlOk(["create", "-f", "-"], { input: JSON.stringify(pod), what: "cannot create pod" });
 await waitFor(async () => (await kubectl(["get", "pod", "-n", namespace, "left-behind", "-o", "jsonpath={.status.phase}"])).stdout === "Running",
   90_000, () => "pod left-behind never ran");
 console.log(`READY ${node.dir}`);

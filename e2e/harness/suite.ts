@@ -4,7 +4,7 @@
 import test, { type ExecutionContext } from "ava";
 import { randomBytes } from "node:crypto";
 import { KubeConfig } from "@kubernetes/client-node";
-import { ENV_DIR, ENV_KUBECONFIG, runKubectl, startControlPlane, waitFor, type ControlPlane } from "../../operator/local/controlplane.js";
+import { ENV_DIR, ENV_KUBECONFIG, kubectlFor, startControlPlane, waitFor, type ControlPlane } from "../../operator/local/controlplane.js";
 import { putToolsOnPath } from "../../operator/local/tools.js";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -47,7 +47,7 @@ async function connectOrStart(): Promise<ControlPlane> {
       k.loadFromFile(kubeconfigPath);
       return k;
     },
-    kubectl: (args, o) => runKubectl(kubeconfigPath, args, o?.input),
+    ...kubectlFor(kubeconfigPath),
     async logTail(component, lines = 25) {
       const text = await readFile(join(dir, "logs", `${component}.log`), "utf8").catch(() => "(no log)");
       return text.trimEnd().split("\n").slice(-lines).join("\n");
@@ -63,8 +63,7 @@ async function connectOrStart(): Promise<ControlPlane> {
 export async function freshNamespace(t: ExecutionContext): Promise<string> {
   const cp = await controlPlane();
   const name = `e2e-${t.title.toLowerCase().replace(/[^a-z0-9]+/g, "-").slice(0, 40).replace(/-+$/, "")}-${randomBytes(3).toString("hex")}`;
-  const r = await cp.kubectl(["create", "namespace", name]);
-  if (r.code !== 0) throw new Error(`cannot create namespace ${name}: ${r.stderr}`);
+  await cp.kubectlOk(["create", "namespace", name], { what: `cannot create namespace ${name}` });
   // Namespace admission needs the default ServiceAccount before pods can be created in it.
   await waitFor(async () => (await cp.kubectl(["get", "serviceaccount", "default", "-n", name])).code === 0, 30_000,
     () => `no default ServiceAccount in ${name}`);
@@ -77,11 +76,9 @@ export async function freshNamespace(t: ExecutionContext): Promise<string> {
 /** Installs the Slipway CRDs (idempotent; never removed, other files share them) and waits until they serve. */
 export async function installCrds(): Promise<ControlPlane> {
   const cp = await controlPlane();
-  const r = await cp.kubectl(["apply", "--server-side", "--force-conflicts", "-f", "crds/"]);
-  if (r.code !== 0) throw new Error(`cannot install CRDs: ${r.stderr}`);
-  const w = await cp.kubectl(["wait", "--for=condition=Established", "--timeout=60s",
-    "crd/apps.slipway.dev", "crd/configs.slipway.dev", "crd/releases.slipway.dev"]);
-  if (w.code !== 0) throw new Error(`CRDs not established: ${w.stderr}`);
+  await cp.kubectlOk(["apply", "--server-side", "--force-conflicts", "-f", "crds/"], { what: "cannot install CRDs" });
+  await cp.kubectlOk(["wait", "--for=condition=Established", "--timeout=60s",
+    "crd/apps.slipway.dev", "crd/configs.slipway.dev", "crd/releases.slipway.dev"], { what: "CRDs not established" });
   gcWatchesReleases ??= untilGarbageCollectorWatchesReleases(cp);
   await gcWatchesReleases;
   return cp;
@@ -107,8 +104,7 @@ async function untilGarbageCollectorWatchesReleases(cp: ControlPlane): Promise<v
     },
     spec: { app, version: 1, cause: "garbage collector probe", build: { image: `registry.example/probe@sha256:${"0".repeat(64)}` }, config: {} },
   };
-  const r = await cp.kubectl(["create", "-f", "-"], { input: JSON.stringify(release) });
-  if (r.code !== 0) throw new Error(`cannot create the garbage collector probe: ${r.stderr}`);
+  await cp.kubectlOk(["create", "-f", "-"], { input: JSON.stringify(release), what: "cannot create the garbage collector probe" });
   await waitFor(async () => (await cp.kubectl(["get", "releases.slipway.dev", name, "-n", "default"])).code !== 0, 90_000,
     async () => `the garbage collector did not delete Release default/${name}, whose owner does not exist; controller-manager log:\n${await cp.logTail("kube-controller-manager")}`);
 }

@@ -46,6 +46,11 @@ export interface ControlPlane {
   readonly nodes: readonly string[];
   kubeConfig(): KubeConfig;
   kubectl(args: string[], opts?: { input?: string }): Promise<KubectlResult>;
+  /**
+   * kubectl that must succeed: its stdout, or an Error `kubectl <args>: <stderr>` (`<what>: <stderr>` when
+   * `what` is given, for a caller whose message says what it was doing).
+   */
+  kubectlOk(args: string[], opts?: { input?: string; what?: string }): Promise<string>;
   /** Tekton Pipelines' version when its controller and webhook run here (`tekton: true`). */
   readonly tekton?: { version: string };
   /** Last lines of a component's log (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, tekton-controller, tekton-webhook). */
@@ -277,12 +282,11 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
       waitHealthy(kwok, `http://127.0.0.1:${kwokPort}/healthz`, undefined, 60_000),
     ]);
 
-    const kubectl = (args: string[], o?: { input?: string }) => runKubectl(kubeconfigPath, args, o?.input);
+    const { kubectl, kubectlOk } = kubectlFor(kubeconfigPath);
     const nodes = Array.from({ length: opts.nodes ?? 1 }, (_, i) => `kwok-node-${i}`);
     progress(`control plane: registering ${nodes.length} kwok node(s)`);
     const nodeYaml = nodes.map((n) => fakeNode(n, opts.podsPerNode ?? 110)).join("---\n");
-    const applied = await kubectl(["apply", "-f", "-"], { input: nodeYaml });
-    if (applied.code !== 0) throw new Error(`control plane: cannot create kwok nodes: ${applied.stderr}`);
+    await kubectlOk(["apply", "-f", "-"], { input: nodeYaml, what: "control plane: cannot create kwok nodes" });
     await waitFor(async () => {
       const r = await kubectl(["wait", "--for=condition=Ready", "node", "--all", "--timeout=5s"]);
       return r.code === 0;
@@ -301,15 +305,14 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
         controllerProbes: await freePort(), controllerProfiling: await freePort(),
       };
       const objects = await tektonObjects(join(moduleDir, "config"), ports.webhook);
-      const applied = await kubectl(["apply", "--server-side", "--force-conflicts", "--field-manager=slipway-local-control-plane", "-f", "-"],
-        { input: objects.map((o) => stringify(o)).join("---\n") });
-      if (applied.code !== 0) throw new Error(`control plane: cannot install Tekton from ${moduleDir}/config: ${applied.stderr}`);
-      const established = await kubectl(["wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", "app.kubernetes.io/part-of=tekton-pipelines"]);
-      if (established.code !== 0) throw new Error(`control plane: Tekton's CRDs not established: ${established.stderr}`);
+      await kubectlOk(["apply", "--server-side", "--force-conflicts", "--field-manager=slipway-local-control-plane", "-f", "-"],
+        { input: objects.map((o) => stringify(o)).join("---\n"), what: `control plane: cannot install Tekton from ${moduleDir}/config` });
+      await kubectlOk(["wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", "app.kubernetes.io/part-of=tekton-pipelines"],
+        { what: "control plane: Tekton's CRDs not established" });
       const caFile = join(dir, "ca.crt");
       const kubeconfigs = {
-        controller: await serviceAccountKubeconfig(kubectl, server, caFile, "tekton-pipelines-controller", join(dir, "tekton-controller.kubeconfig")),
-        webhook: await serviceAccountKubeconfig(kubectl, server, caFile, "tekton-pipelines-webhook", join(dir, "tekton-webhook.kubeconfig")),
+        controller: await serviceAccountKubeconfig(kubectlOk, server, caFile, "tekton-pipelines-controller", join(dir, "tekton-controller.kubeconfig")),
+        webhook: await serviceAccountKubeconfig(kubectlOk, server, caFile, "tekton-pipelines-webhook", join(dir, "tekton-webhook.kubeconfig")),
       };
       progress("control plane: starting the Tekton webhook and controller");
       for (const p of tektonProcesses({ binDir, version, kubeconfigs, ports })) {
@@ -344,6 +347,7 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
         return kc;
       },
       kubectl,
+      kubectlOk,
       logTail: (component, lines) => tail(join(logs, `${component}.log`), lines),
       pids: () => Object.fromEntries(processes.all.flatMap((c) => (c.child.pid === undefined ? [] : [[c.name, c.child.pid]]))),
       stop: stopAll,
@@ -398,6 +402,19 @@ status:
   allocatable: { cpu: "32", memory: 256Gi, pods: "${pods}" }
   capacity: { cpu: "32", memory: 256Gi, pods: "${pods}" }
 `;
+}
+
+/** A ControlPlane's kubectl and kubectlOk, run with `kubeconfig`. */
+export function kubectlFor(kubeconfig: string): Pick<ControlPlane, "kubectl" | "kubectlOk"> {
+  const kubectl = (args: string[], opts?: { input?: string }) => runKubectl(kubeconfig, args, opts?.input);
+  return {
+    kubectl,
+    async kubectlOk(args, opts) {
+      const r = await kubectl(args, opts);
+      if (r.code !== 0) throw new Error(`${opts?.what ?? `kubectl ${args.join(" ")}`}: ${r.stderr.trim()}`);
+      return r.stdout;
+    },
+  };
 }
 
 export function runKubectl(kubeconfig: string, args: string[], input?: string): Promise<KubectlResult> {

@@ -55,7 +55,7 @@ export function traefikBinaries(progress?: (line: string) => void): Promise<stri
   return buildInBackground("--traefik", progress);
 }
 
-type Cluster = Pick<ControlPlane, "server" | "dir" | "kubectl">;
+type Cluster = Pick<ControlPlane, "server" | "dir" | "kubectl" | "kubectlOk">;
 
 /** Starts Traefik against `cp`; stops what it started if a step fails. */
 export async function startIngressController(cp: Cluster, opts: IngressControllerOptions = {}): Promise<IngressController> {
@@ -72,11 +72,8 @@ export async function startIngressController(cp: Cluster, opts: IngressControlle
   try {
     const port = await freePort();
     const pingPort = await freePort();
-    const apply = async (what: string, docs: object[]) => {
-      const r = await cp.kubectl(["apply", "--server-side", "--force-conflicts", "--field-manager=slipway-local", "-f", "-"],
-        { input: docs.map((d) => JSON.stringify(d)).join("\n") });
-      if (r.code !== 0) throw new Error(`ingress controller: cannot apply ${what}: ${r.stderr.trim()}`);
-    };
+    const apply = (what: string, docs: object[]) => cp.kubectlOk(["apply", "--server-side", "--force-conflicts", "--field-manager=slipway-local", "-f", "-"],
+      { input: docs.map((d) => JSON.stringify(d)).join("\n"), what: `ingress controller: cannot apply ${what}` });
 
     progress(`ingress: Traefik ${version}: ServiceAccount ${INGRESS_NAMESPACE}/${SERVICE_ACCOUNT}, its RBAC and IngressClass ${INGRESS_CLASS}`);
     const roles = await traefikClusterRoles(binDir, opts.gateway !== undefined);
@@ -100,8 +97,8 @@ export async function startIngressController(cp: Cluster, opts: IngressControlle
         for (const d of parseAllDocuments(await readFile(join(crds, f), "utf8"))) if (d.contents) docs.push(d.toJS() as object);
       }
       await apply("the Gateway API CRDs", docs);
-      const established = await cp.kubectl(["wait", "--for=condition=Established", "--timeout=60s", "crd/gateways.gateway.networking.k8s.io", "crd/httproutes.gateway.networking.k8s.io", "crd/gatewayclasses.gateway.networking.k8s.io"]);
-      if (established.code !== 0) throw new Error(`ingress controller: the Gateway API CRDs are not established: ${established.stderr.trim()}`);
+      await cp.kubectlOk(["wait", "--for=condition=Established", "--timeout=60s", "crd/gateways.gateway.networking.k8s.io", "crd/httproutes.gateway.networking.k8s.io", "crd/gatewayclasses.gateway.networking.k8s.io"],
+        { what: "ingress controller: the Gateway API CRDs are not established" });
       await apply("the GatewayClass and Gateway", [
         { apiVersion: "gateway.networking.k8s.io/v1", kind: "GatewayClass", metadata: { name: INGRESS_CLASS }, spec: { controllerName: "traefik.io/gateway-controller" } },
         {
@@ -112,10 +109,10 @@ export async function startIngressController(cp: Cluster, opts: IngressControlle
       ]);
     }
 
-    const token = await cp.kubectl(["create", "token", SERVICE_ACCOUNT, "-n", INGRESS_NAMESPACE, "--duration=24h"]);
-    if (token.code !== 0) throw new Error(`ingress controller: cannot get a token for ${INGRESS_NAMESPACE}/${SERVICE_ACCOUNT}: ${token.stderr.trim()}`);
+    const token = await cp.kubectlOk(["create", "token", SERVICE_ACCOUNT, "-n", INGRESS_NAMESPACE, "--duration=24h"],
+      { what: `ingress controller: cannot get a token for ${INGRESS_NAMESPACE}/${SERVICE_ACCOUNT}` });
     const tokenFile = join(dir, "token");
-    await writeFile(tokenFile, token.stdout.trim(), { mode: 0o600 });
+    await writeFile(tokenFile, token.trim(), { mode: 0o600 });
     const client = (provider: string) => [`--providers.${provider}.endpoint=${cp.server}`, `--providers.${provider}.token=${tokenFile}`,
       `--providers.${provider}.certAuthFilePath=${join(cp.dir, "ca.crt")}`];
     const args = [

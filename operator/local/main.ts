@@ -13,7 +13,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { parseAllDocuments } from "yaml";
-import type { ControlPlane } from "./controlplane.js";
 import type { IngressController } from "./ingress.js";
 import type { RealNode } from "./realnode.js";
 import type { Platform } from "../platform.js";
@@ -38,12 +37,6 @@ const { Kube } = await import("../kube.js");
 const run = promisify(execFile);
 const NAMESPACE = "demo";
 const say = (line = "") => process.stdout.write(`${line}\n`);
-
-async function kubectlOk(cp: ControlPlane, args: string[], input?: string): Promise<string> {
-  const r = await cp.kubectl(args, { input });
-  if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")}: ${r.stderr.trim()}`);
-  return r.stdout;
-}
 
 /**
  * The samples that run on the real node, with their images built from samples/images/echo: echo needs it (its
@@ -148,10 +141,10 @@ async function main(): Promise<void> {
       }
     }
     say("  installing the Slipway CRDs and, for builds, the sample Tekton Pipelines and Tasks");
-    await kubectlOk(cp, ["apply", "--server-side", "-f", "crds/"]);
-    await kubectlOk(cp, ["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"]);
-    await kubectlOk(cp, ["create", "namespace", NAMESPACE]);
-    await kubectlOk(cp, ["apply", "--server-side", "-n", NAMESPACE, "-k", "samples/tekton"]);
+    await cp.kubectlOk(["apply", "--server-side", "-f", "crds/"]);
+    await cp.kubectlOk(["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"]);
+    await cp.kubectlOk(["create", "namespace", NAMESPACE]);
+    await cp.kubectlOk(["apply", "--server-side", "-n", NAMESPACE, "-k", "samples/tekton"]);
 
     say("  starting the local Git server (git http-backend) with the config repository and a sample source repository");
     const git = await startGitServer();
@@ -175,7 +168,7 @@ async function main(): Promise<void> {
       });
       say(`  builder ${built.builder}`);
       const volume = await buildVolume(node, NAMESPACE, cacheClaimName(BUILT_SAMPLE));
-      await kubectlOk(cp, ["apply", "-f", "-"], JSON.stringify(volume));
+      await cp.kubectlOk(["apply", "-f", "-"], { input: JSON.stringify(volume) });
       pipeline = { registry: built.registry, builderImage: built.builder, podTemplate: { nodeSelector: { [REAL_NODE_LABEL]: REAL_NODE_LABEL_VALUE } } };
       for (const sample of [REAL_WHEN_POSSIBLE, BUILT_SAMPLE]) onRealNode.add(sample);
     }
@@ -199,7 +192,7 @@ async function main(): Promise<void> {
         progress: (line) => say(`  ${line}`),
       });
       cleanups.push(() => pods.remove());
-      const podIp = (await kubectlOk(cp, ["get", "pods", "-n", OPERATOR_NAMESPACE, "-l", OPERATOR_POD_SELECTOR, "-o", "jsonpath={.items[0].status.podIP}"])).trim();
+      const podIp = (await cp.kubectlOk(["get", "pods", "-n", OPERATOR_NAMESPACE, "-l", OPERATOR_POD_SELECTOR, "-o", "jsonpath={.items[0].status.podIP}"])).trim();
       webhooksAt = `http://${podIp}:9090`;
     } else {
       say("  starting the operator, GitOps (sync mode) and builds");
@@ -221,7 +214,7 @@ async function main(): Promise<void> {
 
     say(`  applying the sample apps into namespace "${NAMESPACE}"`);
     const samples = await sampleObjects(sourceUrl, images, onRealNode);
-    await kubectlOk(cp, ["apply", "--server-side", "--field-manager=slipway-samples", "-n", NAMESPACE, "-f", "-"], samples);
+    await cp.kubectlOk(["apply", "--server-side", "--field-manager=slipway-samples", "-n", NAMESPACE, "-f", "-"], { input: samples });
     const ready = await cp.kubectl(["wait", "--for=condition=Ready", "--timeout=120s", "-n", NAMESPACE, "apps.slipway.dev", "--all"]);
     if (platform) await platform.gitops?.idle();
     else await releaseCommits(git.url("slipway-config"), (samples.match(/^kind: App$/gm) ?? []).length, join(work, "config-wait"));

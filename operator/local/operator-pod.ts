@@ -85,13 +85,8 @@ export interface OperatorPods {
  * node (`kubectl apply --server-side -k`); with `settings`, first writes them to the Secret slipway-operator the
  * Deployment reads its environment from. Resolves once the rollout is complete; fails with the pods' last log lines.
  */
-export async function installOperatorPods(cp: Pick<ControlPlane, "kubectl">, node: RealNode,
+export async function installOperatorPods(cp: Pick<ControlPlane, "kubectl" | "kubectlOk">, node: RealNode,
   o: { base: string; settings?: Record<string, string>; replicas?: number; progress?: (line: string) => void }): Promise<OperatorPods> {
-  const kubectl = async (args: string[], input?: string) => {
-    const r = await cp.kubectl(args, input === undefined ? undefined : { input });
-    if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed: ${r.stderr.trim()}`);
-    return r.stdout;
-  };
   const building = Date.now();
   const image = await buildOperatorImage(`${node.binDir}/crane`, node.registry);
   o.progress?.(`operator image: ${image.reference} (${image.files} files, Node ${image.nodeVersion}) assembled and pushed in ${((Date.now() - building) / 1000).toFixed(1)}s`);
@@ -106,13 +101,13 @@ export async function installOperatorPods(cp: Pick<ControlPlane, "kubectl">, nod
     await writeOperatorPodOverlay(dir, { base: o.base, image: image.reference, apiServer: node.apiServer, ...(o.replicas !== undefined ? { replicas: o.replicas } : {}) });
     if (o.settings) {
       // The namespace first, so the pods find the Secret when they start.
-      await kubectl(["apply", "--server-side", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "Namespace", metadata: { name: OPERATOR_NAMESPACE } }));
-      await kubectl(["apply", "--server-side", "--force-conflicts", "-f", "-"], JSON.stringify({
+      await cp.kubectlOk(["apply", "--server-side", "-f", "-"], { input: JSON.stringify({ apiVersion: "v1", kind: "Namespace", metadata: { name: OPERATOR_NAMESPACE } }) });
+      await cp.kubectlOk(["apply", "--server-side", "--force-conflicts", "-f", "-"], { input: JSON.stringify({
         apiVersion: "v1", kind: "Secret", metadata: { name: "slipway-operator", namespace: OPERATOR_NAMESPACE }, stringData: o.settings,
-      }));
+      }) });
     }
     // --force-conflicts: the CRDs may have been applied by kubectl before, as in the e2e suite.
-    await kubectl(["apply", "--server-side", "--force-conflicts", "-k", dir]);
+    await cp.kubectlOk(["apply", "--server-side", "--force-conflicts", "-k", dir]);
     const rollout = await cp.kubectl(["rollout", "status", `deployment/${OPERATOR_DEPLOYMENT}`, "-n", OPERATOR_NAMESPACE, "--timeout=300s"]);
     if (rollout.code !== 0) {
       const pods = (await cp.kubectl(["get", "pods", "-n", OPERATOR_NAMESPACE, "-l", OPERATOR_POD_SELECTOR, "-o", "name"])).stdout.trim().split("\n").filter(Boolean);

@@ -17,6 +17,7 @@ import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { parseAllDocuments } from "yaml";
+import type { ControlPlane } from "./controlplane.js";
 import { buildInBackground, repoRoot } from "./tools.js";
 
 const execFileAsync = promisify(execFile);
@@ -148,11 +149,11 @@ export function tektonProcesses(opts: {
 
 /** A kubeconfig for `serviceAccount` in tekton-pipelines, with a token the API server issues for it. */
 export async function serviceAccountKubeconfig(
-  kubectl: (args: string[]) => Promise<{ stdout: string; stderr: string; code: number }>,
+  kubectlOk: ControlPlane["kubectlOk"],
   server: string, caFile: string, serviceAccount: string, path: string,
 ): Promise<string> {
-  const r = await kubectl(["create", "token", serviceAccount, "-n", TEKTON_NAMESPACE, "--duration=8760h"]);
-  if (r.code !== 0) throw new Error(`tekton: cannot issue a token for ServiceAccount ${TEKTON_NAMESPACE}/${serviceAccount}: ${r.stderr.trim()}`);
+  const token = await kubectlOk(["create", "token", serviceAccount, "-n", TEKTON_NAMESPACE, "--duration=8760h"],
+    { what: `tekton: cannot issue a token for ServiceAccount ${TEKTON_NAMESPACE}/${serviceAccount}` });
   const ca = (await readFile(caFile)).toString("base64");
   await writeFile(path, `apiVersion: v1
 kind: Config
@@ -161,7 +162,7 @@ clusters:
   cluster: { server: ${JSON.stringify(server)}, certificate-authority-data: ${ca} }
 users:
 - name: ${serviceAccount}
-  user: { token: ${JSON.stringify(r.stdout.trim())} }
+  user: { token: ${JSON.stringify(token.trim())} }
 contexts:
 - name: ${serviceAccount}
   context: { cluster: slipway-local, user: ${serviceAccount} }
