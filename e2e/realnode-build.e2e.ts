@@ -168,6 +168,11 @@ realNodeTest.serial("the built source-app runs on the real node: its web process
   t.is(web?.spec?.nodeName, fixture.node?.nodeName);
   t.is(web?.status?.containerStatuses?.[0]?.imageID?.split("@")[1], firstRelease.spec.build?.image.split("@")[1], "the kubelet ran the built image");
   await fixture.app.urlAnswers("hello from source-app");
+  // The Procfile line runs as `/bin/sh -c "node server.js"`, and the shell execs node: node is the container's first
+  // process, the one the kubelet's SIGTERM reaches when a release replaces the pod.
+  const pid1 = await (await controlPlane()).kubectl(["exec", "-n", fixture.namespace, web?.metadata?.name ?? "", "--",
+    "node", "-e", "process.stdout.write(require('fs').readFileSync('/proc/1/cmdline', 'utf8').split('\\0').join(' ').trim())"]);
+  t.is(pid1.stdout, "node server.js", pid1.stderr);
   await waitFor(async () => /source-app worker: job \d+ done/.test((await fixture.app.slipway(["logs", APP, "--type", "worker"])).stdout), 60_000,
     async () => `the worker logged no job: ${(await fixture.app.slipway(["logs", APP, "--type", "worker"])).stdout}`);
   t.pass();
@@ -212,8 +217,17 @@ realNodeTest.serial("a commit whose Procfile names a script that is not there is
   t.true(message.endsWith(`; the previous release v${firstRelease.spec.version} keeps serving`), message);
   // What node said, through the kubelet: the module it could not find.
   const [pod] = (await fixture.app.getJson<{ items: V1Pod[] }>(["get", "pods", "-l", `slipway.dev/app=${APP},slipway.dev/process=web,slipway.dev/release=v${crashing.spec.version}`])).items;
-  const logs = await (await controlPlane()).kubectl(["logs", "-n", fixture.namespace, pod?.metadata?.name ?? "", "--previous"]);
-  t.regex(logs.stdout, /Error: Cannot find module '\/workspace\/\S*missing\.js'/, logs.stdout + logs.stderr);
+  // The container restarts meanwhile: its current run's log or its previous one's, whichever the kubelet has now.
+  let logs = "";
+  await waitFor(async () => {
+    for (const previous of [[], ["--previous"]]) {
+      const r = await (await controlPlane()).kubectl(["logs", "-n", fixture.namespace, pod?.metadata?.name ?? "", ...previous]);
+      logs = `${r.stdout}${r.stderr}`;
+      if (/Error: Cannot find module/.test(logs)) return true;
+    }
+    return false;
+  }, 60_000, () => `the crashing container logged no "Cannot find module": ${logs}`);
+  t.regex(logs, /Error: Cannot find module '\/workspace\/\S*missing\.js'/, logs);
   await fixture.app.urlAnswers("hello from source-app");
 });
 

@@ -100,11 +100,13 @@ export async function pushBuildImages(node: RealNode, opts: { tektonBinDir: stri
   }
   await node.mirror([...MIRRORED_REGISTRIES]);
 
-  const gosh = { file: join(node.binDir, "gosh") };
   const passwd = `root:x:0:0:root:/root:/bin/sh\ncnb:x:${CNB_UID}:${CNB_UID}:cnb:/home/cnb:/bin/sh\n`;
   const group = `root:x:0:\ncnb:x:${CNB_UID}:\n`;
+  // This machine's bash as /bin/sh: Slipway runs a Procfile line as `/bin/sh -c <line>`, and bash execs a line that
+  // is one command, so the app is the container's first process and gets the kubelet's SIGTERM. Debian's dash
+  // 0.5.12 and u-root's gosh (the echo image's shell) stay the app's parent and do not pass the signal on.
   const base: LayerFile[] = [
-    { path: "/bin/sh", source: gosh, mode: 0o755 },
+    ...(await hostProgramFiles(await onPath("bash"), "/bin/sh")),
     { path: "/etc/passwd", source: { content: passwd } },
     { path: "/etc/group", source: { content: group } },
     { path: "/tmp", source: { directory: true }, mode: 0o1777 },
