@@ -1089,7 +1089,11 @@ async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "
         await user("fetch", "-q", "origin");
         commits = await made();
         return commits >= count;
-      }, `${count} commits of the Config changes`);
+      }, `${count} commits of the Config changes`).catch(async (err: unknown) => {
+        // What a stall shows: how far it got, GitOps' own gauges and counters, and the operator's last warnings.
+        const metrics = (await operator.metrics().catch(() => "")).split("\n").filter((l) => /^slipway_(gitops|reconcile)_/.test(l) && !/_bucket/.test(l));
+        throw new Error(`${(err as Error).message}: ${commits} made; the operator's metrics:\n${metrics.join("\n")}\nits output:\n${operator.output}`, { cause: err });
+      });
       const took = since(t0) / 1000;
       record(`${label}: ${count} Config changes at once → commits (none lost)`, commits, "commits", count, false);
       report(`${label}: … throughput`, commits / took, "commits/s");
