@@ -247,7 +247,13 @@ async function main(): Promise<void> {
       const lines: string[] = [];
       for (const sample of [REAL_SAMPLE, REAL_WHEN_POSSIBLE, ...(onRealNode.has(BUILT_SAMPLE) ? [BUILT_SAMPLE] : [])]) {
         const host = `${sample}.${NAMESPACE}.slipway.local`;
-        const answer = await ingress.get(host).catch((err: unknown) => ({ status: 0, body: String(err) }));
+        // Traefik follows Ingresses and EndpointSlices by watch: a release that just went Ready may need a moment.
+        let answer = { status: 0, body: "" };
+        for (const deadline = Date.now() + 15_000; ;) {
+          answer = await ingress.get(host).catch((err: unknown) => ({ status: 0, body: String(err) }));
+          if (answer.status === 200 || Date.now() > deadline) break;
+          await new Promise((r) => setTimeout(r, 500));
+        }
         lines.push(`  curl --resolve ${host}:${ingress.port}:127.0.0.1 http://${host}:${ingress.port}/`,
           `  → ${answer.status === 200 ? answer.body.trim() : `(answered ${answer.status}: ${answer.body.trim()})`}`);
       }
