@@ -347,6 +347,17 @@ test("config:set is committed by Slipway and applied by Flux with no extra relea
   const applied = await appliedReady(env, env.remoteHead, 30_000);
   t.regex(condition(applied, "Ready")!.message!, /^Applied revision: main@sha1:/);
   await until(env, "the hold on the Config was not removed", async () => !(await getConfig(env, "shop"))?.metadata.annotations?.["kustomize.toolkit.fluxcd.io/reconcile"]);
+  // Flux's first apply after the hold takes back the field the CLI wrote (the CLI's write took it from Flux's field
+  // manager): a write of managedFields only, which kustomize-controller logs as "configured", with the value Git
+  // and the cluster both hold.
+  type Managed = { manager?: string; fieldsV1?: unknown };
+  const owns = (c: KubeObject | undefined, manager: string) => ((c?.metadata as { managedFields?: Managed[] } | undefined)?.managedFields ?? [])
+    .some((m) => m.manager === manager && JSON.stringify(m.fieldsV1 ?? {}).includes('"f:GREETING"'));
+  await until(env, "Flux did not apply the Config once its hold was removed", async () => {
+    const c = await getConfig(env, "shop");
+    return owns(c, "kustomize-controller");
+  });
+  t.is((await getConfig(env, "shop"))?.spec.env?.GREETING, "bonjour");
 
   // Later reconciles (every 2 s) see no drift: nothing configured, the Config not written, the change kept.
   const before = await getConfig(env, "shop");
