@@ -655,7 +655,10 @@ async function operatorAtScale(cp: ControlPlane, count: number): Promise<void> {
 
 // -------------------------------------------------------------------------------------------- GitOps
 
-const git = async (cwd: string, ...args: string[]) => (await promisify(execFile)("git", args, { cwd })).stdout.trim();
+// No automatic gc or maintenance: git fetch would start it detached, and it could still be writing into .git when
+// the bench removes its directory (one run ended in ENOTEMPTY there).
+const git = async (cwd: string, ...args: string[]) =>
+  (await promisify(execFile)("git", ["-c", "gc.auto=0", "-c", "maintenance.auto=false", ...args], { cwd })).stdout.trim();
 const WEBHOOK_SECRET = "bench-webhook-secret";
 
 /**
@@ -1109,7 +1112,7 @@ async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "
   } finally {
     await memory.stop();
     await operator.stop();
-    await rm(work, { recursive: true, force: true });
+    await rm(work, { recursive: true, force: true, maxRetries: 3 });
   }
 }
 
