@@ -224,6 +224,12 @@ async function reconcileNow(env: Env, kind: "GitRepository" | "Kustomization"): 
   await until(env, `${kind} did not handle the reconcile request ${at}`, async () => (await getFlux(env, kind))?.status?.lastHandledReconcileAt === at);
 }
 
+/** Suspends (or resumes) the GitRepository: while suspended, Flux fetches nothing and applies the revision it has. */
+async function suspendSource(env: Env, on: boolean): Promise<{ code: number; stderr: string }> {
+  return (await controlPlane()).kubectl(["patch", "gitrepositories.source.toolkit.fluxcd.io", env.source, "-n", env.fluxNs,
+    "--type=merge", "-p", JSON.stringify({ spec: { suspend: on } })]);
+}
+
 const appYaml = (ns: string, name: string, image: string) =>
   `apiVersion: ${V}\nkind: App\nmetadata:\n  name: ${name}\n  namespace: ${ns}\nspec:\n  image: ${image}\n`;
 const configYaml = (ns: string, name: string, vars: Record<string, string>) =>
@@ -379,12 +385,9 @@ test("config:set is committed by Slipway and applied by Flux with no extra relea
 
 test("a Flux reconcile of the older revision before Flux has fetched Slipway's commit does not revert a config:set", async (t) => {
   const env = await shopLive(t);
-  const cp = await controlPlane();
   const before = commitOf((await getFlux(env, "Kustomization"))?.status?.lastAppliedRevision);
   // Flux cannot fetch for now: any Kustomization reconcile applies the revision before the change.
-  const suspend = (on: boolean) => cp.kubectl(["patch", "gitrepositories.source.toolkit.fluxcd.io", env.source, "-n", env.fluxNs,
-    "--type=merge", "-p", JSON.stringify({ spec: { suspend: on } })]);
-  t.is((await suspend(true)).code, 0);
+  t.is((await suspendSource(env, true)).code, 0);
   ok(t, await env.alice.slipway(["config:set", "shop", "GREETING=bonjour"]), "config:set");
   // The CLI held the Config from Flux in the write that changed it: no window for a Flux reconcile.
   t.is((await getConfig(env, "shop"))?.metadata.annotations?.["kustomize.toolkit.fluxcd.io/reconcile"], "disabled");
@@ -393,7 +396,7 @@ test("a Flux reconcile of the older revision before Flux has fetched Slipway's c
   t.is((await getConfig(env, "shop"))?.spec.env?.GREETING, "bonjour", "Flux reverted the change");
   await until(env, "release v2 was not committed", async () => (await env.subjects()).some((s) => /shop: release v2: set GREETING/.test(s)));
 
-  t.is((await suspend(false)).code, 0);
+  t.is((await suspendSource(env, false)).code, 0);
   await appliedReady(env, env.remoteHead);
   await until(env, "the hold was not removed once Flux had the commit", async () => !(await getConfig(env, "shop"))?.metadata.annotations?.["kustomize.toolkit.fluxcd.io/reconcile"]);
   t.is((await getConfig(env, "shop"))?.spec.env?.GREETING, "bonjour");
@@ -404,9 +407,7 @@ test("a Flux reconcile of the older revision before Flux has fetched Slipway's c
 test("kustomize-controller's apply of the older revision onto a Config held since its reconcile read it is refused at admission, so the config:set is kept (the race between Flux's read and its apply)", async (t) => {
   const env = await shopLive(t);
   const cp = await controlPlane();
-  const suspend = (on: boolean) => cp.kubectl(["patch", "gitrepositories.source.toolkit.fluxcd.io", env.source, "-n", env.fluxNs,
-    "--type=merge", "-p", JSON.stringify({ spec: { suspend: on } })]);
-  t.is((await suspend(true)).code, 0);
+  t.is((await suspendSource(env, true)).code, 0);
   // What Flux applies for the older revision: the Config as Git holds it before the change.
   const older = configYaml(env.ns, "shop", { GREETING: "hello" });
   ok(t, await env.alice.slipway(["config:set", "shop", "GREETING=bonjour"]), "config:set");
@@ -417,7 +418,7 @@ test("kustomize-controller's apply of the older revision onto a Config held sinc
   t.regex(stale.stderr, /ValidatingAdmissionPolicy 'slipway-flux-hold'.*Config .*\/shop is held from Flux \(kustomize\.toolkit\.fluxcd\.io\/reconcile: disabled, by Slipway: kubectl-slipway\)/s);
   t.is((await getConfig(env, "shop"))?.spec.env?.GREETING, "bonjour");
   // The same apply is let through once Flux has the commit and the hold is gone (checked with a server-side dry run).
-  t.is((await suspend(false)).code, 0);
+  t.is((await suspendSource(env, false)).code, 0);
   await appliedReady(env, env.remoteHead);
   await until(env, "the hold was not removed once Flux had the commit", async () => !(await getConfig(env, "shop"))?.metadata.annotations?.["kustomize.toolkit.fluxcd.io/reconcile"]);
   const unheld = await cp.kubectl(["apply", "--server-side", "--force-conflicts", "--dry-run=server", "--field-manager=kustomize-controller", "-f", "-"], { input: older });
@@ -430,9 +431,7 @@ test("kustomize-controller's apply of the older revision onto a Config held sinc
 test("a kubectl change to a Flux-applied Config is held by Slipway as its watch sees it, and Flux's older revision does not revert it", async (t) => {
   const env = await shopLive(t);
   const cp = await controlPlane();
-  const suspend = (on: boolean) => cp.kubectl(["patch", "gitrepositories.source.toolkit.fluxcd.io", env.source, "-n", env.fluxNs,
-    "--type=merge", "-p", JSON.stringify({ spec: { suspend: on } })]);
-  t.is((await suspend(true)).code, 0);
+  t.is((await suspendSource(env, true)).code, 0);
   const patched = await cp.kubectl(["patch", "configs.slipway.dev", "shop", "-n", env.ns, "--type=merge", "-p", JSON.stringify({ spec: { env: { GREETING: "hallo" } } })]);
   t.is(patched.code, 0, patched.stderr);
   // Unlike the CLI, kubectl does not hold it in its write: GitOps does, a moment later.
@@ -441,7 +440,7 @@ test("a kubectl change to a Flux-applied Config is held by Slipway as its watch 
   await reconcileNow(env, "Kustomization");
   t.is((await getConfig(env, "shop"))?.spec.env?.GREETING, "hallo", "Flux reverted the change");
   await until(env, "release v2 was not committed", async () => (await env.subjects()).some((s) => /shop: release v2: set GREETING/.test(s)));
-  t.is((await suspend(false)).code, 0);
+  t.is((await suspendSource(env, false)).code, 0);
   await appliedReady(env, env.remoteHead);
   await until(env, "the hold was not removed once Flux had the commit", async () => !(await getConfig(env, "shop"))?.metadata.annotations?.["slipway.dev/flux-hold"]);
   t.is((await getConfig(env, "shop"))?.spec.env?.GREETING, "hallo");
