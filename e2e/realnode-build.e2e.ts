@@ -112,10 +112,11 @@ async function explainBuild(pipelineRunName: string): Promise<string> {
   const cp = await controlPlane();
   const taskRuns = await cp.kubectl(["get", "taskruns.tekton.dev", "-n", fixture.namespace, "-l", `tekton.dev/pipelineRun=${pipelineRunName}`, "-o", "json"]);
   const pods = await cp.kubectl(["get", "pods", "-n", fixture.namespace, "-l", `tekton.dev/pipelineRun=${pipelineRunName}`, "-o", "json"]);
-  const podLines = pods.code === 0 ? (JSON.parse(pods.stdout) as { items: V1Pod[] }).items.map((p) =>
+  const podItems = pods.code === 0 ? (JSON.parse(pods.stdout) as { items: V1Pod[] }).items : [];
+  const podLines = pods.code === 0 ? podItems.map((p) =>
     `${p.metadata?.name} on ${p.spec?.nodeName}: ${JSON.stringify([...(p.status?.initContainerStatuses ?? []), ...(p.status?.containerStatuses ?? [])].map((c) => ({ name: c.name, state: c.state })))}`) : [pods.stderr];
   const logs: string[] = [];
-  for (const p of pods.code === 0 ? (JSON.parse(pods.stdout) as { items: V1Pod[] }).items : []) {
+  for (const p of podItems) {
     const l = await cp.kubectl(["logs", "-n", fixture.namespace, p.metadata?.name ?? "", "--all-containers", "--tail=20"]);
     logs.push(`--- ${p.metadata?.name}\n${l.stdout}${l.stderr}`);
   }

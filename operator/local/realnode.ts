@@ -248,8 +248,7 @@ export async function startRealNode(cp: RealNodeControlPlane, opts: RealNodeOpti
 
     progress(`real node: starting containerd`);
     const containerdDir = join(dir, "containerd");
-    await mkdir(join(containerdDir, "certs.d", registry), { recursive: true });
-    await writeFile(join(containerdDir, "certs.d", registry, "hosts.toml"), registryHostsToml(registry));
+    await writeRegistryHost(containerdDir, registry, registry);
     const socket = join(containerdDir, "containerd.sock");
     await writeFile(join(containerdDir, "config.toml"), containerdConfig({ dir: containerdDir, socket, binDir, cniConf, pauseImage }));
     const containerd = processes.start("containerd", bin("containerd"), ["--config", join(containerdDir, "config.toml")], { env });
@@ -277,20 +276,15 @@ export async function startRealNode(cp: RealNodeControlPlane, opts: RealNodeOpti
 
     progress(`real node: ${nodeName} is Ready at ${nodeIP} (registry ${registry}, directory ${dir})`);
     // containerd reads certs.d at each pull: a host added here applies to the next pull.
-    const registryHost = (host: string) => writeFile(join(containerdDir, "certs.d", host, "hosts.toml"), registryHostsToml(registry), { flag: "w" });
     const mirror = async (hosts: string[]) => {
-      for (const host of hosts) {
-        await mkdir(join(containerdDir, "certs.d", host), { recursive: true });
-        await registryHost(host);
-      }
+      for (const host of hosts) await writeRegistryHost(containerdDir, host, registry);
     };
     let podRegistry: Promise<string> | undefined;
     return {
       nodeName, nodeIP, registry, binDir, dir, pauseImage, apiServer, forward, mirror,
       podRegistry: () => (podRegistry ??= (async () => {
         const at = `${nodeIP}:${await forward({ host: "127.0.0.1", port: Number(registry.split(":")[1]) })}`;
-        await mkdir(join(containerdDir, "certs.d", at), { recursive: true });
-        await writeFile(join(containerdDir, "certs.d", at, "hosts.toml"), registryHostsToml(`${at}`));
+        await writeRegistryHost(containerdDir, at, at);
         return at;
       })()),
       logTail: (component, lines) => tail(join(logs, `${component}.log`), lines),
@@ -380,8 +374,14 @@ current-context: local
 }
 
 /** A containerd registry host file (certs.d/<host>/hosts.toml): pull and resolve from `registry` over plain HTTP only. */
-export function registryHostsToml(registry: string): string {
+function registryHostsToml(registry: string): string {
   return `server = "http://${registry}"\n\n[host."http://${registry}"]\n  capabilities = ["pull", "resolve"]\n`;
+}
+
+/** Has containerd (configured under `containerdDir`) pull images named after `host` from `registry`. */
+async function writeRegistryHost(containerdDir: string, host: string, registry: string): Promise<void> {
+  await mkdir(join(containerdDir, "certs.d", host), { recursive: true });
+  await writeFile(join(containerdDir, "certs.d", host, "hosts.toml"), registryHostsToml(registry));
 }
 
 /** containerd's configuration (version 4): everything under `dir`, CRI with runc (cgroupfs), CNI and the local registry. */
