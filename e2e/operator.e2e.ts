@@ -534,9 +534,22 @@ spec:
   selector: { team: payments }
   ports: [{ port: 443, targetPort: 8443 }]
 `, "payments-team");
+  // What an owner sees as "their object": its spec, generation, labels, annotations, owners and the managers of
+  // every field but status. The deployment controller writes the Deployment's revision annotation once and its
+  // status as kwok's pods come up (one CI run took the snapshot before those writes and saw them as a change),
+  // so the snapshot is taken once that controller has caught up, and status is left out.
+  type Owned = KubeObject & { spec: unknown; status?: { observedGeneration?: number } };
+  await waitFor(async () => {
+    const d = await env.kube.get<Owned>("apps/v1", "Deployment", env.ns, "shop-web");
+    return d.metadata.annotations?.["deployment.kubernetes.io/revision"] !== undefined && d.status?.observedGeneration === d.metadata.generation;
+  }, 30_000, () => "the deployment controller did not observe Deployment shop-web");
   const snapshot = async (kind: string, apiVersion: string, name: string) => {
-    const o = await env.kube.get<KubeObject & { spec: unknown }>(apiVersion, kind, env.ns, name);
-    return { spec: o.spec, managedFields: o.metadata.managedFields, ownerReferences: o.metadata.ownerReferences, labels: o.metadata.labels, resourceVersion: o.metadata.resourceVersion };
+    const o = await env.kube.get<Owned>(apiVersion, kind, env.ns, name);
+    const m = o.metadata;
+    return {
+      spec: o.spec, generation: m.generation, labels: m.labels, annotations: m.annotations, ownerReferences: m.ownerReferences,
+      managedFields: ((m.managedFields ?? []) as { subresource?: string }[]).filter((f) => f.subresource !== "status"),
+    };
   };
   const deploymentBefore = await snapshot("Deployment", "apps/v1", "shop-web");
   const serviceBefore = await snapshot("Service", "v1", "api");
