@@ -1093,9 +1093,19 @@ async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "
         commits = await made();
         return commits >= count;
       }, `${count} commits of the Config changes`).catch(async (err: unknown) => {
-        // What a stall shows: how far it got, GitOps' own gauges and counters, and the operator's last warnings.
+        // What a stall shows: how far it got, GitOps' own gauges and counters, the operator's last warnings, and
+        // for a few Apps without their commit, where each one is: its commits since, its Releases, its status.
         const metrics = (await operator.metrics().catch(() => "")).split("\n").filter((l) => /^slipway_(gitops|reconcile)_/.test(l) && !/_bucket/.test(l));
-        throw new Error(`${(err as Error).message}: ${commits} made; the operator's metrics:\n${metrics.join("\n")}\nits output:\n${operator.output}`, { cause: err });
+        const subjects = (await user("log", "--format=%s", `${mark}..origin/main`).catch(() => "")).split("\n");
+        const missing = names.filter((name) => !subjects.some((s) => s.startsWith(`${ns}/${name}: release v`) && s.includes(": set BENCH_SET ")));
+        const where = await Promise.all(missing.slice(0, 5).map(async (name) => {
+          const a = await kube.get<App & KubeObject>(V, "App", ns, name).catch((e: unknown) => ({ error: String(e) }));
+          const rs = await kube.list<Release & KubeObject>(V, "Release", ns, undefined, `spec.app=${name}`).catch(() => ({ items: [] }));
+          return `${name}: commits ${JSON.stringify(subjects.filter((s) => s.startsWith(`${ns}/${name}:`)))}; ` +
+            `releases ${JSON.stringify(rs.items.map((r) => `v${r.spec.version} ${r.spec.cause}`))}; status ${JSON.stringify("status" in a ? a.status : a)}`;
+        }));
+        throw new Error(`${(err as Error).message}: ${commits} made; ${missing.length} Apps without theirs:\n${where.join("\n")}\n` +
+          `the operator's metrics:\n${metrics.join("\n")}\nits output:\n${operator.output}`, { cause: err });
       });
       const took = since(t0) / 1000;
       record(`${label}: ${count} Config changes at once → commits (none lost)`, commits, "commits", count, false);
