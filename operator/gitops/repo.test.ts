@@ -398,17 +398,21 @@ test("changedDirs names the App directories a push changed, and filesIn reads on
   const url = await remoteRepo("changed-dirs");
   const repo = await ConfigRepo.open({ url, dir: await temp() });
   const files = new Map<string, string>();
-  for (const name of ["a", "b", "c"]) {
+  for (const name of ["a", "b", "c", "e"]) {
     files.set(`apps/team-a/${name}/app.yaml`, renderObject(app(name, "r/x@sha256:" + "1".repeat(64))));
     files.set(`apps/team-a/${name}/releases/v1.yaml`, renderObject(release(name, 1)));
   }
-  const first = await repo.commit(files, "three apps");
+  const first = await repo.commit(files, "four apps");
   if (!first) throw new Error("no commit");
   await repo.push();
 
-  // A user edits b, removes c and adds team-b/d, by hand, without touching any kustomization.yaml.
+  // A user edits b, removes c, adds team-b/d and leaves e a note but no object, by hand, without touching any
+  // kustomization.yaml.
   const clone = await temp();
   await run("git", ["clone", "-q", url, clone]);
+  await rm(join(clone, "apps/team-a/e/app.yaml"));
+  await rm(join(clone, "apps/team-a/e/releases"), { recursive: true });
+  await writeFile(join(clone, "apps/team-a/e/NOTES.md"), "retired\n");
   await writeFile(join(clone, "apps/team-a/b/app.yaml"), renderObject(app("b", "r/x@sha256:" + "2".repeat(64))));
   await rm(join(clone, "apps/team-a/c"), { recursive: true });
   await mkdir(join(clone, "apps/team-b/d"), { recursive: true });
@@ -421,8 +425,10 @@ test("changedDirs names the App directories a push changed, and filesIn reads on
   if (!head) throw new Error("no head");
   await repo.resetTo(head);
   const dirs = await repo.changedDirs(first, head);
-  t.deepEqual([...dirs].filter((d) => d.split("/").length === 3).sort(), ["apps/team-a/b", "apps/team-a/c", "apps/team-b/d"]);
+  t.deepEqual([...dirs].filter((d) => d.split("/").length === 3).sort(), ["apps/team-a/b", "apps/team-a/c", "apps/team-a/e", "apps/team-b/d"]);
   t.false(dirs.has("apps/team-a/a"));
+  // The parents whose lists the push can have left stale: team-a (c went, e lost its objects), apps (team-b came).
+  t.deepEqual([...dirs].filter((d) => d.split("/").length < 3).sort(), ["apps", "apps/team-a", "apps/team-b"]);
   t.deepEqual([...(await repo.changedDirs(head, head))], []);
 
   t.deepEqual([...(await repo.filesIn("apps/team-a/a")).keys()].sort(), ["apps/team-a/a/app.yaml", "apps/team-a/a/kustomization.yaml", "apps/team-a/a/releases/kustomization.yaml", "apps/team-a/a/releases/v1.yaml"]);
@@ -434,8 +440,39 @@ test("changedDirs names the App directories a push changed, and filesIn reads on
   t.truthy(fixed);
   t.regex((await repo.readFile("apps/team-b/kustomization.yaml")) ?? "", /- d\n/);
   t.notRegex((await repo.readFile("apps/team-a/kustomization.yaml")) ?? "", /- c\n/);
+  t.notRegex((await repo.readFile("apps/team-a/kustomization.yaml")) ?? "", /- e\n/);
   t.regex((await repo.readFile("apps/kustomization.yaml")) ?? "", /- team-b\n/);
   // … and gives the same tree as regenerating every one of them.
+  t.is(await repo.commit(new Map(), "all", { regenerateAll: true }), undefined);
+  await repo.push();
+
+  // A push that only edits an App's files names that App's directory alone, and regenerates nothing above it.
+  await gitCli(clone, "pull", "-q", "origin", "main");
+  await writeFile(join(clone, "apps/team-a/a/app.yaml"), renderObject(app("a", "r/x@sha256:" + "4".repeat(64))));
+  await gitCli(clone, "commit", "-qam", "edit a");
+  await gitCli(clone, "push", "-q", "origin", "HEAD:main");
+  const before = await repo.head();
+  const edited = await repo.fetch();
+  if (!before || !edited) throw new Error("no head");
+  await repo.resetTo(edited);
+  const editedDirs = await repo.changedDirs(before, edited);
+  t.deepEqual([...editedDirs], ["apps/team-a/a"]);
+  t.is(await repo.commit(new Map(), "regenerate", { dirs: editedDirs }), undefined, "nothing was stale");
+
+  // One that leaves an App's directory without object files names its namespace too, whose list drops it.
+  await rm(join(clone, "apps/team-a/b/app.yaml"));
+  await rm(join(clone, "apps/team-a/b/releases"), { recursive: true });
+  await writeFile(join(clone, "apps/team-a/b/NOTES.md"), "retired\n");
+  await gitCli(clone, "add", "-A");
+  await gitCli(clone, "commit", "-qm", "retire b");
+  await gitCli(clone, "push", "-q", "origin", "HEAD:main");
+  const retired = await repo.fetch();
+  if (!retired) throw new Error("no head");
+  await repo.resetTo(retired);
+  const retiredDirs = await repo.changedDirs(edited, retired);
+  t.deepEqual([...retiredDirs].sort(), ["apps/team-a", "apps/team-a/b"]);
+  t.truthy(await repo.commit(new Map(), "regenerate", { dirs: retiredDirs }));
+  t.notRegex((await repo.readFile("apps/team-a/kustomization.yaml")) ?? "", /- b\n/);
   t.is(await repo.commit(new Map(), "all", { regenerateAll: true }), undefined);
 });
 

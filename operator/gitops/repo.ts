@@ -297,24 +297,38 @@ export class ConfigRepo {
 
   /**
    * The directories whose files differ between two commits, at the depth of an App (apps/<namespace>/<app>)
-   * or above it for files outside apps: only the trees on changed paths are read.
+   * or above it for files outside apps: only the trees on changed paths are read. A changed directory's parent
+   * is named too when the parent's kustomization.yaml list can have changed: the directory appeared or went,
+   * or an App's directory gained its first object file or lost its last. A push editing files of existing Apps
+   * names their directories alone, so regenerating what it can have left stale never lists a namespace of
+   * thousands of Apps.
    */
   async changedDirs(from: string, to: string): Promise<Set<string>> {
     const out = new Set<string>();
+    const parentOf = (path: string) => path.split("/").slice(0, -1).join("/");
     const diff = async (a: string | undefined, b: string | undefined, prefix: string, depth: number): Promise<void> => {
       if (a === b) return;
       if (depth === 3 || a === undefined || b === undefined) {
         // An App's directory (or a whole directory that appeared or went): everything below is one change.
         out.add(prefix);
+        const listed = async (tree: string | undefined) => tree !== undefined && (depth < 3 || (await this.#treeHasObjects("app", tree)));
+        if (a === undefined || b === undefined || (await listed(a)) !== (await listed(b))) out.add(parentOf(prefix));
         if (depth < 3) for (const tree of [a, b]) if (tree) await this.#dirsBelow(tree, prefix, depth, out);
         return;
       }
-      const before = new Map((await this.#readTree(a)).map((e) => [e.path, e]));
-      const after = new Map((await this.#readTree(b)).map((e) => [e.path, e]));
-      for (const name of new Set([...before.keys(), ...after.keys()])) {
-        const x = before.get(name);
-        const y = after.get(name);
-        if (x?.oid === y?.oid) continue;
+      const before = await this.#readTree(a);
+      const after = await this.#readTree(b);
+      // The usual push changes entries but adds or removes none: both lists then pair up by position.
+      const paired = before.length === after.length && before.every((e, i) => e.path === after[i]?.path);
+      const pairs: [string, TreeEntry | undefined, TreeEntry | undefined][] = [];
+      if (paired) {
+        before.forEach((x, i) => x.oid !== after[i]?.oid && pairs.push([x.path, x, after[i]]));
+      } else {
+        const x = new Map(before.map((e) => [e.path, e]));
+        const y = new Map(after.map((e) => [e.path, e]));
+        for (const name of new Set([...x.keys(), ...y.keys()])) if (x.get(name)?.oid !== y.get(name)?.oid) pairs.push([name, x.get(name), y.get(name)]);
+      }
+      for (const [name, x, y] of pairs) {
         const path = prefix ? `${prefix}/${name}` : name;
         const below = depth > 0 || name === APPS_DIR;
         if (below && (x?.type ?? "tree") === "tree" && (y?.type ?? "tree") === "tree") await diff(x?.oid, y?.oid, path, depth + 1);
@@ -483,8 +497,8 @@ export class ConfigRepo {
    * changes. On a tree whose kustomization.yaml files are right (every tree this class writes) that is the same
    * tree a regeneration of them all gives. No changes (or `regenerateAll`) regenerates every kustomization.yaml
    * of the tree from scratch, which also repairs a tree someone else broke. `dirs` regenerates those of the
-   * given directories (and, when they are App directories, of their namespace and above) instead: what a push
-   * that changed those directories can have left wrong.
+   * given directories instead, and their parents' when the directories' own lists gain their first entry or
+   * lose their last: with `changedDirs()` of a push, what that push can have left wrong.
    */
   async commit(
     changes: FileChanges,
@@ -551,11 +565,9 @@ export class ConfigRepo {
     const base = await this.#treeOf(parent);
     const root = await this.#load(base);
     const dirs = new Set<string>();
-    for (const dir of extra) {
-      const parts = dir ? dir.split("/") : [];
-      // Someone else's push may have added or removed the directory without updating its parents' lists.
-      for (let i = parts.length; i >= 0; i--) if (parts[0] === APPS_DIR || i === 0) dirs.add(parts.slice(0, i).join("/"));
-    }
+    // changedDirs() names the parents whose lists a push may have left stale; the other parents' lists are
+    // regenerated only when a regeneration below makes them change (#regenerate).
+    for (const dir of extra) dirs.add(dir);
     for (const [path, content] of changes) {
       const parts = path.split("/");
       const name = parts.pop() ?? path;
