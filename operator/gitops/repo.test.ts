@@ -476,6 +476,28 @@ test("changedDirs names the App directories a push changed, and filesIn reads on
   t.is(await repo.commit(new Map(), "all", { regenerateAll: true }), undefined);
 });
 
+test("a first push of an App into a repository with no apps/ yet: regenerating what changedDirs names lists the namespace and the App", async (t) => {
+  const url = await remoteRepo("first-app");
+  const repo = await ConfigRepo.open({ url, dir: await temp() });
+  const clone = await temp();
+  await run("git", ["clone", "-q", url, clone]);
+  await mkdir(join(clone, "apps/team-a/shop"), { recursive: true });
+  await writeFile(join(clone, "apps/team-a/shop/app.yaml"), renderObject(app("shop", "r/x@sha256:" + "1".repeat(64))));
+  await gitCli(clone, "add", "-A");
+  await gitCli(clone, "commit", "-qm", "shop: new app");
+  await gitCli(clone, "push", "-q", "origin", "HEAD:main");
+  const before = await repo.head();
+  const head = await repo.fetch();
+  if (!before || !head) throw new Error("no head");
+  await repo.resetTo(head);
+  const dirs = await repo.changedDirs(before, head);
+  t.deepEqual([...dirs].sort(), ["", "apps", "apps/team-a", "apps/team-a/shop"]);
+  t.truthy(await repo.commit(new Map(), "regenerate", { dirs }));
+  t.regex((await repo.readFile("apps/team-a/kustomization.yaml")) ?? "", /- shop\n/);
+  t.regex((await repo.readFile("apps/kustomization.yaml")) ?? "", /- team-a\n/);
+  t.is(await repo.commit(new Map(), "all", { regenerateAll: true }), undefined);
+});
+
 test("a config repository whose server accepts the connection and never answers fails to open within the timeout", async (t) => {
   const sockets = new Set<Socket>();
   const hung = createServer((socket) => sockets.add(socket.on("error", () => undefined)));

@@ -339,14 +339,14 @@ export class ConfigRepo {
     return out;
   }
 
-  /** Adds the App directories (depth 3) below a tree at `depth` to `out`. */
+  /** Adds the directories below a tree at `depth` down to the App directories (depth 3) to `out`. */
   async #dirsBelow(tree: string, prefix: string, depth: number, out: Set<string>): Promise<void> {
     for (const entry of await this.#readTree(tree)) {
       if (entry.type !== "tree") continue;
       const path = prefix ? `${prefix}/${entry.path}` : entry.path;
       if (depth === 0 && entry.path !== APPS_DIR) continue;
-      if (depth + 1 === 3) out.add(path);
-      else await this.#dirsBelow(entry.oid, path, depth + 1, out);
+      out.add(path);
+      if (depth + 1 < 3) await this.#dirsBelow(entry.oid, path, depth + 1, out);
     }
   }
 
