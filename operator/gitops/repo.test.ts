@@ -39,6 +39,22 @@ async function gitCli(cwd: string, ...args: string[]): Promise<string> {
   return stdout;
 }
 
+/** A user's commit of everything in their clone, pushed by hand. */
+async function pushByHand(clone: string, message: string): Promise<void> {
+  await gitCli(clone, "add", "-A");
+  await gitCli(clone, "commit", "-qm", message);
+  await gitCli(clone, "push", "-q", "origin", "HEAD:main");
+}
+
+/** What a sync does with a push: fetch it, move the branch there, and name the directories it changed. */
+async function takePush(repo: ConfigRepo): Promise<{ head: string; dirs: Set<string> }> {
+  const before = await repo.head();
+  const head = await repo.fetch();
+  if (!before || !head) throw new Error("no head");
+  await repo.resetTo(head);
+  return { head, dirs: await repo.changedDirs(before, head) };
+}
+
 const app = (name: string, image: string): StoredObject => ({
   apiVersion: "slipway.dev/v1alpha1",
   kind: "App",
@@ -147,9 +163,7 @@ test("a push after someone else pushed is rejected, and a replay on the fetched 
   await run("git", ["clone", "-q", url, clone]);
   await mkdir(join(clone, "apps/team-b/api"), { recursive: true });
   await writeFile(join(clone, "apps/team-b/api/app.yaml"), renderObject({ ...app("api", "u"), metadata: { name: "api", namespace: "team-b" } }));
-  await gitCli(clone, "add", ".");
-  await gitCli(clone, "commit", "-qm", "user adds api");
-  await gitCli(clone, "push", "-q", "origin", "HEAD:main");
+  await pushByHand(clone, "user adds api");
 
   const change = new Map([["apps/team-a/web/app.yaml", renderObject(app("web", "ours"))]]);
   const refused = (await ours.commit(change, "operator adds web")) ?? "";
@@ -357,8 +371,7 @@ test("after a rejected push, a fetch downloads only the commits the clone lacks"
   const ours = await ConfigRepo.open({ url, dir });
   // The user pushes one more; our push on the old head is rejected; the fetch then takes one commit.
   await writeFile(join(clone, "apps/team-a/web/notes.txt"), "last\n");
-  await gitCli(clone, "commit", "-qam", "user last");
-  await gitCli(clone, "push", "-q", "origin", "HEAD:main");
+  await pushByHand(clone, "user last");
   await ours.commit(new Map([["apps/team-a/web/app.yaml", obj("App", "team-a", "web")]]), "ours");
   await t.throwsAsync(ours.push(), { instanceOf: PushRejectedError });
   const packs = async () => new Set((await run("ls", [join(dir, ".git/objects/pack")])).stdout.split("\n").filter((f) => f.endsWith(".idx")));
@@ -382,8 +395,7 @@ test("the newest commit of Slipway's that changed a file is found past other peo
   const clone = await temp();
   await run("git", ["clone", "-q", url, clone]);
   await writeFile(join(clone, path), renderObject(app("web", "user")));
-  await gitCli(clone, "commit", "-qam", "user edits web");
-  await gitCli(clone, "push", "-q", "origin", "HEAD:main");
+  await pushByHand(clone, "user edits web");
   const head = (await ours.fetch()) ?? "";
   await ours.resetTo(head);
 
@@ -417,14 +429,9 @@ test("changedDirs names the App directories a push changed, and filesIn reads on
   await rm(join(clone, "apps/team-a/c"), { recursive: true });
   await mkdir(join(clone, "apps/team-b/d"), { recursive: true });
   await writeFile(join(clone, "apps/team-b/d/app.yaml"), renderObject({ ...app("d", "r/x@sha256:" + "3".repeat(64)), metadata: { name: "d", namespace: "team-b" } }));
-  await gitCli(clone, "add", "-A");
-  await gitCli(clone, "commit", "-qm", "by hand");
-  await gitCli(clone, "push", "-q", "origin", "HEAD:main");
+  await pushByHand(clone, "by hand");
 
-  const head = await repo.fetch();
-  if (!head) throw new Error("no head");
-  await repo.resetTo(head);
-  const dirs = await repo.changedDirs(first, head);
+  const { head, dirs } = await takePush(repo);
   t.deepEqual([...dirs].filter((d) => d.split("/").length === 3).sort(), ["apps/team-a/b", "apps/team-a/c", "apps/team-a/e", "apps/team-b/d"]);
   t.false(dirs.has("apps/team-a/a"));
   // The parents whose lists the push can have left stale: team-a (c went, e lost its objects), apps (team-b came).
@@ -449,13 +456,8 @@ test("changedDirs names the App directories a push changed, and filesIn reads on
   // A push that only edits an App's files names that App's directory alone, and regenerates nothing above it.
   await gitCli(clone, "pull", "-q", "origin", "main");
   await writeFile(join(clone, "apps/team-a/a/app.yaml"), renderObject(app("a", "r/x@sha256:" + "4".repeat(64))));
-  await gitCli(clone, "commit", "-qam", "edit a");
-  await gitCli(clone, "push", "-q", "origin", "HEAD:main");
-  const before = await repo.head();
-  const edited = await repo.fetch();
-  if (!before || !edited) throw new Error("no head");
-  await repo.resetTo(edited);
-  const editedDirs = await repo.changedDirs(before, edited);
+  await pushByHand(clone, "edit a");
+  const { dirs: editedDirs } = await takePush(repo);
   t.deepEqual([...editedDirs], ["apps/team-a/a"]);
   t.is(await repo.commit(new Map(), "regenerate", { dirs: editedDirs }), undefined, "nothing was stale");
 
@@ -463,13 +465,8 @@ test("changedDirs names the App directories a push changed, and filesIn reads on
   await rm(join(clone, "apps/team-a/b/app.yaml"));
   await rm(join(clone, "apps/team-a/b/releases"), { recursive: true });
   await writeFile(join(clone, "apps/team-a/b/NOTES.md"), "retired\n");
-  await gitCli(clone, "add", "-A");
-  await gitCli(clone, "commit", "-qm", "retire b");
-  await gitCli(clone, "push", "-q", "origin", "HEAD:main");
-  const retired = await repo.fetch();
-  if (!retired) throw new Error("no head");
-  await repo.resetTo(retired);
-  const retiredDirs = await repo.changedDirs(edited, retired);
+  await pushByHand(clone, "retire b");
+  const { dirs: retiredDirs } = await takePush(repo);
   t.deepEqual([...retiredDirs].sort(), ["apps/team-a", "apps/team-a/b"]);
   t.truthy(await repo.commit(new Map(), "regenerate", { dirs: retiredDirs }));
   t.notRegex((await repo.readFile("apps/team-a/kustomization.yaml")) ?? "", /- b\n/);
@@ -483,14 +480,8 @@ test("a first push of an App into a repository with no apps/ yet: regenerating w
   await run("git", ["clone", "-q", url, clone]);
   await mkdir(join(clone, "apps/team-a/shop"), { recursive: true });
   await writeFile(join(clone, "apps/team-a/shop/app.yaml"), renderObject(app("shop", "r/x@sha256:" + "1".repeat(64))));
-  await gitCli(clone, "add", "-A");
-  await gitCli(clone, "commit", "-qm", "shop: new app");
-  await gitCli(clone, "push", "-q", "origin", "HEAD:main");
-  const before = await repo.head();
-  const head = await repo.fetch();
-  if (!before || !head) throw new Error("no head");
-  await repo.resetTo(head);
-  const dirs = await repo.changedDirs(before, head);
+  await pushByHand(clone, "shop: new app");
+  const { dirs } = await takePush(repo);
   t.deepEqual([...dirs].sort(), ["", "apps", "apps/team-a", "apps/team-a/shop"]);
   t.truthy(await repo.commit(new Map(), "regenerate", { dirs }));
   t.regex((await repo.readFile("apps/team-a/kustomization.yaml")) ?? "", /- shop\n/);

@@ -311,8 +311,7 @@ export class ConfigRepo {
       if (depth === 3 || a === undefined || b === undefined) {
         // An App's directory (or a whole directory that appeared or went): everything below is one change.
         out.add(prefix);
-        const listed = async (tree: string | undefined) => tree !== undefined && (depth < 3 || (await this.#treeHasObjects("app", tree)));
-        if (a === undefined || b === undefined || (await listed(a)) !== (await listed(b))) out.add(parentOf(prefix));
+        if (a === undefined || b === undefined || (await this.#treeHasObjects("app", a)) !== (await this.#treeHasObjects("app", b))) out.add(parentOf(prefix));
         if (depth < 3) for (const tree of [a, b]) if (tree) await this.#dirsBelow(tree, prefix, depth, out);
         return;
       }
@@ -564,10 +563,9 @@ export class ConfigRepo {
   async #changedTree(parent: string, changes: FileChanges, allowEmpty: boolean, extra: Iterable<string>): Promise<string | undefined> {
     const base = await this.#treeOf(parent);
     const root = await this.#load(base);
-    const dirs = new Set<string>();
     // changedDirs() names the parents whose lists a push may have left stale; the other parents' lists are
     // regenerated only when a regeneration below makes them change (#regenerate).
-    for (const dir of extra) dirs.add(dir);
+    const dirs = new Set<string>(extra);
     for (const [path, content] of changes) {
       const parts = path.split("/");
       const name = parts.pop() ?? path;
