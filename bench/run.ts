@@ -1088,7 +1088,8 @@ async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "
           });
         }
       }));
-      const made = () => user("log", "--format=%s", `${mark}..origin/main`).then((log) => log.split("\n").filter((s) => /: release v[0-9]+: set BENCH_SET /.test(s)).length);
+      const released = (subject: string) => /: release v[0-9]+: set BENCH_SET /.test(subject);
+      const made = () => user("log", "--format=%s", `${mark}..origin/main`).then((log) => log.split("\n").filter(released).length);
       let commits = 0;
       await pollEvery(1000, SCALE_WAIT_S * 1000, async () => {
         await user("fetch", "-q", "origin");
@@ -1099,7 +1100,7 @@ async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "
         // for a few Apps without their commit, where each one is: its commits since, its Releases, its status.
         const metrics = (await operator.metrics().catch(() => "")).split("\n").filter((l) => /^slipway_(gitops|reconcile)_/.test(l) && !/_bucket/.test(l));
         const subjects = (await user("log", "--format=%s", `${mark}..origin/main`).catch(() => "")).split("\n");
-        const missing = names.filter((name) => !subjects.some((s) => s.startsWith(`${ns}/${name}: release v`) && s.includes(": set BENCH_SET ")));
+        const missing = names.filter((name) => !subjects.some((s) => s.startsWith(`${ns}/${name}: `) && released(s)));
         const where = await Promise.all(missing.slice(0, 5).map(async (name) => {
           const a = await kube.get<App & KubeObject>(V, "App", ns, name).catch((e: unknown) => ({ error: String(e) }));
           const rs = await kube.list<Release & KubeObject>(V, "Release", ns, undefined, `spec.app=${name}`).catch(() => ({ items: [] }));
