@@ -423,7 +423,14 @@ async function buildsWithTekton(cp: ControlPlane): Promise<void> {
 // ------------------------------------------------------------------------------ the operator at scale
 
 /** `node dist/operator/main.js` as its own process, so its memory is its own; /metrics on a free port. */
-interface OperatorProcess { pid: number; metrics(): Promise<string>; stop(): Promise<void>; readonly output: string }
+interface OperatorProcess {
+  pid: number;
+  metrics(): Promise<string>;
+  /** With BENCH_HEAP_DIR: a heap snapshot of the process, written there. */
+  heapSnapshot(): Promise<void>;
+  stop(): Promise<void>;
+  readonly output: string;
+}
 
 async function freePort(): Promise<number> {
   const server = createServer();
@@ -450,8 +457,12 @@ async function deployedMemoryEnv(): Promise<Record<string, string>> {
 
 async function startOperatorProcess(cp: ControlPlane, ns: string, env: Record<string, string> = {}): Promise<OperatorProcess> {
   const port = await freePort();
-  // BENCH_PROFILE_DIR=dir writes a V8 CPU profile of each operator process there when it stops.
-  const profile = process.env.BENCH_PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : [];
+  // BENCH_PROFILE_DIR=dir writes a V8 CPU profile of each operator process there when it stops; BENCH_HEAP_DIR=dir
+  // lets heapSnapshot() write a heap snapshot there.
+  const profile = [
+    ...(process.env.BENCH_PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : []),
+    ...(process.env.BENCH_HEAP_DIR ? ["--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${process.env.BENCH_HEAP_DIR}`] : []),
+  ];
   const child = spawn(process.execPath, [...profile, join(repoRoot, "dist", "operator", "main.js")], {
     env: { ...process.env, ...(await deployedMemoryEnv()), KUBECONFIG: cp.kubeconfigPath, WATCH_NAMESPACE: ns, HTTP_PORT: String(port), LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "pipe"],
@@ -466,6 +477,14 @@ async function startOperatorProcess(cp: ControlPlane, ns: string, env: Record<st
   return {
     pid: child.pid!,
     metrics: () => get("/metrics"),
+    async heapSnapshot() {
+      if (!process.env.BENCH_HEAP_DIR) return;
+      child.kill("SIGUSR2");
+      // The snapshot is written on the main thread: the process answers again once it is done.
+      await new Promise((r) => setTimeout(r, 1000));
+      await get("/metrics");
+      process.stderr.write(`heap snapshot written to ${process.env.BENCH_HEAP_DIR}\n`);
+    },
     /** The last 4,000 characters the process wrote (warnings and errors: LOG_LEVEL is warn). */
     get output() {
       return output;
@@ -931,11 +950,13 @@ async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "
   const app = (name: string) => `apiVersion: ${V}\nkind: App\nmetadata:\n  name: ${name}\n  namespace: ${ns}\nspec:\n  image: ${IMAGE}\n  processes:\n    web:\n      replicas: 1\n  routing:\n    enabled: false\n`;
   const config = (name: string, greeting: string) => `apiVersion: ${V}\nkind: Config\nmetadata:\n  name: ${name}\n  namespace: ${ns}\nspec:\n  env:\n    GREETING: "${greeting}"\n`;
   const dirOf = (name: string) => join(clone, "apps", ns, name);
-  // As a user does: a push rejected because Slipway committed meanwhile is rebased and pushed again.
+  // As a user does: a push rejected because Slipway committed meanwhile is rebased and pushed again. Returns
+  // the number of tries.
   const push = async () => {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await user("push", "-q", "origin", "HEAD:main");
+        await user("push", "-q", "origin", "HEAD:main");
+        return attempt;
       } catch (err) {
         if (attempt >= 5) throw err;
         await user("pull", "-q", "--rebase", "origin", "main");
@@ -987,12 +1008,13 @@ async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "
       await writeFile(join(dirOf(name), "config.yaml"), config(name, `edit-${i}`));
       await user("commit", "-qam", `${name}: edit ${i}`);
       t0 = performance.now();
-      await push();
+      const tries = await push();
       await webhook();
+      const pushed = `pushed ${Math.round(since(t0))} ms${tries > 1 ? ` (${tries} tries)` : ""}`;
       const steps = process.env.BENCH_TRACE ? traceEdit(kube, ns, name, t0) : undefined;
       await pollEvery(20, 60_000, async () => isReady(await kube.get<App & KubeObject>(V, "App", ns, name), "v2"), `${name} Ready with v2`);
       one.push(since(t0));
-      if (steps) process.stderr.write(`  ${name}: ${(await steps()).join(", ")}, Ready ${Math.round(since(t0))} ms\n`);
+      if (steps) process.stderr.write(`  ${name}: ${[pushed, ...(await steps())].join(", ")}, Ready ${Math.round(since(t0))} ms\n`);
     }
     profileWindow(`${label}: 20 pushes editing 1 app`, edits0);
     record(`${label}: push editing 1 app → its new release Ready (p50 of 20)`, median(one) / 1000, "s", 1);
@@ -1122,6 +1144,7 @@ async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "
       gauge("nodejs_heap_size_used_bytes"), "MiB");
     const passes = [...metrics.matchAll(/^slipway_gitops_passes_total\{result="([a-z]+)"\} (\S+)$/gm)].map((m) => `${m[1]} ${m[2]}`).join(", ");
     report(`${label}: GitOps passes (${passes})`, histogramQuantile(metrics, "slipway_gitops_pass_duration_seconds", 0.5).value * 1000, "ms p50");
+    await operator.heapSnapshot();
   } finally {
     await memory.stop();
     await operator.stop();

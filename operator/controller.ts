@@ -8,7 +8,7 @@ import type { PlatformSettings } from "../functions/render.js";
 import { AppReconciler, rolledOut, type DeploymentObject } from "./app-reconciler.js";
 import type { CachedKind, ClusterCache } from "./cache.js";
 import { Informers, type Informer, type InformerEventType, type InformerSpec } from "./informers.js";
-import { isConflict, type Kube, type KubeObject } from "./kube.js";
+import { digest, isConflict, type Kube, type KubeObject } from "./kube.js";
 import { log as rootLog } from "./log.js";
 import { queueDepth, reconcileDuration, reconcileErrors, reconcileTotal, releasesCut } from "./metrics.js";
 import { ApiReader, CachedReader } from "./reader.js";
@@ -137,7 +137,7 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
     { name: "releases", apiVersion: API_VERSION, kind: "Release", path: `/apis/${API_VERSION}${inNs}/releases`, trim: "managedFields", indexBy: releaseApp },
     {
       name: "deployments", apiVersion: "apps/v1", kind: "Deployment", path: `/apis/apps/v1${inNs}/deployments`,
-      labelSelector: LABELS.app, trim: "managedFields",
+      labelSelector: LABELS.app, trim: "rollout",
     },
   ];
   const [apps, configs, releases, deployments] = specs.map((s) => informers.add(s)) as [Informer, Informer, Informer, Informer];
@@ -155,6 +155,9 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
   let cachesFilled: () => void = () => undefined;
   const filled = new Promise<void>((resolve) => (cachesFilled = resolve));
   const reader = new CachedReader({ apps, configs, releases, deployments, synced, fallback: new ApiReader(kube) });
+  for (const [informer, kind] of [[apps, "App"], [configs, "Config"], [releases, "Release"]] as const) {
+    informer.on((type, obj) => reader.observed(kind, obj, type === "delete"));
+  }
   const reconciler = new AppReconciler({
     kube, log, platform: options.platform, reader, secrets: new SecretDigests(kube, secrets), onReleaseCut: () => releasesCut.inc(),
   });
@@ -190,7 +193,7 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorH
   const lastSeen = new Map<string, string>();
   const unlessOnlyStatus = (kind: string, fields: (m: KubeObject["metadata"], obj: KubeObject) => unknown[]) => (obj: KubeObject) => {
     const key = `${kind}/${byName(obj)}`;
-    const fingerprint = JSON.stringify([obj.metadata.uid, ...fields(obj.metadata, obj)]);
+    const fingerprint = digest(JSON.stringify([obj.metadata.uid, ...fields(obj.metadata, obj)]));
     if (lastSeen.get(key) === fingerprint) return false;
     lastSeen.set(key, fingerprint);
     return true;

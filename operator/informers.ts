@@ -12,11 +12,13 @@ import { ownershipOnly, type ManagedFieldsEntry } from "./releases.js";
 export type InformerEventType = "add" | "update" | "delete";
 
 /**
- * What a cache keeps of an object's metadata.managedFields, which is a large part of an object (a third of a
- * Deployment's size): "managedFields" drops it; "ownership" keeps who owns the spec and the rollback annotation,
- * which say who asked for a release (releases.ts, ownershipOnly).
+ * What a cache leaves out of the objects it keeps. metadata.managedFields is a large part of an object (a third
+ * of a Deployment's size): "managedFields" drops it; "ownership" keeps who owns the spec and the rollback
+ * annotation, which say who asked for a release (releases.ts, ownershipOnly). "rollout" drops managedFields and
+ * a Deployment's pod template, keeping what its rollout is read from (replicas, selector, status): the operator
+ * renders the template itself and never reads it back.
  */
-export type Trim = "managedFields" | "ownership";
+export type Trim = "managedFields" | "ownership" | "rollout";
 
 export interface InformerSpec {
   /** A name for logs ("apps", "pipelineruns"). */
@@ -35,11 +37,13 @@ export interface InformerSpec {
 
 export type InformerHandler = (type: InformerEventType, obj: KubeObject) => void;
 
-function trim<T extends { metadata?: object }>(obj: T, how: Trim): T {
+/** Leaves out of `obj` (in place) what `how` says the cache does not keep; returns it. */
+export function trim<T extends { metadata?: object }>(obj: T, how: Trim): T {
   const meta = obj.metadata as { managedFields?: ManagedFieldsEntry[] } | undefined;
   if (!meta) return obj;
-  if (how === "managedFields") delete meta.managedFields;
-  else meta.managedFields = ownershipOnly(meta.managedFields);
+  if (how === "ownership") meta.managedFields = ownershipOnly(meta.managedFields);
+  else delete meta.managedFields;
+  if (how === "rollout") delete (obj as { spec?: { template?: unknown } }).spec?.template;
   return obj;
 }
 

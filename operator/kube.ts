@@ -2,7 +2,7 @@
 // JSON over the API server's REST paths. Authentication and TLS come from @kubernetes/client-node's KubeConfig.
 import http from "node:http";
 import https from "node:https";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import os from "node:os";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { redactDeep, redactUrls } from "./redact.js";
@@ -151,7 +151,15 @@ const KNOWN_PLURALS: Record<string, string> = {
 export function specFingerprint(obj: KubeObject | undefined): string {
   if (!obj) return "";
   const m = obj.metadata;
-  return JSON.stringify([m.uid, m.generation, m.labels ?? {}, m.annotations ?? {}, m.deletionTimestamp ?? null]);
+  return digest(JSON.stringify([m.uid, m.generation, m.labels ?? {}, m.annotations ?? {}, m.deletionTimestamp ?? null]));
+}
+
+/**
+ * A short digest of a fingerprint, for maps that keep one per object: the JSON itself (labels and annotations)
+ * was 4 MiB of the operator's heap with 3,000 Apps and their Releases.
+ */
+export function digest(text: string): string {
+  return createHash("sha256").update(text).digest("base64");
 }
 
 /** What clients of one API server share: the keep-alive agent and the kinds' REST paths. */

@@ -68,6 +68,33 @@ test("an App gone from the cache reads as deleted even after the operator wrote 
   t.is(await reader.app("ns", "shop"), undefined);
 });
 
+test("what the reader keeps of a write goes when the cache takes in the written version or a later one, not a stale one", async (t) => {
+  const { caches, reader } = setup();
+  caches.apps.put(app("10"));
+  reader.wrote(app("10"), app("11"));
+  reader.wrote(app("11"), app("12"));
+  // Events of the versions the writes replaced arrive late: the writes are still newer.
+  reader.observed("App", app("10"), false);
+  reader.observed("App", app("11"), false);
+  t.is(reader.remembered, 1);
+  t.is((await reader.app("ns", "shop"))?.metadata.resourceVersion, "12");
+  // The cache holds the written version: nothing is kept, though nobody reads the App again.
+  caches.apps.put(app("12"));
+  reader.observed("App", app("12"), false);
+  t.is(reader.remembered, 0);
+  t.is((await reader.app("ns", "shop"))?.metadata.resourceVersion, "12");
+
+  // Someone else's later write, and a deletion, also end what is kept; so does a created Release's arrival.
+  reader.wrote(app("12"), app("13"));
+  reader.observed("App", app("14"), false);
+  reader.wrote(app("14"), app("15"));
+  reader.observed("App", app("14"), true);
+  reader.created(release(2, "5"));
+  t.is(reader.remembered, 1);
+  reader.observed("Release", release(2, "5"), false);
+  t.is(reader.remembered, 0);
+});
+
 test("a Release the operator created is listed, in version order, until the cache holds it", async (t) => {
   const { caches, reader } = setup();
   caches.releases.put(release(1));

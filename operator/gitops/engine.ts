@@ -28,7 +28,7 @@ import { decide, UNKNOWN, type Base, type Decision } from "./merge.js";
 import { commitMessage, conflictMessage, gitCredit, type ObjectChange } from "./messages.js";
 import type { ArgoCdLink } from "./argocd.js";
 import { Lru } from "./lru.js";
-import { PushRejectedError, type ConfigRepo, type FileChanges } from "./repo.js";
+import { ownId, PushRejectedError, type ConfigRepo, type FileChanges } from "./repo.js";
 
 export const GITOPS_FIELD_MANAGER = "slipway-gitops";
 const PUSH_ATTEMPTS = 5;
@@ -407,7 +407,7 @@ export class GitOpsEngine {
         if (action === "commit") {
           this.#deleted.delete(key);
           // The commit holds the cluster's text (or held it already, when there was nothing to commit).
-          if (item.cluster && head) await this.#recordCommit(item.cluster, key, head, item.clusterText && (await git.hashBlob({ object: item.clusterText })).oid);
+          if (item.cluster && head) await this.#recordCommit(item.cluster, key, head, item.clusterText && ownId((await git.hashBlob({ object: item.clusterText })).oid));
         } else if (action === "none") {
           if (!item.cluster) this.#deleted.delete(key);
           if (item.decision.record && item.cluster && head) await this.#recordCommit(item.cluster, key, head, item.gitBlob);
