@@ -93,6 +93,15 @@ test("what the reader keeps of a write goes when the cache takes in the written 
   t.is(reader.remembered, 1);
   reader.observed("Release", release(2, "5"), false);
   t.is(reader.remembered, 0);
+
+  // A write's watch event that came before its answer: the cache holds the write already, so nothing is kept.
+  caches.apps.put(app("17"));
+  reader.observed("App", app("17"), false);
+  reader.wrote(app("16"), app("17"));
+  caches.releases.put(release(3, "8"));
+  reader.created(release(3, "8"));
+  t.is(reader.remembered, 0);
+  t.is((await reader.app("ns", "shop"))?.metadata.resourceVersion, "17");
 });
 
 test("a Release the operator created is listed, in version order, until the cache holds it", async (t) => {

@@ -139,6 +139,11 @@ export class CachedReader implements ObjectReader {
 
   wrote(before: KubeObject, after: KubeObject): void {
     const key = keyOf(after.kind, after.metadata.namespace, after.metadata.name);
+    // The watch event of a write often comes before its answer: then the cache holds the write already.
+    if (this.#cacheOf(after.kind)?.get(after.metadata.name, after.metadata.namespace)?.metadata.resourceVersion === after.metadata.resourceVersion) {
+      this.#written.delete(key);
+      return;
+    }
     const entry = this.#written.get(key) ?? { replaced: new Set<string>(), latest: after };
     if (before.metadata.resourceVersion) entry.replaced.add(before.metadata.resourceVersion);
     entry.latest = after;
@@ -146,6 +151,7 @@ export class CachedReader implements ObjectReader {
   }
 
   created(release: ReleaseObject): void {
+    if (this.#releases.get(release.metadata.name, release.metadata.namespace)) return;
     this.#created.set(keyOf("Release", release.metadata.namespace, release.metadata.name), release);
   }
 
@@ -166,6 +172,10 @@ export class CachedReader implements ObjectReader {
     const rv = obj.metadata.resourceVersion;
     if (written && (deleted || !rv || !written.replaced.has(rv))) this.#written.delete(key);
     if (kind === "Release") this.#created.delete(key);
+  }
+
+  #cacheOf(kind: string): Cache<KubeObject> | undefined {
+    return kind === "App" ? this.#apps : kind === "Config" ? this.#configs : kind === "Release" ? this.#releases : undefined;
   }
 
   #fresh(kind: string, cached: KubeObject | undefined, namespace: string, name: string): KubeObject | undefined {
