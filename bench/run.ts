@@ -233,6 +233,14 @@ async function createNamespace(cp: ControlPlane, ns: string): Promise<void> {
     () => `no default ServiceAccount in ${ns}`);
 }
 
+/** Deletes a namespace and waits until it is gone (its objects deleted by the namespace controller and GC). */
+async function deleteNamespace(cp: ControlPlane, ns: string): Promise<void> {
+  const t0 = performance.now();
+  await cp.kubectlOk(["delete", "namespace", ns, "--wait=false"]);
+  await waitFor(async () => (await cp.kubectl(["get", "namespace", ns])).code !== 0, 15 * 60_000, () => `namespace ${ns} is still there`);
+  process.stderr.write(`  namespace ${ns} deleted in ${Math.round(since(t0) / 1000)} s\n`);
+}
+
 async function deploymentRollout(cp: ControlPlane): Promise<void> {
   const ns = "bench";
   await createNamespace(cp, ns);
@@ -1373,7 +1381,12 @@ if (["controlplane", "operator", "gitops", "scale", "gitops-scale", "flux"].some
       const root = await mkdtemp(join(tmpdir(), "slipway-bench-gitserver-"));
       const server = await startGitServer({ root });
       try {
-        for (const count of gitopsSizes()) await gitOpsAtScale(cp, server, count);
+        const sizes = gitopsSizes();
+        for (const [i, count] of sizes.entries()) {
+          await gitOpsAtScale(cp, server, count);
+          // Each size is measured with its own apps on the control plane, not with the smaller sizes' left over.
+          if (i < sizes.length - 1) await deleteNamespace(cp, `bench-gitops-${count}`);
+        }
         // Flat: the time for one app's edit does not grow with the number of apps beside it.
         const smallest = Math.min(...editOneP50.keys());
         for (const [count, p50] of editOneP50) {
