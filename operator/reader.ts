@@ -155,17 +155,17 @@ export class CachedReader implements ObjectReader {
     this.#created.set(keyOf("Release", release.metadata.namespace, release.metadata.name), release);
   }
 
+  /** How many written and created objects the reader holds on to (until the caches catch up). */
+  get remembered(): number {
+    return this.#written.size + this.#created.size;
+  }
+
   /**
    * A cache took in an event for `obj` (its handlers run after it did): once the cache holds a version no write
    * of ours replaced, or holds the object no more, what the reader remembers of it goes. Without this, an object
    * written and not read again (an App between edits) was kept whole, managedFields and all: 12.5 MiB of the
    * heap with 3,000 Apps (a heap snapshot of the bench's operator).
    */
-  /** How many written and created objects the reader holds on to (until the caches catch up). */
-  get remembered(): number {
-    return this.#written.size + this.#created.size;
-  }
-
   observed(kind: "App" | "Config" | "Release", obj: KubeObject, deleted: boolean): void {
     const key = keyOf(kind, obj.metadata.namespace, obj.metadata.name);
     const written = this.#written.get(key);
