@@ -1022,7 +1022,7 @@ async function gitOpsAtScale(cp: ControlPlane, server: Pick<GitServer, "url" | "
       const tries = await push();
       pushes.push(since(t0));
       await webhook();
-      const pushed = `pushed ${Math.round(since(t0))} ms${tries > 1 ? ` (${tries} tries)` : ""}`;
+      const pushed = `pushed ${Math.round(pushes.at(-1) ?? 0)} ms${tries > 1 ? ` (${tries} tries)` : ""}`;
       const steps = process.env.BENCH_TRACE ? traceEdit(kube, ns, name, t0) : undefined;
       await pollEvery(20, 60_000, async () => isReady(await kube.get<App & KubeObject>(V, "App", ns, name), "v2"), `${name} Ready with v2`);
       one.push(since(t0));
