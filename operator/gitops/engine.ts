@@ -4,7 +4,6 @@
 // (replaying them on a rejected push), then applies Git's changes and records commits in status. Passes for
 // different Apps run concurrently; whatever moves the local branch (a commit and its push, a fetch) runs one
 // at a time (#exclusive). A sync reconciles only the Apps whose directories a new head changed.
-import git from "isomorphic-git";
 import type { Logger } from "pino";
 import type { App, ObjectMeta, Release } from "../../crds/v1alpha1.js";
 import { ANNOTATIONS, API_VERSION } from "../../crds/v1alpha1.js";
@@ -28,7 +27,7 @@ import { decide, UNKNOWN, type Base, type Decision } from "./merge.js";
 import { commitMessage, conflictMessage, gitCredit, type ObjectChange } from "./messages.js";
 import type { ArgoCdLink } from "./argocd.js";
 import { Lru } from "./lru.js";
-import { ownId, PushRejectedError, type ConfigRepo, type FileChanges } from "./repo.js";
+import { blobId, PushRejectedError, type ConfigRepo, type FileChanges } from "./repo.js";
 
 export const GITOPS_FIELD_MANAGER = "slipway-gitops";
 const PUSH_ATTEMPTS = 5;
@@ -407,7 +406,7 @@ export class GitOpsEngine {
         if (action === "commit") {
           this.#deleted.delete(key);
           // The commit holds the cluster's text (or held it already, when there was nothing to commit).
-          if (item.cluster && head) await this.#recordCommit(item.cluster, key, head, item.clusterText && ownId((await git.hashBlob({ object: item.clusterText })).oid));
+          if (item.cluster && head) await this.#recordCommit(item.cluster, key, head, item.clusterText && (await blobId(item.clusterText)));
         } else if (action === "none") {
           if (!item.cluster) this.#deleted.delete(key);
           if (item.decision.record && item.cluster && head) await this.#recordCommit(item.cluster, key, head, item.gitBlob);

@@ -125,8 +125,13 @@ const gitFs = {
  * bytes), and the ids it parses out of a commit are slices that keep the commit's whole text alive. With 3,000
  * Apps those were 3 MiB of the operator's heap (a heap snapshot of the bench's operator).
  */
-export function ownId(oid: string): string {
+function ownId(oid: string): string {
   return Buffer.from(oid, "latin1").toString("latin1");
+}
+
+/** The blob id of a file's content (nothing written), in a string of its own (ownId). */
+export async function blobId(content: string): Promise<string> {
+  return ownId((await git.hashBlob({ object: content })).oid);
 }
 
 export class PushRejectedError extends Error {
@@ -551,13 +556,13 @@ export class ConfigRepo {
     const after = new Map(before);
     for (const [path, content] of changes) {
       if (content === null) after.delete(path);
-      else after.set(path, { mode: "100644", oid: ownId(await git.writeBlob({ fs: gitFs, dir: this.dir, blob: Buffer.from(content) })) });
+      else after.set(path, { mode: "100644", oid: await this.#storeBlob(content) });
     }
     for (const path of [...after.keys()]) if (isManagedKustomization(path)) after.delete(path);
     for (const [path, content] of kustomizations(after.keys())) {
       // Written only when new: a tree whose kustomization.yaml files are right costs no writes.
-      const oid = ownId((await git.hashBlob({ object: content })).oid);
-      if (before.get(path)?.oid !== oid) await git.writeBlob({ fs: gitFs, dir: this.dir, blob: Buffer.from(content) });
+      const oid = await blobId(content);
+      if (before.get(path)?.oid !== oid) await this.#storeBlob(content);
       after.set(path, { mode: "100644", oid });
     }
     const unchanged =
@@ -587,13 +592,13 @@ export class ConfigRepo {
         if (node && node.entries.get(name)?.type !== "tree" && node.entries.delete(name)) node.dirty = true;
       } else {
         const node = await this.#walk(root, parts, true);
-        const oid = ownId(await git.writeBlob({ fs: gitFs, dir: this.dir, blob: Buffer.from(content) }));
+        const oid = await this.#storeBlob(content);
         node?.entries.set(name, { mode: "100644", oid, type: "blob" });
         if (node) node.dirty = true;
       }
     }
     await this.#regenerate(root, dirs);
-    const tree = (await this.#writeNode(root)) ?? ownId(await git.writeTree({ fs: gitFs, dir: this.dir, tree: [] }));
+    const tree = (await this.#writeNode(root)) ?? (await this.#storeTree([]));
     return tree === base && !allowEmpty ? undefined : tree;
   }
 
@@ -686,9 +691,9 @@ export class ConfigRepo {
       if (current && node.entries.delete(KUSTOMIZATION)) node.dirty = true;
       return;
     }
-    const oid = ownId((await git.hashBlob({ object: content })).oid);
+    const oid = await blobId(content);
     if (current?.oid === oid && current.mode === "100644") return;
-    if (current?.oid !== oid) await git.writeBlob({ fs: gitFs, dir: this.dir, blob: Buffer.from(content) });
+    if (current?.oid !== oid) await this.#storeBlob(content);
     node.entries.set(KUSTOMIZATION, { mode: "100644", oid, type: "blob" });
     node.dirty = true;
   }
@@ -738,6 +743,16 @@ export class ConfigRepo {
       }
     }
     return false;
+  }
+
+  /** Writes a blob; its id in a string of its own (ownId). */
+  async #storeBlob(content: string): Promise<string> {
+    return ownId(await git.writeBlob({ fs: gitFs, dir: this.dir, blob: Buffer.from(content) }));
+  }
+
+  /** Writes a tree; its id in a string of its own (ownId). */
+  async #storeTree(tree: TreeEntry[]): Promise<string> {
+    return ownId(await git.writeTree({ fs: gitFs, dir: this.dir, tree }));
   }
 
   async #treeOf(commit: string): Promise<string> {
@@ -805,7 +820,7 @@ export class ConfigRepo {
     if (!changed && node.base) return node.base;
     // An unchanged entry is the cached tree's own object: a new namespace tree costs its changed entries only.
     const tree = [...node.entries].map(([path, e]): TreeEntry => (!e.node && "path" in e && e.path === path ? (e as TreeEntry) : { path, mode: e.mode, oid: e.oid, type: e.type }));
-    const oid = ownId(await git.writeTree({ fs: gitFs, dir: this.dir, tree }));
+    const oid = await this.#storeTree(tree);
     this.#remember(oid, tree);
     return oid;
   }
@@ -992,7 +1007,7 @@ export class ConfigRepo {
       const tree: { mode: string; path: string; oid: string; type: "blob" | "tree" }[] = [];
       for (const [name, file] of dir.files) tree.push({ mode: file.mode, path: name, oid: file.oid, type: "blob" });
       for (const [name, sub] of dir.dirs) tree.push({ mode: "040000", path: name, oid: await write(sub), type: "tree" });
-      return ownId(await git.writeTree({ fs: gitFs, dir: this.dir, tree }));
+      return this.#storeTree(tree);
     };
     return write(root);
   }
